@@ -1,0 +1,51 @@
+/**
+ * The API's one error model: RFC 9457 `application/problem+json`. `type` is stable and
+ * documented in docs/api.md; clients branch on it, people read `detail`.
+ */
+export const PROBLEM_BASE = 'https://gpt-agent-platform.dev/problems/';
+
+export const problemKinds = {
+  'validation-error': { status: 400, title: 'Request is invalid' },
+  'malformed-body': { status: 400, title: 'Request body is not valid JSON' },
+  unauthenticated: { status: 401, title: 'Authentication required' },
+  forbidden: { status: 403, title: 'Not allowed' },
+  'not-found': { status: 404, title: 'Not found' },
+  conflict: { status: 409, title: 'Conflict' },
+  'payload-too-large': { status: 413, title: 'Request body too large' },
+  'unsupported-media-type': { status: 415, title: 'Unsupported media type' },
+  'rate-limited': { status: 429, title: 'Too many requests' },
+  'internal-error': { status: 500, title: 'Internal error' },
+  'service-unavailable': { status: 503, title: 'Service temporarily unavailable' },
+} as const;
+
+export type ProblemKind = keyof typeof problemKinds;
+
+export interface Problem {
+  type: string;
+  title: string;
+  status: number;
+  detail: string;
+  instance?: string;
+  requestId?: string;
+  errors?: Array<{ path: string; message: string }>;
+}
+
+export class ProblemError extends Error {
+  readonly status: number;
+  constructor(
+    readonly kind: ProblemKind,
+    readonly detail: string,
+    readonly errors?: Problem['errors'],
+  ) {
+    super(detail);
+    this.name = 'ProblemError';
+    this.status = problemKinds[kind].status;
+  }
+}
+
+export function toProblem(kind: ProblemKind, detail: string, extra: Partial<Problem> = {}): Problem {
+  const { status, title } = problemKinds[kind];
+  return { type: PROBLEM_BASE + kind, title, status, detail, ...extra };
+}
+
+export const notFound = (what: string) => new ProblemError('not-found', `${what} does not exist or you do not have access to it.`);

@@ -1,0 +1,35 @@
+import type { Client } from '@temporalio/client';
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import type pg from 'pg';
+import { z } from 'zod';
+
+const READINESS_TIMEOUT_MS = 2_000;
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  return Promise.race([
+    promise,
+    new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms).unref()),
+  ]);
+}
+
+export function healthRoutes(deps: { pool: pg.Pool; temporal: Client }): FastifyPluginAsyncZod {
+  return async (app) => {
+    app.get('/healthz', { schema: { response: { 200: z.object({ status: z.literal('ok') }) } } }, async () => ({ status: 'ok' as const }));
+
+    const check = z.object({ status: z.enum(['ok', 'unavailable']), checks: z.object({ postgres: z.string(), temporal: z.string() }) });
+    app.get('/readyz', { schema: { response: { 200: check, 503: check } } }, async (_request, reply) => {
+      const [postgres, temporal] = await Promise.all([
+        withTimeout(deps.pool.query('select 1'), READINESS_TIMEOUT_MS).then(
+          () => 'ok',
+          () => 'unreachable',
+        ),
+        withTimeout(deps.temporal.workflowService.getSystemInfo({}), READINESS_TIMEOUT_MS).then(
+          () => 'ok',
+          () => 'unreachable',
+        ),
+      ]);
+      const ready = postgres === 'ok' && temporal === 'ok';
+      return reply.code(ready ? 200 : 503).send({ status: ready ? 'ok' : 'unavailable', checks: { postgres, temporal } });
+    });
+  };
+}

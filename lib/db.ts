@@ -1,0 +1,101 @@
+import pg from 'pg';
+import { databaseSettingsFor, type DatabaseRole, type Principal } from './principal.js';
+
+export type Tx = pg.PoolClient;
+
+export type PoolOptions = {
+  max?: number;
+  applicationName?: string;
+  /** Errors of idle pooled connections (e.g. the server restarted). pg already discards the
+   * connection; without a listener the 'error' event would crash the process. */
+  onIdleClientError?: (error: Error) => void;
+};
+
+export function createPool(connectionString: string, opts: PoolOptions = {}): pg.Pool {
+  const pool = new pg.Pool({
+    connectionString,
+    max: opts.max ?? 10,
+    ...(opts.applicationName ? { application_name: opts.applicationName } : {}),
+  });
+  pool.on('error', opts.onIdleClientError ?? (() => {}));
+  return pool;
+}
+
+/**
+ * Supabase's per-role statement timeouts (anon 3s, authenticated 8s). Role settings only load
+ * at login, not on a role switch, so the transaction applies them itself.
+ */
+const statementTimeoutFor: Record<DatabaseRole, string> = {
+  anon: '3s',
+  authenticated: '8s',
+};
+
+export class TransactionRolledBackError extends Error {
+  constructor() {
+    super('COMMIT rolled the transaction back: a statement inside it failed and its error was caught');
+    this.name = 'TransactionRolledBackError';
+  }
+}
+
+async function inTransaction<T>(
+  pool: pg.Pool,
+  role: DatabaseRole | 'service_role',
+  claims: Record<string, unknown>,
+  fn: (tx: Tx) => Promise<T>,
+): Promise<T> {
+  const client = await pool.connect();
+  let brokenConnection: Error | undefined;
+  // A connection that dies while checked out (server restart, terminated backend) emits
+  // 'error' outside any query; pg-pool only listens while the client is idle, and an
+  // unheard 'error' event would crash the process.
+  const onConnectionError = (error: Error) => {
+    brokenConnection = error;
+  };
+  client.on('error', onConnectionError);
+  try {
+    await client.query('begin');
+    // Transaction-local (is_local = true): the role and claims end with the transaction, so the
+    // next user of this pooled connection starts as authenticator with no claims.
+    if (role === 'service_role') {
+      // Operator tooling keeps the connection's own statement_timeout.
+      await client.query(
+        `select set_config('role', $1, true), set_config('request.jwt.claims', $2, true)`,
+        [role, JSON.stringify(claims)],
+      );
+    } else {
+      await client.query(
+        `select set_config('role', $1, true),
+                set_config('request.jwt.claims', $2, true),
+                set_config('statement_timeout', $3, true)`,
+        [role, JSON.stringify(claims), statementTimeoutFor[role]],
+      );
+    }
+    const result = await fn(client);
+    const commit = await client.query('commit');
+    // COMMIT of an aborted transaction answers ROLLBACK without an error.
+    if (commit.command === 'ROLLBACK') throw new TransactionRolledBackError();
+    return result;
+  } catch (error) {
+    try {
+      await client.query('rollback');
+    } catch (rollbackError) {
+      brokenConnection = rollbackError instanceof Error ? rollbackError : new Error(String(rollbackError));
+    }
+    throw error;
+  } finally {
+    client.removeListener('error', onConnectionError);
+    // Releasing with an error destroys the connection instead of returning it to the pool.
+    client.release(brokenConnection);
+  }
+}
+
+/** The one way request handlers and activities touch tenant data: one transaction whose first statement sets the role and claims transaction-locally. */
+export async function withPrincipal<T>(pool: pg.Pool, principal: Principal, fn: (tx: Tx) => Promise<T>): Promise<T> {
+  const { role, claims } = databaseSettingsFor(principal);
+  return inTransaction(pool, role, claims, fn);
+}
+
+/** Operator tooling, seeds and migrations only: never on a request path. */
+export async function withServiceRole<T>(pool: pg.Pool, fn: (tx: Tx) => Promise<T>): Promise<T> {
+  return inTransaction(pool, 'service_role', { role: 'service_role' }, fn);
+}

@@ -1,0 +1,252 @@
+/**
+ * `npm run dev`: the whole stack on one machine with a sandbox LLM and a demo organization.
+ * Starts Temporal (with its UI), Postgres, the sandbox LLM, the API and a worker; seeds a demo
+ * org, user and agent; prints how to start a run. Ctrl-C stops everything.
+ *
+ * Every real part can be swapped for an existing one with the same variables production uses:
+ * TEMPORAL_ADDRESS, DATABASE_URL (a superuser URL here, used to migrate), LLM_BASE_URL/LLM_API_KEY.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { SignJWT } from 'jose';
+import pg from 'pg';
+import { startFakeLlm, type FakeLlmServer } from '../tests/fakes/llm-server.js';
+import { customSearchAttributes } from '../workflows/search-attributes.js';
+import { prepareAppDatabase } from './stack/app-database.js';
+import { createDatabase, startPostgres, type PostgresHandle } from './stack/postgres.js';
+import { ensureTemporalCli } from './stack/temporal-cli.js';
+import { startTemporalDevServer, type TemporalDevServer } from './stack/temporal-server.js';
+import { waitForPort } from './stack/ports.js';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const dataDir = path.join(root, '.data');
+const smoke = process.argv.includes('--smoke');
+
+const DEMO = {
+  orgId: '00000000-0000-4000-8000-00000000d001',
+  userId: '00000000-0000-4000-8000-00000000d002',
+  agentId: '00000000-0000-4000-8000-00000000d003',
+  email: 'demo@example.com',
+};
+const API_PORT = Number(process.env.API_PORT ?? 3000);
+const TEMPORAL_PORT = 7233;
+const TEMPORAL_UI_PORT = 8233;
+
+const log = (msg: string) => console.log(`[dev] ${msg}`);
+const cleanups: Array<() => Promise<void>> = [];
+const children: ChildProcess[] = [];
+
+/** Dev-only secrets persist in .data so tokens and logins survive restarts; never used elsewhere. */
+async function devSecrets(): Promise<{ jwtSecret: string }> {
+  const file = path.join(dataDir, 'dev-secrets.json');
+  try {
+    return JSON.parse(await readFile(file, 'utf8')) as { jwtSecret: string };
+  } catch {
+    const secrets = { jwtSecret: randomBytes(32).toString('base64url') };
+    await writeFile(file, JSON.stringify(secrets, null, 2), { mode: 0o600 });
+    return secrets;
+  }
+}
+
+async function seedDemo(adminUrl: string): Promise<void> {
+  // Operator tooling: seeds run as the database owner, never through a request path.
+  const client = new pg.Client({ connectionString: adminUrl });
+  await client.connect();
+  try {
+    await client.query('begin');
+    await client.query(`insert into public.organizations (id, name) values ($1, 'Demo Sales Team') on conflict (id) do nothing`, [DEMO.orgId]);
+    await client.query(
+      `insert into public.organization_members (org_id, user_id, role) values ($1, $2, 'owner') on conflict do nothing`,
+      [DEMO.orgId, DEMO.userId],
+    );
+    await client.query(
+      `insert into public.agents (id, org_id, name, model, instructions, temperature, max_output_tokens)
+       values ($1, $2, 'Demo SDR', 'openai/gpt-4o-mini', 'You are a friendly sales development representative. Answer briefly.', 0.3, 512)
+       on conflict (id) do nothing`,
+      [DEMO.agentId, DEMO.orgId],
+    );
+    await client.query('commit');
+  } finally {
+    await client.end();
+  }
+}
+
+function startChild(name: string, script: string, env: NodeJS.ProcessEnv): ChildProcess {
+  const child = spawn(path.join(root, 'node_modules', '.bin', 'tsx'), [path.join(root, script)], {
+    cwd: root,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const prefix = (chunk: Buffer) =>
+    chunk
+      .toString()
+      .split('\n')
+      .filter(Boolean)
+      .forEach((line) => console.log(`[${name}] ${line}`));
+  child.stdout?.on('data', prefix);
+  child.stderr?.on('data', prefix);
+  child.on('exit', (code, signal) => {
+    if (!stopping) {
+      log(`${name} exited (${signal ?? code}); stopping the stack`);
+      void stop(1);
+    }
+  });
+  children.push(child);
+  return child;
+}
+
+let stopping = false;
+async function stop(code = 0): Promise<never> {
+  if (!stopping) {
+    stopping = true;
+    log('stopping…');
+    await Promise.all(
+      children.map(
+        (child) =>
+          new Promise<void>((resolve) => {
+            if (child.exitCode !== null || child.signalCode !== null) return resolve();
+            child.once('exit', () => resolve());
+            child.kill('SIGTERM');
+            setTimeout(() => child.kill('SIGKILL'), 15_000).unref();
+          }),
+      ),
+    );
+    for (const cleanup of cleanups.reverse()) await cleanup().catch((err: unknown) => log(`cleanup failed: ${String(err)}`));
+    log('stopped');
+  }
+  process.exit(code);
+}
+
+async function waitForReady(url: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      const res = await fetch(url);
+      if (res.ok) return;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) throw new Error(`${url} did not become ready within ${timeoutMs / 1000} s`);
+    await new Promise((r) => setTimeout(r, 300));
+  }
+}
+
+async function main(): Promise<void> {
+  process.on('SIGINT', () => void stop(0));
+  process.on('SIGTERM', () => void stop(0));
+  await mkdir(dataDir, { recursive: true });
+
+  // Temporal
+  let temporalAddress = process.env.TEMPORAL_ADDRESS;
+  let temporalUi = process.env.TEMPORAL_UI_URL;
+  if (!temporalAddress) {
+    const cliPath = await ensureTemporalCli(log);
+    await mkdir(path.join(dataDir, 'temporal'), { recursive: true });
+    const server: TemporalDevServer = await startTemporalDevServer({
+      cliPath,
+      port: TEMPORAL_PORT,
+      ui: true,
+      uiPort: TEMPORAL_UI_PORT,
+      dbFilename: path.join(dataDir, 'temporal', 'dev.db'),
+      searchAttributes: customSearchAttributes,
+    });
+    cleanups.push(() => server.stop());
+    temporalAddress = server.address;
+    temporalUi = server.uiUrl;
+    log(`Temporal dev server on ${temporalAddress}`);
+  }
+
+  // Postgres
+  const postgres: PostgresHandle = await startPostgres({ dataDir: path.join(dataDir, 'postgres'), log });
+  cleanups.push(() => postgres.stop());
+  const adminUrl = await createDatabase(postgres.adminUrl, 'gpt_agent_platform', { dropIfExists: false });
+  const { appUrl } = await prepareAppDatabase(adminUrl, log);
+  await seedDemo(adminUrl);
+
+  // LLM: the sandbox unless a real endpoint is configured.
+  let llmBaseUrl = process.env.LLM_BASE_URL;
+  let sandbox: FakeLlmServer | undefined;
+  if (!llmBaseUrl) {
+    sandbox = await startFakeLlm();
+    cleanups.push(() => sandbox!.close());
+    llmBaseUrl = sandbox.url;
+    log(`sandbox LLM (a local fake, not a real model) on ${llmBaseUrl}`);
+  }
+
+  const { jwtSecret } = await devSecrets();
+  const common = {
+    APP_ENV: 'development',
+    DATABASE_URL: appUrl,
+    TEMPORAL_ADDRESS: temporalAddress,
+    LOG_LEVEL: process.env.LOG_LEVEL ?? 'info',
+  };
+  startChild('worker', 'workers/main.ts', { ...common, LLM_BASE_URL: llmBaseUrl });
+  startChild('api', 'api/main.ts', { ...common, API_PORT: String(API_PORT), SUPABASE_JWT_SECRET: jwtSecret });
+  await waitForPort('127.0.0.1', API_PORT, 60_000);
+  const apiUrl = `http://127.0.0.1:${API_PORT}`;
+  await waitForReady(`${apiUrl}/readyz`, 60_000);
+
+  const token = await new SignJWT({ email: DEMO.email, role: 'authenticated' })
+    .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
+    .setSubject(DEMO.userId)
+    .setAudience('authenticated')
+    .setIssuedAt()
+    .setExpirationTime('12h')
+    .sign(new TextEncoder().encode(jwtSecret));
+
+  const startUrl = `${apiUrl}/v1/orgs/${DEMO.orgId}/agents/${DEMO.agentId}/runs`;
+  console.log(`
+──────────────────────────────────────────────────────────────────────────────
+ gpt-agent-platform is running (sandbox LLM: ${sandbox ? 'yes, answers are canned' : 'no, ' + llmBaseUrl})
+
+ API           ${apiUrl}
+ Temporal UI   ${temporalUi ?? '(external Temporal: ' + temporalAddress + ')'}
+ Demo org      ${DEMO.orgId}
+ Demo agent    ${DEMO.agentId}
+ Demo token    (user ${DEMO.email}, valid 12 h)
+${token}
+
+ Start a run:
+   curl -sS -X POST ${startUrl} \\
+     -H "Authorization: Bearer ${token}" \\
+     -H 'Content-Type: application/json' \\
+     -d '{"input":"Draft a two-line follow-up for a lead who asked about pricing."}'
+
+ Then read it (use the "id" from the answer):
+   curl -sS ${apiUrl}/v1/orgs/${DEMO.orgId}/runs/<id> -H "Authorization: Bearer ${token}"
+
+ In the Temporal UI, filter with:  OrgId = "${DEMO.orgId}"
+ Ctrl-C stops everything.
+──────────────────────────────────────────────────────────────────────────────
+`);
+
+  if (smoke) {
+    // `npm run dev -- --smoke`: start one run through the API, wait for it, stop.
+    const res = await fetch(startUrl, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ input: 'Smoke test: say hello.' }),
+    });
+    const started = (await res.json()) as { id: string };
+    if (res.status !== 201) throw new Error(`start answered ${res.status}: ${JSON.stringify(started)}`);
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      const run = (await (await fetch(`${apiUrl}/v1/orgs/${DEMO.orgId}/runs/${started.id}`, { headers: { authorization: `Bearer ${token}` } })).json()) as { status: string; output: string | null };
+      if (run.status === 'completed') {
+        log(`smoke run ${started.id} completed: ${run.output}`);
+        break;
+      }
+      if (run.status === 'failed' || Date.now() > deadline) throw new Error(`smoke run ended ${run.status}`);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    await stop(0);
+  }
+}
+
+main().catch(async (err: unknown) => {
+  console.error(err);
+  await stop(1);
+});

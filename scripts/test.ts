@@ -1,0 +1,58 @@
+/**
+ * `npm test`: lint, typecheck, then every Vitest suite against real Temporal and Postgres
+ * (the suite's globalSetup starts them). Extra arguments go to Vitest and skip lint and
+ * typecheck: `npm test -- tests/api`.
+ */
+import { spawn } from 'node:child_process';
+import { readFile, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const bin = (name: string) => path.join(root, 'node_modules', '.bin', name);
+
+function run(label: string, command: string, args: string[]): Promise<number> {
+  const started = Date.now();
+  console.log(`\n▶ ${label}`);
+  return new Promise((resolve) => {
+    const child = spawn(command, args, { cwd: root, stdio: 'inherit' });
+    child.on('exit', (code) => {
+      console.log(`◀ ${label}: ${code === 0 ? 'ok' : `failed (exit ${code})`} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+      resolve(code ?? 1);
+    });
+  });
+}
+
+async function main(): Promise<number> {
+  const vitestArgs = process.argv.slice(2);
+  const failures: string[] = [];
+  if (vitestArgs.length === 0) {
+    if ((await run('lint', bin('eslint'), ['.'])) !== 0) failures.push('lint');
+    if ((await run('typecheck', bin('tsc'), ['--noEmit'])) !== 0) failures.push('typecheck');
+  }
+
+  const report = path.join(root, 'tests', '.artifacts', 'vitest-report.json');
+  await rm(report, { force: true });
+  const code = await run('tests', bin('vitest'), ['run', '--reporter=default', '--reporter=json', `--outputFile.json=${report}`, ...vitestArgs]);
+  if (code !== 0) failures.push('tests');
+
+  try {
+    const summary = JSON.parse(await readFile(report, 'utf8')) as { numPassedTests: number; numFailedTests: number; numPendingTests: number; numTodoTests: number };
+    // The plain closing line CI reads.
+    console.log(`\nvitest: ${summary.numPassedTests} passed, ${summary.numFailedTests} failed, ${summary.numPendingTests + summary.numTodoTests} skipped`);
+    if (summary.numPassedTests === 0) failures.push('no test ran');
+  } catch {
+    console.log('\nvitest: no report written');
+    failures.push('no report');
+  }
+  if (failures.length > 0) console.log(`npm test failed: ${failures.join(', ')}`);
+  return failures.length === 0 ? 0 : 1;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,5 @@
+-- Seed data for `supabase db reset` / local development.
+--
+-- Intentionally empty: the core tables hold tenant data only, and demo tenants are created by
+-- the project's scripts through the service role (lib/db.ts withServiceRole), which also works
+-- against plain Postgres where the Supabase CLI does not run this file.

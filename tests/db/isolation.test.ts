@@ -1,0 +1,274 @@
+import { randomUUID } from 'node:crypto';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Principal } from '../../lib/principal.js';
+import {
+  adminPool,
+  appPool,
+  attempt,
+  createAgent,
+  createOrgWithMembers,
+  createRun,
+  type OrgFixture,
+} from '../support/db.js';
+
+// Tenant isolation, checked for every table the catalog lists in public. A new table fails
+// here until it declares how its rows belong to an org and what a hostile update would change.
+
+type TenantTable = {
+  /** The column holding the owning org's id. */
+  tenantColumn: string;
+  /** An assignment that would visibly change org A's rows if a cross-org update got through. */
+  hijack: string;
+};
+
+const tenantTables: Record<string, TenantTable> = {
+  organizations: { tenantColumn: 'id', hijack: `name = 'hijacked'` },
+  organization_members: { tenantColumn: 'org_id', hijack: `role = 'owner'` },
+  agents: { tenantColumn: 'org_id', hijack: `name = 'hijacked'` },
+  agent_runs: { tenantColumn: 'org_id', hijack: `status = 'cancelled'` },
+  run_events: { tenantColumn: 'org_id', hijack: `type = 'hijacked'` },
+};
+
+const admin = adminPool();
+const app = appPool();
+
+const { rows: catalogTables } = await admin.query<{ relname: string }>(`
+  select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace
+  where n.nspname = 'public' and c.relkind in ('r', 'p') order by 1`);
+const publicTables = catalogTables.map((row) => row.relname);
+
+let orgA: OrgFixture;
+let orgB: OrgFixture;
+let agentA: string;
+let agentB: string;
+let runA: string;
+let runB: string;
+
+const user = (userId: string): Principal => ({ kind: 'user', userId });
+const worker = (orgId: string): Principal => ({ kind: 'worker', orgId });
+const anon: Principal = { kind: 'anon' };
+
+beforeAll(async () => {
+  orgA = await createOrgWithMembers(admin, ['owner', 'admin', 'member']);
+  orgB = await createOrgWithMembers(admin, ['owner', 'member']);
+  agentA = await createAgent(admin, orgA.orgId);
+  agentB = await createAgent(admin, orgB.orgId);
+  runA = await createRun(admin, orgA.orgId, agentA, { createdBy: orgA.userWithRole('member'), events: 2 });
+  runB = await createRun(admin, orgB.orgId, agentB, { createdBy: orgB.userWithRole('member'), events: 1 });
+});
+
+afterAll(async () => {
+  await app.end();
+  await admin.end();
+});
+
+/** Org A's rows of `table` as the superuser sees them, for before/after comparisons. */
+async function snapshot(table: string, tenant: TenantTable): Promise<unknown> {
+  const { rows } = await admin.query(
+    `select coalesce(jsonb_agg(to_jsonb(t) order by to_jsonb(t)::text), '[]'::jsonb) as rows
+     from public.${pg.escapeIdentifier(table)} t where ${pg.escapeIdentifier(tenant.tenantColumn)} = $1`,
+    [orgA.orgId],
+  );
+  return rows[0]?.rows;
+}
+
+const outsiders: [string, () => Principal][] = [
+  ['a member of org B', () => user(orgB.userWithRole('member'))],
+  ['the owner of org B', () => user(orgB.userWithRole('owner'))],
+  ['a user in no org', () => user(randomUUID())],
+  ['the worker of org B', () => worker(orgB.orgId)],
+  ['an anonymous caller', () => anon],
+];
+
+it('declares isolation fixtures for every table in public', () => {
+  expect(publicTables.filter((table) => !(table in tenantTables))).toEqual([]);
+});
+
+describe.each(publicTables)('table %s', (table) => {
+  const tenant = (): TenantTable => {
+    const declared = tenantTables[table];
+    if (!declared) throw new Error(`no isolation fixture declared for public.${table}: add it to tenantTables`);
+    return declared;
+  };
+  const where = () => `where ${pg.escapeIdentifier(tenant().tenantColumn)} = $1`;
+  const qualified = `public.${pg.escapeIdentifier(table)}`;
+
+  it('has org A rows to attack, and org A members can read them', async () => {
+    const { rows } = await admin.query(`select count(*)::int as n from ${qualified} ${where()}`, [orgA.orgId]);
+    expect(rows[0]?.n).toBeGreaterThan(0);
+    const seen = await attempt(app, user(orgA.userWithRole('member')), `select * from ${qualified} ${where()}`, [orgA.orgId]);
+    expect(seen).toMatchObject({ rowCount: rows[0]?.n });
+  });
+
+  it.each(outsiders)('%s sees none of org A rows', async (_, principal) => {
+    const outcome = await attempt(app, principal(), `select * from ${qualified} ${where()}`, [orgA.orgId]);
+    if ('errorCode' in outcome) expect(outcome.errorCode).toBe('42501');
+    else expect(outcome.rowCount).toBe(0);
+  });
+
+  it.each(outsiders)('%s can neither update nor delete org A rows', async (_, principal) => {
+    const before = await snapshot(table, tenant());
+    for (const sql of [`update ${qualified} set ${tenant().hijack} ${where()}`, `delete from ${qualified} ${where()}`]) {
+      const outcome = await attempt(app, principal(), sql, [orgA.orgId]);
+      // Denied outright where the role lacks the privilege; filtered to 0 rows by the policy otherwise.
+      if ('errorCode' in outcome) expect(outcome.errorCode).toBe('42501');
+      else expect(outcome.rowCount).toBe(0);
+    }
+    expect(await snapshot(table, tenant())).toEqual(before);
+  });
+
+  it('is closed to anonymous callers entirely', async () => {
+    const outcome = await attempt(app, anon, `select * from ${qualified}`);
+    expect(outcome).toMatchObject({ errorCode: '42501' });
+  });
+});
+
+describe('workers', () => {
+  it("a worker of org B cannot read org A's runs", async () => {
+    const outcome = await attempt(app, worker(orgB.orgId), 'select id from public.agent_runs where id = $1', [runA]);
+    expect(outcome).toMatchObject({ rowCount: 0 });
+  });
+
+  it("a worker of org B cannot append to org A's run events", async () => {
+    const outcome = await attempt(
+      app,
+      worker(orgB.orgId),
+      `insert into public.run_events (org_id, run_id, seq, type) values ($1, $2, 100, 'forged')`,
+      [orgA.orgId, runA],
+    );
+    expect(outcome).toMatchObject({ errorCode: '42501' });
+    const { rows } = await admin.query(`select count(*)::int as n from public.run_events where run_id = $1 and seq = 100`, [runA]);
+    expect(rows[0]?.n).toBe(0);
+  });
+
+  it("a worker of org A moves org A's run forward and appends its events", async () => {
+    const runId = await createRun(admin, orgA.orgId, agentA, { createdBy: orgA.userWithRole('member') });
+    const updated = await attempt(
+      app,
+      worker(orgA.orgId),
+      `update public.agent_runs set status = 'running', started_at = now() where id = $1`,
+      [runId],
+    );
+    expect(updated).toMatchObject({ rowCount: 1 });
+    const appended = await attempt(
+      app,
+      worker(orgA.orgId),
+      `insert into public.run_events (org_id, run_id, seq, type, payload) values ($1, $2, 1, 'started', '{"ok":true}')`,
+      [orgA.orgId, runId],
+    );
+    expect(appended).toMatchObject({ rowCount: 1 });
+
+    const { rows } = await admin.query(
+      `select r.status, r.started_at is not null as started, r.updated_at > r.created_at as touched,
+              (select count(*)::int from public.run_events e where e.run_id = r.id) as events
+       from public.agent_runs r where r.id = $1`,
+      [runId],
+    );
+    expect(rows[0]).toEqual({ status: 'running', started: true, touched: true, events: 1 });
+  });
+
+  it('a worker cannot rewrite history, delete runs, move a run to another org or create runs', async () => {
+    const principal = worker(orgA.orgId);
+    await expect(attempt(app, principal, `update public.run_events set type = 'edited' where run_id = $1`, [runA])).resolves.toMatchObject({ errorCode: '42501' });
+    await expect(attempt(app, principal, `delete from public.run_events where run_id = $1`, [runA])).resolves.toMatchObject({ errorCode: '42501' });
+    await expect(attempt(app, principal, `delete from public.agent_runs where id = $1`, [runA])).resolves.toMatchObject({ errorCode: '42501' });
+    await expect(attempt(app, principal, `update public.agent_runs set org_id = $2 where id = $1`, [runA, orgB.orgId])).resolves.toMatchObject({ errorCode: '42501' });
+    await expect(
+      attempt(app, principal, `insert into public.agent_runs (org_id, agent_id, input) values ($1, $2, 'x')`, [orgA.orgId, agentA]),
+    ).resolves.toMatchObject({ errorCode: '42501' });
+    await expect(
+      attempt(app, principal, `insert into public.agents (org_id, name, model) values ($1, 'x', 'y')`, [orgA.orgId]),
+    ).resolves.toMatchObject({ errorCode: '42501' });
+  });
+});
+
+describe('users', () => {
+  it('a member who is not an admin cannot create agents', async () => {
+    const outcome = await attempt(
+      app,
+      user(orgA.userWithRole('member')),
+      `insert into public.agents (org_id, name, model) values ($1, 'Sneaky', 'm')`,
+      [orgA.orgId],
+    );
+    expect(outcome).toMatchObject({ errorCode: '42501' });
+  });
+
+  it('an admin creates and edits agents in their own org but not in another', async () => {
+    const adminA = user(orgA.userWithRole('admin'));
+    const created = await attempt(app, adminA, `insert into public.agents (org_id, name, model) values ($1, 'New', 'm') returning id`, [orgA.orgId]);
+    expect(created).toMatchObject({ rowCount: 1 });
+    const renamed = await attempt(app, adminA, `update public.agents set name = 'Renamed' where id = $1`, [agentA]);
+    expect(renamed).toMatchObject({ rowCount: 1 });
+    const elsewhere = await attempt(app, adminA, `insert into public.agents (org_id, name, model) values ($1, 'New', 'm')`, [orgB.orgId]);
+    expect(elsewhere).toMatchObject({ errorCode: '42501' });
+  });
+
+  it('a user starts runs only in their own name', async () => {
+    const memberA = orgA.userWithRole('member');
+    const impersonating = await attempt(
+      app,
+      user(memberA),
+      `insert into public.agent_runs (org_id, agent_id, input, created_by) values ($1, $2, 'hi', $3)`,
+      [orgA.orgId, agentA, orgA.userWithRole('owner')],
+    );
+    expect(impersonating).toMatchObject({ errorCode: '42501' });
+    const own = await attempt(
+      app,
+      user(memberA),
+      `insert into public.agent_runs (org_id, agent_id, input, created_by) values ($1, $2, 'hi', $3) returning status, workflow_id, id`,
+      [orgA.orgId, agentA, memberA],
+    );
+    expect(own).toMatchObject({ rowCount: 1 });
+    const row = 'rows' in own ? own.rows[0] : undefined;
+    expect(row?.status).toBe('queued');
+    expect(row?.workflow_id).toBe(`agent-run:${String(row?.id)}`);
+  });
+
+  it('a user cannot change a run, even in their own org: only its worker does', async () => {
+    const outcome = await attempt(app, user(orgA.userWithRole('owner')), `update public.agent_runs set status = 'completed' where id = $1`, [runA]);
+    expect(outcome).toMatchObject({ rowCount: 0 });
+    const { rows } = await admin.query('select status from public.agent_runs where id = $1', [runA]);
+    expect(rows[0]?.status).toBe('queued');
+  });
+
+  it("a run always belongs to its agent's org, even for a member of both orgs", async () => {
+    const first = await createOrgWithMembers(admin, ['member']);
+    const both = first.userWithRole('member');
+    const second = await createOrgWithMembers(admin, []);
+    await admin.query(`insert into public.organization_members (org_id, user_id, role) values ($1, $2, 'member')`, [
+      second.orgId,
+      both,
+    ]);
+    const agentOfFirst = await createAgent(admin, first.orgId);
+    const outcome = await attempt(
+      app,
+      user(both),
+      `insert into public.agent_runs (org_id, agent_id, input, created_by) values ($1, $2, 'hi', $3)`,
+      [second.orgId, agentOfFirst, both],
+    );
+    expect(outcome).toMatchObject({ errorCode: '23503' });
+  });
+
+  it('an idempotency key is unique within an org, not across orgs', async () => {
+    const key = `key-${randomUUID()}`;
+    await createRun(admin, orgA.orgId, agentA, { idempotencyKey: key });
+    await createRun(admin, orgB.orgId, agentB, { idempotencyKey: key });
+    await expect(createRun(admin, orgA.orgId, agentA, { idempotencyKey: key })).rejects.toMatchObject({ code: '23505' });
+  });
+
+  it('members read their own org, its members, agents, runs and events', async () => {
+    const principal = user(orgB.userWithRole('member'));
+    const outcome = await attempt(
+      app,
+      principal,
+      `select (select count(*)::int from public.organizations) as orgs,
+              (select count(*)::int from public.organization_members) as members,
+              (select count(*)::int from public.agents where id = $1) as agents,
+              (select count(*)::int from public.agent_runs where id = $2) as runs,
+              (select count(*)::int from public.run_events where run_id = $2) as events`,
+      [agentB, runB],
+    );
+    expect(outcome).toMatchObject({ rows: [{ orgs: 1, members: 2, agents: 1, runs: 1, events: 1 }] });
+  });
+});

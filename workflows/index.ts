@@ -1,0 +1,2 @@
+// The workflow bundle's entry point: every workflow the workers run is exported here.
+export { agentRun } from './agent-run.js';

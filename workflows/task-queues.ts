@@ -1,0 +1,7 @@
+/** Task queues are part of the contract between the API (which starts workflows) and workers. */
+export const AGENT_RUNS_TASK_QUEUE = 'agent-runs';
+
+/** Workflow ids are business keys, so a run can only ever have one workflow. */
+export function agentRunWorkflowId(runId: string): string {
+  return `agent-run:${runId}`;
+}
