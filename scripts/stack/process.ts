@@ -182,7 +182,7 @@ export async function acquireFileLock(
       await fs.rm(lockFile, { force: true });
       continue;
     }
-    if (Date.now() - lastReport >= 30_000) {
+    if (Date.now() - lastReport >= 60_000) {
       lastReport = Date.now();
       onWait(Number.isInteger(holder) ? holder : undefined, Date.now() - started);
     }

@@ -133,7 +133,7 @@ async function waitForForeignGoInstall(cached: string, log: Log): Promise<void> 
   for (;;) {
     const pids = await foreignGoInstallPids(gobin);
     if (pids.length === 0) return;
-    if (Date.now() - lastReport > 30_000) {
+    if (Date.now() - lastReport > 60_000) {
       lastReport = Date.now();
       log(`temporal-cli: a go install of the Temporal CLI is already running (pid ${pids.join(', ')}); waiting for ${cached} (${formatElapsed(Date.now() - started)})`);
     }
@@ -199,7 +199,7 @@ function runGoInstall(
   };
   child.stdout.on('data', collect);
   child.stderr.on('data', collect);
-  const progress = setInterval(() => onProgress(Date.now() - started), 30_000);
+  const progress = setInterval(() => onProgress(Date.now() - started), 60_000);
   return new Promise((resolve) => {
     child.on('error', (error) => {
       clearInterval(progress);
