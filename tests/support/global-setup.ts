@@ -1,4 +1,4 @@
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { bundleWorkflowCode } from '@temporalio/worker';
@@ -24,6 +24,9 @@ export default async function setup(): Promise<() => Promise<void>> {
   let temporal: TemporalDevServer | undefined;
   let postgres: PostgresHandle | undefined;
   const databaseName = `gap_test_${process.pid}_${Date.now()}`;
+  // A cluster of its own per run (initdb takes ~2 s): concurrent runs on one machine must not
+  // share a postmaster that the first one to finish would stop under the other.
+  const runDir = path.join(repoRoot, '.data', 'test-runs', String(process.pid));
 
   const teardown = async () => {
     await temporal?.stop();
@@ -31,12 +34,13 @@ export default async function setup(): Promise<() => Promise<void>> {
       await dropDatabase(postgres.adminUrl, databaseName).catch((err: unknown) => log(`could not drop ${databaseName}: ${String(err)}`));
       await postgres.stop();
     }
+    await rm(runDir, { recursive: true, force: true });
   };
 
   try {
     const [temporalServer, postgresHandle, bundle] = await Promise.all([
       startTemporalDevServer({ cliPath, ui: false, searchAttributes: customSearchAttributes }),
-      startPostgres({ dataDir: path.join(repoRoot, '.data', 'test-postgres'), port: 0, log }),
+      startPostgres({ dataDir: path.join(runDir, 'postgres'), port: 0, log }),
       bundleWorkflowCode({ workflowsPath, logger: quietBundlerLogger }),
     ]);
     temporal = temporalServer;
