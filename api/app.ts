@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Client } from '@temporalio/client';
-import Fastify, { type FastifyError } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyError } from 'fastify';
 import {
   hasZodFastifySchemaValidationErrors,
   serializerCompiler,
@@ -12,8 +12,11 @@ import type { Logger } from '../lib/logger.js';
 import type { Principal } from '../lib/principal.js';
 import { createAuthenticator, type AuthOptions } from './auth.js';
 import { ProblemError, toProblem, type Problem, type ProblemKind } from './problems.js';
+import { registerOpenApi } from './plugins/openapi.js';
 import { healthRoutes } from './routes/health.js';
 import { runRoutes } from './routes/runs.js';
+import { agentRoutes } from './routes/agents.js';
+import { createAgentService } from './services/agents.js';
 import { createRunService } from './services/runs.js';
 
 declare module 'fastify' {
@@ -35,7 +38,8 @@ const REQUEST_ID = /^[A-Za-z0-9._-]{1,100}$/;
 
 export async function buildApp(deps: AppDeps) {
   const app = Fastify({
-    loggerInstance: deps.logger,
+    // Typed as Fastify's logger interface so plugins written against plain FastifyInstance fit.
+    loggerInstance: deps.logger as FastifyBaseLogger,
     bodyLimit: deps.bodyLimitBytes ?? 1024 * 1024,
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
@@ -92,6 +96,7 @@ export async function buildApp(deps: AppDeps) {
     sendProblem(reply, toProblem('not-found', `No route ${request.method} ${request.url.split('?')[0]}.`, { requestId: request.id })),
   );
 
+  await registerOpenApi(app);
   await app.register(healthRoutes({ pool: deps.pool, temporal: deps.temporal }));
 
   const authenticate = createAuthenticator(deps.auth);
@@ -109,6 +114,7 @@ export async function buildApp(deps: AppDeps) {
         request.principal = await authenticate(request);
       });
       await v1.register(runRoutes(runs));
+      await v1.register(agentRoutes(createAgentService({ pool: deps.pool })));
     },
     { prefix: '/v1' },
   );
