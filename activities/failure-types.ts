@@ -6,4 +6,11 @@ export const NonRetryableFailureTypes = {
   runNotFound: 'RunNotFound',
   llmRejected: 'LlmRequestRejected',
   llmAuth: 'LlmAuthFailed',
+  runBudgetExceeded: 'RunBudgetExceeded',
+  orgQuotaExceeded: 'OrgDailyQuotaExceeded',
+} as const;
+
+/** Failure types the agent run itself raises (the run's `error.type`). */
+export const RunFailureTypes = {
+  stepLimitReached: 'StepLimitReached',
 } as const;

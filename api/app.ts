@@ -12,12 +12,41 @@ import type { Logger } from '../lib/logger.js';
 import type { Principal } from '../lib/principal.js';
 import { createAuthenticator, type AuthOptions } from './auth.js';
 import { ProblemError, toProblem, type Problem, type ProblemKind } from './problems.js';
+import fastifyCors from '@fastify/cors';
+import fastifyHelmet from '@fastify/helmet';
+import { defaultRateLimits, registerRateLimits, type RateLimitOptions } from './plugins/limits.js';
 import { registerOpenApi } from './plugins/openapi.js';
-import { healthRoutes } from './routes/health.js';
+import { registerStandardResponses } from './plugins/standard-responses.js';
+import { registerRequestMetrics } from './plugins/metrics.js';
+import { registerErrorReporting } from './plugins/error-reporting.js';
+import { healthRoutes, type Lifecycle } from './routes/health.js';
 import { runRoutes } from './routes/runs.js';
 import { agentRoutes } from './routes/agents.js';
+import { knowledgeRoutes, usageRoutes } from './routes/knowledge.js';
+import { runControlRoutes } from './routes/runs.js';
 import { createAgentService } from './services/agents.js';
+import { createKnowledgeService } from './services/knowledge.js';
+import { RunStreamHub } from './services/run-stream.js';
+import { createUsageService } from './services/usage.js';
 import { createRunService } from './services/runs.js';
+import { apiKeyRoutes } from './routes/api-keys.js';
+import { auditLogRoutes } from './routes/audit-log.js';
+import { inviteRoutes } from './routes/invites.js';
+import { memberRoutes } from './routes/members.js';
+import { orgRoutes } from './routes/orgs.js';
+import { createApiKeyAuthenticator, createApiKeyService } from './services/api-keys.js';
+import { createAuditService } from './services/audit.js';
+import { createInviteService } from './services/invites.js';
+import { createMemberService } from './services/members.js';
+import { createOrgService } from './services/orgs.js';
+import { crmConnectionRoutes } from './routes/crm-connections.js';
+import { crmPublicRoutes } from './routes/crm-webhooks.js';
+import { createCrmService } from './services/crm-connections.js';
+import { createCrmWebhookService } from './services/crm-webhooks.js';
+import { CredentialStore } from '../integrations/crm/credentials.js';
+import { RateGovernor } from '../integrations/crm/governor.js';
+import type { CrmSettings } from '../integrations/crm/settings.js';
+import type { Keyring } from '../lib/crypto.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -27,11 +56,20 @@ declare module 'fastify' {
 
 export interface AppDeps {
   pool: pg.Pool;
+  /** CRM connections, syncs, records and webhooks; absent when ENCRYPTION_KEYS is not configured. */
+  crm?: { keyring: Keyring; settings: CrmSettings; syncTaskQueue?: string; governor?: RateGovernor };
   temporal: Client;
   logger: Logger;
   auth: AuthOptions;
   bodyLimitBytes?: number;
   agentRunsTaskQueue?: string;
+  /** Conversations end after this long without a message (default 7 days); tests shorten it. */
+  conversationIdleTimeoutSeconds?: number;
+  /** Browser origins allowed to call the API (exact matches); none by default. */
+  corsAllowedOrigins?: readonly string[];
+  rateLimits?: RateLimitOptions;
+  /** Shared with the process so SIGTERM can fail readiness at once. */
+  lifecycle?: Lifecycle;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,100}$/;
@@ -56,6 +94,8 @@ export async function buildApp(deps: AppDeps) {
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);
   });
+  registerRequestMetrics(app);
+  registerErrorReporting(app);
 
   const sendProblem = (reply: { code: (n: number) => unknown; type: (t: string) => unknown; send: (b: unknown) => unknown }, problem: Problem) => {
     reply.code(problem.status);
@@ -96,15 +136,29 @@ export async function buildApp(deps: AppDeps) {
     sendProblem(reply, toProblem('not-found', `No route ${request.method} ${request.url.split('?')[0]}.`, { requestId: request.id })),
   );
 
+  // A JSON API renders nothing, so no CSP of its own; the docs UI sets its own CSP.
+  await app.register(fastifyHelmet, { contentSecurityPolicy: false, crossOriginResourcePolicy: { policy: 'same-site' } });
+  await app.register(fastifyCors, {
+    origin: deps.corsAllowedOrigins && deps.corsAllowedOrigins.length > 0 ? [...deps.corsAllowedOrigins] : false,
+    methods: ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'],
+    allowedHeaders: ['authorization', 'content-type', 'idempotency-key', 'last-event-id', 'x-request-id'],
+    exposedHeaders: ['location', 'retry-after', 'x-request-id'],
+    maxAge: 600,
+  });
+  registerStandardResponses(app);
   await registerOpenApi(app);
-  await app.register(healthRoutes({ pool: deps.pool, temporal: deps.temporal }));
+  await app.register(healthRoutes({ pool: deps.pool, temporal: deps.temporal, ...(deps.lifecycle ? { lifecycle: deps.lifecycle } : {}) }));
 
-  const authenticate = createAuthenticator(deps.auth);
+  const authenticate = createAuthenticator(deps.auth, { authenticateApiKey: createApiKeyAuthenticator(deps.pool) });
   const runs = createRunService({
     pool: deps.pool,
     temporal: deps.temporal,
     ...(deps.agentRunsTaskQueue ? { taskQueue: deps.agentRunsTaskQueue } : {}),
+    ...(deps.conversationIdleTimeoutSeconds ? { conversationIdleTimeoutSeconds: deps.conversationIdleTimeoutSeconds } : {}),
   });
+  const crmService = deps.crm
+    ? createCrmService({ pool: deps.pool, temporal: deps.temporal, keyring: deps.crm.keyring, settings: deps.crm.settings, ...(deps.crm.syncTaskQueue ? { syncTaskQueue: deps.crm.syncTaskQueue } : {}) })
+    : undefined;
   await app.register(
     async (v1) => {
       // Every /v1 route requires a verified principal; authentication runs before body parsing
@@ -113,11 +167,29 @@ export async function buildApp(deps: AppDeps) {
       v1.addHook('onRequest', async (request) => {
         request.principal = await authenticate(request);
       });
+      registerRateLimits(v1, deps.rateLimits ?? defaultRateLimits);
       await v1.register(runRoutes(runs));
       await v1.register(agentRoutes(createAgentService({ pool: deps.pool })));
+      const runStreams = new RunStreamHub(deps.pool);
+      // preClose: open event streams would otherwise keep the server from closing.
+      v1.addHook('preClose', () => runStreams.close());
+      await v1.register(runControlRoutes(runs, runStreams));
+      await v1.register(knowledgeRoutes(createKnowledgeService({ pool: deps.pool })));
+      await v1.register(usageRoutes(createUsageService({ pool: deps.pool })));
+      await v1.register(orgRoutes(createOrgService({ pool: deps.pool })));
+      await v1.register(memberRoutes(createMemberService({ pool: deps.pool })));
+      await v1.register(inviteRoutes(createInviteService({ pool: deps.pool })));
+      await v1.register(apiKeyRoutes(createApiKeyService({ pool: deps.pool })));
+      await v1.register(auditLogRoutes(createAuditService({ pool: deps.pool })));
+      if (crmService) await v1.register(crmConnectionRoutes(crmService));
     },
     { prefix: '/v1' },
   );
+  if (crmService && deps.crm) {
+    const credentials = new CredentialStore({ pool: deps.pool, keyring: deps.crm.keyring, settings: deps.crm.settings, governor: deps.crm.governor ?? new RateGovernor(deps.pool) });
+    const webhooks = createCrmWebhookService({ pool: deps.pool, credentials, settings: deps.crm.settings });
+    await app.register(crmPublicRoutes({ crm: crmService, webhooks, ...(deps.bodyLimitBytes ? { bodyLimitBytes: deps.bodyLimitBytes } : {}) }), { prefix: '/v1' });
+  }
 
   return app;
 }

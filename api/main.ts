@@ -2,30 +2,64 @@ import { ConfigError, loadApiConfig } from '../lib/config.js';
 import { createPool } from '../lib/db.js';
 import { createLogger } from '../lib/logger.js';
 import { createTemporalClient } from '../lib/temporal.js';
+import { startMetricsServer } from '../lib/metrics.js';
+import { initSentry } from '../lib/sentry.js';
+import { codecKeyringFrom, createDataConverter } from '../lib/temporal-codec.js';
 import { buildApp } from './app.js';
+import { crmSettingsFromConfig } from '../integrations/crm/settings.js';
+import { keyringFromConfig } from '../lib/crypto.js';
 
 async function main(): Promise<void> {
   const config = loadApiConfig();
   const logger = createLogger({ name: 'api', level: config.LOG_LEVEL });
+  if (initSentry(config, 'api')) logger.info('Sentry error reporting on');
   const pool = createPool(config.DATABASE_URL, { max: config.DATABASE_POOL_MAX, applicationName: 'api' });
-  const temporal = await createTemporalClient({ address: config.TEMPORAL_ADDRESS, namespace: config.TEMPORAL_NAMESPACE });
+  const temporal = await createTemporalClient({
+    address: config.TEMPORAL_ADDRESS,
+    namespace: config.TEMPORAL_NAMESPACE,
+    dataConverter: createDataConverter(codecKeyringFrom(config)),
+  });
+  const lifecycle = { draining: false };
+  const crmKeyring = keyringFromConfig(config);
   const app = await buildApp({
+    // CRM routes need the secrets keyring; without it the API serves everything else.
+    ...(crmKeyring ? { crm: { keyring: crmKeyring, settings: crmSettingsFromConfig(config) } } : {}),
+    lifecycle,
     pool,
     temporal,
     logger,
-    auth: { jwtSecret: config.SUPABASE_JWT_SECRET, ...(config.SUPABASE_JWT_ISSUER ? { issuer: config.SUPABASE_JWT_ISSUER } : {}) },
+    corsAllowedOrigins: config.CORS_ALLOWED_ORIGINS,
+    rateLimits: {
+      perOrg: config.RATE_LIMIT_PER_ORG_PER_MINUTE,
+      perApiKey: config.RATE_LIMIT_PER_API_KEY_PER_MINUTE,
+      perUser: config.RATE_LIMIT_PER_API_KEY_PER_MINUTE,
+      windowMs: 60_000,
+    },
+    auth: {
+      jwtSecret: config.SUPABASE_JWT_SECRET,
+      ...(config.SUPABASE_JWT_ISSUER ? { issuer: config.SUPABASE_JWT_ISSUER } : {}),
+      ...(config.SUPABASE_JWKS_URL ? { jwksUrl: config.SUPABASE_JWKS_URL } : {}),
+    },
   });
+  // Prometheus scrapes a listener of its own, never the public port (see lib/metrics.ts).
+  const metrics = await startMetricsServer({ host: config.METRICS_HOST, port: config.METRICS_PORT ?? 9091 });
+  logger.info({ metrics: metrics.url }, 'metrics listening');
   app.addHook('onClose', async () => {
     await temporal.connection.close();
     await pool.end();
+    await metrics.close();
   });
 
   let closing = false;
   const shutdown = (signal: string) => {
     if (closing) return;
     closing = true;
-    logger.info({ signal }, 'shutting down');
-    app.close().then(
+    // Readiness fails at once; after the drain delay (time for load balancers to notice) the
+    // server stops accepting, lets in-flight requests finish, and only then exits.
+    lifecycle.draining = true;
+    logger.info({ signal, drainDelayMs: config.SHUTDOWN_DRAIN_DELAY_MS }, 'draining');
+    const close = () => new Promise((resolve) => setTimeout(resolve, config.SHUTDOWN_DRAIN_DELAY_MS)).then(() => app.close());
+    close().then(
       () => process.exit(0),
       (err: unknown) => {
         logger.error({ err }, 'shutdown failed');

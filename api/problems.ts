@@ -11,6 +11,8 @@ export const problemKinds = {
   forbidden: { status: 403, title: 'Not allowed' },
   'not-found': { status: 404, title: 'Not found' },
   conflict: { status: 409, title: 'Conflict' },
+  'invite-used': { status: 409, title: 'Invite already used' },
+  'invite-expired': { status: 410, title: 'Invite expired or revoked' },
   'payload-too-large': { status: 413, title: 'Request body too large' },
   'unsupported-media-type': { status: 415, title: 'Unsupported media type' },
   'rate-limited': { status: 429, title: 'Too many requests' },

@@ -12,7 +12,7 @@ export const problemSchema = z.object({
   errors: z.array(z.object({ path: z.string(), message: z.string() })).optional(),
 });
 
-export const runStatusSchema = z.enum(['queued', 'running', 'completed', 'failed', 'cancelled']);
+export const runStatusSchema = z.enum(['queued', 'running', 'awaiting_approval', 'sleeping', 'completed', 'failed', 'cancelled']);
 
 export const runSchema = z.object({
   id: z.uuid(),
@@ -22,7 +22,7 @@ export const runSchema = z.object({
   workflowId: z.string(),
   output: z.string().nullable(),
   error: z.object({ type: z.string(), message: z.string() }).nullable(),
-  usage: z.object({ inputTokens: z.number().int(), outputTokens: z.number().int() }),
+  usage: z.object({ inputTokens: z.number().int(), outputTokens: z.number().int(), llmCalls: z.number().int(), costUsd: z.number() }),
   createdAt: z.string(),
   startedAt: z.string().nullable(),
   completedAt: z.string().nullable(),

@@ -18,6 +18,39 @@ const baseSchema = z.object({
   DATABASE_POOL_MAX: z.coerce.number().int().min(1).max(200).default(10),
   TEMPORAL_ADDRESS: z.string().min(1).default('127.0.0.1:7233'),
   TEMPORAL_NAMESPACE: z.string().min(1).default('default'),
+  // Payload encryption (lib/temporal-codec.ts): `kid:base64key,…`, 32-byte keys; the active key
+  // encrypts (default: the last listed), every listed key decrypts. Required in production.
+  TEMPORAL_CODEC_KEYS: z.string().min(1).optional(),
+  TEMPORAL_CODEC_ACTIVE_KEY_ID: z.string().min(1).optional(),
+  // Our own Prometheus metrics (lib/metrics.ts) on a listener of their own, never the public port.
+  METRICS_HOST: z.string().min(1).default('127.0.0.1'),
+  METRICS_PORT: port.optional(),
+  SENTRY_DSN: z.string().url().optional(),
+  SENTRY_ENVIRONMENT: z.string().min(1).optional(),
+  SENTRY_RELEASE: z.string().min(1).optional(),
+  // Secrets at rest (lib/crypto.ts): `kid:base64key,…` (32-byte keys); the active key encrypts
+  // (default: the last listed), every listed key decrypts. Required wherever CRM credentials are used.
+  ENCRYPTION_KEYS: z.string().min(1).optional(),
+  ENCRYPTION_ACTIVE_KEY_ID: z.string().min(1).optional(),
+  // CRM OAuth apps (integrations/crm/settings.ts). A provider without a client id offers token connections only.
+  KOMMO_CLIENT_ID: z.string().min(1).optional(),
+  KOMMO_CLIENT_SECRET: z.string().min(1).optional(),
+  KOMMO_REDIRECT_URI: z.string().url().optional(),
+  KOMMO_AUTHORIZE_URL: z.string().url().default('https://www.kommo.com/oauth'),
+  HUBSPOT_CLIENT_ID: z.string().min(1).optional(),
+  HUBSPOT_CLIENT_SECRET: z.string().min(1).optional(),
+  HUBSPOT_REDIRECT_URI: z.string().url().optional(),
+  HUBSPOT_AUTHORIZE_URL: z.string().url().default('https://app.hubspot.com/oauth/authorize'),
+  HUBSPOT_API_BASE_URL: z.string().url().default('https://api.hubapi.com'),
+  CRM_HTTP_TIMEOUT_MS: positiveMs.default(30_000),
+  // The public origin webhooks are delivered to (HubSpot signs the full URL it called).
+  API_PUBLIC_URL: z.string().url().optional(),
+  // Hosts (name, IP or host:port, comma-separated) that customer-supplied URLs may reach although
+  // they are internal (lib/ssrf.ts). Development and tests only (fake CRMs on loopback); keep empty in production.
+  SSRF_ALLOWED_HOSTS: z
+    .string()
+    .default('')
+    .transform((v) => v.split(',').map((h) => h.trim()).filter(Boolean)),
 });
 
 const apiSchema = baseSchema.extend({
@@ -25,17 +58,56 @@ const apiSchema = baseSchema.extend({
   API_PORT: port.default(3000),
   SUPABASE_JWT_SECRET: z.string().min(32, { message: 'must be the Supabase project JWT secret (at least 32 characters)' }),
   SUPABASE_JWT_ISSUER: z.string().min(1).optional(),
+  /** Supabase's JWKS for asymmetric (ES256/RS256) access tokens; requires SUPABASE_JWT_ISSUER. */
+  SUPABASE_JWKS_URL: z.string().url().optional(),
+  CORS_ALLOWED_ORIGINS: z
+    .string()
+    .default('')
+    .transform((v) => v.split(',').map((o) => o.trim()).filter(Boolean))
+    .pipe(z.array(z.url({ message: 'each origin must be a URL like https://app.example.com' }))),
+  SHUTDOWN_DRAIN_DELAY_MS: z.coerce.number().int().min(0).max(120_000).default(0),
+  RATE_LIMIT_PER_ORG_PER_MINUTE: z.coerce.number().int().positive().default(1200),
+  RATE_LIMIT_PER_API_KEY_PER_MINUTE: z.coerce.number().int().positive().default(300),
 });
 
 const workerSchema = baseSchema.extend({
   LLM_BASE_URL: z.string().url().default('https://openrouter.ai/api/v1'),
   LLM_API_KEY: z.string().min(1).optional(),
   LLM_TIMEOUT_MS: positiveMs.default(120_000),
+  /** JSON `{ "<model or prefix*>": { "inputPerMillion": n, "outputPerMillion": n } }` merged over the built-in prices (USD). */
+  LLM_PRICES: z
+    .string()
+    .refine((text) => {
+      try {
+        JSON.parse(text);
+        return true;
+      } catch {
+        return false;
+      }
+    }, 'must be JSON like {"openai/gpt-4o-mini":{"inputPerMillion":0.15,"outputPerMillion":0.6}}')
+    .optional(),
   WORKER_SHUTDOWN_GRACE_MS: positiveMs.default(30_000),
+  // The Temporal SDK's own metrics (Runtime telemetry, `temporal_` prefix), host:port.
+  TEMPORAL_METRICS_BIND_ADDRESS: z.string().min(1).optional(),
+});
+
+const codecServerSchema = z.object({
+  APP_ENV: environment.default('development'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  TEMPORAL_CODEC_KEYS: z.string().min(1, { message: 'the codec server needs the keyring it decodes with' }),
+  TEMPORAL_CODEC_ACTIVE_KEY_ID: z.string().min(1).optional(),
+  CODEC_SERVER_HOST: z.string().min(1).default('127.0.0.1'),
+  CODEC_SERVER_PORT: port.default(8234),
+  // Operator tokens (comma-separated, at least 32 characters each) accepted as `Authorization: Bearer`
+  // or as the first path segment of the endpoint URL given to the Temporal UI.
+  CODEC_SERVER_TOKENS: z.string().min(32, { message: 'comma-separated operator tokens, at least 32 characters each' }),
+  // Origins of the Temporal UI allowed to call the codec server from the browser.
+  CODEC_SERVER_CORS_ORIGINS: z.string().min(1).default('http://127.0.0.1:8233,http://localhost:8233'),
 });
 
 export type ApiConfig = z.infer<typeof apiSchema>;
 export type WorkerConfig = z.infer<typeof workerSchema>;
+export type CodecServerConfig = z.infer<typeof codecServerSchema>;
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
@@ -55,7 +127,27 @@ function parse<S extends z.ZodType>(schema: S, env: NodeJS.ProcessEnv): z.infer<
 }
 
 export function loadApiConfig(env: NodeJS.ProcessEnv = process.env): ApiConfig {
-  return parse(apiSchema, env);
+  const config = parse(apiSchema, env);
+  requireCodecInProduction(config);
+  // Asymmetric keys are published for anyone to fetch; only the issuer ties a token to our project.
+  if (config.SUPABASE_JWKS_URL && !config.SUPABASE_JWT_ISSUER) {
+    throw new ConfigError(['SUPABASE_JWT_ISSUER: required when SUPABASE_JWKS_URL is set']);
+  }
+  return config;
+}
+
+/** Histories must never hold readable tenant data in production: no keyring, no start. */
+function requireCodecInProduction(config: { APP_ENV: string; TEMPORAL_CODEC_KEYS?: string | undefined }): void {
+  if (config.APP_ENV === 'production' && !config.TEMPORAL_CODEC_KEYS) {
+    throw new ConfigError(['TEMPORAL_CODEC_KEYS: required when APP_ENV=production (Temporal payload encryption)']);
+  }
+}
+
+export function loadCodecServerConfig(env: NodeJS.ProcessEnv = process.env): CodecServerConfig {
+  const config = parse(codecServerSchema, env);
+  const short = config.CODEC_SERVER_TOKENS.split(',').filter((t) => t.trim().length < 32);
+  if (short.length > 0) throw new ConfigError(['CODEC_SERVER_TOKENS: every token must be at least 32 characters']);
+  return config;
 }
 
 export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerConfig {
@@ -65,6 +157,7 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
   if (config.APP_ENV === 'production' && !config.LLM_API_KEY) {
     throw new ConfigError(['LLM_API_KEY: required when APP_ENV=production']);
   }
+  requireCodecInProduction(config);
   return config;
 }
 
@@ -72,4 +165,5 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
 export const configReference = {
   api: apiSchema.shape,
   worker: workerSchema.shape,
+  codecServer: codecServerSchema.shape,
 };

@@ -6,7 +6,11 @@
 export type Principal =
   | { kind: 'user'; userId: string; email?: string }
   | { kind: 'worker'; orgId: string }
+  /** An org API key, verified by its hash; `scope` is the most it may do in its org. */
+  | { kind: 'api_key'; orgId: string; keyId: string; scope: ApiKeyScope }
   | { kind: 'anon' };
+
+export type ApiKeyScope = 'member' | 'admin';
 
 export type DatabaseRole = 'authenticated' | 'anon';
 
@@ -30,6 +34,13 @@ function requireUuid(value: string, field: string): string {
   return value.toLowerCase();
 }
 
+function requireScope(scope: string): ApiKeyScope {
+  if (scope !== 'member' && scope !== 'admin') {
+    throw new InvalidPrincipalError(`scope must be member or admin, got ${JSON.stringify(scope)}`);
+  }
+  return scope;
+}
+
 /**
  * The role and `request.jwt.claims` a transaction runs with for `principal`. The claim
  * `principal` tells the policies which kind of actor this is (see private.org_ids_for).
@@ -49,6 +60,17 @@ export function databaseSettingsFor(principal: Principal): DatabaseSettings {
       return {
         role: 'authenticated',
         claims: { role: 'authenticated', principal: 'worker', org_id: requireUuid(principal.orgId, 'orgId') },
+      };
+    case 'api_key':
+      return {
+        role: 'authenticated',
+        claims: {
+          role: 'authenticated',
+          principal: 'api_key',
+          org_id: requireUuid(principal.orgId, 'orgId'),
+          key_id: requireUuid(principal.keyId, 'keyId'),
+          scope: requireScope(principal.scope),
+        },
       };
     case 'anon':
       return { role: 'anon', claims: { role: 'anon' } };

@@ -20,6 +20,9 @@ import { createDatabase, startPostgres, type PostgresHandle } from './stack/post
 import { ensureTemporalCli } from './stack/temporal-cli.js';
 import { startTemporalDevServer, type TemporalDevServer } from './stack/temporal-server.js';
 import { waitForPort } from './stack/ports.js';
+import { buildCodecServer } from '../api/codec-server.js';
+import { createLogger } from '../lib/logger.js';
+import { codecKeyringFrom } from '../lib/temporal-codec.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const dataDir = path.join(root, '.data');
@@ -34,21 +37,29 @@ const DEMO = {
 const API_PORT = Number(process.env.API_PORT ?? 3000);
 const TEMPORAL_PORT = 7233;
 const TEMPORAL_UI_PORT = 8233;
+const CODEC_SERVER_PORT = Number(process.env.CODEC_SERVER_PORT ?? 8234);
 
 const log = (msg: string) => console.log(`[dev] ${msg}`);
 const cleanups: Array<() => Promise<void>> = [];
 const children: ChildProcess[] = [];
 
 /** Dev-only secrets persist in .data so tokens and logins survive restarts; never used elsewhere. */
-async function devSecrets(): Promise<{ jwtSecret: string }> {
+async function devSecrets(): Promise<{ jwtSecret: string; codecKeys: string; codecToken: string }> {
   const file = path.join(dataDir, 'dev-secrets.json');
+  let secrets: { jwtSecret?: string; codecKeys?: string; codecToken?: string } = {};
   try {
-    return JSON.parse(await readFile(file, 'utf8')) as { jwtSecret: string };
+    secrets = JSON.parse(await readFile(file, 'utf8')) as typeof secrets;
   } catch {
-    const secrets = { jwtSecret: randomBytes(32).toString('base64url') };
-    await writeFile(file, JSON.stringify(secrets, null, 2), { mode: 0o600 });
-    return secrets;
+    // first start
   }
+  // The Temporal payload keyring persists too: the dev server's SQLite history stays readable.
+  const complete = {
+    jwtSecret: secrets.jwtSecret ?? randomBytes(32).toString('base64url'),
+    codecKeys: secrets.codecKeys ?? `dev-1:${randomBytes(32).toString('base64')}`,
+    codecToken: secrets.codecToken ?? randomBytes(32).toString('base64url'),
+  };
+  if (JSON.stringify(complete) !== JSON.stringify(secrets)) await writeFile(file, JSON.stringify(complete, null, 2), { mode: 0o600 });
+  return complete;
 }
 
 async function seedDemo(adminUrl: string): Promise<void> {
@@ -139,6 +150,20 @@ async function main(): Promise<void> {
   process.on('SIGTERM', () => void stop(0));
   await mkdir(dataDir, { recursive: true });
 
+  // Payload encryption: histories hold ciphertext; the UI decrypts through the codec server,
+  // whose URL carries the operator token because the dev UI has no login to send a header with.
+  const secrets = await devSecrets();
+  const codecKeys = process.env.TEMPORAL_CODEC_KEYS ?? secrets.codecKeys;
+  const codecServer = await buildCodecServer({
+    keyring: codecKeyringFrom({ TEMPORAL_CODEC_KEYS: codecKeys, TEMPORAL_CODEC_ACTIVE_KEY_ID: process.env.TEMPORAL_CODEC_ACTIVE_KEY_ID })!,
+    tokens: [secrets.codecToken],
+    corsOrigins: [`http://127.0.0.1:${TEMPORAL_UI_PORT}`, `http://localhost:${TEMPORAL_UI_PORT}`],
+    logger: createLogger({ name: 'codec-server', level: 'warn' }),
+  });
+  await codecServer.listen({ host: '127.0.0.1', port: CODEC_SERVER_PORT });
+  cleanups.push(() => codecServer.close());
+  const codecEndpoint = `http://127.0.0.1:${CODEC_SERVER_PORT}/${secrets.codecToken}`;
+
   // Temporal
   let temporalAddress = process.env.TEMPORAL_ADDRESS;
   let temporalUi = process.env.TEMPORAL_UI_URL;
@@ -152,6 +177,7 @@ async function main(): Promise<void> {
       uiPort: TEMPORAL_UI_PORT,
       dbFilename: path.join(dataDir, 'temporal', 'dev.db'),
       searchAttributes: customSearchAttributes,
+      extraArgs: ['--ui-codec-endpoint', codecEndpoint],
     });
     cleanups.push(() => server.stop());
     temporalAddress = server.address;
@@ -182,6 +208,7 @@ async function main(): Promise<void> {
     DATABASE_URL: appUrl,
     TEMPORAL_ADDRESS: temporalAddress,
     LOG_LEVEL: process.env.LOG_LEVEL ?? 'info',
+    TEMPORAL_CODEC_KEYS: codecKeys,
   };
   startChild('worker', 'workers/main.ts', { ...common, LLM_BASE_URL: llmBaseUrl });
   startChild('api', 'api/main.ts', { ...common, API_PORT: String(API_PORT), SUPABASE_JWT_SECRET: jwtSecret });

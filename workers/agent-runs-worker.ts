@@ -1,10 +1,15 @@
 import { fileURLToPath } from 'node:url';
+import type { DataConverter } from '@temporalio/common';
 import type { NativeConnection} from '@temporalio/worker';
 import { Worker, type WorkerOptions } from '@temporalio/worker';
 import type pg from 'pg';
 import { createAgentRunActivities } from '../activities/agent-run.js';
+import type { PriceTable } from '../activities/pricing.js';
+import type { ToolRegistry } from '../activities/tools/registry.js';
 import type { LlmClient } from '../integrations/llm/chat-completions.js';
 import type { Logger } from '../lib/logger.js';
+import { createDataConverter } from '../lib/temporal-codec.js';
+import { workerObservability } from './observability.js';
 import { AGENT_RUNS_TASK_QUEUE } from '../workflows/task-queues.js';
 
 export const workflowsPath = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
@@ -21,6 +26,12 @@ export interface AgentRunsWorkerDeps {
   /** In-flight activities get this long to finish on shutdown before they are cancelled. */
   shutdownGraceTime?: WorkerOptions['shutdownGraceTime'];
   heartbeatIntervalMs?: number;
+  /** Tools agents may call (default: the built-ins, see activities/tools/builtin.ts). */
+  tools?: ToolRegistry;
+  /** LLM prices per model for metering (default: activities/pricing.ts). */
+  prices?: PriceTable;
+  /** `createDataConverter(keyring)`: payload encryption and encoded failures; the client must use the same. */
+  dataConverter?: DataConverter;
 }
 
 export async function createAgentRunsWorker(deps: AgentRunsWorkerDeps): Promise<Worker> {
@@ -34,7 +45,12 @@ export async function createAgentRunsWorker(deps: AgentRunsWorkerDeps): Promise<
       llm: deps.llm,
       logger: deps.logger,
       ...(deps.heartbeatIntervalMs ? { heartbeatIntervalMs: deps.heartbeatIntervalMs } : {}),
+      ...(deps.tools ? { tools: deps.tools } : {}),
+      ...(deps.prices ? { prices: deps.prices } : {}),
     }),
     shutdownGraceTime: deps.shutdownGraceTime ?? '30 seconds',
+    dataConverter: deps.dataConverter ?? createDataConverter(undefined),
+    // Run ids on activity log lines, activity and workflow failures to Sentry (workers/observability.ts).
+    ...workerObservability(),
   });
 }

@@ -1,33 +1,39 @@
-import { DefaultLogger, NativeConnection, Runtime, type LogLevel } from '@temporalio/worker';
+import { NativeConnection, Runtime } from '@temporalio/worker';
 import { LlmClient } from '../integrations/llm/chat-completions.js';
 import { ConfigError, loadWorkerConfig } from '../lib/config.js';
 import { createPool } from '../lib/db.js';
 import { createLogger } from '../lib/logger.js';
+import { startMetricsServer, trackDatabaseMetrics } from '../lib/metrics.js';
+import { flushSentry, initSentry } from '../lib/sentry.js';
+import { runtimeLogger, workerTelemetryOptions } from './telemetry.js';
+import { codecKeyringFrom, createDataConverter } from '../lib/temporal-codec.js';
 import { createAgentRunsWorker } from './agent-runs-worker.js';
+import { parsePriceTable } from '../activities/pricing.js';
+import { crmCredentialStoreFromConfig, startCrmSyncWorker } from './crm-sync-worker.js';
+import { createToolRegistry } from '../activities/tools/builtin.js';
+import { createCrmTools } from '../activities/tools/crm-tools.js';
 
-const pinoLevels: Record<LogLevel, 'trace' | 'debug' | 'info' | 'warn' | 'error'> = {
-  TRACE: 'trace',
-  DEBUG: 'debug',
-  INFO: 'info',
-  WARN: 'warn',
-  ERROR: 'error',
-};
 
 async function main(): Promise<void> {
   const config = loadWorkerConfig();
   const logger = createLogger({ name: 'worker', level: config.LOG_LEVEL });
+  if (initSentry(config, 'worker')) logger.info('Sentry error reporting on');
 
   // The SDK's own logs (workflow and activity context included) go through pino, so redaction
   // and the JSON format apply to them too. The Runtime also turns SIGINT/SIGTERM into a
   // graceful worker shutdown.
   Runtime.install({
-    logger: new DefaultLogger('INFO', (entry) => {
-      logger[pinoLevels[entry.level]]({ ...entry.meta }, entry.message);
-    }),
+    logger: runtimeLogger(logger, 'INFO'),
+    telemetryOptions: workerTelemetryOptions(config.TEMPORAL_METRICS_BIND_ADDRESS ?? '127.0.0.1:9464'),
   });
 
   const pool = createPool(config.DATABASE_URL, { max: config.DATABASE_POOL_MAX, applicationName: 'worker' });
+  trackDatabaseMetrics(pool);
+  const metrics = await startMetricsServer({ host: config.METRICS_HOST, port: config.METRICS_PORT ?? 9092 });
+  logger.info({ metrics: metrics.url }, 'metrics listening');
   const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
+  // One credential store (and rate governor) for syncs and the agents' CRM tools; both need ENCRYPTION_KEYS.
+  const crmCredentials = crmCredentialStoreFromConfig(config, pool);
   try {
     const worker = await createAgentRunsWorker({
       connection,
@@ -41,13 +47,20 @@ async function main(): Promise<void> {
       }),
       logger,
       shutdownGraceTime: config.WORKER_SHUTDOWN_GRACE_MS,
+      dataConverter: createDataConverter(codecKeyringFrom(config)),
+      prices: parsePriceTable(config.LLM_PRICES),
+      tools: createToolRegistry(crmCredentials ? createCrmTools({ credentials: crmCredentials }) : []),
     });
     logger.info({ taskQueue: worker.options.taskQueue, temporal: config.TEMPORAL_ADDRESS }, 'worker started');
-    await worker.run();
+    // CRM syncs run on their own task queue in the same process; they need ENCRYPTION_KEYS.
+    const crmWorker = await startCrmSyncWorker({ config, connection, pool, logger, dataConverter: createDataConverter(codecKeyringFrom(config)), credentials: crmCredentials });
+    await Promise.all([worker.run(), crmWorker?.run()]);
     logger.info('worker stopped');
   } finally {
     await connection.close();
     await pool.end();
+    await metrics.close();
+    await flushSentry();
   }
 }
 

@@ -12,12 +12,20 @@ function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
   ]);
 }
 
-export function healthRoutes(deps: { pool: pg.Pool; temporal: Client }): FastifyPluginAsyncZod {
-  return async (app) => {
-    app.get('/healthz', { schema: { response: { 200: z.object({ status: z.literal('ok') }) } } }, async () => ({ status: 'ok' as const }));
+/** Flipped by the process on SIGTERM so load balancers stop sending traffic before we close. */
+export interface Lifecycle {
+  draining: boolean;
+}
 
-    const check = z.object({ status: z.enum(['ok', 'unavailable']), checks: z.object({ postgres: z.string(), temporal: z.string() }) });
-    app.get('/readyz', { schema: { response: { 200: check, 503: check } } }, async (_request, reply) => {
+export function healthRoutes(deps: { pool: pg.Pool; temporal: Client; lifecycle?: Lifecycle }): FastifyPluginAsyncZod {
+  return async (app) => {
+    app.get('/healthz', { schema: { security: [], response: { 200: z.object({ status: z.literal('ok') }) } } }, async () => ({ status: 'ok' as const }));
+
+    const check = z.object({ status: z.enum(['ok', 'unavailable', 'draining']), checks: z.object({ postgres: z.string(), temporal: z.string() }) });
+    app.get('/readyz', { schema: { security: [], response: { 200: check, 503: check } } }, async (_request, reply) => {
+      if (deps.lifecycle?.draining) {
+        return reply.code(503).send({ status: 'draining', checks: { postgres: 'not checked', temporal: 'not checked' } });
+      }
       const [postgres, temporal] = await Promise.all([
         withTimeout(deps.pool.query('select 1'), READINESS_TIMEOUT_MS).then(
           () => 'ok',

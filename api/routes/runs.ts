@@ -1,7 +1,9 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { RunService } from '../services/runs.js';
-import { problemSchema, runSchema } from '../schemas.js';
+import type { RunStreamHub } from '../services/run-stream.js';
+import { pageQuery } from '../pagination.js';
+import { problemSchema, runSchema, runStatusSchema } from '../schemas.js';
 
 const MAX_INPUT_CHARS = 100_000;
 
@@ -48,6 +50,151 @@ export function runRoutes(runs: RunService): FastifyPluginAsyncZod {
         response: { 200: runSchema, 404: problemSchema },
       },
       handler: async (request) => runs.getRun(request.principal, request.params.orgId, request.params.runId),
+    });
+  };
+}
+
+const runParams = z.object({ orgId: z.uuid(), runId: z.uuid() });
+const TERMINAL_EVENTS = new Set(['run.completed', 'run.failed', 'run.cancelled']);
+const SSE_KEEPALIVE_MS = 15_000;
+
+/** Listing, cancelling, approvals and the live event stream of runs. */
+export function runControlRoutes(runs: RunService, hub: RunStreamHub): FastifyPluginAsyncZod {
+  return async (app) => {
+    app.post('/orgs/:orgId/agents/:agentId/conversations/:threadKey/messages', {
+      schema: {
+        summary: "Send a message to the agent's conversation (started when absent)",
+        params: z.object({ orgId: z.uuid(), agentId: z.uuid(), threadKey: z.string().min(1).max(200).regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces') }),
+        body: z.strictObject({ content: z.string().min(1).max(100_000) }),
+        response: {
+          202: z.object({ runId: z.uuid(), workflowId: z.string(), messageId: z.uuid(), queued: z.boolean(), interrupted: z.boolean() }),
+          400: problemSchema,
+          403: problemSchema,
+          404: problemSchema,
+          409: problemSchema,
+        },
+      },
+      handler: async (request, reply) => {
+        const accepted = await runs.postMessage(request.principal, { ...request.params, content: request.body.content });
+        return reply.code(202).send(accepted);
+      },
+    });
+
+    app.get('/orgs/:orgId/runs', {
+      schema: {
+        summary: 'List agent runs, newest first',
+        params: z.object({ orgId: z.uuid() }),
+        querystring: z.object({ agentId: z.uuid().optional(), status: runStatusSchema.optional(), ...pageQuery }),
+        response: { 200: z.object({ items: z.array(runSchema), nextCursor: z.string().nullable() }), 400: problemSchema, 404: problemSchema },
+      },
+      handler: async (request) => runs.listRuns(request.principal, request.params.orgId, request.query),
+    });
+
+    app.post('/orgs/:orgId/runs/:runId/cancel', {
+      schema: {
+        summary: 'Cancel a run: its in-flight step is aborted and it ends cancelled',
+        params: runParams,
+        response: { 202: z.object({ id: z.uuid(), status: runStatusSchema, cancelRequested: z.literal(true) }), 404: problemSchema, 409: problemSchema },
+      },
+      handler: async (request, reply) => {
+        const run = await runs.cancelRun(request.principal, request.params.orgId, request.params.runId);
+        return reply.code(202).send({ id: run.id, status: run.status, cancelRequested: true as const });
+      },
+    });
+
+    app.post('/orgs/:orgId/runs/:runId/approvals/:approvalId', {
+      schema: {
+        summary: 'Approve or reject a pending tool call, or answer a question the agent asked',
+        params: runParams.extend({ approvalId: z.uuid() }),
+        body: z.strictObject({ decision: z.enum(['approve', 'reject']), comment: z.string().min(1).max(10_000).optional() }),
+        response: {
+          200: z.object({ approvalId: z.uuid(), status: z.string() }),
+          400: problemSchema,
+          403: problemSchema,
+          404: problemSchema,
+          409: problemSchema,
+          503: problemSchema,
+        },
+      },
+      handler: async (request) =>
+        runs.decideApproval(request.principal, request.params.orgId, request.params.runId, request.params.approvalId, request.body),
+    });
+
+    app.get('/orgs/:orgId/runs/:runId/events', {
+      schema: {
+        summary: 'Server-Sent Events: durable run events (id = seq, resumable with Last-Event-ID) and live token deltas',
+        params: runParams,
+        headers: z.looseObject({ 'last-event-id': z.string().regex(/^\d{1,9}$/).optional() }),
+        response: { 404: problemSchema },
+      },
+      handler: async (request, reply) => {
+        const { orgId, runId } = request.params;
+        await runs.getRun(request.principal, orgId, runId);
+        let lastSeq = Number(request.headers['last-event-id'] ?? 0);
+        const principal = request.principal;
+
+        reply.hijack();
+        const res = reply.raw;
+        res.writeHead(200, {
+          'content-type': 'text/event-stream; charset=utf-8',
+          'cache-control': 'no-cache, no-transform',
+          connection: 'keep-alive',
+          'x-accel-buffering': 'no',
+          'x-request-id': request.id,
+        });
+        res.write(': stream of run events\n\n');
+
+        let closed = false;
+        let finished = false;
+        let draining: Promise<void> = Promise.resolve();
+        let unsubscribe: () => void = () => {};
+        const keepalive = setInterval(() => res.write(': keepalive\n\n'), SSE_KEEPALIVE_MS);
+        const close = () => {
+          if (closed) return;
+          closed = true;
+          clearInterval(keepalive);
+          unsubscribe();
+          res.end();
+        };
+        request.raw.on('close', close);
+
+        // Serialized so durable events go out once each and in order, however notifications interleave.
+        const drain = () => {
+          draining = draining.then(async () => {
+            while (!closed && !finished) {
+              const events = await runs.eventsAfter(principal, orgId, runId, lastSeq);
+              for (const event of events) {
+                res.write(`id: ${event.seq}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
+                lastSeq = event.seq;
+                if (TERMINAL_EVENTS.has(event.type)) finished = true;
+              }
+              if (events.length < 500) break;
+            }
+            if (finished) close();
+          }).catch(() => close());
+          return draining;
+        };
+
+        try {
+          unsubscribe = await hub.subscribe(runId, {
+            onEvent: (seq) => {
+              if (seq > lastSeq) void drain();
+            },
+            onDelta: (delta) => {
+              // Deltas of a step whose durable event was already sent are stale.
+              if (!closed && delta.seq > lastSeq) res.write(`event: delta\ndata: ${JSON.stringify({ seq: delta.seq, text: delta.text })}\n\n`);
+            },
+            onClose: close,
+          });
+        } catch {
+          // Shutting down, or Postgres is unreachable: the client reconnects with Last-Event-ID.
+          close();
+          return;
+        }
+        // The client may have gone while we subscribed.
+        if (closed) unsubscribe();
+        await drain();
+      },
     });
   };
 }

@@ -1,28 +1,39 @@
-import { WorkflowExecutionAlreadyStartedError, type Client } from '@temporalio/client';
+import {
+  WorkflowExecutionAlreadyStartedError,
+  WorkflowNotFoundError,
+  WorkflowUpdateFailedError,
+  WorkflowUpdateRPCTimeoutOrCancelledError,
+  type Client,
+} from '@temporalio/client';
 import type pg from 'pg';
 import { withPrincipal, type Tx } from '../../lib/db.js';
 import type { Principal } from '../../lib/principal.js';
 import { AgentIdSearchAttribute, OrgIdSearchAttribute } from '../../workflows/search-attributes.js';
 import { AGENT_RUNS_TASK_QUEUE, agentRunWorkflowId } from '../../workflows/task-queues.js';
-import type { agentRun } from '../../workflows/agent-run.js';
+import { WithStartWorkflowOperation } from '@temporalio/client';
+import { decideApprovalUpdate, postMessageUpdate, type agentRun, type ApprovalState } from '../../workflows/agent-run.js';
+import { decodeCursor, toPage } from '../pagination.js';
 import { notFound, ProblemError } from '../problems.js';
+import { requireOrgRole } from './org-access.js';
 
 export interface RunServiceDeps {
   pool: pg.Pool;
   temporal: Client;
   /** Tests give each suite its own queue so parallel suites never run each other's workflows. */
   taskQueue?: string;
+  /** A conversation without messages for this long ends (default 7 days). */
+  conversationIdleTimeoutSeconds?: number;
 }
 
 export interface RunView {
   id: string;
   orgId: string;
   agentId: string;
-  status: 'queued' | 'running' | 'completed' | 'failed' | 'cancelled';
+  status: 'queued' | 'running' | 'awaiting_approval' | 'sleeping' | 'completed' | 'failed' | 'cancelled';
   workflowId: string;
   output: string | null;
   error: { type: string; message: string } | null;
-  usage: { inputTokens: number; outputTokens: number };
+  usage: { inputTokens: number; outputTokens: number; llmCalls: number; costUsd: number };
   createdAt: string;
   startedAt: string | null;
   completedAt: string | null;
@@ -39,12 +50,16 @@ interface RunRow {
   error: RunView['error'];
   input_tokens: number;
   output_tokens: number;
+  llm_calls: number;
+  cost_usd: string;
   created_at: Date;
   started_at: Date | null;
   completed_at: Date | null;
 }
 
-const runColumns = `id, org_id, agent_id, status, workflow_id, input, output, error, input_tokens, output_tokens, created_at, started_at, completed_at`;
+const runColumns = `id, org_id, agent_id, status, workflow_id, input, output, error, input_tokens, output_tokens, llm_calls, cost_usd, created_at, started_at, completed_at`;
+
+const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
 
 function toView(row: RunRow): RunView {
   return {
@@ -55,7 +70,7 @@ function toView(row: RunRow): RunView {
     workflowId: row.workflow_id,
     output: row.output,
     error: row.error,
-    usage: { inputTokens: row.input_tokens, outputTokens: row.output_tokens },
+    usage: { inputTokens: row.input_tokens, outputTokens: row.output_tokens, llmCalls: row.llm_calls, costUsd: Number(row.cost_usd) },
     createdAt: row.created_at.toISOString(),
     startedAt: row.started_at?.toISOString() ?? null,
     completedAt: row.completed_at?.toISOString() ?? null,
@@ -141,7 +156,157 @@ export function createRunService(deps: RunServiceDeps) {
     });
   }
 
-  return { startRun, getRun };
+  async function listRuns(
+    principal: Principal,
+    orgId: string,
+    query: { agentId?: string | undefined; status?: RunView['status'] | undefined; limit: number; cursor?: string | undefined },
+  ) {
+    const after = decodeCursor(query.cursor);
+    return withPrincipal(deps.pool, principal, async (tx) => {
+      await requireOrgRole(tx, orgId, 'member');
+      const { rows } = await tx.query<RunRow>(
+        `select ${runColumns} from public.agent_runs
+          where org_id = $1
+            and ($2::uuid is null or agent_id = $2)
+            and ($3::text is null or status = $3)
+            and ($4::timestamptz is null or (created_at, id) < ($4::timestamptz, $5::uuid))
+          order by created_at desc, id desc
+          limit $6`,
+        [orgId, query.agentId ?? null, query.status ?? null, after?.createdAt ?? null, after?.id ?? null, query.limit + 1],
+      );
+      return toPage(rows, query.limit, toView);
+    });
+  }
+
+  /** Requests cancellation: the workflow aborts its in-flight activity and records the run as cancelled. */
+  async function cancelRun(principal: Principal, orgId: string, runId: string): Promise<RunView> {
+    const run = await getRun(principal, orgId, runId);
+    if (TERMINAL.has(run.status)) throw new ProblemError('conflict', `The run has already ended (${run.status}); there is nothing to cancel.`);
+    try {
+      await deps.temporal.workflow.getHandle(run.workflowId).cancel();
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) throw new ProblemError('conflict', 'The run is no longer running; there is nothing to cancel.');
+      throw err;
+    }
+    return run;
+  }
+
+  /**
+   * A person's decision on a pending approval. The response (author, comment) is written to
+   * Postgres first; the workflow then accepts or refuses it through an Update whose validator
+   * rejects stale and double decisions, so exactly one response ever counts.
+   */
+  async function decideApproval(
+    principal: Principal,
+    orgId: string,
+    runId: string,
+    approvalId: string,
+    decision: { decision: 'approve' | 'reject'; comment?: string | undefined },
+  ): Promise<{ approvalId: string; status: ApprovalState }> {
+    if (principal.kind !== 'user') throw new ProblemError('forbidden', 'Approvals are decided by people: sign in as a user.');
+    const { responseId, workflowId } = await withPrincipal(deps.pool, principal, async (tx) => {
+      const { rows } = await tx.query<{ status: string; workflow_id: string; expires_at: Date }>(
+        `select a.status, r.workflow_id, a.expires_at from public.run_approvals a
+           join public.agent_runs r on r.id = a.run_id and r.org_id = a.org_id
+          where a.id = $1 and a.run_id = $2 and a.org_id = $3`,
+        [approvalId, runId, orgId],
+      );
+      const approval = rows[0];
+      if (!approval) throw notFound('Approval');
+      if (approval.status !== 'pending') throw new ProblemError('conflict', `The approval is already ${approval.status}; it cannot be decided again.`);
+      const inserted = await tx.query<{ id: string }>(
+        `insert into public.run_approval_responses (org_id, approval_id, author, decision, comment)
+         values ($1, $2, (select auth.uid()), $3, $4) returning id`,
+        [orgId, approvalId, decision.decision, decision.comment ?? null],
+      );
+      return { responseId: inserted.rows[0]!.id, workflowId: approval.workflow_id };
+    });
+    try {
+      return await deps.temporal.workflow
+        .getHandle(workflowId)
+        .executeUpdate(decideApprovalUpdate, { args: [{ approvalId, decision: decision.decision, responseId }] });
+    } catch (err) {
+      if (err instanceof WorkflowUpdateFailedError) {
+        throw new ProblemError('conflict', `The decision was not accepted: ${err.cause?.message ?? 'the approval is no longer pending'}.`);
+      }
+      if (err instanceof WorkflowNotFoundError) throw new ProblemError('conflict', 'The run is no longer running; the approval cannot be decided.');
+      if (err instanceof WorkflowUpdateRPCTimeoutOrCancelledError) {
+        throw new ProblemError('service-unavailable', 'The run did not answer in time; retry the decision.');
+      }
+      throw err;
+    }
+  }
+
+  /** Durable events of a run after `afterSeq`, in order (RLS-scoped: another org's run yields nothing). */
+  async function eventsAfter(principal: Principal, orgId: string, runId: string, afterSeq: number, limit = 500) {
+    return withPrincipal(deps.pool, principal, async (tx) => {
+      const { rows } = await tx.query<{ seq: number; type: string; payload: Record<string, unknown>; created_at: Date }>(
+        `select seq, type, payload, created_at from public.run_events
+          where run_id = $1 and org_id = $2 and seq > $3 order by seq limit $4`,
+        [runId, orgId, afterSeq, limit],
+      );
+      return rows.map((r) => ({ seq: r.seq, type: r.type, payload: r.payload, createdAt: r.created_at.toISOString() }));
+    });
+  }
+
+  /**
+   * Delivers a message to the agent's conversation `threadKey`, starting it when there is none
+   * (update-with-start). The conversation row and the message commit first; the Update carries
+   * the message id only. The agent's busy policy decides what happens while it is working:
+   * queue (default), reject (409) or interrupt the current turn.
+   */
+  async function postMessage(principal: Principal, request: { orgId: string; agentId: string; threadKey: string; content: string }) {
+    // Messages are written in a person's name (RLS: author = auth.uid()); API keys have none.
+    if (principal.kind !== 'user') throw new ProblemError('forbidden', 'Conversation messages are sent by people: sign in as a user.');
+    const { row, messageId } = await withPrincipal(deps.pool, principal, async (tx) => {
+      const agent = await tx.query(`select id from public.agents where id = $1 and org_id = $2`, [request.agentId, request.orgId]);
+      if (agent.rowCount !== 1) throw notFound('Agent');
+      const open = `thread_key is not null and status not in ('completed', 'failed', 'cancelled')`;
+      const inserted = await tx.query<RunRow>(
+        `insert into public.agent_runs (org_id, agent_id, input, created_by, thread_key)
+         values ($1, $2, '', (select auth.uid()), $3)
+         on conflict (org_id, agent_id, thread_key) where ${open} do nothing
+         returning ${runColumns}`,
+        [request.orgId, request.agentId, request.threadKey],
+      );
+      const found =
+        inserted.rows[0] ??
+        (
+          await tx.query<RunRow>(
+            `select ${runColumns} from public.agent_runs where org_id = $1 and agent_id = $2 and thread_key = $3 and ${open}`,
+            [request.orgId, request.agentId, request.threadKey],
+          )
+        ).rows[0];
+      if (!found) throw new ProblemError('conflict', 'The conversation is being started by another request; retry shortly.');
+      const message = await tx.query<{ id: string }>(
+        `insert into public.conversation_messages (org_id, run_id, author, content) values ($1, $2, (select auth.uid()), $3) returning id`,
+        [request.orgId, found.id, request.content],
+      );
+      return { row: found, messageId: message.rows[0]!.id };
+    });
+    const start = new WithStartWorkflowOperation<typeof agentRun>('agentRun', {
+      taskQueue: deps.taskQueue ?? AGENT_RUNS_TASK_QUEUE,
+      workflowId: agentRunWorkflowId(row.id),
+      args: [{ orgId: row.org_id, agentId: row.agent_id, runId: row.id, conversation: { idleTimeoutSeconds: deps.conversationIdleTimeoutSeconds ?? 7 * 86400 } }],
+      workflowIdConflictPolicy: 'USE_EXISTING',
+      typedSearchAttributes: [
+        { key: OrgIdSearchAttribute, value: row.org_id },
+        { key: AgentIdSearchAttribute, value: row.agent_id },
+      ],
+      staticSummary: `Conversation ${row.id} of agent ${row.agent_id}`,
+    });
+    try {
+      const accepted = await deps.temporal.workflow.executeUpdateWithStart(postMessageUpdate, { args: [{ messageId }], startWorkflowOperation: start });
+      return { runId: row.id, workflowId: row.workflow_id, ...accepted };
+    } catch (err) {
+      if (err instanceof WorkflowUpdateFailedError) {
+        throw new ProblemError('conflict', `The message was not accepted: ${err.cause?.message ?? 'the agent is busy'}.`);
+      }
+      throw err;
+    }
+  }
+
+  return { startRun, getRun, listRuns, cancelRun, decideApproval, eventsAfter, postMessage };
 }
 
 export type RunService = ReturnType<typeof createRunService>;

@@ -18,7 +18,7 @@ describe('catalog audit', () => {
       select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace
       where n.nspname = 'public' and c.relkind in ('r', 'p') order by 1`);
     expect(rows.map((r) => r.relname)).toEqual(
-      expect.arrayContaining(['agent_runs', 'agents', 'organization_members', 'organizations', 'run_events']),
+      expect.arrayContaining(['agent_runs', 'agents', 'api_keys', 'audit_log', 'invites', 'organization_members', 'organizations', 'run_events', 'crm_connections', 'crm_records']),
     );
   });
 

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Principal } from '../../lib/principal.js';
@@ -20,6 +20,8 @@ type TenantTable = {
   tenantColumn: string;
   /** An assignment that would visibly change org A's rows if a cross-org update got through. */
   hijack: string;
+  /** The lowest role of org A that reads these rows; members unless declared. */
+  reader?: 'member' | 'admin';
 };
 
 const tenantTables: Record<string, TenantTable> = {
@@ -28,6 +30,23 @@ const tenantTables: Record<string, TenantTable> = {
   agents: { tenantColumn: 'org_id', hijack: `name = 'hijacked'` },
   agent_runs: { tenantColumn: 'org_id', hijack: `status = 'cancelled'` },
   run_events: { tenantColumn: 'org_id', hijack: `type = 'hijacked'` },
+  invites: { tenantColumn: 'org_id', hijack: `revoked_at = now()`, reader: 'admin' },
+  api_keys: { tenantColumn: 'org_id', hijack: `revoked_at = now()`, reader: 'admin' },
+  audit_log: { tenantColumn: 'org_id', hijack: `action = 'hijacked.entry'`, reader: 'admin' },
+  run_approvals: { tenantColumn: 'org_id', hijack: `status = 'approved'` },
+  run_approval_responses: { tenantColumn: 'org_id', hijack: `decision = 'approve'` },
+  effect_ledger: { tenantColumn: 'org_id', hijack: `result = '"hijacked"'::jsonb` },
+  usage_daily: { tenantColumn: 'org_id', hijack: `runs = 999999` },
+  knowledge_documents: { tenantColumn: 'org_id', hijack: `title = 'hijacked'` },
+  conversation_messages: { tenantColumn: 'org_id', hijack: `content = 'hijacked'` },
+  crm_connections: { tenantColumn: 'org_id', hijack: `name = 'hijacked'` },
+  crm_credentials: { tenantColumn: 'org_id', hijack: `access_token = 'v1.hijacked'`, reader: 'admin' },
+  oauth_states: { tenantColumn: 'org_id', hijack: `expires_at = now() + interval '1 year'`, reader: 'admin' },
+  crm_records: { tenantColumn: 'org_id', hijack: `name = 'hijacked'` },
+  crm_sync_runs: { tenantColumn: 'org_id', hijack: `status = 'failed'` },
+  crm_sync_state: { tenantColumn: 'org_id', hijack: `cursor = 'hijacked'` },
+  crm_webhook_deliveries: { tenantColumn: 'org_id', hijack: `processed_at = now()`, reader: 'admin' },
+  crm_rate_buckets: { tenantColumn: 'org_id', hijack: `tokens = -1000`, reader: 'admin' },
 };
 
 const admin = adminPool();
@@ -56,6 +75,57 @@ beforeAll(async () => {
   agentB = await createAgent(admin, orgB.orgId);
   runA = await createRun(admin, orgA.orgId, agentA, { createdBy: orgA.userWithRole('member'), events: 2 });
   runB = await createRun(admin, orgB.orgId, agentB, { createdBy: orgB.userWithRole('member'), events: 1 });
+  // Tenancy: an invite, an API key and an audit entry of org A.
+  await admin.query(
+    `insert into public.invites (org_id, email, role, token_hash, expires_at) values ($1, 'invitee@example.test', 'member', $2, now() + interval '1 day')`,
+    [orgA.orgId, randomBytes(32)],
+  );
+  await admin.query(`insert into public.api_keys (org_id, name, prefix, key_hash) values ($1, 'isolation', $2, $3)`, [
+    orgA.orgId,
+    `gap_live_${randomUUID().replace(/-/g, '').slice(0, 8)}`,
+    randomBytes(32),
+  ]);
+  await admin.query(`insert into public.audit_log (org_id, action) values ($1, 'isolation.fixture')`, [orgA.orgId]);
+  // Agent runtime: an approval with a response, an effect, a usage day and a knowledge document of org A.
+  const approvalA = randomUUID();
+  await admin.query(
+    `insert into public.run_approvals (id, org_id, run_id, seq, kind, tool_name, expires_at) values ($1, $2, $3, 2, 'approval', 'crm_add_note', now() + interval '1 hour')`,
+    [approvalA, orgA.orgId, runA],
+  );
+  await admin.query(`insert into public.run_approval_responses (org_id, approval_id, author, decision) values ($1, $2, $3, 'reject')`, [
+    orgA.orgId,
+    approvalA,
+    orgA.userWithRole('member'),
+  ]);
+  await admin.query(`insert into public.effect_ledger (org_id, idempotency_key, run_id, tool_name, result) values ($1, $2, $3, 'crm_add_note', '{"ok":true}')`, [
+    orgA.orgId,
+    `agent-run:${runA}:tool-3`,
+    runA,
+  ]);
+  await admin.query(`insert into public.usage_daily (org_id, day, runs) values ($1, current_date, 1)`, [orgA.orgId]);
+  await admin.query(`insert into public.knowledge_documents (org_id, title, body) values ($1, 'Isolation', 'org A only')`, [orgA.orgId]);
+  await admin.query(`insert into public.conversation_messages (org_id, run_id, author, content) values ($1, $2, $3, 'org A message')`, [
+    orgA.orgId,
+    runA,
+    orgA.userWithRole('member'),
+  ]);
+  // CRM: a connection of org A with one row in each CRM table.
+  const crmConnectionA = randomUUID();
+  await admin.query(`insert into public.crm_connections (id, org_id, provider, name, auth_kind, status) values ($1, $2, 'hubspot', 'Isolation', 'token', 'active')`, [crmConnectionA, orgA.orgId]);
+  await admin.query(`insert into public.crm_credentials (org_id, connection_id, access_token) values ($1, $2, 'v1.k.iv.ct.tag')`, [orgA.orgId, crmConnectionA]);
+  await admin.query(`insert into public.oauth_states (state_hash, org_id, connection_id, expires_at) values ($1, $2, $3, now() + interval '10 minutes')`, [
+    randomBytes(32).toString('hex'),
+    orgA.orgId,
+    crmConnectionA,
+  ]);
+  await admin.query(`insert into public.crm_records (org_id, connection_id, object_type, external_id, name) values ($1, $2, 'deals', '1', 'Deal of A')`, [orgA.orgId, crmConnectionA]);
+  await admin.query(`insert into public.crm_sync_runs (id, org_id, connection_id, mode, workflow_id) values ($1, $2, $3, 'full', 'crm-sync:x')`, [randomUUID(), orgA.orgId, crmConnectionA]);
+  await admin.query(`insert into public.crm_sync_state (org_id, connection_id, object_type, cursor) values ($1, $2, 'deals', '2')`, [orgA.orgId, crmConnectionA]);
+  await admin.query(
+    `insert into public.crm_webhook_deliveries (org_id, connection_id, dedupe_key, kind, object_type, external_id, change) values ($1, $2, 'k', 'deal.creation', 'deals', '1', 'upsert')`,
+    [orgA.orgId, crmConnectionA],
+  );
+  await admin.query(`insert into public.crm_rate_buckets (org_id, connection_id, capacity, refill_per_second, tokens) values ($1, $2, 10, 10, 10)`, [orgA.orgId, crmConnectionA]);
 });
 
 afterAll(async () => {
@@ -97,7 +167,7 @@ describe.each(publicTables)('table %s', (table) => {
   it('has org A rows to attack, and org A members can read them', async () => {
     const { rows } = await admin.query(`select count(*)::int as n from ${qualified} ${where()}`, [orgA.orgId]);
     expect(rows[0]?.n).toBeGreaterThan(0);
-    const seen = await attempt(app, user(orgA.userWithRole('member')), `select * from ${qualified} ${where()}`, [orgA.orgId]);
+    const seen = await attempt(app, user(orgA.userWithRole(tenant().reader ?? 'member')), `select * from ${qualified} ${where()}`, [orgA.orgId]);
     expect(seen).toMatchObject({ rowCount: rows[0]?.n });
   });
 
@@ -270,5 +340,52 @@ describe('users', () => {
       [agentB, runB],
     );
     expect(outcome).toMatchObject({ rows: [{ orgs: 1, members: 2, agents: 1, runs: 1, events: 1 }] });
+  });
+});
+
+describe('agent runtime tables', () => {
+  it('a member answers approvals only in their own name, and cannot decide them directly', async () => {
+    const member = orgA.userWithRole('member');
+    const { rows } = await admin.query(`select id from public.run_approvals where run_id = $1`, [runA]);
+    const approvalId = rows[0]?.id as string;
+    const impersonating = await attempt(
+      app,
+      user(member),
+      `insert into public.run_approval_responses (org_id, approval_id, author, decision) values ($1, $2, $3, 'approve')`,
+      [orgA.orgId, approvalId, orgA.userWithRole('owner')],
+    );
+    expect(impersonating).toMatchObject({ errorCode: '42501' });
+    const own = await attempt(
+      app,
+      user(member),
+      `insert into public.run_approval_responses (org_id, approval_id, author, decision) values ($1, $2, $3, 'approve')`,
+      [orgA.orgId, approvalId, member],
+    );
+    expect(own).toMatchObject({ rowCount: 1 });
+    const deciding = await attempt(app, user(orgA.userWithRole('owner')), `update public.run_approvals set status = 'approved' where id = $1`, [approvalId]);
+    expect(deciding).toMatchObject({ rowCount: 0 });
+  });
+
+  it("a worker of org B cannot record effects or usage for org A; org A's worker can", async () => {
+    for (const [sql, params] of [
+      [`insert into public.effect_ledger (org_id, idempotency_key, tool_name) values ($1, 'forged', 'x')`, [orgA.orgId]],
+      [`insert into public.usage_daily (org_id, day, runs) values ($1, current_date - 1, 1)`, [orgA.orgId]],
+    ] as const) {
+      expect(await attempt(app, worker(orgB.orgId), sql, [...params])).toMatchObject({ errorCode: '42501' });
+    }
+    const own = await attempt(app, worker(orgA.orgId), `insert into public.effect_ledger (org_id, idempotency_key, tool_name) values ($1, $2, 'x')`, [
+      orgA.orgId,
+      `own-${randomUUID()}`,
+    ]);
+    expect(own).toMatchObject({ rowCount: 1 });
+  });
+
+  it('members cannot write knowledge documents, admins can, and workers only read them', async () => {
+    const sql = `insert into public.knowledge_documents (org_id, title, body) values ($1, 't', 'b')`;
+    expect(await attempt(app, user(orgA.userWithRole('member')), sql, [orgA.orgId])).toMatchObject({ errorCode: '42501' });
+    expect(await attempt(app, worker(orgA.orgId), sql, [orgA.orgId])).toMatchObject({ errorCode: '42501' });
+    expect(await attempt(app, user(orgA.userWithRole('admin')), sql, [orgA.orgId])).toMatchObject({ rowCount: 1 });
+    const read = await attempt(app, worker(orgA.orgId), `select count(*)::int as n from public.knowledge_documents where org_id = $1`, [orgA.orgId]);
+    expect(read).toMatchObject({ rows: [{ n: 2 }] });
   });
 });

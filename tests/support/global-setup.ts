@@ -8,6 +8,8 @@ import { createDatabase, dropDatabase, startPostgres, type PostgresHandle } from
 import { prepareAppDatabase } from '../../scripts/stack/app-database.js';
 import { customSearchAttributes } from '../../workflows/search-attributes.js';
 import { workflowsPath } from '../../workers/agent-runs-worker.js';
+import { failureConverterPath } from '../../lib/temporal-codec.js';
+import { workflowInterceptorModules } from '../../workers/observability.js';
 
 /**
  * Starts the real services the suite needs, once: a Temporal dev server (in memory, headless),
@@ -41,7 +43,8 @@ export default async function setup(): Promise<() => Promise<void>> {
     const [temporalServer, postgresHandle, bundle] = await Promise.all([
       startTemporalDevServer({ cliPath, ui: false, searchAttributes: customSearchAttributes }),
       startPostgres({ dataDir: path.join(runDir, 'postgres'), port: 0, log }),
-      bundleWorkflowCode({ workflowsPath, logger: quietBundlerLogger }),
+      // The failure converter runs inside the sandbox too, so it is part of the bundle.
+      bundleWorkflowCode({ workflowsPath, failureConverterPath, workflowInterceptorModules, logger: quietBundlerLogger }),
     ]);
     temporal = temporalServer;
     postgres = postgresHandle;

@@ -1,16 +1,28 @@
 import { randomUUID } from 'node:crypto';
 import { Client, Connection } from '@temporalio/client';
-import { DefaultLogger, NativeConnection, Runtime, type LogLevel, type Worker } from '@temporalio/worker';
+import { DefaultLogger, NativeConnection, Runtime, type LogLevel, type Logger as RuntimeLogger, type Worker } from '@temporalio/worker';
+import { workerTelemetryOptions } from '../../workers/telemetry.js';
 import type pg from 'pg';
 import { LlmClient } from '../../integrations/llm/chat-completions.js';
 import { createLogger } from '../../lib/logger.js';
+import type { PriceTable } from '../../activities/pricing.js';
+import type { ToolRegistry } from '../../activities/tools/registry.js';
 import { createAgentRunsWorker } from '../../workers/agent-runs-worker.js';
+import { parseKeyring } from '../../lib/crypto.js';
+import { createDataConverter } from '../../lib/temporal-codec.js';
 
 function requireEnv(name: string): string {
   const value = process.env[name];
   if (!value) throw new Error(`${name} is not set: run the suite with \`npm test\` (vitest globalSetup starts the stack)`);
   return value;
 }
+
+/**
+ * The test suite's Temporal payload keyring: fixed (not a secret; it protects nothing but test
+ * data) so the committed replay histories under tests/replay/histories decrypt on every machine.
+ */
+export const TEST_CODEC_KEYS = 'test-2026:dGVzdC1vbmx5LWNvZGVjLWtleS0zMi1ieXRlcy0wMDA=';
+export const testDataConverter = createDataConverter(parseKeyring(TEST_CODEC_KEYS));
 
 export interface TestTemporal {
   client: Client;
@@ -21,11 +33,19 @@ export interface TestTemporal {
 
 let runtimeInstalled = false;
 
-export async function connectTestTemporal(): Promise<TestTemporal> {
+/**
+ * `runtime` applies only to the first call in a test file's process (the Runtime is installed
+ * once): `logger` replaces the quiet default (log-capturing tests), `metricsBindAddress` turns on
+ * the SDK's Prometheus exporter as workers/main.ts does.
+ */
+export async function connectTestTemporal(runtime: { logger?: RuntimeLogger; metricsBindAddress?: string } = {}): Promise<TestTemporal> {
   if (!runtimeInstalled) {
     // Expected failures (a rejected LLM request, a cancelled run) would otherwise print full
     // stack traces at WARN; TEST_TEMPORAL_LOG_LEVEL=INFO brings them back when debugging.
-    Runtime.install({ logger: new DefaultLogger((process.env.TEST_TEMPORAL_LOG_LEVEL as LogLevel | undefined) ?? 'ERROR') });
+    Runtime.install({
+      logger: runtime.logger ?? new DefaultLogger((process.env.TEST_TEMPORAL_LOG_LEVEL as LogLevel | undefined) ?? 'ERROR'),
+      telemetryOptions: workerTelemetryOptions(runtime.metricsBindAddress),
+    });
     runtimeInstalled = true;
   }
   const address = requireEnv('TEST_TEMPORAL_ADDRESS');
@@ -33,7 +53,7 @@ export async function connectTestTemporal(): Promise<TestTemporal> {
   const connection = await Connection.connect({ address });
   const nativeConnection = await NativeConnection.connect({ address });
   return {
-    client: new Client({ connection, namespace }),
+    client: new Client({ connection, namespace, dataConverter: testDataConverter }),
     nativeConnection,
     namespace,
     close: async () => {
@@ -56,6 +76,10 @@ export async function createTestAgentWorker(opts: {
   llmBaseUrl: string;
   taskQueue: string;
   llmTimeoutMs?: number;
+  /** Extra agent tools (e.g. a test tool with a side effect) besides the built-ins. */
+  tools?: ToolRegistry;
+  /** LLM prices for metering; default activities/pricing.ts. */
+  prices?: PriceTable;
 }): Promise<Worker> {
   return createAgentRunsWorker({
     connection: opts.temporal.nativeConnection,
@@ -67,5 +91,8 @@ export async function createTestAgentWorker(opts: {
     workflowBundle: { codePath: requireEnv('TEST_WORKFLOW_BUNDLE') },
     shutdownGraceTime: '2 seconds',
     heartbeatIntervalMs: 1_000,
+    dataConverter: testDataConverter,
+    ...(opts.tools ? { tools: opts.tools } : {}),
+    ...(opts.prices ? { prices: opts.prices } : {}),
   });
 }

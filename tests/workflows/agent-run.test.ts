@@ -4,7 +4,8 @@ import type pg from 'pg';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startFakeLlm, type FakeLlmServer } from '../fakes/llm-server.js';
 import { adminPool, appPool, createAgent, createOrgWithMembers, createRun } from '../support/db.js';
-import { connectTestTemporal, createTestAgentWorker, uniqueTaskQueue, type TestTemporal } from '../support/temporal.js';
+import { connectTestTemporal, createTestAgentWorker, testDataConverter, uniqueTaskQueue, type TestTemporal } from '../support/temporal.js';
+import type { Payload } from '@temporalio/common';
 import { agentRunWorkflowId } from '../../workflows/task-queues.js';
 import type { agentRun } from '../../workflows/agent-run.js';
 
@@ -92,17 +93,16 @@ describe('agentRun workflow', () => {
     await execute(ids);
 
     const history = await temporal.client.workflow.getHandle(agentRunWorkflowId(ids.runId)).fetchHistory();
-    const decoded = JSON.stringify(
-      history.events?.flatMap((e) => {
-        const payloads = [
-          ...(e.workflowExecutionStartedEventAttributes?.input?.payloads ?? []),
-          ...(e.activityTaskScheduledEventAttributes?.input?.payloads ?? []),
-          ...(e.activityTaskCompletedEventAttributes?.result?.payloads ?? []),
-          ...(e.workflowExecutionCompletedEventAttributes?.result?.payloads ?? []),
-        ];
-        return payloads.map((p) => Buffer.from(p.data ?? new Uint8Array()).toString('utf8'));
-      }),
-    );
+    // Payloads are encrypted at rest (tests/ops/payload-encryption.test.ts); decrypt them to see
+    // what the workflow itself carries.
+    const [codec] = testDataConverter.payloadCodecs!;
+    const encoded = (history.events ?? []).flatMap((e) => [
+      ...(e.workflowExecutionStartedEventAttributes?.input?.payloads ?? []),
+      ...(e.activityTaskScheduledEventAttributes?.input?.payloads ?? []),
+      ...(e.activityTaskCompletedEventAttributes?.result?.payloads ?? []),
+      ...(e.workflowExecutionCompletedEventAttributes?.result?.payloads ?? []),
+    ]) as Payload[];
+    const decoded = JSON.stringify((await codec!.decode(encoded)).map((p) => Buffer.from(p.data ?? new Uint8Array()).toString('utf8')));
     expect(decoded).toContain(ids.runId);
     expect(decoded).not.toContain('SECRET-INPUT-CANARY');
     expect(decoded).not.toContain('SECRET-ANSWER-CANARY');

@@ -1,0 +1,247 @@
+/**
+ * Activities of `crmSync`. Page data never passes through Temporal: `syncPage` fetches one page
+ * AND upserts it in Postgres, and stores the next cursor in the same transaction as the records
+ * (public.crm_sync_state), so a crashed worker resumes at the page after the last committed one.
+ * Arguments and results are ids, modes and counts.
+ */
+import { ApplicationFailure } from '@temporalio/activity';
+import type pg from 'pg';
+import { withPrincipal, type Tx } from '../lib/db.js';
+import type { Logger } from '../lib/logger.js';
+import { ConnectionUnavailableError, type CredentialStore } from '../integrations/crm/credentials.js';
+import { CrmError } from '../integrations/crm/http.js';
+import { tombstoneRecords, tombstoneUnseen, upsertRecords } from '../integrations/crm/record-store.js';
+import { crmObjectTypes, type CrmObjectType, type CrmPage } from '../integrations/crm/types.js';
+import { CrmFailureTypes } from './crm-failure-types.js';
+import { crmRecordsSynced } from '../lib/metrics.js';
+
+export type CrmSyncMode = 'incremental' | 'full';
+
+export interface SyncRunRef {
+  orgId: string;
+  connectionId: string;
+  syncRunId: string;
+}
+
+export interface BeginSyncInput extends SyncRunRef {
+  mode: CrmSyncMode;
+  trigger: 'manual' | 'schedule' | 'api';
+  workflowId: string;
+}
+
+export interface SyncPageInput extends SyncRunRef {
+  mode: CrmSyncMode;
+  objectType: CrmObjectType;
+}
+
+export interface SyncPageResult {
+  done: boolean;
+  phase: 'records' | 'deletions' | 'done';
+  records: number;
+  added: number;
+  updated: number;
+  deleted: number;
+}
+
+export interface SyncOutcome {
+  status: 'completed' | 'failed';
+  added: number;
+  updated: number;
+  deleted: number;
+  failed: number;
+  pages: number;
+}
+
+export interface CrmSyncActivityDeps {
+  pool: pg.Pool;
+  credentials: CredentialStore;
+  logger: Logger;
+  /** Records per page; capped at each provider's maximum. */
+  pageSize?: number;
+  /** How far incremental windows reach back before the watermark, so nothing slips between runs. */
+  overlapMs?: number;
+}
+
+/** A sync that has not reported progress for this long is considered dead (its worker crashed and the workflow was terminated). */
+const STALE_RUN_MINUTES = 10;
+
+const worker = (orgId: string) => ({ kind: 'worker', orgId }) as const;
+
+/** CRM and connection errors → Temporal failures: 429/5xx retry after the provider's wait; the rest stop the sync. */
+export function toActivityFailure(err: unknown): unknown {
+  if (err instanceof ConnectionUnavailableError) {
+    return ApplicationFailure.nonRetryable(err.message, CrmFailureTypes.connectionUnavailable, { reason: err.reason });
+  }
+  if (err instanceof CrmError) {
+    if (err.retryable) {
+      return ApplicationFailure.create({
+        message: err.message,
+        type: `CrmRetryable:${err.kind}`,
+        ...(err.details.retryAfterMs !== undefined ? { nextRetryDelay: err.details.retryAfterMs } : {}),
+      });
+    }
+    const type = err.kind === 'auth' || err.kind === 'forbidden' ? CrmFailureTypes.auth : CrmFailureTypes.rejected;
+    return ApplicationFailure.nonRetryable(err.message, type, { kind: err.kind, status: err.details.status ?? null });
+  }
+  return err;
+}
+
+interface StateRow {
+  watermark: Date | null;
+  run_id: string | null;
+  phase: 'records' | 'deletions' | 'done';
+  cursor: string | null;
+}
+
+async function claimState(tx: Tx, input: SyncPageInput): Promise<StateRow> {
+  // A row belongs to one run at a time: a new run takes it over and starts the type from scratch;
+  // the same run (a retry, a resumed worker, a continued-as-new workflow) keeps its cursor.
+  const { rows } = await tx.query<StateRow>(
+    `insert into public.crm_sync_state as s (org_id, connection_id, object_type, run_id, phase, cursor)
+     values ($1, $2, $3, $4, 'records', null)
+     on conflict (connection_id, object_type) do update
+       set run_id = excluded.run_id, phase = 'records', cursor = null
+       where s.run_id is distinct from excluded.run_id
+     returning watermark, run_id, phase, cursor`,
+    [input.orgId, input.connectionId, input.objectType, input.syncRunId],
+  );
+  if (rows[0]) return rows[0];
+  const existing = await tx.query<StateRow>(
+    `select watermark, run_id, phase, cursor from public.crm_sync_state where connection_id = $1 and object_type = $2 for update`,
+    [input.connectionId, input.objectType],
+  );
+  return existing.rows[0]!;
+}
+
+export function createCrmSyncActivities(deps: CrmSyncActivityDeps) {
+  const { pool, credentials } = deps;
+  const overlapMs = deps.overlapMs ?? 5 * 60_000;
+
+  async function beginCrmSync(input: BeginSyncInput): Promise<{ objectTypes: CrmObjectType[] }> {
+    return withPrincipal(pool, worker(input.orgId), async (tx) => {
+      const connection = await tx.query(`select status from public.crm_connections where id = $1 and org_id = $2`, [input.connectionId, input.orgId]);
+      if (connection.rowCount !== 1) {
+        throw ApplicationFailure.nonRetryable(`connection ${input.connectionId} does not exist`, CrmFailureTypes.connectionUnavailable);
+      }
+      const other = await tx.query(
+        `select id from public.crm_sync_runs
+          where connection_id = $1 and org_id = $2 and status = 'running' and id <> $3
+            and coalesce((progress ->> 'at')::timestamptz, started_at) > now() - make_interval(mins => $4)`,
+        [input.connectionId, input.orgId, input.syncRunId, STALE_RUN_MINUTES],
+      );
+      if ((other.rowCount ?? 0) > 0) {
+        throw ApplicationFailure.nonRetryable(`another sync of connection ${input.connectionId} is running`, CrmFailureTypes.alreadyRunning);
+      }
+      // Runs a dead worker left behind are closed, so history stays truthful.
+      await tx.query(
+        `update public.crm_sync_runs set status = 'failed', finished_at = now(), error = '{"type":"abandoned","message":"the sync stopped reporting progress"}'
+          where connection_id = $1 and org_id = $2 and status = 'running' and id <> $3`,
+        [input.connectionId, input.orgId, input.syncRunId],
+      );
+      await tx.query(
+        `insert into public.crm_sync_runs (id, org_id, connection_id, mode, trigger, status, workflow_id)
+         values ($1, $2, $3, $4, $5, 'running', $6) on conflict (id) do nothing`,
+        [input.syncRunId, input.orgId, input.connectionId, input.mode, input.trigger, input.workflowId],
+      );
+      return { objectTypes: [...crmObjectTypes] };
+    });
+  }
+
+  async function syncCrmPage(input: SyncPageInput): Promise<SyncPageResult> {
+    try {
+      const scope = { orgId: input.orgId, connectionId: input.connectionId };
+      const state = await withPrincipal(pool, worker(input.orgId), (tx) => claimState(tx, input));
+      if (state.phase === 'done') return { done: true, phase: 'done', records: 0, added: 0, updated: 0, deleted: 0 };
+
+      const { adapter } = await credentials.open(scope);
+      const since = input.mode === 'incremental' && state.watermark ? new Date(state.watermark.getTime() - overlapMs) : null;
+      const pageRequest = { cursor: state.cursor, ...(deps.pageSize ? { pageSize: deps.pageSize } : {}) };
+
+      if (state.phase === 'deletions') {
+        const page = await adapter.listDeletedSince(input.objectType, since ?? new Date(0), pageRequest);
+        return await withPrincipal(pool, worker(input.orgId), async (tx) => {
+          const deleted = await tombstoneRecords(tx, scope, input.objectType, page.externalIds);
+          const phase = page.nextCursor === null ? 'done' : 'deletions';
+          await saveCheckpoint(tx, input, phase, page.nextCursor, { records: 0, added: 0, updated: 0, deleted, failed: 0 });
+          return { done: phase === 'done', phase, records: 0, added: 0, updated: 0, deleted };
+        });
+      }
+
+      const page: CrmPage = since ? await adapter.listChangedSince(input.objectType, since, pageRequest) : await adapter.listPage(input.objectType, pageRequest);
+      const fullPass = since === null;
+      return await withPrincipal(pool, worker(input.orgId), async (tx) => {
+        const counts = await upsertRecords(tx, scope, input.objectType, page.records, fullPass ? input.syncRunId : null);
+        let deleted = 0;
+        let phase: SyncPageResult['phase'] = 'records';
+        if (page.nextCursor === null) {
+          if (fullPass) {
+            // Every live record was listed in this run: the ones it never saw are gone.
+            deleted = await tombstoneUnseen(tx, scope, input.objectType, input.syncRunId);
+            phase = 'done';
+          } else {
+            phase = adapter.supportsDeletionFeed(input.objectType) ? 'deletions' : 'done';
+          }
+        }
+        await saveCheckpoint(tx, input, phase, page.nextCursor, { records: page.records.length, ...counts, deleted });
+        crmRecordsSynced.inc({ provider: adapter.provider, object_type: input.objectType }, counts.added + counts.updated);
+        return { done: phase === 'done', phase, records: page.records.length, added: counts.added, updated: counts.updated, deleted };
+      });
+    } catch (err) {
+      throw toActivityFailure(err);
+    }
+  }
+
+  async function saveCheckpoint(
+    tx: Tx,
+    input: SyncPageInput,
+    phase: SyncPageResult['phase'],
+    cursor: string | null,
+    counts: { records: number; added: number; updated: number; deleted: number; failed: number },
+  ): Promise<void> {
+    await tx.query(`update public.crm_sync_state set phase = $3, cursor = $4 where connection_id = $1 and object_type = $2 and run_id = $5`, [
+      input.connectionId,
+      input.objectType,
+      phase,
+      phase === 'done' ? null : cursor,
+      input.syncRunId,
+    ]);
+    await tx.query(
+      `update public.crm_sync_runs
+          set added = added + $3, updated = updated + $4, deleted = deleted + $5, failed = failed + $6, pages = pages + 1,
+              progress = jsonb_build_object('objectType', $7::text, 'phase', $8::text, 'at', now(),
+                           'seen', coalesce((progress -> 'seen')::jsonb, '{}'::jsonb)
+                                   || jsonb_build_object($7::text, coalesce((progress -> 'seen' ->> $7::text)::int, 0) + $9::int))
+        where id = $1 and org_id = $2`,
+      [input.syncRunId, input.orgId, counts.added, counts.updated, counts.deleted, counts.failed, input.objectType, phase, counts.records],
+    );
+  }
+
+  async function completeCrmSync(input: SyncRunRef & { error?: { type: string; message: string } }): Promise<SyncOutcome> {
+    return withPrincipal(pool, worker(input.orgId), async (tx) => {
+      const status = input.error ? 'failed' : 'completed';
+      const { rows } = await tx.query<{ added: number; updated: number; deleted: number; failed: number; pages: number; started_at: Date }>(
+        `update public.crm_sync_runs set status = $3, error = $4, finished_at = now(),
+                progress = progress || jsonb_build_object('at', now())
+          where id = $1 and org_id = $2
+          returning added, updated, deleted, failed, pages, started_at`,
+        [input.syncRunId, input.orgId, status, input.error ? JSON.stringify(input.error) : null],
+      );
+      const run = rows[0];
+      if (!run) throw ApplicationFailure.nonRetryable(`sync run ${input.syncRunId} vanished`, CrmFailureTypes.connectionUnavailable);
+      if (!input.error) {
+        // The next incremental run starts from when this one started (minus the overlap).
+        await tx.query(
+          `update public.crm_sync_state set watermark = $3, phase = 'done', cursor = null
+            where connection_id = $1 and org_id = $2 and run_id = $4`,
+          [input.connectionId, input.orgId, run.started_at, input.syncRunId],
+        );
+        await tx.query(`update public.crm_connections set last_error = null where id = $1 and org_id = $2 and status = 'active'`, [input.connectionId, input.orgId]);
+      }
+      return { status, added: run.added, updated: run.updated, deleted: run.deleted, failed: run.failed, pages: run.pages };
+    });
+  }
+
+  return { beginCrmSync, syncCrmPage, completeCrmSync };
+}
+
+export type CrmSyncActivities = ReturnType<typeof createCrmSyncActivities>;

@@ -1,0 +1,82 @@
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { pageQuery } from '../pagination.js';
+import { problemSchema } from '../schemas.js';
+import type { AgentService } from '../services/agents.js';
+
+const toolName = z.string().regex(/^[a-z][a-z0-9_]{0,63}$/, 'must be a tool name like knowledge_search');
+const toolList = z.array(toolName).max(50).refine((names) => new Set(names).size === names.length, 'must not repeat a tool');
+
+const agentFields = {
+  name: z.string().trim().min(1).max(200),
+  model: z.string().min(1).max(200),
+  instructions: z.string().max(100_000),
+  temperature: z.number().min(0).max(2),
+  maxOutputTokens: z.number().int().min(1).max(200_000),
+  maxSteps: z.number().int().min(1).max(100),
+  allowedTools: toolList,
+  approvalTools: toolList,
+  runTokenBudget: z.number().int().positive().max(100_000_000).nullable(),
+  busyPolicy: z.enum(['queue', 'reject', 'interrupt']),
+  approvalTimeoutSeconds: z.number().int().min(1).max(2_592_000),
+  /** The CRM connection (of the same org) the agent's crm_* tools act on. */
+  crmConnectionId: z.uuid().nullable(),
+};
+
+export const agentSchema = z.object({
+  id: z.uuid(),
+  orgId: z.uuid(),
+  ...agentFields,
+  createdAt: z.string(),
+  updatedAt: z.string(),
+});
+
+const createBody = z.strictObject(agentFields).partial().required({ name: true, model: true });
+
+const patchBody = z.strictObject(agentFields).partial();
+
+const orgParams = z.object({ orgId: z.uuid() });
+const agentParams = z.object({ orgId: z.uuid(), agentId: z.uuid() });
+const problems = { 400: problemSchema, 403: problemSchema, 404: problemSchema };
+
+/** Agent configuration: members read, admins (and owners) write. */
+export function agentRoutes(agents: AgentService): FastifyPluginAsyncZod {
+  return async (app) => {
+    app.post('/orgs/:orgId/agents', {
+      schema: { summary: 'Create an agent', params: orgParams, body: createBody, response: { 201: agentSchema, ...problems } },
+      handler: async (request, reply) => {
+        const agent = await agents.create(request.principal, request.params.orgId, request.body);
+        reply.header('location', `/v1/orgs/${agent.orgId}/agents/${agent.id}`);
+        return reply.code(201).send(agent);
+      },
+    });
+
+    app.get('/orgs/:orgId/agents', {
+      schema: {
+        summary: 'List agents',
+        params: orgParams,
+        querystring: z.object(pageQuery),
+        response: { 200: z.object({ items: z.array(agentSchema), nextCursor: z.string().nullable() }), ...problems },
+      },
+      handler: async (request) => agents.list(request.principal, request.params.orgId, request.query),
+    });
+
+    app.get('/orgs/:orgId/agents/:agentId', {
+      schema: { summary: 'Get an agent', params: agentParams, response: { 200: agentSchema, ...problems } },
+      handler: async (request) => agents.get(request.principal, request.params.orgId, request.params.agentId),
+    });
+
+    app.patch('/orgs/:orgId/agents/:agentId', {
+      schema: { summary: 'Change an agent', params: agentParams, body: patchBody, response: { 200: agentSchema, ...problems } },
+      handler: async (request) => agents.update(request.principal, request.params.orgId, request.params.agentId, request.body),
+    });
+
+    app.delete('/orgs/:orgId/agents/:agentId', {
+      schema: { summary: 'Delete an agent and its runs', params: agentParams, response: { 204: z.null(), ...problems } },
+      handler: async (request, reply) => {
+        await agents.remove(request.principal, request.params.orgId, request.params.agentId);
+        return reply.code(204).send(null);
+      },
+    });
+  };
+}

@@ -1,0 +1,53 @@
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { problemSchema } from '../schemas.js';
+import type { CrmService } from '../services/crm-connections.js';
+import type { CrmWebhookService } from '../services/crm-webhooks.js';
+
+const provider = z.enum(['kommo', 'hubspot']);
+
+/**
+ * The two unauthenticated CRM entry points, registered outside the authenticated /v1 scope:
+ * webhook intake (verified by signature or URL secret) and the OAuth callback (verified by the
+ * single-use `state`). Bodies are kept raw: HubSpot signs the exact bytes.
+ */
+export function crmPublicRoutes(deps: { crm: CrmService; webhooks: CrmWebhookService; bodyLimitBytes?: number }): FastifyPluginAsyncZod {
+  return async (app) => {
+    app.removeAllContentTypeParsers();
+    app.addContentTypeParser('*', { parseAs: 'string', bodyLimit: deps.bodyLimitBytes ?? 1024 * 1024 }, (_req, body, done) => done(null, body));
+
+    app.post('/webhooks/crm/:provider/:connectionId', {
+      schema: {
+        summary: 'CRM webhook intake',
+        security: [],
+        params: z.object({ provider, connectionId: z.uuid() }),
+        querystring: z.object({ secret: z.string().max(200).optional() }),
+        response: { 200: z.object({ received: z.number(), processed: z.number(), duplicates: z.number() }), 400: problemSchema, 401: problemSchema, 404: problemSchema },
+      },
+      handler: async (request) =>
+        deps.webhooks.receive({
+          provider: request.params.provider,
+          connectionId: request.params.connectionId,
+          rawBody: typeof request.body === 'string' ? request.body : '',
+          url: request.url,
+          origin: `${request.protocol}://${request.host}`,
+          headers: request.headers,
+          secret: request.query.secret,
+        }),
+    });
+
+    app.get('/crm/oauth/callback/:provider', {
+      schema: {
+        summary: 'OAuth redirect target of the CRM apps',
+        security: [],
+        params: z.object({ provider }),
+        querystring: z.looseObject({ code: z.string().min(1).max(2000), state: z.string().min(1).max(200), referer: z.string().max(300).optional() }),
+        response: { 200: z.object({ connectionId: z.uuid(), status: z.string() }), 400: problemSchema },
+      },
+      handler: async (request) => {
+        const connection = await deps.crm.completeOAuth(request.params.provider, request.query);
+        return { connectionId: connection.id, status: connection.status };
+      },
+    });
+  };
+}

@@ -1,0 +1,182 @@
+import type pg from 'pg';
+import { withPrincipal, type Tx } from '../../lib/db.js';
+import type { Principal } from '../../lib/principal.js';
+import { decodeCursor, toPage } from '../pagination.js';
+import { notFound, ProblemError } from '../problems.js';
+import { requireOrgRole } from './org-access.js';
+
+export type BusyPolicy = 'queue' | 'reject' | 'interrupt';
+
+export interface AgentFields {
+  name: string;
+  model: string;
+  instructions: string;
+  temperature: number;
+  maxOutputTokens: number;
+  maxSteps: number;
+  allowedTools: string[];
+  approvalTools: string[];
+  runTokenBudget: number | null;
+  busyPolicy: BusyPolicy;
+  approvalTimeoutSeconds: number;
+  /** The CRM connection the agent's CRM tools act on (same org); null = no CRM tools. */
+  crmConnectionId: string | null;
+}
+
+export interface AgentView extends AgentFields {
+  id: string;
+  orgId: string;
+  createdAt: string;
+  updatedAt: string;
+}
+
+interface AgentRow {
+  id: string;
+  org_id: string;
+  name: string;
+  model: string;
+  instructions: string;
+  temperature: string;
+  max_output_tokens: number;
+  max_steps: number;
+  allowed_tools: string[];
+  approval_tools: string[];
+  run_token_budget: number | null;
+  busy_policy: BusyPolicy;
+  approval_timeout_seconds: number;
+  crm_connection_id: string | null;
+  created_at: Date;
+  updated_at: Date;
+}
+
+const columns = `id, org_id, name, model, instructions, temperature, max_output_tokens, max_steps, allowed_tools,
+  approval_tools, run_token_budget, busy_policy, approval_timeout_seconds, crm_connection_id, created_at, updated_at`;
+
+/** API field → column; the only columns a write may touch. */
+const writable: Record<keyof AgentFields, string> = {
+  name: 'name',
+  model: 'model',
+  instructions: 'instructions',
+  temperature: 'temperature',
+  maxOutputTokens: 'max_output_tokens',
+  maxSteps: 'max_steps',
+  allowedTools: 'allowed_tools',
+  approvalTools: 'approval_tools',
+  runTokenBudget: 'run_token_budget',
+  busyPolicy: 'busy_policy',
+  approvalTimeoutSeconds: 'approval_timeout_seconds',
+  crmConnectionId: 'crm_connection_id',
+};
+
+function requireApprovalSubset(allowed: string[], approval: string[]): void {
+  const outside = approval.filter((tool) => !allowed.includes(tool));
+  if (outside.length > 0) {
+    throw new ProblemError('validation-error', `approvalTools must be a subset of allowedTools; not allowed: ${outside.join(', ')}.`, [
+      { path: 'body.approvalTools', message: 'must be a subset of allowedTools' },
+    ]);
+  }
+}
+
+/** A connection of another org (or none) is refused here rather than by the foreign key's error. */
+async function requireOwnConnection(tx: Tx, orgId: string, connectionId: string | null | undefined): Promise<void> {
+  if (!connectionId) return;
+  const { rowCount } = await tx.query(`select 1 from public.crm_connections where id = $1 and org_id = $2`, [connectionId, orgId]);
+  if (rowCount !== 1) {
+    throw new ProblemError('validation-error', 'crmConnectionId does not name a CRM connection of this organization.', [
+      { path: 'body.crmConnectionId', message: 'unknown CRM connection' },
+    ]);
+  }
+}
+
+function toView(row: AgentRow): AgentView {
+  return {
+    id: row.id,
+    orgId: row.org_id,
+    name: row.name,
+    model: row.model,
+    instructions: row.instructions,
+    temperature: Number(row.temperature),
+    maxOutputTokens: row.max_output_tokens,
+    maxSteps: row.max_steps,
+    allowedTools: row.allowed_tools,
+    approvalTools: row.approval_tools,
+    runTokenBudget: row.run_token_budget,
+    busyPolicy: row.busy_policy,
+    approvalTimeoutSeconds: row.approval_timeout_seconds,
+    crmConnectionId: row.crm_connection_id,
+    createdAt: row.created_at.toISOString(),
+    updatedAt: row.updated_at.toISOString(),
+  };
+}
+
+export function createAgentService(deps: { pool: pg.Pool }) {
+  const { pool } = deps;
+
+  async function create(principal: Principal, orgId: string, fields: Partial<AgentFields> & Pick<AgentFields, 'name' | 'model'>): Promise<AgentView> {
+    return withPrincipal(pool, principal, async (tx) => {
+      await requireOrgRole(tx, orgId, 'admin');
+      requireApprovalSubset(fields.allowedTools ?? [], fields.approvalTools ?? []);
+      await requireOwnConnection(tx, orgId, fields.crmConnectionId);
+      const entries = Object.entries(fields).filter(([, v]) => v !== undefined) as [keyof AgentFields, unknown][];
+      const names = ['org_id', ...entries.map(([k]) => writable[k])];
+      const values = [orgId, ...entries.map(([, v]) => v)];
+      const { rows } = await tx.query<AgentRow>(
+        `insert into public.agents (${names.join(', ')}) values (${names.map((_, i) => `$${i + 1}`).join(', ')}) returning ${columns}`,
+        values,
+      );
+      return toView(rows[0]!);
+    });
+  }
+
+  async function get(principal: Principal, orgId: string, agentId: string): Promise<AgentView> {
+    return withPrincipal(pool, principal, async (tx) => {
+      const { rows } = await tx.query<AgentRow>(`select ${columns} from public.agents where id = $1 and org_id = $2`, [agentId, orgId]);
+      if (!rows[0]) throw notFound('Agent');
+      return toView(rows[0]);
+    });
+  }
+
+  async function list(principal: Principal, orgId: string, page: { limit: number; cursor?: string | undefined }) {
+    const after = decodeCursor(page.cursor);
+    return withPrincipal(pool, principal, async (tx) => {
+      await requireOrgRole(tx, orgId, 'member');
+      const { rows } = await tx.query<AgentRow>(
+        `select ${columns} from public.agents
+          where org_id = $1 and ($2::timestamptz is null or (created_at, id) < ($2::timestamptz, $3::uuid))
+          order by created_at desc, id desc limit $4`,
+        [orgId, after?.createdAt ?? null, after?.id ?? null, page.limit + 1],
+      );
+      return toPage(rows, page.limit, toView);
+    });
+  }
+
+  async function update(principal: Principal, orgId: string, agentId: string, fields: Partial<AgentFields>): Promise<AgentView> {
+    return withPrincipal(pool, principal, async (tx) => {
+      await requireOrgRole(tx, orgId, 'admin');
+      const entries = Object.entries(fields).filter(([, v]) => v !== undefined) as [keyof AgentFields, unknown][];
+      const current = await tx.query<AgentRow>(`select ${columns} from public.agents where id = $1 and org_id = $2 for update`, [agentId, orgId]);
+      if (!current.rows[0]) throw notFound('Agent');
+      if (entries.length === 0) return toView(current.rows[0]);
+      requireApprovalSubset(fields.allowedTools ?? current.rows[0].allowed_tools, fields.approvalTools ?? current.rows[0].approval_tools);
+      await requireOwnConnection(tx, orgId, fields.crmConnectionId);
+      const sets = entries.map(([k], i) => `${writable[k]} = $${i + 3}`);
+      const { rows } = await tx.query<AgentRow>(
+        `update public.agents set ${sets.join(', ')} where id = $1 and org_id = $2 returning ${columns}`,
+        [agentId, orgId, ...entries.map(([, v]) => v)],
+      );
+      return toView(rows[0]!);
+    });
+  }
+
+  async function remove(principal: Principal, orgId: string, agentId: string): Promise<void> {
+    await withPrincipal(pool, principal, async (tx) => {
+      await requireOrgRole(tx, orgId, 'admin');
+      const deleted = await tx.query(`delete from public.agents where id = $1 and org_id = $2`, [agentId, orgId]);
+      if (deleted.rowCount !== 1) throw notFound('Agent');
+    });
+  }
+
+  return { create, get, list, update, remove };
+}
+
+export type AgentService = ReturnType<typeof createAgentService>;

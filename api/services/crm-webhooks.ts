@@ -1,0 +1,135 @@
+/**
+ * CRM webhook intake. Unauthenticated by design (the CRM calls us), so each delivery proves
+ * itself first: HubSpot's v3 signature over the full URL, body and timestamp; for Kommo, which
+ * signs nothing, the per-connection secret in the URL (stored hashed). Only then does the
+ * request act, as the worker of the connection's org. Each change is recorded once
+ * (public.crm_webhook_deliveries, keyed by the provider's event id or the delivery's digest) and
+ * the changed record is re-read through the API, not trusted from the payload, then upserted.
+ * A redelivery of a processed change has no effect; one that failed is processed again.
+ */
+import type pg from 'pg';
+import { ConnectionUnavailableError, type CredentialStore } from '../../integrations/crm/credentials.js';
+import type { CrmSettings } from '../../integrations/crm/settings.js';
+import { tombstoneRecords, upsertRecords } from '../../integrations/crm/record-store.js';
+import type { CrmProvider, CrmWebhookEvent } from '../../integrations/crm/types.js';
+import { parseHubspotEvents, parseKommoWebhook, verifyHubspotV3, WebhookPayloadError } from '../../integrations/crm/webhooks.js';
+import { constantTimeEqual, sha256Hex } from '../../lib/crypto.js';
+import { withPrincipal } from '../../lib/db.js';
+import { notFound, ProblemError } from '../problems.js';
+
+export interface WebhookDelivery {
+  provider: CrmProvider;
+  connectionId: string;
+  rawBody: string;
+  /** Path and query as received, e.g. /v1/webhooks/crm/hubspot/<id>?x=1 */
+  url: string;
+  /** Origin the CRM called when no public URL is configured. */
+  origin: string;
+  headers: Record<string, string | string[] | undefined>;
+  secret?: string | undefined;
+}
+
+export interface WebhookResult {
+  received: number;
+  processed: number;
+  duplicates: number;
+}
+
+const header = (h: WebhookDelivery['headers'], name: string) => {
+  const v = h[name];
+  return Array.isArray(v) ? v[0] : v;
+};
+
+export function createCrmWebhookService(deps: { pool: pg.Pool; credentials: CredentialStore; settings: CrmSettings; nowMs?: () => number }) {
+  const { pool, credentials, settings } = deps;
+
+  async function receive(delivery: WebhookDelivery): Promise<WebhookResult> {
+    const { rows } = await pool.query<{ org_id: string; provider: CrmProvider; webhook_secret_hash: string | null; status: string }>(
+      `select org_id, provider, webhook_secret_hash, status from private.crm_webhook_target($1)`,
+      [delivery.connectionId],
+    );
+    const target = rows[0];
+    if (!target || target.provider !== delivery.provider) throw notFound('Webhook endpoint');
+
+    let events: CrmWebhookEvent[];
+    try {
+      if (delivery.provider === 'hubspot') {
+        const secret = settings.hubspot.app?.clientSecret;
+        if (!secret) throw new ProblemError('service-unavailable', 'HubSpot webhooks are not configured on this server.');
+        const check = verifyHubspotV3({
+          clientSecret: secret,
+          method: 'POST',
+          uri: `${settings.publicUrl ?? delivery.origin}${delivery.url}`,
+          body: delivery.rawBody,
+          signature: header(delivery.headers, 'x-hubspot-signature-v3'),
+          timestamp: header(delivery.headers, 'x-hubspot-request-timestamp'),
+          ...(deps.nowMs ? { nowMs: deps.nowMs() } : {}),
+        });
+        if (!check.ok) throw new ProblemError('unauthenticated', `The webhook signature is invalid: ${check.reason}.`);
+        let body: unknown;
+        try {
+          body = JSON.parse(delivery.rawBody);
+        } catch {
+          throw new ProblemError('malformed-body', 'The webhook body is not JSON.');
+        }
+        events = parseHubspotEvents(body);
+      } else {
+        if (!target.webhook_secret_hash || !delivery.secret || !constantTimeEqual(sha256Hex(delivery.secret), target.webhook_secret_hash)) {
+          throw new ProblemError('unauthenticated', 'The webhook URL secret is missing or wrong.');
+        }
+        events = parseKommoWebhook(delivery.rawBody).events;
+      }
+    } catch (err) {
+      if (err instanceof WebhookPayloadError) throw new ProblemError('validation-error', err.message);
+      throw err;
+    }
+
+    const orgId = target.org_id;
+    const scope = { orgId, connectionId: delivery.connectionId };
+    const worker = { kind: 'worker', orgId } as const;
+    const pending = await withPrincipal(pool, worker, async (tx) => {
+      for (const e of events) {
+        await tx.query(
+          `insert into public.crm_webhook_deliveries (org_id, connection_id, dedupe_key, kind, object_type, external_id, change)
+           values ($1, $2, $3, $4, $5, $6, $7) on conflict do nothing`,
+          [orgId, delivery.connectionId, e.dedupeKey, e.kind, e.objectType, e.externalId, e.change],
+        );
+      }
+      const { rows: open } = await tx.query<{ dedupe_key: string }>(
+        `select dedupe_key from public.crm_webhook_deliveries where connection_id = $1 and dedupe_key = any($2::text[]) and processed_at is null`,
+        [delivery.connectionId, events.map((e) => e.dedupeKey)],
+      );
+      const keys = new Set(open.map((r) => r.dedupe_key));
+      return events.filter((e) => keys.has(e.dedupeKey));
+    });
+    if (pending.length === 0 || target.status !== 'active') return { received: events.length, processed: 0, duplicates: events.length - pending.length };
+
+    let adapter;
+    try {
+      ({ adapter } = await credentials.open(scope));
+    } catch (err) {
+      if (err instanceof ConnectionUnavailableError) return { received: events.length, processed: 0, duplicates: events.length - pending.length };
+      throw err;
+    }
+    // One record per (type, id) even if a delivery mentions it several times.
+    const latest = new Map<string, CrmWebhookEvent[]>();
+    for (const e of pending) latest.set(`${e.objectType}:${e.externalId}`, [...(latest.get(`${e.objectType}:${e.externalId}`) ?? []), e]);
+    for (const group of latest.values()) {
+      const last = group.at(-1)!;
+      const record = last.change === 'delete' ? null : await adapter.getRecord(last.objectType, last.externalId);
+      await withPrincipal(pool, worker, async (tx) => {
+        if (record) await upsertRecords(tx, scope, last.objectType, [record], null);
+        else await tombstoneRecords(tx, scope, last.objectType, [last.externalId]);
+        await tx.query(`update public.crm_webhook_deliveries set processed_at = now() where connection_id = $1 and dedupe_key = any($2::text[])`, [
+          delivery.connectionId,
+          group.map((e) => e.dedupeKey),
+        ]);
+      });
+    }
+    return { received: events.length, processed: pending.length, duplicates: events.length - pending.length };
+  }
+
+  return { receive };
+}
+
+export type CrmWebhookService = ReturnType<typeof createCrmWebhookService>;

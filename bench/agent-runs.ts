@@ -1,0 +1,219 @@
+/**
+ * `npm run bench`: agent runs against a zero-latency fake LLM (3 LLM turns, 2 tool calls each)
+ * versus a bare workflow running the same number of no-op activities, on the same Temporal dev
+ * server, worker settings and process. Prints; asserts nothing. BENCH_RUNS (default 200),
+ * BENCH_PARKED (default 500) and BENCH_TTFT_SAMPLES (default 20) scale it.
+ */
+import { randomUUID } from 'node:crypto';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Client, Connection } from '@temporalio/client';
+import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
+import { buildApp } from '../api/app.js';
+import { createAgentRunActivities } from '../activities/agent-run.js';
+import { LlmClient } from '../integrations/llm/chat-completions.js';
+import { createPool, withServiceRole } from '../lib/db.js';
+import { createLogger } from '../lib/logger.js';
+import { createDataConverter } from '../lib/temporal-codec.js';
+import { prepareAppDatabase } from '../scripts/stack/app-database.js';
+import { createDatabase, dropDatabase, startPostgres } from '../scripts/stack/postgres.js';
+import { ensureTemporalCli } from '../scripts/stack/temporal-cli.js';
+import { startTemporalDevServer } from '../scripts/stack/temporal-server.js';
+import { startFakeLlm, type FakeLlmRequestBody } from '../tests/fakes/llm-server.js';
+import { SignJWT } from 'jose';
+import { customSearchAttributes } from '../workflows/search-attributes.js';
+import { agentRunWorkflowId } from '../workflows/task-queues.js';
+import type { agentRun } from '../workflows/agent-run.js';
+import type { baselineRun } from './workflows.js';
+
+const RUNS = Number(process.env.BENCH_RUNS ?? 200);
+const PARKED = Number(process.env.BENCH_PARKED ?? 500);
+const TTFT_SAMPLES = Number(process.env.BENCH_TTFT_SAMPLES ?? 20);
+const ACTIVITIES_PER_RUN = 7; // startRun, 3 × callLlm, 2 × executeTool, finishRun
+const JWT_SECRET = 'bench-only-jwt-secret-0123456789abcdef-0123';
+const root = fileURLToPath(new URL('..', import.meta.url));
+const log = (msg: string) => console.log(`[bench] ${msg}`);
+
+const percentile = (values: number[], p: number) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
+};
+const ms = (n: number) => `${n.toFixed(1)} ms`;
+
+async function main() {
+  Runtime.install({ logger: new DefaultLogger('ERROR') });
+  const cliPath = await ensureTemporalCli(log);
+  const [temporalServer, postgres] = await Promise.all([
+    startTemporalDevServer({ cliPath, ui: false, searchAttributes: customSearchAttributes }),
+    startPostgres({ dataDir: path.join(root, '.data', 'bench-postgres'), port: 0, log }),
+  ]);
+  const databaseName = `gap_bench_${process.pid}`;
+  const adminUrl = await createDatabase(postgres.adminUrl, databaseName, { dropIfExists: true });
+  const { appUrl } = await prepareAppDatabase(adminUrl, log);
+  const admin = createPool(adminUrl, { max: 4 });
+  const pool = createPool(appUrl, { max: 40, applicationName: 'bench' });
+  const llm = await startFakeLlm();
+  const dataConverter = createDataConverter(undefined);
+  const connection = await Connection.connect({ address: temporalServer.address });
+  const client = new Client({ connection, namespace: temporalServer.namespace, dataConverter });
+  const nativeConnection = await NativeConnection.connect({ address: temporalServer.address });
+  const taskQueue = `bench-${randomUUID()}`;
+
+  // Zero latency: two tool turns, then the answer, decided by how many tool results the model has seen.
+  llm.setReplyFor(
+    () => true,
+    (body: FakeLlmRequestBody) => {
+      const toolResults = body.messages.filter((m) => m.role === 'tool').length;
+      if (!body.tools) return { kind: 'text', content: 'a streamed answer in several small pieces', chunkDelayMs: 5 };
+      return toolResults < 2
+        ? { kind: 'tool_calls', calls: [{ name: 'knowledge_search', arguments: JSON.stringify({ query: `pricing ${toolResults}` }) }] }
+        : { kind: 'text', content: 'benchmark answer with several words to stream', chunkDelayMs: 0 };
+    },
+  );
+
+  const worker = await Worker.create({
+    connection: nativeConnection,
+    namespace: temporalServer.namespace,
+    taskQueue,
+    workflowsPath: fileURLToPath(new URL('./workflows.ts', import.meta.url)),
+    activities: {
+      ...createAgentRunActivities({ pool, llm: new LlmClient({ baseUrl: llm.url, timeoutMs: 30_000 }), logger: createLogger({ name: 'bench', level: 'silent' }) }),
+      noop: async () => {},
+    },
+    dataConverter,
+    maxConcurrentActivityTaskExecutions: 100,
+    maxConcurrentWorkflowTaskExecutions: 100,
+  });
+  const workerRunning = worker.run();
+
+  const orgId = randomUUID();
+  const userId = randomUUID();
+  await withServiceRole(admin, async (tx) => {
+    await tx.query(`insert into public.organizations (id, name) values ($1, 'Bench org')`, [orgId]);
+    await tx.query(`insert into public.organization_members (org_id, user_id, role) values ($1, $2, 'owner')`, [orgId, userId]);
+    await tx.query(`insert into public.knowledge_documents (org_id, title, body) values ($1, 'Pricing', 'Pro costs 49 per seat')`, [orgId]);
+  });
+  const newAgent = async (approval: boolean) => {
+    const id = randomUUID();
+    await admin.query(
+      `insert into public.agents (id, org_id, name, model, allowed_tools, approval_tools) values ($1, $2, 'Bench', 'sandbox/bench', $3, $4)`,
+      [id, orgId, ['knowledge_search'], approval ? ['knowledge_search'] : []],
+    );
+    return id;
+  };
+  const agentId = await newAgent(false);
+  const newRuns = async (agent: string, n: number) => {
+    const ids = Array.from({ length: n }, () => randomUUID());
+    await admin.query(
+      `insert into public.agent_runs (id, org_id, agent_id, input) select unnest($1::uuid[]), $2, $3, 'What does Pro cost?'`,
+      [ids, orgId, agent],
+    );
+    return ids;
+  };
+
+  async function measure(label: string, starts: Array<() => Promise<{ result(): Promise<unknown> }>>) {
+    const latencies: number[] = [];
+    const began = performance.now();
+    await Promise.all(
+      starts.map(async (start) => {
+        const t0 = performance.now();
+        const handle = await start();
+        await handle.result();
+        latencies.push(performance.now() - t0);
+      }),
+    );
+    const seconds = (performance.now() - began) / 1000;
+    const rate = starts.length / seconds;
+    log(`${label}: ${starts.length} runs in ${seconds.toFixed(2)} s = ${rate.toFixed(1)} runs/s, latency p50 ${ms(percentile(latencies, 50))}, p99 ${ms(percentile(latencies, 99))}`);
+    return rate;
+  }
+
+  // Warm-up (bundle caches, connections), not measured.
+  await Promise.all(
+    (await newRuns(agentId, 5)).map((runId) =>
+      client.workflow.execute<typeof agentRun>('agentRun', { taskQueue, workflowId: agentRunWorkflowId(runId), args: [{ orgId, agentId, runId }] }),
+    ),
+  );
+
+  const runIds = await newRuns(agentId, RUNS);
+  const agentRate = await measure(
+    'agent runs (3 LLM turns, 2 tool calls)',
+    runIds.map((runId) => () => client.workflow.start<typeof agentRun>('agentRun', { taskQueue, workflowId: agentRunWorkflowId(runId), args: [{ orgId, agentId, runId }] })),
+  );
+  const baselineRate = await measure(
+    `baseline (${ACTIVITIES_PER_RUN} no-op activities)`,
+    Array.from({ length: RUNS }, () => () =>
+      client.workflow.start<typeof baselineRun>('baselineRun', { taskQueue, workflowId: `baseline-${randomUUID()}`, args: [ACTIVITIES_PER_RUN] }),
+    ),
+  );
+  log(`ratio agent/baseline: ${(agentRate / baselineRate).toFixed(2)} (goal ≥ 0.7)`);
+
+  const history = await client.workflow.getHandle(agentRunWorkflowId(runIds[0]!)).fetchHistory();
+  log(`history events per LLM turn: ${((history.events?.length ?? 0) / 3).toFixed(1)} (${history.events?.length} events for 3 turns)`);
+
+  // Runs parked on approval: every run stops at its first tool call and waits.
+  const rssBefore = process.memoryUsage().rss;
+  const parkedAgent = await newAgent(true);
+  const parkedIds = await newRuns(parkedAgent, PARKED);
+  await Promise.all(
+    parkedIds.map((runId) =>
+      client.workflow.start<typeof agentRun>('agentRun', { taskQueue, workflowId: agentRunWorkflowId(runId), args: [{ orgId, agentId: parkedAgent, runId }] }),
+    ),
+  );
+  for (;;) {
+    const { rows } = await admin.query(`select count(*)::int as n from public.run_approvals where org_id = $1 and status = 'pending'`, [orgId]);
+    if (rows[0].n >= PARKED) break;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  const rssParked = process.memoryUsage().rss;
+  log(`worker process RSS with ${PARKED} runs parked on approval: ${(rssParked / 2 ** 20).toFixed(0)} MiB (before parking ${(rssBefore / 2 ** 20).toFixed(0)} MiB; API, fake LLM and worker share the process)`);
+
+  // Time to first token: SSE client's first delta minus the fake LLM's receipt of the streaming request.
+  const app = await buildApp({ pool, temporal: client, logger: createLogger({ name: 'bench-api', level: 'silent' }), auth: { jwtSecret: JWT_SECRET }, agentRunsTaskQueue: taskQueue });
+  const baseUrl = await app.listen({ host: '127.0.0.1', port: 0 });
+  const token = await new SignJWT({ role: 'authenticated' })
+    .setProtectedHeader({ alg: 'HS256' })
+    .setSubject(userId)
+    .setAudience('authenticated')
+    .setExpirationTime('1h')
+    .sign(new TextEncoder().encode(JWT_SECRET));
+  const plainAgent = randomUUID();
+  await admin.query(`insert into public.agents (id, org_id, name, model) values ($1, $2, 'TTFT', 'sandbox/ttft')`, [plainAgent, orgId]);
+  const gaps: number[] = [];
+  for (let i = 0; i < TTFT_SAMPLES; i++) {
+    const [runId] = await newRuns(plainAgent, 1);
+    const stream = await fetch(`${baseUrl}/v1/orgs/${orgId}/runs/${runId}/events`, { headers: { authorization: `Bearer ${token}` } });
+    const reader = stream.body!.getReader();
+    const requestsBefore = llm.requests.length;
+    await client.workflow.start<typeof agentRun>('agentRun', { taskQueue, workflowId: agentRunWorkflowId(runId!), args: [{ orgId, agentId: plainAgent, runId: runId! }] });
+    let text = '';
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += new TextDecoder().decode(value);
+      if (text.includes('event: delta')) break;
+    }
+    const firstDeltaAt = Date.now();
+    await reader.cancel();
+    const llmRequest = llm.requests.slice(requestsBefore).find((r) => (r.body as { model?: string }).model === 'sandbox/ttft');
+    if (llmRequest) gaps.push(firstDeltaAt - llmRequest.at);
+  }
+  log(`time to first token at the SSE client minus at the fake LLM: p50 ${ms(percentile(gaps, 50))}, p99 ${ms(percentile(gaps, 99))} over ${gaps.length} runs (goal p50 ≤ 50 ms)`);
+
+  await app.close();
+  worker.shutdown();
+  await workerRunning.catch(() => undefined);
+  await nativeConnection.close();
+  await connection.close();
+  await llm.close();
+  await pool.end();
+  await admin.end();
+  await dropDatabase(postgres.adminUrl, databaseName).catch(() => undefined);
+  await postgres.stop();
+  await temporalServer.stop();
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});

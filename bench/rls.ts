@@ -1,0 +1,185 @@
+/**
+ * RLS benchmark (prints, never asserts): list queries over 100k agent runs per org for 10 orgs,
+ * as an authenticated member (through the application's login role, policies applied) versus
+ * service_role (bypassrls, through the superuser connection), and the plan of the member's
+ * query: the org_id index must be used and the policy's auth helpers must run once (InitPlan),
+ * not once per row.
+ *
+ *   npm run bench:rls                  embedded Postgres, or DATABASE_URL (a superuser URL) when set
+ *   BENCH_ROWS_PER_ORG=20000 npm run bench:rls
+ */
+import { randomUUID } from 'node:crypto';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type pg from 'pg';
+import { createPool, withPrincipal, withServiceRole, type Tx } from '../lib/db.js';
+import type { Principal } from '../lib/principal.js';
+import { prepareAppDatabase } from '../scripts/stack/app-database.js';
+import { createDatabase, dropDatabase, startPostgres, type PostgresHandle } from '../scripts/stack/postgres.js';
+
+const ORGS = 10;
+const ROWS_PER_ORG = Number(process.env.BENCH_ROWS_PER_ORG ?? 100_000);
+const GOAL_RATIO = 2;
+const repoRoot = fileURLToPath(new URL('..', import.meta.url));
+const log = (msg: string) => console.log(`[bench:rls] ${msg}`);
+
+interface Query {
+  name: string;
+  sql: string;
+  iterations: number;
+}
+
+const queries: Query[] = [
+  {
+    name: 'list page (50 newest runs of the org)',
+    sql: `select id, agent_id, status, created_at from public.agent_runs where org_id = $1 order by created_at desc limit 50`,
+    iterations: 300,
+  },
+  {
+    name: 'list page by status (50 newest completed)',
+    sql: `select id, agent_id, status, created_at from public.agent_runs where org_id = $1 and status = 'completed' order by created_at desc limit 50`,
+    iterations: 300,
+  },
+  {
+    name: 'keyset page deep in the list (after 90k rows)',
+    sql: `select id, status, created_at from public.agent_runs
+          where org_id = $1 and created_at < now() - interval '90000 seconds' order by created_at desc limit 50`,
+    iterations: 300,
+  },
+  {
+    name: 'count of the org runs (touches every row of the org)',
+    sql: `select count(*) from public.agent_runs where org_id = $1`,
+    iterations: 20,
+  },
+];
+
+async function seed(admin: pg.Pool): Promise<{ orgId: string; memberId: string }[]> {
+  const orgs: { orgId: string; memberId: string }[] = [];
+  for (let i = 0; i < ORGS; i++) {
+    const orgId = randomUUID();
+    const memberId = randomUUID();
+    await admin.query(`insert into public.organizations (id, name) values ($1, $2)`, [orgId, `bench org ${i}`]);
+    await admin.query(`insert into public.organization_members (org_id, user_id, role) values ($1, $2, 'member')`, [orgId, memberId]);
+    const { rows } = await admin.query<{ id: string }>(`insert into public.agents (org_id, name, model) values ($1, 'bench', 'm') returning id`, [orgId]);
+    await admin.query(
+      `insert into public.agent_runs (org_id, agent_id, input, status, created_at)
+       select $1, $2, 'bench input', (array['completed', 'failed', 'running', 'queued'])[1 + g % 4], now() - make_interval(secs => g)
+       from generate_series(1, $3::int) g`,
+      [orgId, rows[0]!.id, ROWS_PER_ORG],
+    );
+    orgs.push({ orgId, memberId });
+    log(`seeded org ${i + 1}/${ORGS} (${ROWS_PER_ORG} runs)`);
+  }
+  await admin.query('vacuum analyze public.agent_runs');
+  await admin.query('analyze public.organization_members');
+  return orgs;
+}
+
+async function time(iterations: number, fn: () => Promise<unknown>): Promise<{ medianMs: number; p95Ms: number }> {
+  for (let i = 0; i < Math.min(10, iterations); i++) await fn(); // warm caches and plans
+  const samples: number[] = [];
+  for (let i = 0; i < iterations; i++) {
+    const start = process.hrtime.bigint();
+    await fn();
+    samples.push(Number(process.hrtime.bigint() - start) / 1e6);
+  }
+  samples.sort((a, b) => a - b);
+  return { medianMs: samples[Math.floor(samples.length / 2)]!, p95Ms: samples[Math.floor(samples.length * 0.95)]! };
+}
+
+interface PlanNode {
+  'Node Type': string;
+  'Index Name'?: string;
+  'Relation Name'?: string;
+  'Parent Relationship'?: string;
+  'Subplan Name'?: string;
+  'Actual Loops'?: number;
+  Plans?: PlanNode[];
+}
+
+function walk(node: PlanNode, visit: (node: PlanNode) => void): void {
+  visit(node);
+  for (const child of node.Plans ?? []) walk(child, visit);
+}
+
+/**
+ * The policy's `org_id in (select private.org_ids_for(...))` must become a subplan evaluated once
+ * per statement (an InitPlan, or a hashed SubPlan built once and probed per row), never a
+ * subplan re-run for each row; and agent_runs must be reached through an index leading with org_id.
+ */
+async function explain(tx: Tx, sql: string, orgId: string): Promise<{ text: string; usesOrgIndex: boolean; helpersOnce: boolean; subplans: string[] }> {
+  const { rows: json } = await tx.query<{ 'QUERY PLAN': [{ Plan: PlanNode }] }>(`explain (analyze, format json) ${sql}`, [orgId]);
+  const { rows: text } = await tx.query<{ 'QUERY PLAN': string }>(`explain (analyze, costs off, timing off, summary off) ${sql}`, [orgId]);
+  const plan = json[0]!['QUERY PLAN'][0].Plan;
+  let usesOrgIndex = false;
+  let seqScan = false;
+  const subplans: string[] = [];
+  let helpersOnce = true;
+  walk(plan, (node) => {
+    if (node['Relation Name'] === 'agent_runs' && /^agent_runs_org_id/.test(node['Index Name'] ?? '')) usesOrgIndex = true;
+    if (node['Relation Name'] === 'agent_runs' && node['Node Type'] === 'Seq Scan') seqScan = true;
+    const relationship = node['Parent Relationship'];
+    if (relationship === 'SubPlan' || relationship === 'InitPlan') {
+      const loops = node['Actual Loops'] ?? 0;
+      subplans.push(`${node['Subplan Name'] ?? relationship}: loops=${loops}`);
+      if (loops > 1) helpersOnce = false;
+    }
+  });
+  if (subplans.length === 0) helpersOnce = false;
+  return { text: text.map((r) => r['QUERY PLAN']).join('\n'), usesOrgIndex: usesOrgIndex && !seqScan, helpersOnce, subplans };
+}
+
+async function main(): Promise<void> {
+  let postgres: PostgresHandle | undefined;
+  const databaseName = `gap_bench_${process.pid}_${Date.now()}`;
+  let adminUrl: string | undefined;
+  let admin: pg.Pool | undefined;
+  let app: pg.Pool | undefined;
+  try {
+    postgres = await startPostgres({ dataDir: path.join(repoRoot, '.data', 'bench-postgres'), port: 0, log });
+    adminUrl = await createDatabase(postgres.adminUrl, databaseName, { dropIfExists: true });
+    const { appUrl } = await prepareAppDatabase(adminUrl, log);
+    admin = createPool(adminUrl, { max: 2, applicationName: 'bench-admin' });
+    app = createPool(appUrl, { max: 2, applicationName: 'bench-app' });
+
+    const started = Date.now();
+    const orgs = await seed(admin);
+    log(`seeded ${ORGS * ROWS_PER_ORG} runs in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+
+    const target = orgs[Math.floor(ORGS / 2)]!;
+    const member: Principal = { kind: 'user', userId: target.memberId };
+    const appPool = app;
+    const adminPool = admin;
+    let allWithinGoal = true;
+    let allPlansGood = true;
+
+    for (const query of queries) {
+      const asMember = await time(query.iterations, () => withPrincipal(appPool, member, (tx) => tx.query(query.sql, [target.orgId])));
+      const asService = await time(query.iterations, () => withServiceRole(adminPool, (tx) => tx.query(query.sql, [target.orgId])));
+      const ratio = asMember.medianMs / asService.medianMs;
+      const plan = await withPrincipal(appPool, member, (tx) => explain(tx, query.sql, target.orgId));
+      allWithinGoal &&= ratio <= GOAL_RATIO;
+      allPlansGood &&= plan.usesOrgIndex && plan.helpersOnce;
+
+      console.log(`\n== ${query.name}`);
+      console.log(`   member (RLS):  median ${asMember.medianMs.toFixed(3)} ms, p95 ${asMember.p95Ms.toFixed(3)} ms`);
+      console.log(`   service_role:  median ${asService.medianMs.toFixed(3)} ms, p95 ${asService.p95Ms.toFixed(3)} ms`);
+      console.log(`   ratio:         ${ratio.toFixed(2)}x (goal <= ${GOAL_RATIO}x) ${ratio <= GOAL_RATIO ? 'OK' : 'OVER GOAL'}`);
+      console.log(`   org_id index:  ${plan.usesOrgIndex ? 'used' : 'NOT USED'}`);
+      console.log(`   auth helpers:  ${plan.helpersOnce ? 'evaluated once' : 'NOT ONCE'} (${plan.subplans.join('; ') || 'no subplan found'})`);
+      console.log(plan.text.replace(/^/gm, '     | '));
+    }
+
+    console.log(`\nsummary: ratio goal ${allWithinGoal ? 'met' : 'NOT met'} for every query; plans ${allPlansGood ? 'use the org_id index with helpers evaluated once' : 'need attention'}`);
+  } finally {
+    await app?.end();
+    await admin?.end();
+    if (postgres && adminUrl) await dropDatabase(postgres.adminUrl, databaseName).catch((err: unknown) => log(`could not drop ${databaseName}: ${String(err)}`));
+    await postgres?.stop();
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});

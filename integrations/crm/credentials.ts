@@ -1,0 +1,214 @@
+/**
+ * A connection's credentials at runtime: decrypts them inside the process that needs them,
+ * refreshes OAuth tokens before they expire (and once more when the provider answers 401),
+ * and builds a governed adapter. Secrets never leave this module except as the bearer header.
+ *
+ * Refresh is serialized per connection with `select … for update` on the credentials row: the
+ * refresh token rotates and the old one dies on use (Kommo, reference A1), so two refreshers
+ * racing with the same token would leave one of them with a dead grant and, if it won the
+ * write, the connection with a dead refresh token. The loser of the lock sees a newer `version`
+ * and uses the token the winner stored.
+ */
+import type pg from 'pg';
+import { decryptSecret, encryptSecret, type Keyring } from '../../lib/crypto.js';
+import { withPrincipal, type Tx } from '../../lib/db.js';
+import type { Principal } from '../../lib/principal.js';
+import type { RateGovernor } from './governor.js';
+import { CrmError } from './http.js';
+import { createAdapter, requestToken, type CrmSettings } from './settings.js';
+import type { CrmAdapter, CrmProvider, TokenSet } from './types.js';
+
+export interface ConnectionInfo {
+  orgId: string;
+  connectionId: string;
+  provider: CrmProvider;
+  authKind: 'oauth' | 'token';
+  status: 'pending' | 'active' | 'error' | 'revoked';
+  apiBaseUrl: string | null;
+}
+
+export class ConnectionUnavailableError extends Error {
+  constructor(
+    readonly reason: 'not-found' | 'not-authorized' | 'reauthorization-required',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ConnectionUnavailableError';
+  }
+}
+
+const column = {
+  access: 'crm_credentials.access_token',
+  refresh: 'crm_credentials.refresh_token',
+} as const;
+
+/** Refresh this long before the provider's expiry, so a page fetch never starts on a dying token. */
+const REFRESH_SKEW_MS = 60_000;
+
+export interface CredentialStoreDeps {
+  pool: pg.Pool;
+  keyring: Keyring;
+  settings: CrmSettings;
+  governor?: RateGovernor;
+  fetch?: typeof fetch;
+}
+
+interface CachedToken {
+  accessToken: string;
+  expiresAt: Date | null;
+  version: number;
+}
+
+export async function loadConnection(tx: Tx, orgId: string, connectionId: string): Promise<ConnectionInfo | null> {
+  const { rows } = await tx.query<{ provider: CrmProvider; auth_kind: 'oauth' | 'token'; status: ConnectionInfo['status']; api_base_url: string | null }>(
+    `select provider, auth_kind, status, api_base_url from public.crm_connections where id = $1 and org_id = $2`,
+    [connectionId, orgId],
+  );
+  const row = rows[0];
+  return row ? { orgId, connectionId, provider: row.provider, authKind: row.auth_kind, status: row.status, apiBaseUrl: row.api_base_url } : null;
+}
+
+/** Stores a freshly issued token set (connect, private-app token, rotation) in `tx`. */
+export async function storeTokens(tx: Tx, keyring: Keyring, ref: { orgId: string; connectionId: string }, tokens: TokenSet): Promise<void> {
+  const ctx = (c: string) => ({ orgId: ref.orgId, rowId: ref.connectionId, column: c });
+  await tx.query(
+    `insert into public.crm_credentials (org_id, connection_id, access_token, refresh_token, access_token_expires_at)
+     values ($1, $2, $3, $4, $5)
+     on conflict (connection_id) do update
+       set access_token = excluded.access_token, refresh_token = excluded.refresh_token,
+           access_token_expires_at = excluded.access_token_expires_at, version = crm_credentials.version + 1`,
+    [
+      ref.orgId,
+      ref.connectionId,
+      encryptSecret(keyring, tokens.accessToken, ctx(column.access)),
+      tokens.refreshToken ? encryptSecret(keyring, tokens.refreshToken, ctx(column.refresh)) : null,
+      tokens.expiresAt,
+    ],
+  );
+}
+
+export class CredentialStore {
+  constructor(private readonly deps: CredentialStoreDeps) {}
+
+  private worker(orgId: string): Principal {
+    return { kind: 'worker', orgId };
+  }
+
+  private async readToken(tx: Tx, ref: { orgId: string; connectionId: string }, lock: boolean) {
+    const { rows } = await tx.query<{ access_token: string; refresh_token: string | null; access_token_expires_at: Date | null; version: number }>(
+      `select access_token, refresh_token, access_token_expires_at, version from public.crm_credentials
+        where connection_id = $1 and org_id = $2 ${lock ? 'for update' : ''}`,
+      [ref.connectionId, ref.orgId],
+    );
+    const row = rows[0];
+    if (!row) return null;
+    const ctx = (c: string) => ({ orgId: ref.orgId, rowId: ref.connectionId, column: c });
+    return {
+      accessToken: decryptSecret(this.deps.keyring, row.access_token, ctx(column.access)),
+      refreshToken: row.refresh_token ? decryptSecret(this.deps.keyring, row.refresh_token, ctx(column.refresh)) : null,
+      expiresAt: row.access_token_expires_at,
+      version: row.version,
+    };
+  }
+
+  /**
+   * Refreshes the access token unless someone already did since `seenVersion`. Serialized by the
+   * row lock; the provider call happens while the lock is held so nobody else spends the
+   * refresh token meanwhile.
+   */
+  async refresh(info: ConnectionInfo, seenVersion: number, principal: Principal = this.worker(info.orgId)): Promise<CachedToken> {
+    let revoked: CrmError | undefined;
+    const result = await withPrincipal(this.deps.pool, principal, async (tx) => {
+      const current = await this.readToken(tx, info, true);
+      if (!current) throw new ConnectionUnavailableError('not-authorized', 'the connection has no credentials');
+      if (current.version !== seenVersion) return { accessToken: current.accessToken, expiresAt: current.expiresAt, version: current.version };
+      if (!current.refreshToken) throw new ConnectionUnavailableError('reauthorization-required', 'the token was rejected and this connection has no refresh token; enter a new token');
+      let issued: TokenSet;
+      try {
+        issued = await requestToken(this.deps.settings, info, { kind: 'refresh_token', refreshToken: current.refreshToken });
+      } catch (err) {
+        if (err instanceof CrmError && err.kind === 'auth') {
+          revoked = err;
+          await tx.query(`update public.crm_connections set status = 'error', last_error = $3 where id = $1 and org_id = $2`, [
+            info.connectionId,
+            info.orgId,
+            { type: 'reauthorization-required', message: 'The CRM rejected the refresh token; connect the account again.' },
+          ]);
+          return null;
+        }
+        throw err;
+      }
+      await storeTokens(tx, this.deps.keyring, info, issued);
+      return { accessToken: issued.accessToken, expiresAt: issued.expiresAt, version: current.version + 1 };
+    });
+    if (!result) throw new ConnectionUnavailableError('reauthorization-required', revoked?.message ?? 'the refresh token was rejected');
+    return result;
+  }
+
+  /**
+   * An adapter for the connection whose requests carry a current token, go through the rate
+   * governor (when `governed`), and survive one 401 by refreshing (OAuth connections).
+   */
+  async open(
+    ref: { orgId: string; connectionId: string },
+    opts: { governed?: boolean; principal?: Principal; requireActive?: boolean } = {},
+  ): Promise<{ adapter: CrmAdapter; info: ConnectionInfo }> {
+    const principal = opts.principal ?? this.worker(ref.orgId);
+    const loaded = await withPrincipal(this.deps.pool, principal, async (tx) => {
+      const info = await loadConnection(tx, ref.orgId, ref.connectionId);
+      if (!info) return null;
+      return { info, token: await this.readToken(tx, ref, false) };
+    });
+    if (!loaded) throw new ConnectionUnavailableError('not-found', `connection ${ref.connectionId} does not exist in this org`);
+    const { info } = loaded;
+    if (!loaded.token) throw new ConnectionUnavailableError('not-authorized', 'the connection has not been authorized yet');
+    if ((opts.requireActive ?? true) && info.status !== 'active') {
+      throw new ConnectionUnavailableError('reauthorization-required', `the connection is ${info.status}; fix or reconnect it`);
+    }
+    let cached: CachedToken = { accessToken: loaded.token.accessToken, expiresAt: loaded.token.expiresAt, version: loaded.token.version };
+    const canRefresh = info.authKind === 'oauth';
+
+    const accessToken = async () => {
+      if (canRefresh && cached.expiresAt && cached.expiresAt.getTime() - REFRESH_SKEW_MS < Date.now()) {
+        cached = await this.refresh(info, cached.version, principal);
+      }
+      return cached.accessToken;
+    };
+    const governor = opts.governed === false ? undefined : this.deps.governor;
+    const adapter = createAdapter(
+      this.deps.settings,
+      info,
+      accessToken,
+      governor
+        ? {
+            beforeRequest: async () => {
+              await governor.take(ref, info.provider);
+            },
+            onRateLimited: (ms) => governor.block(ref, ms),
+          }
+        : {},
+      this.deps.fetch,
+    );
+    if (!canRefresh) return { adapter, info };
+
+    // One refresh-and-replay on 401, as the Kommo SDK does (reference A4): an access token can
+    // die before its stated expiry (revoked, clock skew, a fake that expires it on purpose).
+    const withReauth = new Proxy(adapter, {
+      get: (target, prop, receiver) => {
+        const value = Reflect.get(target, prop, receiver) as unknown;
+        if (typeof value !== 'function') return value;
+        if (prop === 'supportsDeletionFeed') return (value as (...a: unknown[]) => unknown).bind(target);
+        return async (...args: unknown[]) => {
+          try {
+            return await (value as (...a: unknown[]) => Promise<unknown>).apply(target, args);
+          } catch (err) {
+            if (!(err instanceof CrmError) || err.kind !== 'auth') throw err;
+            cached = await this.refresh(info, cached.version, principal);
+            return (value as (...a: unknown[]) => Promise<unknown>).apply(target, args);
+          }
+        };
+      },
+    });
+    return { adapter: withReauth, info };
+  }
+}

@@ -1,0 +1,99 @@
+/**
+ * The one CRM interface the rest of the system sees. Kommo/amoCRM v4 and HubSpot CRM v3 sit
+ * behind it (integrations/crm/kommo.ts, integrations/crm/hubspot.ts); nothing here knows about
+ * Temporal or Postgres.
+ */
+export type CrmProvider = 'kommo' | 'hubspot';
+export const crmProviders = ['kommo', 'hubspot'] as const satisfies readonly CrmProvider[];
+
+/** Synced object types, in the order a sync walks them (stages before the deals that use them). */
+export const crmObjectTypes = ['pipelines', 'users', 'companies', 'contacts', 'deals'] as const;
+export type CrmObjectType = (typeof crmObjectTypes)[number];
+
+/** Object types that can be written to and searched by agents. */
+export type CrmEntityType = 'contacts' | 'companies' | 'deals';
+
+export interface CrmRecord {
+  objectType: CrmObjectType;
+  externalId: string;
+  name: string | null;
+  email: string | null;
+  pipelineId: string | null;
+  stageId: string | null;
+  ownerId: string | null;
+  /** The provider's last-modified time, when it has one. */
+  updatedAt: Date | null;
+  /** Everything else the provider returned, as it returned it. */
+  properties: Record<string, unknown>;
+}
+
+export interface CrmPage {
+  records: CrmRecord[];
+  /** Opaque to callers; null when this was the last page. */
+  nextCursor: string | null;
+}
+
+export interface CrmDeletionsPage {
+  externalIds: string[];
+  nextCursor: string | null;
+}
+
+export interface PageRequest {
+  cursor: string | null;
+  /** Capped at the provider's maximum. */
+  pageSize?: number;
+}
+
+export interface CrmTarget {
+  objectType: CrmEntityType;
+  externalId: string;
+}
+
+export interface CrmAdapter {
+  readonly provider: CrmProvider;
+  /** Whether `listDeletedSince` can report deletions of this type (else only a full sync finds them). */
+  supportsDeletionFeed(objectType: CrmObjectType): boolean;
+  /** A page of every live record, in a stable order. */
+  listPage(objectType: CrmObjectType, page: PageRequest): Promise<CrmPage>;
+  /** A page of records modified at or after `since`, oldest first. Types without a modified filter answer a full page. */
+  listChangedSince(objectType: CrmObjectType, since: Date, page: PageRequest): Promise<CrmPage>;
+  listDeletedSince(objectType: CrmObjectType, since: Date, page: PageRequest): Promise<CrmDeletionsPage>;
+  /** Null when the record does not exist (or is deleted). */
+  getRecord(objectType: CrmEntityType, externalId: string): Promise<CrmRecord | null>;
+  addNote(target: CrmTarget, text: string): Promise<{ externalId: string }>;
+  createTask(target: CrmTarget, task: { text: string; dueAt: Date }): Promise<{ externalId: string }>;
+  updateStage(dealId: string, stage: { stageId: string; pipelineId?: string }): Promise<CrmRecord>;
+  /**
+   * A note or task on `target` with exactly `text`, created at or after `since`, or null.
+   * Neither provider takes idempotency keys on writes, so a write retried after a crash (the
+   * provider acted, our ledger did not commit) looks for its own earlier result with this.
+   */
+  findRecentWrite(kind: 'note' | 'task', target: CrmTarget, text: string, since: Date): Promise<{ externalId: string } | null>;
+  /** A cheap authenticated call; answers the account id. */
+  whoAmI(): Promise<{ accountId: string }>;
+}
+
+/** Access and refresh tokens as a provider's token endpoint issues them. */
+export interface TokenSet {
+  accessToken: string;
+  refreshToken: string | null;
+  expiresAt: Date | null;
+  /** Kommo: the account host (`referer`); HubSpot: `hub_id`. */
+  accountId?: string;
+}
+
+export interface OAuthApp {
+  clientId: string;
+  clientSecret: string;
+  redirectUri: string;
+}
+
+/** One change a webhook delivery reports; `dedupeKey` identifies it across redeliveries. */
+export interface CrmWebhookEvent {
+  dedupeKey: string;
+  objectType: CrmEntityType;
+  externalId: string;
+  change: 'upsert' | 'delete';
+  /** e.g. `deal.propertyChange`, `leads.status`. */
+  kind: string;
+}

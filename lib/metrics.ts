@@ -1,0 +1,210 @@
+/**
+ * Every Prometheus metric the application defines, in one place, so the alert rules and the
+ * Grafana dashboard in docker/ can be checked against what the code emits
+ * (tests/ops/metrics.test.ts). Increment them from anywhere outside workflow code:
+ *
+ *   import { llmRequests } from '../lib/metrics.js';
+ *   llmRequests.inc({ model, outcome: 'ok' });
+ *
+ * Labels are low-cardinality on purpose: model, provider, route template, status. Never org,
+ * run or connection ids (use logs and the Temporal UI for those).
+ *
+ * The Temporal SDK's own worker metrics (`temporal_*`) are not here: the Rust core exports them
+ * on its own listener (TEMPORAL_METRICS_BIND_ADDRESS, see workers/telemetry.ts).
+ */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type pg from 'pg';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+export const registry = new Registry();
+collectDefaultMetrics({ register: registry });
+
+// API ------------------------------------------------------------------------------------------
+
+export const httpRequestDuration = new Histogram({
+  name: 'gap_http_request_duration_seconds',
+  help: 'API request duration by route template, method and status code',
+  labelNames: ['method', 'route', 'status_code'] as const,
+  buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+  registers: [registry],
+});
+
+export const httpServerErrors = new Counter({
+  name: 'gap_http_server_errors_total',
+  help: 'API answers with a 5xx status (internal errors, dependencies down)',
+  labelNames: ['method', 'route', 'status_code'] as const,
+  registers: [registry],
+});
+
+// LLM ------------------------------------------------------------------------------------------
+
+export type LlmOutcome = 'ok' | 'rate_limited' | 'rejected' | 'auth' | 'server' | 'timeout' | 'network' | 'invalid_response' | 'aborted' | 'error';
+
+export const llmRequests = new Counter({
+  name: 'gap_llm_requests_total',
+  help: 'LLM chat completion calls by model and outcome',
+  labelNames: ['model', 'outcome'] as const,
+  registers: [registry],
+});
+
+export const llmRequestDuration = new Histogram({
+  name: 'gap_llm_request_duration_seconds',
+  help: 'LLM call latency by model and outcome',
+  labelNames: ['model', 'outcome'] as const,
+  buckets: [0.25, 0.5, 1, 2, 5, 10, 20, 40, 80, 160, 300],
+  registers: [registry],
+});
+
+export const llmTokens = new Counter({
+  name: 'gap_llm_tokens_total',
+  help: 'Tokens used by model and direction (input, output)',
+  labelNames: ['model', 'direction'] as const,
+  registers: [registry],
+});
+
+export const llmCostUsd = new Counter({
+  name: 'gap_llm_cost_usd_total',
+  help: 'Estimated LLM spend in US dollars by model',
+  labelNames: ['model'] as const,
+  registers: [registry],
+});
+
+// CRM ------------------------------------------------------------------------------------------
+
+export const crmRequests = new Counter({
+  name: 'gap_crm_requests_total',
+  help: 'HTTP requests to CRM providers by provider and status (HTTP status code, or "network")',
+  labelNames: ['provider', 'status'] as const,
+  registers: [registry],
+});
+
+export const crmRecordsSynced = new Counter({
+  name: 'gap_crm_records_synced_total',
+  help: 'CRM records written to Postgres by sync, by provider and object type',
+  labelNames: ['provider', 'object_type'] as const,
+  registers: [registry],
+});
+
+let measureSyncLag: (() => Promise<Array<{ provider: string; seconds: number }>>) | undefined;
+
+export const crmSyncLag = new Gauge({
+  name: 'gap_crm_sync_lag_seconds',
+  help: 'Per provider, the oldest watermark among active connections: how stale the most behind synced data is',
+  labelNames: ['provider'] as const,
+  registers: [registry],
+  // Read from Postgres at scrape time: right after restarts, and it grows while syncs are stuck.
+  async collect() {
+    if (!measureSyncLag) return;
+    try {
+      this.reset();
+      for (const { provider, seconds } of await measureSyncLag()) this.set({ provider }, seconds);
+    } catch {
+      metricsScrapeErrors.inc({ metric: 'gap_crm_sync_lag_seconds' });
+    }
+  },
+});
+
+// Approvals --------------------------------------------------------------------------------------
+
+let countPendingApprovals: (() => Promise<number>) | undefined;
+
+export const approvalsPending = new Gauge({
+  name: 'gap_approvals_pending',
+  help: 'Tool calls waiting for a human decision, across all organizations',
+  registers: [registry],
+  // Counted in Postgres at scrape time, so it is right after restarts and across workers.
+  async collect() {
+    if (!countPendingApprovals) return;
+    try {
+      this.set(await countPendingApprovals());
+    } catch {
+      metricsScrapeErrors.inc({ metric: 'gap_approvals_pending' });
+    }
+  },
+});
+
+/**
+ * Makes this process report `gap_approvals_pending` (the worker does). A cross-tenant count is
+ * operator tooling: a security-definer function that returns one number
+ * (supabase/migrations/20261126130000_ops_metrics.sql), executable by the application's login
+ * role only, outside any tenant transaction.
+ */
+export function trackApprovalsPending(pool: pg.Pool): void {
+  countPendingApprovals = async () => {
+    const { rows } = await pool.query<{ n: string }>(`select private.ops_pending_approvals() as n`);
+    return Number(rows[0]?.n ?? 0);
+  };
+}
+
+/** Makes this process report `gap_crm_sync_lag_seconds` (the worker does); see above. */
+export function trackCrmSyncLag(pool: pg.Pool): void {
+  measureSyncLag = async () => {
+    const { rows } = await pool.query<{ provider: string; lag_seconds: number }>(`select provider, lag_seconds from private.ops_crm_sync_lag()`);
+    return rows.map((r) => ({ provider: r.provider, seconds: Number(r.lag_seconds) }));
+  };
+}
+
+/** All scrape-time database metrics of a worker process. */
+export function trackDatabaseMetrics(pool: pg.Pool): void {
+  trackApprovalsPending(pool);
+  trackCrmSyncLag(pool);
+}
+
+export const metricsScrapeErrors = new Counter({
+  name: 'gap_metrics_collect_errors_total',
+  help: 'Failures while collecting a metric at scrape time (e.g. the approvals count query)',
+  labelNames: ['metric'] as const,
+  registers: [registry],
+});
+
+/** Records one LLM call: count, latency, and on success tokens and cost. */
+export function recordLlmCall(sample: {
+  model: string;
+  outcome: LlmOutcome;
+  seconds: number;
+  inputTokens?: number;
+  outputTokens?: number;
+  costUsd?: number;
+}): void {
+  llmRequests.inc({ model: sample.model, outcome: sample.outcome });
+  llmRequestDuration.observe({ model: sample.model, outcome: sample.outcome }, sample.seconds);
+  if (sample.inputTokens) llmTokens.inc({ model: sample.model, direction: 'input' }, sample.inputTokens);
+  if (sample.outputTokens) llmTokens.inc({ model: sample.model, direction: 'output' }, sample.outputTokens);
+  if (sample.costUsd) llmCostUsd.inc({ model: sample.model }, sample.costUsd);
+}
+
+export interface MetricsServer {
+  url: string;
+  close(): Promise<void>;
+}
+
+/**
+ * Serves GET /metrics on a listener of its own. Not on the API's port: the public listener is
+ * reachable by tenants, metrics describe every tenant's traffic, and a separate port lets the
+ * network (a Kubernetes NetworkPolicy, compose's internal network) restrict who scrapes
+ * without an auth scheme Prometheus would need credentials for.
+ */
+export async function startMetricsServer(opts: { host: string; port: number; registry?: Registry }): Promise<MetricsServer> {
+  const source = opts.registry ?? registry;
+  const server: Server = createServer((req, res) => {
+    if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+      return;
+    }
+    source.metrics().then(
+      (body) => res.writeHead(200, { 'content-type': source.contentType }).end(body),
+      (err: unknown) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`metrics failed: ${(err as Error).message}\n`),
+    );
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port, opts.host, () => resolve());
+  });
+  const { port } = server.address() as AddressInfo;
+  const host = opts.host.includes(':') ? `[${opts.host}]` : opts.host;
+  return {
+    url: `http://${host}:${port}/metrics`,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}

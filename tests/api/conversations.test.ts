@@ -1,0 +1,194 @@
+import type { Worker } from '@temporalio/worker';
+import type pg from 'pg';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { buildApp, type App } from '../../api/app.js';
+import { startFakeLlm, type FakeLlmRequestBody, type FakeLlmServer } from '../fakes/llm-server.js';
+import { signUserToken, TEST_JWT_SECRET } from '../support/auth.js';
+import { adminPool, appPool, createAgent, createOrgWithMembers } from '../support/db.js';
+import { connectTestTemporal, createTestAgentWorker, testLogger, uniqueTaskQueue, type TestTemporal } from '../support/temporal.js';
+
+const PROBLEM = 'https://gpt-agent-platform.dev/problems/';
+const lastUser = (body: FakeLlmRequestBody) => [...body.messages].reverse().find((m) => m.role === 'user')?.content ?? '';
+
+describe('conversations: update-with-start, queued, rejected and interrupting messages', () => {
+  let temporal: TestTemporal;
+  let llm: FakeLlmServer;
+  let pool: pg.Pool;
+  let admin: pg.Pool;
+  let worker: Worker;
+  let workerRunning: Promise<void>;
+  let app: App;
+  const taskQueue = uniqueTaskQueue('api-conversations-test');
+  let orgId: string;
+  let token: string;
+
+  beforeAll(async () => {
+    temporal = await connectTestTemporal();
+    llm = await startFakeLlm();
+    pool = appPool({ max: 6 });
+    admin = adminPool();
+    worker = await createTestAgentWorker({ temporal, pool, llmBaseUrl: llm.url, taskQueue });
+    workerRunning = worker.run();
+    app = await buildApp({
+      pool,
+      temporal: temporal.client,
+      logger: testLogger,
+      auth: { jwtSecret: TEST_JWT_SECRET },
+      agentRunsTaskQueue: taskQueue,
+      conversationIdleTimeoutSeconds: 3,
+    });
+    const org = await createOrgWithMembers(admin, ['member']);
+    orgId = org.orgId;
+    token = await signUserToken(org.userWithRole('member'));
+  });
+
+  afterAll(async () => {
+    await app?.close();
+    worker?.shutdown();
+    await workerRunning;
+    await llm?.close();
+    await temporal?.close();
+    await pool?.end();
+    await admin?.end();
+  });
+
+  beforeEach(() => {
+    llm.reset();
+    // Answers name the message they answer; "slow" messages take a while.
+    llm.setReplyFor(
+      () => true,
+      (body) => ({ kind: 'text', content: `answer to ${lastUser(body)}`, delayMs: lastUser(body).startsWith('slow') ? 1500 : 0 }),
+    );
+  });
+
+  async function agentWith(busyPolicy: 'queue' | 'reject' | 'interrupt') {
+    const agentId = await createAgent(admin, orgId, { model: 'test/model', instructions: 'Be brief.' });
+    await admin.query(`update public.agents set busy_policy = $2 where id = $1`, [agentId, busyPolicy]);
+    return agentId;
+  }
+
+  const send = (agentId: string, threadKey: string, content: string, as = token) =>
+    app.inject({
+      method: 'POST',
+      url: `/v1/orgs/${orgId}/agents/${agentId}/conversations/${threadKey}/messages`,
+      headers: { authorization: `Bearer ${as}` },
+      payload: { content },
+    });
+
+  /** Waits until the fake LLM holds a request answering `content` (other tests' conversations may still call it). */
+  async function llmReceived(content: string) {
+    const deadline = Date.now() + 20_000;
+    while (!llm.requests.some((r) => lastUser(r.body as FakeLlmRequestBody) === content)) {
+      if (Date.now() > deadline) throw new Error(`the LLM never saw ${content}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  async function eventsOf(runId: string) {
+    const { rows } = await admin.query<{ type: string; payload: Record<string, unknown> }>(
+      `select type, payload from public.run_events where run_id = $1 order by seq`,
+      [runId],
+    );
+    return rows;
+  }
+
+  async function waitForAnswers(runId: string, n: number) {
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      const answers = (await eventsOf(runId)).filter((e) => e.type === 'llm.completed').map((e) => e.payload.content);
+      if (answers.length >= n) return answers;
+      if (Date.now() > deadline) throw new Error(`only ${answers.length} answers`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  it('starts the conversation with the first message and continues it with the whole history', async () => {
+    const agentId = await agentWith('queue');
+    const first = await send(agentId, 'lead-42', 'hello');
+    expect(first.statusCode).toBe(202);
+    const { runId } = first.json();
+    expect(first.json()).toMatchObject({ queued: false, interrupted: false, workflowId: `agent-run:${runId}` });
+    await waitForAnswers(runId, 1);
+
+    const second = await send(agentId, 'lead-42', 'and now?');
+    expect(second.json().runId).toBe(runId);
+    expect(await waitForAnswers(runId, 2)).toEqual(['answer to hello', 'answer to and now?']);
+
+    const lastRequest = llm.requests.at(-1)!.body as FakeLlmRequestBody;
+    expect(lastRequest.messages.map((m) => `${m.role}:${m.content}`)).toEqual([
+      'system:Be brief.',
+      'user:hello',
+      'assistant:answer to hello',
+      'user:and now?',
+    ]);
+    const other = await send(agentId, 'lead-43', 'separate thread');
+    expect(other.json().runId).not.toBe(runId);
+    expect(await waitForAnswers(other.json().runId, 1)).toEqual(['answer to separate thread']);
+  });
+
+  it('queues a message that arrives while the agent works, and answers both in order', async () => {
+    const agentId = await agentWith('queue');
+    const { runId } = (await send(agentId, 'queue-thread', 'slow question')).json();
+    await llmReceived('slow question');
+
+    const queued = await send(agentId, 'queue-thread', 'follow-up');
+    expect(queued.statusCode).toBe(202);
+    expect(queued.json()).toMatchObject({ runId, queued: true });
+
+    expect(await waitForAnswers(runId, 2)).toEqual(['answer to slow question', 'answer to follow-up']);
+  });
+
+  it('rejects a message while the agent works when its busy policy is reject (409)', async () => {
+    const agentId = await agentWith('reject');
+    const { runId } = (await send(agentId, 'reject-thread', 'slow question')).json();
+    await llmReceived('slow question');
+
+    const rejected = await send(agentId, 'reject-thread', 'impatient');
+    expect(rejected.statusCode).toBe(409);
+    expect(rejected.json().type).toBe(`${PROBLEM}conflict`);
+
+    expect(await waitForAnswers(runId, 1)).toEqual(['answer to slow question']);
+    const { rows } = await admin.query(`select content from public.conversation_messages where run_id = $1 order by created_at`, [runId]);
+    // The refused message is kept (it was written before the workflow refused it) but never reaches the model.
+    expect((await eventsOf(runId)).filter((e) => e.type === 'user.message').map((e) => e.payload.content)).toEqual(['slow question']);
+    expect(rows).toHaveLength(2);
+  });
+
+  it('interrupts the current turn for a newer message when its busy policy is interrupt', async () => {
+    const agentId = await agentWith('interrupt');
+    const { runId } = (await send(agentId, 'interrupt-thread', 'slow question')).json();
+    await llmReceived('slow question');
+
+    const interrupting = await send(agentId, 'interrupt-thread', 'never mind');
+    expect(interrupting.json()).toMatchObject({ interrupted: true, queued: false });
+
+    expect(await waitForAnswers(runId, 1)).toEqual(['answer to never mind']);
+    expect((await eventsOf(runId)).map((e) => e.type).slice(0, 5)).toEqual(['run.started', 'user.message', 'turn.interrupted', 'user.message', 'llm.completed']);
+  });
+
+  it('ends an idle conversation, and the next message under the same key starts a new one', async () => {
+    const agentId = await agentWith('queue');
+    const { runId } = (await send(agentId, 'idle-thread', 'hi')).json();
+    const deadline = Date.now() + 20_000;
+    let row;
+    for (;;) {
+      row = (await admin.query(`select status, output from public.agent_runs where id = $1`, [runId])).rows[0];
+      if (row.status === 'completed' || Date.now() > deadline) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(row).toEqual({ status: 'completed', output: 'answer to hi' });
+
+    const next = await send(agentId, 'idle-thread', 'back again');
+    expect(next.statusCode).toBe(202);
+    expect(next.json().runId).not.toBe(runId);
+  });
+
+  it("answers 404 for another org's agent and validates the message", async () => {
+    const agentId = await agentWith('queue');
+    const outsider = await createOrgWithMembers(admin, ['owner']);
+    const res = await send(agentId, 't', 'hi', await signUserToken(outsider.userWithRole('owner')));
+    expect(res.statusCode).toBe(404);
+    expect((await send(agentId, 'has space', 'hi')).statusCode).toBe(400);
+    expect((await send(agentId, 't', '')).statusCode).toBe(400);
+  });
+});

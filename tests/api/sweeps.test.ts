@@ -1,0 +1,233 @@
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { withServiceRole } from '../../lib/db.js';
+import { createOrgWithMembers } from '../support/db.js';
+import { signUserToken } from '../support/auth.js';
+import { fillPath, pathParams, seedOrg, startFullTestApp, type FullTestApp, type InventoryRoute, type SeededOrg } from '../support/full-app.js';
+
+/**
+ * OWASP API Top 10 sweeps, driven by api/route-inventory.json: a route added to the inventory
+ * is swept without touching this file (a write route must also get a valid body below).
+ */
+const inventory = (JSON.parse(readFileSync(new URL('../../api/route-inventory.json', import.meta.url), 'utf8')) as { routes: InventoryRoute[] }).routes;
+const bearer = inventory.filter((r) => r.auth === 'bearer');
+const key = (r: InventoryRoute) => `${r.method} ${r.path}`;
+const PROBLEMS = 'https://gpt-agent-platform.dev/problems/';
+
+/** A body each write route accepts, so a sweep reaches the authorization check behind validation. */
+const validBodies: Record<string, (o: SeededOrg) => Record<string, unknown> | undefined> = {
+  'POST /v1/orgs': () => ({ name: 'Swept org' }),
+  'PATCH /v1/orgs/:orgId': () => ({ name: 'Renamed by sweep' }),
+  'PATCH /v1/orgs/:orgId/members/:userId': () => ({ role: 'member' }),
+  'DELETE /v1/orgs/:orgId/members/:userId': () => undefined,
+  'POST /v1/orgs/:orgId/invites': () => ({ email: `sweep-${randomUUID().slice(0, 8)}@example.test` }),
+  'POST /v1/invites/accept': (o) => ({ token: o.inviteToken }),
+  'POST /v1/orgs/:orgId/api-keys': () => ({ name: 'Sweep key' }),
+  'POST /v1/orgs/:orgId/agents': () => ({ name: 'Sweep agent', model: 'test/model' }),
+  'PATCH /v1/orgs/:orgId/agents/:agentId': () => ({ name: 'Renamed agent' }),
+  'POST /v1/orgs/:orgId/agents/:agentId/runs': () => ({ input: 'hello' }),
+  'POST /v1/orgs/:orgId/agents/:agentId/conversations/:threadKey/messages': () => ({ content: 'hello' }),
+  'POST /v1/orgs/:orgId/runs/:runId/cancel': () => undefined,
+  'POST /v1/orgs/:orgId/runs/:runId/approvals/:approvalId': () => ({ decision: 'reject' }),
+  'POST /v1/orgs/:orgId/knowledge': () => ({ title: 'Sweep doc', body: 'text' }),
+  'PATCH /v1/orgs/:orgId/knowledge/:documentId': () => ({ title: 'Renamed doc' }),
+  'POST /v1/orgs/:orgId/crm/connections': () => ({ provider: 'hubspot', name: 'Sweep CRM', auth: { kind: 'token', token: 'pat-na1-sweep-0000000000' } }),
+  'PATCH /v1/orgs/:orgId/crm/connections/:connectionId': () => ({ name: 'Renamed CRM' }),
+  'POST /v1/orgs/:orgId/crm/connections/:connectionId/test': () => undefined,
+  'PUT /v1/orgs/:orgId/crm/connections/:connectionId/schedule': () => ({ intervalSeconds: 3600, paused: true }),
+  'POST /v1/orgs/:orgId/crm/connections/:connectionId/syncs': () => ({ mode: 'incremental' }),
+};
+/** Required query strings of routes that have them. */
+const requiredQuery: Record<string, string> = {
+  'GET /v1/orgs/:orgId/usage': 'from=2026-01-01&to=2026-01-31',
+  'GET /v1/orgs/:orgId/crm/records': 'type=deals',
+};
+const isWrite = (r: InventoryRoute) => r.method === 'POST' || r.method === 'PUT' || r.method === 'PATCH';
+
+describe('OWASP API sweeps over every route of the inventory', () => {
+  let full: FullTestApp;
+  let a: SeededOrg;
+  let b: SeededOrg;
+  let spec: { paths: Record<string, Record<string, { requestBody?: { content: Record<string, { schema: { properties?: Record<string, unknown> } }> }; parameters?: Array<{ in: string; name: string }> }>> };
+
+  beforeAll(async () => {
+    full = await startFullTestApp();
+    [a, b] = await Promise.all([seedOrg(full, 'a'), seedOrg(full, 'b')]);
+    spec = (await full.app.inject({ method: 'GET', url: '/openapi.json' })).json();
+  });
+  afterAll(async () => {
+    await full?.close();
+  });
+
+  const call = (route: InventoryRoute, token: string, params: Record<string, string>, opts: { body?: unknown; query?: string } = {}) => {
+    const url = fillPath(route.path, params) + (opts.query ? `?${opts.query}` : requiredQuery[key(route)] ? `?${requiredQuery[key(route)]}` : '');
+    return full.app.inject({
+      method: route.method,
+      url,
+      headers: { authorization: `Bearer ${token}` },
+      ...(opts.body !== undefined ? { payload: opts.body as Record<string, unknown> } : {}),
+    });
+  };
+  const paramsOf = (org: SeededOrg, orgId = org.orgId) => ({ ...org.ids, orgId });
+  const bodyFor = (route: InventoryRoute, org: SeededOrg) => {
+    if (!isWrite(route) && route.method !== 'DELETE') return undefined;
+    const make = validBodies[key(route)];
+    if (!make && isWrite(route)) throw new Error(`${key(route)}: add a valid body to validBodies in tests/api/sweeps.test.ts`);
+    return make?.(org);
+  };
+  /** A's names, secrets and ids, minus the ids the caller itself put in the URL. */
+  const leaksOfA = (body: string, url: string) => {
+    const ids = [a.orgId, ...Object.values(a.ids), a.ownerId, a.adminId, a.memberId].filter((id) => id.length > 8 && !url.includes(id));
+    return [...a.secrets, ...ids].filter((s) => body.includes(s));
+  };
+
+  it('has a valid body for every write route', () => {
+    for (const route of bearer.filter(isWrite)) expect(validBodies[key(route)], key(route)).toBeDefined();
+  });
+
+  it('BOLA: a user of org B gets 404 for every route with an org A id, with A\'s or B\'s org in the path, and learns nothing', async () => {
+    for (const route of bearer.filter((r) => r.path.includes(':orgId'))) {
+      const variants = [paramsOf(a)];
+      if (pathParams(route.path).some((p) => p !== 'orgId' && p !== 'threadKey')) variants.push(paramsOf(a, b.orgId));
+      for (const params of variants) {
+        const res = await call(route, b.owner, params, { body: bodyFor(route, b) });
+        const where = `${key(route)} (org in path: ${params.orgId === a.orgId ? 'A' : 'B'})`;
+        expect(res.statusCode, `${where}: ${res.body}`).toBe(404);
+        expect(res.json().type, where).toBe(`${PROBLEMS}not-found`);
+        expect(leaksOfA(res.body, fillPath(route.path, params)), where).toEqual([]);
+      }
+    }
+  });
+
+  it("BOLA: B's own lists, and routes without an org, show none of A's data", async () => {
+    for (const route of bearer.filter((r) => r.method === 'GET' && !r.stream && pathParams(r.path).every((p) => p === 'orgId'))) {
+      const res = await call(route, b.owner, { orgId: b.orgId });
+      expect(res.statusCode, `${key(route)}: ${res.body}`).toBe(200);
+      expect(leaksOfA(res.body, ''), key(route)).toEqual([]);
+    }
+    // A's invite token in B's hands reads as an unknown invite.
+    const accept = await full.app.inject({ method: 'POST', url: '/v1/invites/accept', headers: { authorization: `Bearer ${b.owner}` }, payload: { token: a.inviteToken } });
+    expect(accept.statusCode).toBe(404);
+    expect(leaksOfA(accept.body, '')).toEqual([]);
+    // A's API key cannot be pointed at B's org.
+    const crossKey = await full.app.inject({ method: 'GET', url: `/v1/orgs/${b.orgId}/agents`, headers: { authorization: `Bearer ${a.memberKey}` } });
+    expect(crossKey.statusCode).toBe(401);
+  });
+
+  it('BFLA: a member (user or member-scope API key) gets 403 on every admin route, and an admin on every owner route', async () => {
+    const checked: string[] = [];
+    for (const route of bearer.filter((r) => r.minRole === 'admin' || r.minRole === 'owner')) {
+      const callers = [['member user', a.memberToken], ['member API key', a.memberKey]];
+      if (route.minRole === 'owner') callers.push(['admin user', a.adminToken]);
+      for (const [who, token] of callers) {
+        const res = await call(route, token!, paramsOf(a), { body: bodyFor(route, a) });
+        expect(res.statusCode, `${key(route)} as ${who}: ${res.body}`).toBe(403);
+        expect(res.json().type).toBe(`${PROBLEMS}forbidden`);
+      }
+      checked.push(key(route));
+    }
+    expect(checked.length).toBeGreaterThan(15);
+  });
+
+  const PRIVILEGED = ['org_id', 'orgId', 'role', 'id', 'created_by', 'createdBy', 'owner', 'isAdmin', 'scope', 'status', 'key_hash', 'keyHash', 'token_hash', 'secret', 'token', 'webhook_secret_hash', 'api_base_url', 'apiBaseUrl', 'accessToken', 'unknownField'];
+
+  async function snapshotOf(orgId: string): Promise<Record<string, string>> {
+    const { rows: tables } = await full.admin.query<{ table_name: string }>(
+      `select table_name from information_schema.columns where table_schema = 'public' and column_name = 'org_id' order by table_name`,
+    );
+    const snapshot: Record<string, string> = {};
+    for (const { table_name } of tables) {
+      const { rows } = await full.admin.query<{ h: string }>(`select md5(coalesce(string_agg(t::text, '|' order by t::text), '')) as h from public.${table_name} t where org_id = $1`, [orgId]);
+      snapshot[table_name] = rows[0]!.h;
+    }
+    const { rows } = await full.admin.query<{ h: string; n: number }>(`select md5(o::text) as h, (select count(*)::int from public.organizations) as n from public.organizations o where id = $1`, [orgId]);
+    snapshot.organization = rows[0]!.h;
+    snapshot.organizationCount = String(rows[0]!.n);
+    return snapshot;
+  }
+
+  it('mass assignment: privileged or unknown fields on every write route answer 400 and change no row', async () => {
+    const before = await snapshotOf(a.orgId);
+    let attempts = 0;
+    for (const route of bearer.filter(isWrite)) {
+      const op = spec.paths[route.path.replace(/:([A-Za-z]+)/g, '{$1}')]![route.method.toLowerCase()]!;
+      const schema = op.requestBody?.content['application/json']?.schema;
+      if (!schema) continue;
+      const declared = new Set(Object.keys(schema.properties ?? {}));
+      for (const field of PRIVILEGED.filter((f) => !declared.has(f))) {
+        const body = { ...(validBodies[key(route)]!(a) ?? {}), [field]: field.endsWith('Id') || field.endsWith('_id') || field === 'id' || field === 'createdBy' || field === 'created_by' ? b.orgId : 'owner' };
+        const res = await call(route, a.owner, paramsOf(a), { body });
+        expect(res.statusCode, `${key(route)} + ${field}: ${res.body}`).toBe(400);
+        expect(res.json()).toMatchObject({ type: `${PROBLEMS}validation-error` });
+        attempts++;
+      }
+    }
+    expect(attempts).toBeGreaterThan(200);
+    expect(await snapshotOf(a.orgId)).toEqual(before);
+  });
+
+  it('resource consumption: a huge limit is capped on every list route, a bad one is refused', async () => {
+    const lists = bearer.filter((r) => r.method === 'GET' && spec.paths[r.path.replace(/:([A-Za-z]+)/g, '{$1}')]!.get!.parameters?.some((p) => p.in === 'query' && p.name === 'limit'));
+    expect(lists.length).toBeGreaterThanOrEqual(10);
+    for (const route of lists) {
+      const extra = requiredQuery[key(route)] ? `&${requiredQuery[key(route)]}` : '';
+      const huge = await call(route, a.owner, paramsOf(a), { query: `limit=100000000${extra}` });
+      expect(huge.statusCode, `${key(route)}: ${huge.body}`).toBe(200);
+      expect(huge.json().items.length).toBeLessThanOrEqual(100);
+      for (const bad of ['0', '-1', 'abc', '1e400', '2.5']) {
+        const res = await call(route, a.owner, paramsOf(a), { query: `limit=${bad}${extra}` });
+        expect(res.statusCode, `${key(route)} limit=${bad}`).toBe(400);
+      }
+    }
+    // The cap itself, observed on an org with more rows than a page holds.
+    const c = await createOrgWithMembers(full.admin, ['owner']);
+    await withServiceRole(full.admin, (tx) =>
+      tx.query(`insert into public.knowledge_documents (org_id, title, body) select $1, 'Doc ' || i, 'x' from generate_series(1, 130) i`, [c.orgId]),
+    );
+    const page = await full.app.inject({ method: 'GET', url: `/v1/orgs/${c.orgId}/knowledge?limit=100000000`, headers: { authorization: `Bearer ${await signUserToken(c.userWithRole('owner'))}` } });
+    expect(page.json().items).toHaveLength(100);
+    expect(page.json().nextCursor).toEqual(expect.any(String));
+  });
+
+  const takesBody = (route: InventoryRoute) =>
+    route.auth !== 'bearer' || Boolean(spec.paths[route.path.replace(/:([A-Za-z]+)/g, '{$1}')]![route.method.toLowerCase()]!.requestBody);
+
+  it('resource consumption: deeply nested JSON is refused with a 4xx on every write route, never a 5xx', async () => {
+    const deepObject = '{"a":'.repeat(10_000) + '1' + '}'.repeat(10_000);
+    const deepArray = '['.repeat(100_000) + ']'.repeat(100_000);
+    const writes = [...bearer.filter(isWrite), ...inventory.filter((r) => r.auth === 'webhook-signature')];
+    for (const route of writes) {
+      for (const payload of [deepObject, deepArray]) {
+        const res = await full.app.inject({
+          method: route.method,
+          url: fillPath(route.path, paramsOf(a)),
+          headers: { authorization: `Bearer ${a.owner}`, 'content-type': 'application/json' },
+          payload,
+        });
+        const where = `${key(route)}: ${res.statusCode} ${res.body.slice(0, 200)}`;
+        expect(res.statusCode, where).toBeLessThan(500);
+        // Routes that take a body refuse it; the others (cancel, test) never read it.
+        if (takesBody(route)) {
+          expect([400, 401, 413], where).toContain(res.statusCode);
+          expect(res.headers['content-type']).toContain('application/problem+json');
+        }
+      }
+    }
+  });
+
+  it('resource consumption: a body over the limit answers 413 on every write route', async () => {
+    const big = JSON.stringify({ name: 'x'.repeat(1024 * 1024 + 10) });
+    const writes = [...bearer.filter(isWrite), ...inventory.filter((r) => r.auth === 'webhook-signature')];
+    for (const route of writes) {
+      const res = await full.app.inject({
+        method: route.method,
+        url: fillPath(route.path, paramsOf(a)),
+        headers: { authorization: `Bearer ${a.owner}`, 'content-type': 'application/json' },
+        payload: big,
+      });
+      expect(res.statusCode, key(route)).toBe(413);
+      expect(res.json()).toMatchObject({ type: `${PROBLEMS}payload-too-large`, status: 413 });
+    }
+  });
+});

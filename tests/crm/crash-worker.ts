@@ -1,0 +1,39 @@
+/**
+ * A worker in its own process for the CRM crash tests, which SIGKILL it mid-work:
+ * CRM_CRASH_MODE=agent runs the agent-runs worker with the CRM tools, =sync the crm-sync worker.
+ * Reads TEST_* like the tests, plus CRM_CRASH_TASK_QUEUE, CRM_TEST_KEY_SPEC (the parent's key),
+ * CRM_CRASH_LLM_URL (agent) and CRM_CRASH_PAGE_SIZE (sync).
+ */
+import { createToolRegistry } from '../../activities/tools/builtin.js';
+import { createCrmTools } from '../../activities/tools/crm-tools.js';
+import { createCrmSyncWorker } from '../../workers/crm-sync-worker.js';
+import { appPool } from '../support/db.js';
+import { connectTestTemporal, createTestAgentWorker, testDataConverter, testLogger } from '../support/temporal.js';
+import { crmSettingsFor, testCredentialStore } from './support.js';
+
+const temporal = await connectTestTemporal();
+const pool = appPool({ max: 6 });
+const credentials = testCredentialStore(pool, crmSettingsFor({}));
+const taskQueue = process.env.CRM_CRASH_TASK_QUEUE!;
+const worker =
+  process.env.CRM_CRASH_MODE === 'sync'
+    ? await createCrmSyncWorker({
+        connection: temporal.nativeConnection,
+        namespace: temporal.namespace,
+        pool,
+        credentials,
+        logger: testLogger,
+        taskQueue,
+        workflowBundle: { codePath: process.env.TEST_WORKFLOW_BUNDLE! },
+        dataConverter: testDataConverter,
+        pageSize: Number(process.env.CRM_CRASH_PAGE_SIZE ?? 250),
+      })
+    : await createTestAgentWorker({
+        temporal,
+        pool,
+        llmBaseUrl: process.env.CRM_CRASH_LLM_URL!,
+        taskQueue,
+        tools: createToolRegistry(createCrmTools({ credentials })),
+      });
+process.stdout.write('crm-crash-worker ready\n');
+await worker.run();

@@ -1,0 +1,429 @@
+import { randomBytes, randomInt, randomUUID } from 'node:crypto';
+import type pg from 'pg';
+
+/**
+ * What every principal may do to every table in `public`: the single declaration the RLS matrix
+ * (rls-matrix.test.ts) checks against the live database. A table in the catalog without an entry
+ * here fails the matrix, so adding a table means adding one entry:
+ *
+ *   my_table: {
+ *     seed: async (db, w) => { ...insert one row of w.orgId as superuser...; return { where: 'id = $1', params: [id] } },
+ *     insert: async (db, w) => ({ sql: 'insert into public.my_table (org_id, …) values ($1, …)', params: [w.orgId, …] }),
+ *     update: `name = 'changed'`,
+ *     allow: { select: MEMBERS, insert: ADMINS, update: ADMINS, delete: ADMINS },
+ *   },
+ *
+ * `allow` lists who succeeds; everyone else must be refused: SELECT sees nothing (or 42501),
+ * INSERT raises 42501, UPDATE/DELETE affect no row (or raise 42501) and leave it unchanged.
+ * Write inserts so the same statement works for every actor: "in their own name" columns take
+ * `coalesce((select auth.uid()), gen_random_uuid())`, unique columns take fresh values.
+ */
+
+export const ACTORS = [
+  'owner',
+  'admin',
+  'member',
+  'otherOrgOwner',
+  'noMembership',
+  'anon',
+  'apiKeyMember',
+  'apiKeyAdmin',
+  'apiKeyOtherOrg',
+  'workerOwnOrg',
+  'workerOtherOrg',
+  'serviceRole',
+] as const;
+export type Actor = (typeof ACTORS)[number];
+export const OPERATIONS = ['select', 'insert', 'update', 'delete'] as const;
+export type Operation = (typeof OPERATIONS)[number];
+
+/** One organization with an owner, an admin and a member, and a parent row of each kind. */
+export interface World {
+  orgId: string;
+  ownerId: string;
+  adminId: string;
+  memberId: string;
+  agentId: string;
+  runId: string;
+  approvalId: string;
+  connectionId: string;
+}
+
+export type Db = Pick<pg.Pool, 'query'>;
+export interface RowRef {
+  /** A predicate selecting exactly the seeded row, with $1… placeholders. */
+  where: string;
+  params: unknown[];
+}
+export interface Statement {
+  sql: string;
+  params: unknown[];
+}
+
+export interface TableExpectation {
+  /** Inserts one row belonging to `w.orgId` as the superuser. */
+  seed(db: Db, w: World): Promise<RowRef>;
+  /** A statement inserting a new row of `w.orgId`, run as the actor under test. */
+  insert(db: Db, w: World): Promise<Statement>;
+  /** The SET clause of the UPDATE attempted on a seeded row; must change it. */
+  update: string;
+  allow: Record<Operation, readonly Actor[]>;
+}
+
+// Who acts at each level for the org under test.
+const MEMBERS: readonly Actor[] = ['owner', 'admin', 'member', 'apiKeyMember', 'apiKeyAdmin', 'workerOwnOrg', 'serviceRole'];
+const ADMINS: readonly Actor[] = ['owner', 'admin', 'apiKeyAdmin', 'serviceRole'];
+const ADMINS_AND_WORKER: readonly Actor[] = [...ADMINS, 'workerOwnOrg'];
+const OWNERS: readonly Actor[] = ['owner', 'serviceRole'];
+const WORKER: readonly Actor[] = ['workerOwnOrg', 'serviceRole'];
+const SERVICE: readonly Actor[] = ['serviceRole'];
+const NOBODY: readonly Actor[] = [];
+/** People of the org acting in their own name (plus operators). */
+const ORG_PEOPLE: readonly Actor[] = ['owner', 'admin', 'member', 'serviceRole'];
+
+const SELF = `coalesce((select auth.uid()), gen_random_uuid())`;
+const hash32 = () => randomBytes(32);
+const hex64 = () => randomBytes(32).toString('hex');
+const alnum8 = () => randomBytes(6).toString('base64').replace(/[^A-Za-z0-9]/g, 'x').slice(0, 8);
+const seq = () => randomInt(1, 2 ** 31 - 1);
+
+async function insertRow(db: Db, sql: string, params: unknown[]): Promise<Record<string, unknown>> {
+  const { rows } = await db.query(sql, params);
+  return rows[0] as Record<string, unknown>;
+}
+
+export async function newConnection(db: Db, orgId: string): Promise<string> {
+  const row = await insertRow(
+    db,
+    `insert into public.crm_connections (org_id, provider, name, auth_kind) values ($1, 'hubspot', 'matrix', 'token') returning id`,
+    [orgId],
+  );
+  return row.id as string;
+}
+
+/** Creates a world through the superuser connection (no principal, so no creator trigger fires). */
+export async function createWorld(db: Db): Promise<World> {
+  const orgId = randomUUID();
+  const [ownerId, adminId, memberId] = [randomUUID(), randomUUID(), randomUUID()];
+  await db.query(`insert into public.organizations (id, name) values ($1, 'matrix org')`, [orgId]);
+  await db.query(
+    `insert into public.organization_members (org_id, user_id, role) values ($1, $2, 'owner'), ($1, $3, 'admin'), ($1, $4, 'member')`,
+    [orgId, ownerId, adminId, memberId],
+  );
+  const agent = await insertRow(db, `insert into public.agents (org_id, name, model) values ($1, 'matrix', 'test/model') returning id`, [orgId]);
+  const run = await insertRow(db, `insert into public.agent_runs (org_id, agent_id, input) values ($1, $2, 'matrix') returning id`, [orgId, agent.id]);
+  const approvalId = randomUUID();
+  await db.query(
+    `insert into public.run_approvals (id, org_id, run_id, seq, kind, tool_name, expires_at) values ($1, $2, $3, 1, 'approval', 'matrix', now() + interval '1 day')`,
+    [approvalId, orgId, run.id],
+  );
+  const connectionId = await newConnection(db, orgId);
+  return { orgId, ownerId, adminId, memberId, agentId: agent.id as string, runId: run.id as string, approvalId, connectionId };
+}
+
+export const expectations: Record<string, TableExpectation> = {
+  // Core tenancy ----------------------------------------------------------------------------------
+  organizations: {
+    seed: async (_db, w) => ({ where: 'id = $1', params: [w.orgId] }),
+    insert: async () => ({ sql: `insert into public.organizations (id, name) values ($1, 'new org')`, params: [randomUUID()] }),
+    update: `name = 'changed'`,
+    // Any signed-in person founds an org; keys and workers do not.
+    allow: { select: MEMBERS, insert: ['owner', 'admin', 'member', 'otherOrgOwner', 'noMembership', 'serviceRole'], update: ADMINS, delete: OWNERS },
+  },
+  organization_members: {
+    seed: async (db, w) => {
+      const userId = randomUUID();
+      await db.query(`insert into public.organization_members (org_id, user_id, role) values ($1, $2, 'member')`, [w.orgId, userId]);
+      return { where: 'org_id = $1 and user_id = $2', params: [w.orgId, userId] };
+    },
+    insert: async (_db, w) => ({
+      sql: `insert into public.organization_members (org_id, user_id, role) values ($1, $2, 'member')`,
+      params: [w.orgId, randomUUID()],
+    }),
+    update: `role = 'admin'`,
+    allow: { select: MEMBERS, insert: ADMINS, update: ADMINS, delete: ADMINS },
+  },
+  invites: {
+    seed: async (db, w) => {
+      const row = await insertRow(
+        db,
+        `insert into public.invites (org_id, email, role, token_hash, expires_at) values ($1, $2, 'member', $3, now() + interval '1 day') returning id`,
+        [w.orgId, `${randomUUID()}@example.test`, hash32()],
+      );
+      return { where: 'id = $1', params: [row.id] };
+    },
+    insert: async (_db, w) => ({
+      sql: `insert into public.invites (org_id, email, role, token_hash, invited_by, expires_at)
+            values ($1, $2, 'member', $3, (select auth.uid()), now() + interval '1 day')`,
+      params: [w.orgId, `${randomUUID()}@example.test`, hash32()],
+    }),
+    update: `revoked_at = now()`,
+    allow: { select: ADMINS, insert: ADMINS, update: ADMINS, delete: SERVICE },
+  },
+  api_keys: {
+    seed: async (db, w) => {
+      const row = await insertRow(
+        db,
+        `insert into public.api_keys (org_id, name, prefix, key_hash, created_by) values ($1, 'matrix', $2, $3, $4) returning id`,
+        [w.orgId, `gap_live_${alnum8()}`, hash32(), w.adminId],
+      );
+      return { where: 'id = $1', params: [row.id] };
+    },
+    insert: async (_db, w) => ({
+      sql: `insert into public.api_keys (org_id, name, prefix, key_hash, scope, created_by) values ($1, 'new', $2, $3, 'member', ${SELF})`,
+      params: [w.orgId, `gap_live_${alnum8()}`, hash32()],
+    }),
+    update: `revoked_at = now()`,
+    // Only a person who is an admin mints keys (a key cannot mint keys); revocation is an update.
+    allow: { select: ADMINS, insert: ['owner', 'admin', 'serviceRole'], update: ADMINS, delete: SERVICE },
+  },
+  audit_log: {
+    seed: async (db, w) => {
+      const row = await insertRow(db, `insert into public.audit_log (org_id, action) values ($1, 'matrix.seeded') returning id`, [w.orgId]);
+      return { where: 'id = $1', params: [row.id] };
+    },
+    insert: async (_db, w) => ({ sql: `insert into public.audit_log (org_id, action) values ($1, 'matrix.inserted')`, params: [w.orgId] }),
+    update: `action = 'matrix.tampered'`,
+    // Append-only, even for operator tooling.
+    allow: { select: ADMINS, insert: MEMBERS, update: NOBODY, delete: NOBODY },
+  },
+
+  // Agents and runs -------------------------------------------------------------------------------
+  agents: {
+    seed: async (db, w) => {
+      const row = await insertRow(db, `insert into public.agents (org_id, name, model) values ($1, 'seeded', 'm') returning id`, [w.orgId]);
+      return { where: 'id = $1', params: [row.id] };
+    },
+    insert: async (_db, w) => ({ sql: `insert into public.agents (org_id, name, model) values ($1, 'new', 'm')`, params: [w.orgId] }),
+    update: `name = 'changed'`,
+    allow: { select: MEMBERS, insert: ADMINS, update: ADMINS, delete: ADMINS },
+  },
+  agent_runs: {
+    seed: async (db, w) => {
+      const row = await insertRow(db, `insert into public.agent_runs (org_id, agent_id, input) values ($1, $2, 'seeded') returning id`, [w.orgId, w.agentId]);
+      return { where: 'id = $1', params: [row.id] };
+    },
+    // A user's run carries their own id; an API key's carries none.
+    insert: async (_db, w) => ({
+      sql: `insert into public.agent_runs (org_id, agent_id, input, created_by) values ($1, $2, 'new', (select auth.uid()))`,
+      params: [w.orgId, w.agentId],
+    }),
+    update: `status = 'cancelled'`,
+    allow: { select: MEMBERS, insert: ['owner', 'admin', 'member', 'apiKeyMember', 'apiKeyAdmin', 'serviceRole'], update: WORKER, delete: SERVICE },
+  },
+  run_events: {
+    seed: async (db, w) => {
+      const row = await insertRow(db, `insert into public.run_events (org_id, run_id, seq, type) values ($1, $2, $3, 'seeded') returning id`, [w.orgId, w.runId, seq()]);
+      return { where: 'id = $1', params: [row.id] };
+    },
+    insert: async (_db, w) => ({ sql: `insert into public.run_events (org_id, run_id, seq, type) values ($1, $2, $3, 'new')`, params: [w.orgId, w.runId, seq()] }),
+    update: `type = 'changed'`,
+    allow: { select: MEMBERS, insert: WORKER, update: SERVICE, delete: SERVICE },
+  },
+  run_approvals: {
+    seed: async (db, w) => {
+      const id = randomUUID();
+      await db.query(
+        `insert into public.run_approvals (id, org_id, run_id, seq, kind, tool_name, expires_at) values ($1, $2, $3, $4, 'approval', 't', now() + interval '1 day')`,
+        [id, w.orgId, w.runId, seq()],
+      );
+      return { where: 'id = $1', params: [id] };
+    },
+    insert: async (_db, w) => ({
+      sql: `insert into public.run_approvals (id, org_id, run_id, seq, kind, tool_name, expires_at) values ($1, $2, $3, $4, 'approval', 't', now() + interval '1 day')`,
+      params: [randomUUID(), w.orgId, w.runId, seq()],
+    }),
+    update: `status = 'expired'`,
+    allow: { select: MEMBERS, insert: WORKER, update: WORKER, delete: SERVICE },
+  },
+  run_approval_responses: {
+    seed: async (db, w) => {
+      const row = await insertRow(
+        db,
+        `insert into public.run_approval_responses (org_id, approval_id, author, decision) values ($1, $2, $3, 'approve') returning id`,
+        [w.orgId, w.approvalId, w.memberId],
+      );
+      return { where: 'id = $1', params: [row.id] };
+    },
+    insert: async (_db, w) => ({
+      sql: `insert into public.run_approval_responses (org_id, approval_id, author, decision) values ($1, $2, ${SELF}, 'approve')`,
+      params: [w.orgId, w.approvalId],
+    }),
+    update: `decision = 'reject'`,
+    // People answer in their own name; keys and workers never answer for a person.
+    allow: { select: MEMBERS, insert: ORG_PEOPLE, update: SERVICE, delete: SERVICE },
+  },
+  conversation_messages: {
+    seed: async (db, w) => {
+      const row = await insertRow(
+        db,
+        `insert into public.conversation_messages (org_id, run_id, author, content) values ($1, $2, $3, 'seeded') returning id`,
+        [w.orgId, w.runId, w.memberId],
+      );
+      return { where: 'id = $1', params: [row.id] };
+    },
+    insert: async (_db, w) => ({
+      sql: `insert into public.conversation_messages (org_id, run_id, author, content) values ($1, $2, ${SELF}, 'new')`,
+      params: [w.orgId, w.runId],
+    }),
+    update: `content = 'changed'`,
+    // People write in their own name; messages are never edited or deleted through the app.
+    allow: { select: MEMBERS, insert: ORG_PEOPLE, update: SERVICE, delete: SERVICE },
+  },
+  effect_ledger: {
+    seed: async (db, w) => {
+      const key = `seed:${randomUUID()}`;
+      await db.query(`insert into public.effect_ledger (org_id, idempotency_key, run_id, tool_name) values ($1, $2, $3, 't')`, [w.orgId, key, w.runId]);
+      return { where: 'org_id = $1 and idempotency_key = $2', params: [w.orgId, key] };
+    },
+    insert: async (_db, w) => ({
+      sql: `insert into public.effect_ledger (org_id, idempotency_key, run_id, tool_name) values ($1, $2, $3, 't')`,
+      params: [w.orgId, `new:${randomUUID()}`, w.runId],
+    }),
+    update: `tool_name = 'changed'`,
+    allow: { select: MEMBERS, insert: WORKER, update: SERVICE, delete: SERVICE },
+  },
+  usage_daily: {
+    seed: async (db, w) => {
+      const day = randomInt(0, 1_000_000);
+      await db.query(`insert into public.usage_daily (org_id, day, runs) values ($1, date '2000-01-01' + $2::int, 1)`, [w.orgId, day]);
+      return { where: `org_id = $1 and day = date '2000-01-01' + $2::int`, params: [w.orgId, day] };
+    },
+    insert: async (_db, w) => ({
+      sql: `insert into public.usage_daily (org_id, day, runs) values ($1, date '2000-01-01' + $2::int, 1)`,
+      params: [w.orgId, randomInt(1_000_000, 2_000_000)],
+    }),
+    update: `runs = runs + 1`,
+    // Metering is the worker's: members read it, nobody but operators corrects it.
+    allow: { select: MEMBERS, insert: WORKER, update: WORKER, delete: SERVICE },
+  },
+  knowledge_documents: {
+    seed: async (db, w) => {
+      const row = await insertRow(db, `insert into public.knowledge_documents (org_id, title, body) values ($1, 'seeded', 'b') returning id`, [w.orgId]);
+      return { where: 'id = $1', params: [row.id] };
+    },
+    insert: async (_db, w) => ({ sql: `insert into public.knowledge_documents (org_id, title, body) values ($1, 'new', 'b')`, params: [w.orgId] }),
+    update: `title = 'changed'`,
+    allow: { select: MEMBERS, insert: ADMINS, update: ADMINS, delete: ADMINS },
+  },
+
+  // CRM -----------------------------------------------------------------------------------------------
+  crm_connections: {
+    seed: async (db, w) => ({ where: 'id = $1', params: [await newConnection(db, w.orgId)] }),
+    insert: async (_db, w) => ({
+      sql: `insert into public.crm_connections (org_id, provider, name, auth_kind) values ($1, 'kommo', 'new', 'oauth')`,
+      params: [w.orgId],
+    }),
+    update: `name = 'changed'`,
+    // Workers record status and errors on their org's connections.
+    allow: { select: MEMBERS, insert: ADMINS, update: ADMINS_AND_WORKER, delete: ADMINS },
+  },
+  crm_credentials: {
+    seed: async (db, w) => {
+      const connectionId = await newConnection(db, w.orgId);
+      await db.query(`insert into public.crm_credentials (org_id, connection_id, access_token) values ($1, $2, 'v1.seeded')`, [w.orgId, connectionId]);
+      return { where: 'connection_id = $1', params: [connectionId] };
+    },
+    insert: async (db, w) => ({
+      sql: `insert into public.crm_credentials (org_id, connection_id, access_token) values ($1, $2, 'v1.new')`,
+      params: [w.orgId, await newConnection(db, w.orgId)],
+    }),
+    update: `access_token = 'v1.changed'`,
+    // Ciphertexts only; never readable by members or member-scoped keys.
+    allow: { select: ADMINS_AND_WORKER, insert: ADMINS_AND_WORKER, update: ADMINS_AND_WORKER, delete: ADMINS_AND_WORKER },
+  },
+  oauth_states: {
+    seed: async (db, w) => {
+      const hash = hex64();
+      await db.query(`insert into public.oauth_states (state_hash, org_id, connection_id, expires_at) values ($1, $2, $3, now() + interval '10 minutes')`, [
+        hash,
+        w.orgId,
+        w.connectionId,
+      ]);
+      return { where: 'state_hash = $1', params: [hash] };
+    },
+    insert: async (_db, w) => ({
+      sql: `insert into public.oauth_states (state_hash, org_id, connection_id, expires_at) values ($1, $2, $3, now() + interval '10 minutes')`,
+      params: [hex64(), w.orgId, w.connectionId],
+    }),
+    update: `expires_at = now() + interval '1 year'`,
+    // Single-use states are inserted and consumed, never edited.
+    allow: { select: ADMINS, insert: ADMINS, update: SERVICE, delete: ADMINS },
+  },
+  crm_records: {
+    seed: async (db, w) => {
+      const externalId = randomUUID();
+      await db.query(`insert into public.crm_records (org_id, connection_id, object_type, external_id, name) values ($1, $2, 'contacts', $3, 'seeded')`, [
+        w.orgId,
+        w.connectionId,
+        externalId,
+      ]);
+      return { where: `connection_id = $1 and object_type = 'contacts' and external_id = $2`, params: [w.connectionId, externalId] };
+    },
+    insert: async (_db, w) => ({
+      sql: `insert into public.crm_records (org_id, connection_id, object_type, external_id, name) values ($1, $2, 'deals', $3, 'new')`,
+      params: [w.orgId, w.connectionId, randomUUID()],
+    }),
+    update: `name = 'changed'`,
+    allow: { select: MEMBERS, insert: WORKER, update: WORKER, delete: SERVICE },
+  },
+  crm_sync_runs: {
+    seed: async (db, w) => {
+      const id = randomUUID();
+      await db.query(`insert into public.crm_sync_runs (id, org_id, connection_id, mode, workflow_id) values ($1, $2, $3, 'full', 'crm-sync:seed')`, [
+        id,
+        w.orgId,
+        w.connectionId,
+      ]);
+      return { where: 'id = $1', params: [id] };
+    },
+    insert: async (_db, w) => ({
+      sql: `insert into public.crm_sync_runs (id, org_id, connection_id, mode, workflow_id) values ($1, $2, $3, 'incremental', 'crm-sync:new')`,
+      params: [randomUUID(), w.orgId, w.connectionId],
+    }),
+    update: `status = 'failed'`,
+    allow: { select: MEMBERS, insert: WORKER, update: WORKER, delete: SERVICE },
+  },
+  crm_sync_state: {
+    seed: async (db, w) => {
+      const objectType = `seed-${randomUUID()}`;
+      await db.query(`insert into public.crm_sync_state (org_id, connection_id, object_type) values ($1, $2, $3)`, [w.orgId, w.connectionId, objectType]);
+      return { where: 'connection_id = $1 and object_type = $2', params: [w.connectionId, objectType] };
+    },
+    insert: async (_db, w) => ({
+      sql: `insert into public.crm_sync_state (org_id, connection_id, object_type) values ($1, $2, $3)`,
+      params: [w.orgId, w.connectionId, `new-${randomUUID()}`],
+    }),
+    update: `cursor = 'changed'`,
+    allow: { select: MEMBERS, insert: WORKER, update: WORKER, delete: SERVICE },
+  },
+  crm_webhook_deliveries: {
+    seed: async (db, w) => {
+      const key = `seed-${randomUUID()}`;
+      await db.query(
+        `insert into public.crm_webhook_deliveries (org_id, connection_id, dedupe_key, kind, object_type, external_id, change) values ($1, $2, $3, 'k', 'contacts', 'x', 'upsert')`,
+        [w.orgId, w.connectionId, key],
+      );
+      return { where: 'connection_id = $1 and dedupe_key = $2', params: [w.connectionId, key] };
+    },
+    insert: async (_db, w) => ({
+      sql: `insert into public.crm_webhook_deliveries (org_id, connection_id, dedupe_key, kind, object_type, external_id, change) values ($1, $2, $3, 'k', 'contacts', 'x', 'delete')`,
+      params: [w.orgId, w.connectionId, `new-${randomUUID()}`],
+    }),
+    update: `processed_at = now()`,
+    allow: { select: ADMINS_AND_WORKER, insert: WORKER, update: WORKER, delete: SERVICE },
+  },
+  crm_rate_buckets: {
+    seed: async (db, w) => {
+      const connectionId = await newConnection(db, w.orgId);
+      await db.query(`insert into public.crm_rate_buckets (org_id, connection_id, capacity, refill_per_second, tokens) values ($1, $2, 10, 1, 10)`, [w.orgId, connectionId]);
+      return { where: 'connection_id = $1', params: [connectionId] };
+    },
+    insert: async (db, w) => ({
+      sql: `insert into public.crm_rate_buckets (org_id, connection_id, capacity, refill_per_second, tokens) values ($1, $2, 10, 1, 10)`,
+      params: [w.orgId, await newConnection(db, w.orgId)],
+    }),
+    update: `tokens = tokens - 1`,
+    allow: { select: ADMINS_AND_WORKER, insert: WORKER, update: WORKER, delete: SERVICE },
+  },
+};

@@ -1,0 +1,176 @@
+import { randomUUID } from 'node:crypto';
+import type pg from 'pg';
+import { buildApp, type App, type AppDeps } from '../../api/app.js';
+import { RateGovernor } from '../../integrations/crm/governor.js';
+import type { CrmSettings } from '../../integrations/crm/settings.js';
+import { withServiceRole } from '../../lib/db.js';
+import { crmSettingsFor, fastBudget, testKeyring } from '../crm/support.js';
+import { startFakeHubspot, type FakeHubspot } from '../fakes/hubspot-server.js';
+import { startFakeKommo, type FakeKommo } from '../fakes/kommo-server.js';
+import { signUserToken, TEST_JWT_SECRET } from './auth.js';
+import { adminPool, appPool, createAgent, createOrgWithMembers, createRun } from './db.js';
+import { connectTestTemporal, testLogger, uniqueTaskQueue, type TestTemporal } from './temporal.js';
+
+/**
+ * The API with every optional part switched on (CRM routes with fake Kommo and HubSpot), for
+ * the tests that must see every route: the route inventory, the sweeps and the fuzzer.
+ */
+export interface FullTestApp {
+  app: App;
+  pool: pg.Pool;
+  admin: pg.Pool;
+  temporal: TestTemporal;
+  kommo: FakeKommo;
+  hubspot: FakeHubspot;
+  settings: CrmSettings;
+  close(): Promise<void>;
+}
+
+export async function startFullTestApp(overrides: Partial<Pick<AppDeps, 'rateLimits' | 'bodyLimitBytes'>> & { crmSettings?: (base: CrmSettings) => CrmSettings } = {}): Promise<FullTestApp> {
+  const temporal = await connectTestTemporal();
+  const pool = appPool({ max: 8 });
+  const admin = adminPool();
+  const kommo = await startFakeKommo({ dataset: { leads: 3 }, rateLimitPerSecond: null });
+  const hubspot = await startFakeHubspot({ dataset: { deals: 3 }, rateLimit: null });
+  const base = crmSettingsFor({ kommo, hubspot });
+  const settings = overrides.crmSettings ? overrides.crmSettings(base) : base;
+  const taskQueue = uniqueTaskQueue('full-app');
+  const app = await buildApp({
+    pool,
+    temporal: temporal.client,
+    logger: testLogger,
+    auth: { jwtSecret: TEST_JWT_SECRET },
+    // No worker polls these queues: started workflows just wait, which is all the API sees.
+    agentRunsTaskQueue: taskQueue,
+    crm: { keyring: testKeyring, settings, syncTaskQueue: taskQueue, governor: new RateGovernor(pool, { budgets: { kommo: fastBudget, hubspot: fastBudget } }) },
+    rateLimits: overrides.rateLimits ?? { perOrg: 1_000_000, perApiKey: 1_000_000, perUser: 1_000_000, windowMs: 60_000 },
+    ...(overrides.bodyLimitBytes ? { bodyLimitBytes: overrides.bodyLimitBytes } : {}),
+  });
+  await app.ready();
+  return {
+    app,
+    pool,
+    admin,
+    temporal,
+    kommo,
+    hubspot,
+    settings,
+    close: async () => {
+      await app.close();
+      await kommo.close();
+      await hubspot.close();
+      await temporal.close();
+      await pool.end();
+      await admin.end();
+    },
+  };
+}
+
+/** One resource of every kind in one org, with the ids the route paths take. */
+export interface SeededOrg {
+  orgId: string;
+  orgName: string;
+  ownerId: string;
+  adminId: string;
+  memberId: string;
+  owner: string;
+  adminToken: string;
+  memberToken: string;
+  /** A member-scope API key of the org. */
+  memberKey: string;
+  inviteToken: string;
+  ids: {
+    agentId: string;
+    runId: string;
+    approvalId: string;
+    documentId: string;
+    inviteId: string;
+    keyId: string;
+    connectionId: string;
+    userId: string;
+    threadKey: string;
+    provider: string;
+  };
+  /** Names and secrets that must never show up in another org's answers. */
+  secrets: string[];
+}
+
+export async function seedOrg(full: FullTestApp, label: string): Promise<SeededOrg> {
+  const tag = `${label}-${randomUUID().slice(0, 8)}`;
+  const orgName = `Org ${tag}`;
+  const org = await createOrgWithMembers(full.admin, ['owner', 'admin', 'member'], orgName);
+  const orgId = org.orgId;
+  const [owner, adminToken, memberToken] = await Promise.all([
+    signUserToken(org.userWithRole('owner')),
+    signUserToken(org.userWithRole('admin')),
+    signUserToken(org.userWithRole('member')),
+  ]);
+  const agentName = `Agent ${tag}`;
+  const agentId = await createAgent(full.admin, orgId, { name: agentName, instructions: `Instructions ${tag}` });
+  const runInput = `Run input ${tag}`;
+  const runId = await createRun(full.admin, orgId, agentId, { input: runInput, events: 1 });
+  const approvalId = randomUUID();
+  const docTitle = `Doc ${tag}`;
+  const documentId = randomUUID();
+  await withServiceRole(full.admin, async (tx) => {
+    await tx.query(`insert into public.run_approvals (id, org_id, run_id, seq, kind, tool_name, expires_at) values ($1, $2, $3, 1, 'approval', 'crm_update', now() + interval '1 hour')`, [approvalId, orgId, runId]);
+    await tx.query(`insert into public.knowledge_documents (id, org_id, title, body) values ($1, $2, $3, $4)`, [documentId, orgId, docTitle, `Body ${tag}`]);
+  });
+  const auth = { authorization: `Bearer ${adminToken}` };
+  const invite = await full.app.inject({ method: 'POST', url: `/v1/orgs/${orgId}/invites`, headers: auth, payload: { email: `invitee-${tag}@example.test` } });
+  const key = await full.app.inject({ method: 'POST', url: `/v1/orgs/${orgId}/api-keys`, headers: auth, payload: { name: `Key ${tag}` } });
+  const crmToken = `pat-na1-${randomUUID()}`;
+  full.hubspot.addPrivateAppToken(crmToken);
+  const connection = await full.app.inject({
+    method: 'POST',
+    url: `/v1/orgs/${orgId}/crm/connections`,
+    headers: auth,
+    payload: { provider: 'hubspot', name: `CRM ${tag}`, auth: { kind: 'token', token: crmToken } },
+  });
+  for (const res of [invite, key, connection]) if (res.statusCode !== 201) throw new Error(`seeding ${label} failed: ${res.statusCode} ${res.body}`);
+  return {
+    orgId,
+    orgName,
+    ownerId: org.userWithRole('owner'),
+    adminId: org.userWithRole('admin'),
+    memberId: org.userWithRole('member'),
+    owner,
+    adminToken,
+    memberToken,
+    memberKey: key.json().key,
+    inviteToken: invite.json().token,
+    ids: {
+      agentId,
+      runId,
+      approvalId,
+      documentId,
+      inviteId: invite.json().id,
+      keyId: key.json().id,
+      connectionId: connection.json().connection.id,
+      userId: org.userWithRole('admin'),
+      threadKey: `thread-${tag}`,
+      provider: 'hubspot',
+    },
+    secrets: [orgName, agentName, runInput, docTitle, `invitee-${tag}@example.test`, invite.json().token, key.json().key, `Key ${tag}`, crmToken, `CRM ${tag}`],
+  };
+}
+
+export interface InventoryRoute {
+  method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+  path: string;
+  auth: 'bearer' | 'none' | 'webhook-signature' | 'oauth-state' | 'public-docs';
+  minRole: 'member' | 'admin' | 'owner' | null;
+  testedBy: string[];
+  stream?: boolean;
+}
+
+/** `/v1/orgs/:orgId/agents/:agentId` with the params filled in. */
+export function fillPath(path: string, params: Record<string, string>): string {
+  return path.replace(/:([A-Za-z]+)/g, (_, name: string) => {
+    const value = params[name];
+    if (value === undefined) throw new Error(`no value for :${name} in ${path}`);
+    return encodeURIComponent(value);
+  });
+}
+
+export const pathParams = (path: string): string[] => [...path.matchAll(/:([A-Za-z]+)/g)].map((m) => m[1]!);
