@@ -65,6 +65,8 @@ export interface AppDeps {
   agentRunsTaskQueue?: string;
   /** Conversations end after this long without a message (default 7 days); tests shorten it. */
   conversationIdleTimeoutSeconds?: number;
+  /** How long approvals and conversation messages wait for a worker to accept them (default 20 s). */
+  updateDeadlineMs?: number;
   /** Browser origins allowed to call the API (exact matches); none by default. */
   corsAllowedOrigins?: readonly string[];
   rateLimits?: RateLimitOptions;
@@ -155,6 +157,7 @@ export async function buildApp(deps: AppDeps) {
     temporal: deps.temporal,
     ...(deps.agentRunsTaskQueue ? { taskQueue: deps.agentRunsTaskQueue } : {}),
     ...(deps.conversationIdleTimeoutSeconds ? { conversationIdleTimeoutSeconds: deps.conversationIdleTimeoutSeconds } : {}),
+    ...(deps.updateDeadlineMs ? { updateDeadlineMs: deps.updateDeadlineMs } : {}),
   });
   const crmService = deps.crm
     ? createCrmService({ pool: deps.pool, temporal: deps.temporal, keyring: deps.crm.keyring, settings: deps.crm.settings, ...(deps.crm.syncTaskQueue ? { syncTaskQueue: deps.crm.syncTaskQueue } : {}) })

@@ -23,6 +23,12 @@ export interface RunServiceDeps {
   taskQueue?: string;
   /** A conversation without messages for this long ends (default 7 days). */
   conversationIdleTimeoutSeconds?: number;
+  /**
+   * How long a request waits for a workflow to accept an Update (an approval decision, a
+   * conversation message). Updates need a worker; without one the client would wait forever,
+   * so a worker outage becomes a 503 the caller can retry instead of a hung request.
+   */
+  updateDeadlineMs?: number;
 }
 
 export interface RunView {
@@ -84,7 +90,18 @@ export interface StartRunRequest {
   idempotencyKey?: string;
 }
 
+/** gRPC DEADLINE_EXCEEDED, however the SDK wraps it. */
+function isDeadlineExceeded(err: unknown): boolean {
+  for (let e: unknown = err; e instanceof Error; e = (e as { cause?: unknown }).cause) {
+    if ((e as { code?: unknown }).code === 4 /* DEADLINE_EXCEEDED */) return true;
+  }
+  return false;
+}
+
 export function createRunService(deps: RunServiceDeps) {
+  const withUpdateDeadline = <T>(fn: () => Promise<T>): Promise<T> =>
+    deps.temporal.connection.withDeadline(Date.now() + (deps.updateDeadlineMs ?? 20_000), fn);
+
   async function startWorkflow(row: RunRow): Promise<void> {
     try {
       await deps.temporal.workflow.start<typeof agentRun>('agentRun', {
@@ -222,15 +239,17 @@ export function createRunService(deps: RunServiceDeps) {
       return { responseId: inserted.rows[0]!.id, workflowId: approval.workflow_id };
     });
     try {
-      return await deps.temporal.workflow
-        .getHandle(workflowId)
-        .executeUpdate(decideApprovalUpdate, { args: [{ approvalId, decision: decision.decision, responseId }] });
+      return await withUpdateDeadline(() =>
+        deps.temporal.workflow
+          .getHandle(workflowId)
+          .executeUpdate(decideApprovalUpdate, { args: [{ approvalId, decision: decision.decision, responseId }] }),
+      );
     } catch (err) {
       if (err instanceof WorkflowUpdateFailedError) {
         throw new ProblemError('conflict', `The decision was not accepted: ${err.cause?.message ?? 'the approval is no longer pending'}.`);
       }
       if (err instanceof WorkflowNotFoundError) throw new ProblemError('conflict', 'The run is no longer running; the approval cannot be decided.');
-      if (err instanceof WorkflowUpdateRPCTimeoutOrCancelledError) {
+      if (err instanceof WorkflowUpdateRPCTimeoutOrCancelledError || isDeadlineExceeded(err)) {
         throw new ProblemError('service-unavailable', 'The run did not answer in time; retry the decision.');
       }
       throw err;
@@ -296,11 +315,16 @@ export function createRunService(deps: RunServiceDeps) {
       staticSummary: `Conversation ${row.id} of agent ${row.agent_id}`,
     });
     try {
-      const accepted = await deps.temporal.workflow.executeUpdateWithStart(postMessageUpdate, { args: [{ messageId }], startWorkflowOperation: start });
+      const accepted = await withUpdateDeadline(() =>
+        deps.temporal.workflow.executeUpdateWithStart(postMessageUpdate, { args: [{ messageId }], startWorkflowOperation: start }),
+      );
       return { runId: row.id, workflowId: row.workflow_id, ...accepted };
     } catch (err) {
       if (err instanceof WorkflowUpdateFailedError) {
         throw new ProblemError('conflict', `The message was not accepted: ${err.cause?.message ?? 'the agent is busy'}.`);
+      }
+      if (err instanceof WorkflowUpdateRPCTimeoutOrCancelledError || isDeadlineExceeded(err)) {
+        throw new ProblemError('service-unavailable', 'The agent did not pick up the message in time; retry shortly.');
       }
       throw err;
     }

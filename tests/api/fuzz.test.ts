@@ -20,6 +20,7 @@ const RUNS = Number(process.env.FUZZ_RUNS ?? 25);
 const inventory = (JSON.parse(readFileSync(new URL('../../api/route-inventory.json', import.meta.url), 'utf8')) as { routes: InventoryRoute[] }).routes;
 const fuzzed = inventory.filter((r) => r.auth !== 'public-docs');
 const key = (r: InventoryRoute) => `${r.method} ${r.path}`;
+const NEEDS_AGENT_WORKER = new Set(['POST /v1/orgs/:orgId/agents/:agentId/conversations/:threadKey/messages']);
 
 type JsonSchema = {
   type?: string | string[];
@@ -141,6 +142,9 @@ describe('fuzzing every route (fast-check, arbitraries from the route schemas)',
           params.map((p) => {
             // The event stream stays open on success: fuzz it only where it must refuse.
             if (route.stream && p.name === 'runId') return [p.name, fc.oneof(fc.uuid(), fc.constant(b.ids.runId))];
+            // No agent worker runs here, so a valid message would wait the full Update deadline
+            // for one (then 503, see tests/api/worker-outage.test.ts): fuzz the refusal paths.
+            if (NEEDS_AGENT_WORKER.has(key(route)) && p.name === 'agentId') return [p.name, fc.oneof(fc.uuid(), fc.constant(b.ids.agentId))];
             if (p.name === 'orgId') return [p.name, fc.oneof({ arbitrary: fc.constant(a.orgId), weight: 5 }, { arbitrary: fc.constant(b.orgId), weight: 1 }, { arbitrary: fc.string({ maxLength: 40 }), weight: 1 })];
             const own = (a.ids as Record<string, string>)[p.name];
             const theirs = (b.ids as Record<string, string>)[p.name];

@@ -1,0 +1,129 @@
+/**
+ * `npm run bench:api`: the API's start-run and get-run under autocannon, against the raw Temporal
+ * client starting the same workflow from the same process. Starts its own Temporal dev server
+ * and embedded Postgres like the tests do. No worker polls the queue: a start is measured up to
+ * the workflow being durably started, which is what the API answers after. Prints; asserts
+ * nothing. BENCH_SECONDS (default 10) and BENCH_CONNECTIONS (default 20) scale it.
+ */
+import { randomUUID } from 'node:crypto';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Client, Connection } from '@temporalio/client';
+import autocannon from 'autocannon';
+import { SignJWT } from 'jose';
+import { buildApp } from '../api/app.js';
+import { createPool, withServiceRole } from '../lib/db.js';
+import { createLogger } from '../lib/logger.js';
+import { createDataConverter } from '../lib/temporal-codec.js';
+import { prepareAppDatabase } from '../scripts/stack/app-database.js';
+import { createDatabase, dropDatabase, startPostgres } from '../scripts/stack/postgres.js';
+import { ensureTemporalCli } from '../scripts/stack/temporal-cli.js';
+import { startTemporalDevServer } from '../scripts/stack/temporal-server.js';
+import { customSearchAttributes, OrgIdSearchAttribute } from '../workflows/search-attributes.js';
+import { agentRunWorkflowId } from '../workflows/task-queues.js';
+import type { agentRun } from '../workflows/agent-run.js';
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 20);
+const JWT_SECRET = 'bench-only-jwt-secret-0123456789abcdef-0123';
+const root = fileURLToPath(new URL('..', import.meta.url));
+const log = (msg: string) => console.log(`[bench:api] ${msg}`);
+const percentile = (values: number[], p: number) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
+};
+
+async function main() {
+  const cliPath = await ensureTemporalCli(log);
+  const [temporalServer, postgres] = await Promise.all([
+    startTemporalDevServer({ cliPath, ui: false, searchAttributes: customSearchAttributes }),
+    startPostgres({ dataDir: path.join(root, '.data', 'bench-postgres'), port: 0, log }),
+  ]);
+  const databaseName = `gap_bench_api_${process.pid}`;
+  const adminUrl = await createDatabase(postgres.adminUrl, databaseName, { dropIfExists: true });
+  const { appUrl } = await prepareAppDatabase(adminUrl, log);
+  const admin = createPool(adminUrl, { max: 4 });
+  const pool = createPool(appUrl, { max: 40, applicationName: 'bench-api' });
+  const connection = await Connection.connect({ address: temporalServer.address });
+  const client = new Client({ connection, namespace: temporalServer.namespace, dataConverter: createDataConverter(undefined) });
+  const taskQueue = `bench-api-${randomUUID()}`;
+
+  const orgId = randomUUID();
+  const userId = randomUUID();
+  const agentId = randomUUID();
+  await withServiceRole(admin, async (tx) => {
+    await tx.query(`insert into public.organizations (id, name) values ($1, 'Bench org')`, [orgId]);
+    await tx.query(`insert into public.organization_members (org_id, user_id, role) values ($1, $2, 'owner')`, [orgId, userId]);
+    await tx.query(`insert into public.agents (id, org_id, name, model) values ($1, $2, 'Bench', 'sandbox/bench')`, [agentId, orgId]);
+  });
+
+  const app = await buildApp({
+    pool,
+    temporal: client,
+    logger: createLogger({ name: 'bench-api', level: 'silent' }),
+    auth: { jwtSecret: JWT_SECRET },
+    agentRunsTaskQueue: taskQueue,
+    rateLimits: { perOrg: 1e9, perApiKey: 1e9, perUser: 1e9, windowMs: 60_000 },
+  });
+  const baseUrl = await app.listen({ host: '127.0.0.1', port: 0 });
+  const token = await new SignJWT({ role: 'authenticated' })
+    .setProtectedHeader({ alg: 'HS256' })
+    .setSubject(userId)
+    .setAudience('authenticated')
+    .setExpirationTime('1h')
+    .sign(new TextEncoder().encode(JWT_SECRET));
+  const headers = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
+
+  const cannon = async (label: string, opts: { method: 'GET' | 'POST'; url: string; body?: string }) => {
+    const result = await autocannon({ url: opts.url, method: opts.method, headers, ...(opts.body ? { body: opts.body } : {}), connections: CONNECTIONS, duration: SECONDS });
+    const non2xx = result.non2xx + result.errors;
+    log(`${label}: p50 ${result.latency.p50} ms, p99 ${result.latency.p99} ms, ${result.requests.average.toFixed(0)} req/s (${result.requests.total} requests, ${non2xx} failed)`);
+    return result;
+  };
+
+  // Warm-up, not measured.
+  await autocannon({ url: `${baseUrl}/v1/orgs/${orgId}/agents/${agentId}/runs`, method: 'POST', headers, body: JSON.stringify({ input: 'warm-up' }), connections: 4, amount: 50 });
+
+  const api = await cannon('API start-run (POST /v1/orgs/:orgId/agents/:agentId/runs)', {
+    method: 'POST',
+    url: `${baseUrl}/v1/orgs/${orgId}/agents/${agentId}/runs`,
+    body: JSON.stringify({ input: 'What does Pro cost?' }),
+  });
+  const { rows } = await admin.query<{ id: string }>(`select id from public.agent_runs where org_id = $1 limit 1`, [orgId]);
+  await cannon('API get-run (GET /v1/orgs/:orgId/runs/:runId)', { method: 'GET', url: `${baseUrl}/v1/orgs/${orgId}/runs/${rows[0]!.id}` });
+
+  // The raw client: the same workflow, the same arguments, the same concurrency and duration.
+  const latencies: number[] = [];
+  const deadline = performance.now() + SECONDS * 1000;
+  await Promise.all(
+    Array.from({ length: CONNECTIONS }, async () => {
+      while (performance.now() < deadline) {
+        const runId = randomUUID();
+        const t0 = performance.now();
+        await client.workflow.start<typeof agentRun>('agentRun', {
+          taskQueue,
+          workflowId: agentRunWorkflowId(runId),
+          args: [{ orgId, agentId, runId }],
+          typedSearchAttributes: [{ key: OrgIdSearchAttribute, value: orgId }],
+        });
+        latencies.push(performance.now() - t0);
+      }
+    }),
+  );
+  const rawP50 = percentile(latencies, 50);
+  log(`raw Temporal client start: p50 ${rawP50.toFixed(1)} ms, p99 ${percentile(latencies, 99).toFixed(1)} ms, ${(latencies.length / SECONDS).toFixed(0)} starts/s`);
+  log(`ratio API start-run / raw start at p50: ${(api.latency.p50 / rawP50).toFixed(2)}× (goal ≤ 1.3×)`);
+
+  await app.close();
+  await connection.close();
+  await pool.end();
+  await admin.end();
+  await dropDatabase(postgres.adminUrl, databaseName).catch(() => undefined);
+  await postgres.stop();
+  await temporalServer.stop();
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});

@@ -1,0 +1,76 @@
+import type { Worker } from '@temporalio/worker';
+import type pg from 'pg';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { startFakeLlm, type FakeLlmReply, type FakeLlmServer } from '../fakes/llm-server.js';
+import { adminPool, appPool, createAgent, createOrgWithMembers, createRun } from '../support/db.js';
+import { connectTestTemporal, createTestAgentWorker, uniqueTaskQueue, type TestTemporal } from '../support/temporal.js';
+import { agentRunWorkflowId } from '../../workflows/task-queues.js';
+import type { agentRun } from '../../workflows/agent-run.js';
+
+/**
+ * The LLM provider is untrusted input (OWASP API10): whatever it answers, a run either gets a
+ * validated answer after bounded retries or fails cleanly, and nothing unvalidated is stored.
+ */
+describe('agentRun against a misbehaving LLM provider', () => {
+  let temporal: TestTemporal;
+  let llm: FakeLlmServer;
+  let pool: pg.Pool;
+  let admin: pg.Pool;
+  let worker: Worker;
+  let workerRunning: Promise<void>;
+  const taskQueue = uniqueTaskQueue('agent-run-unsafe-llm');
+
+  beforeAll(async () => {
+    temporal = await connectTestTemporal();
+    llm = await startFakeLlm();
+    pool = appPool();
+    admin = adminPool();
+    worker = await createTestAgentWorker({ temporal, pool, llmBaseUrl: llm.url, taskQueue, llmTimeoutMs: 1_000 });
+    workerRunning = worker.run();
+  });
+
+  afterAll(async () => {
+    worker?.shutdown();
+    await workerRunning;
+    await llm?.close();
+    await temporal?.close();
+    await pool?.end();
+    await admin?.end();
+  });
+
+  beforeEach(() => llm.reset());
+
+  const html = '<!DOCTYPE html><html><body><h1>502 Bad Gateway</h1><script>steal()</script></body></html>';
+  const cases: Array<[string, FakeLlmReply]> = [
+    ['an HTML page with status 200', { kind: 'raw', status: 200, headers: { 'content-type': 'text/html' }, body: html }],
+    ['malformed JSON', { kind: 'raw', status: 200, headers: { 'content-type': 'application/json' }, body: '{"choices": [ {"message": ' }],
+    ['JSON of the wrong shape', { kind: 'raw', status: 200, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ choices: 'nope', injected: html }) }],
+    ['an oversized body', { kind: 'raw', status: 200, headers: { 'content-type': 'application/json' }, body: `{"pad":"${'x'.repeat(3 * 1024 * 1024)}"}` }],
+    ['an answer slower than the timeout', { kind: 'text', content: 'too late', delayMs: 3_000 }],
+    ['an HTML 502 from a proxy', { kind: 'raw', status: 502, headers: { 'content-type': 'text/html' }, body: html }],
+  ];
+
+  it.each(cases)('retries %s and stores only the validated answer', async (_name, bad) => {
+    llm.enqueue(bad, { kind: 'text', content: 'A validated answer.' });
+    const { orgId } = await createOrgWithMembers(admin, ['owner']);
+    const agentId = await createAgent(admin, orgId, { model: 'test/model' });
+    const runId = await createRun(admin, orgId, agentId, { input: 'Hello' });
+
+    const result = await temporal.client.workflow.execute<typeof agentRun>('agentRun', {
+      taskQueue,
+      workflowId: agentRunWorkflowId(runId),
+      args: [{ orgId, agentId, runId }],
+    });
+
+    expect(result.status).toBe('completed');
+    expect(llm.requests).toHaveLength(2);
+    const { rows } = await admin.query(`select output from public.agent_runs where id = $1`, [runId]);
+    expect(rows[0].output).toBe('A validated answer.');
+    const stored = await admin.query(`select payload::text as payload from public.run_events where run_id = $1`, [runId]);
+    const everything = stored.rows.map((r: { payload: string }) => r.payload).join('\n');
+    expect(everything).not.toContain('<html');
+    expect(everything).not.toContain('steal()');
+    expect(everything).not.toContain('too late');
+    expect(everything).not.toContain('xxxxxxxx');
+  });
+});
