@@ -165,10 +165,10 @@ describe('docker/k8s', () => {
   });
 });
 
-describe('docs/configuration.md', () => {
-  it('documents every variable the configuration schemas accept', async () => {
+describe('configuration docs', () => {
+  it.each(['docs/configuration.md', 'README.md'])('%s names every variable the configuration schemas accept', async (file) => {
     const { configReference } = await import('../../lib/config.js');
-    const documented = readFileSync(path.join(root, 'docs', 'configuration.md'), 'utf8');
+    const documented = readFileSync(path.join(root, file), 'utf8');
     const variables = new Set(Object.values(configReference).flatMap((shape) => Object.keys(shape)));
     const missing = [...variables].filter((name) => !documented.includes(`\`${name}\``));
     expect(missing).toEqual([]);
