@@ -36,6 +36,17 @@ async function main(): Promise<number> {
   const code = await run('tests', bin('vitest'), ['run', '--reporter=default', '--reporter=json', `--outputFile.json=${report}`, ...vitestArgs]);
   if (code !== 0) failures.push('tests');
 
+  // Migrations and RLS must hold on every Postgres we support, not only the embedded one:
+  // with TEST_DB_ALSO_ON (a superuser URL, e.g. the machine's PostgreSQL 15) the database
+  // suites run a second time against that server.
+  const alsoOn = process.env.TEST_DB_ALSO_ON;
+  if (alsoOn && vitestArgs.length === 0) {
+    process.env.DATABASE_URL = alsoOn;
+    const label = `database tests again on ${new URL(alsoOn).host}`;
+    if ((await run(label, bin('vitest'), ['run', 'tests/db'])) !== 0) failures.push(label);
+    delete process.env.DATABASE_URL;
+  }
+
   try {
     const summary = JSON.parse(await readFile(report, 'utf8')) as { numPassedTests: number; numFailedTests: number; numPendingTests: number; numTodoTests: number };
     // The plain closing line CI reads.
