@@ -107,14 +107,6 @@ async function appendEvent(tx: Tx, step: RunStep, type: string, payload: Record<
   return result.rowCount === 1;
 }
 
-async function eventAt(tx: Tx, step: RunStep): Promise<EventRow | undefined> {
-  const { rows } = await tx.query<EventRow>(
-    `select seq, type, payload from public.run_events where run_id = $1 and org_id = $2 and seq = $3`,
-    [step.runId, step.orgId, step.seq],
-  );
-  return rows[0];
-}
-
 function workerOf(orgId: string) {
   return { kind: 'worker', orgId } as const;
 }
@@ -154,19 +146,27 @@ async function loadAgentConfig(tx: Tx, ref: RunRef): Promise<AgentConfigRow> {
   return rows[0];
 }
 
+/**
+ * The run's transcript events, plus event `step.seq` when already recorded (a retried step),
+ * read in one query.
+ */
+async function loadTranscriptEvents(tx: Tx, step: RunStep): Promise<{ events: EventRow[]; recorded: EventRow | undefined }> {
+  const { rows } = await tx.query<EventRow>(
+    `select seq, type, payload from public.run_events
+      where run_id = $1 and org_id = $2 and (type in ('llm.completed', 'tool.completed', 'user.message') or seq = $3)
+      order by seq`,
+    [step.runId, step.orgId, step.seq],
+  );
+  return { events: rows.filter((e) => e.seq !== step.seq), recorded: rows.find((e) => e.seq === step.seq) };
+}
+
 /** Rebuilds the chat transcript from the run's input and its event log. */
-async function loadTranscript(tx: Tx, ref: RunRef, config: AgentConfigRow): Promise<ChatMessage[]> {
+function buildTranscript(config: AgentConfigRow, events: EventRow[]): ChatMessage[] {
   const messages: ChatMessage[] = [];
   if (config.instructions.trim() !== '') messages.push({ role: 'system', content: config.instructions });
   // A conversation's row has no input of its own: its messages are user.message events.
   if (config.input !== '') messages.push({ role: 'user', content: config.input });
-  const { rows } = await tx.query<EventRow>(
-    `select seq, type, payload from public.run_events
-      where run_id = $1 and org_id = $2 and type in ('llm.completed', 'tool.completed', 'user.message')
-      order by seq`,
-    [ref.runId, ref.orgId],
-  );
-  for (const event of rows) {
+  for (const event of events) {
     const p = event.payload;
     if (event.type === 'llm.completed') {
       const toolCalls = (p.toolCalls as ToolCall[] | undefined) ?? [];
@@ -267,7 +267,7 @@ export function createAgentRunActivities(deps: AgentRunActivityDeps) {
     const ctx = Context.current();
     const prepared = await withPrincipal(pool, workerOf(step.orgId), async (tx) => {
       const config = await loadAgentConfig(tx, step);
-      const recorded = await eventAt(tx, step);
+      const { events, recorded } = await loadTranscriptEvents(tx, step);
       if (recorded) return { config, recorded };
       if (config.run_token_budget !== null && config.run_tokens >= config.run_token_budget) {
         throw ApplicationFailure.nonRetryable(
@@ -281,7 +281,7 @@ export function createAgentRunActivities(deps: AgentRunActivityDeps) {
           NonRetryableFailureTypes.orgQuotaExceeded,
         );
       }
-      return { config, recorded: undefined, messages: await loadTranscript(tx, step, config) };
+      return { config, recorded: undefined, messages: buildTranscript(config, events) };
     });
     const { config } = prepared;
     if (prepared.recorded) {
@@ -361,14 +361,23 @@ export function createAgentRunActivities(deps: AgentRunActivityDeps) {
     };
   }
 
-  async function loadToolCall(tx: Tx, call: ToolCallRef): Promise<{ toolCall: ToolCall; config: AgentConfigRow }> {
+  /** The tool call of event `llmSeq`; with `alsoSeq`, event `seq` too (one query for both). */
+  async function loadToolCall(
+    tx: Tx,
+    call: ToolCallRef,
+    alsoSeq = false,
+  ): Promise<{ toolCall: ToolCall; config: AgentConfigRow; recorded: EventRow | undefined }> {
     const config = await loadAgentConfig(tx, call);
-    const llmEvent = await eventAt(tx, { ...call, seq: call.llmSeq });
+    const { rows } = await tx.query<EventRow>(
+      `select seq, type, payload from public.run_events where run_id = $1 and org_id = $2 and seq = any($3::int[])`,
+      [call.runId, call.orgId, alsoSeq ? [call.llmSeq, call.seq] : [call.llmSeq]],
+    );
+    const llmEvent = rows.find((r) => r.seq === call.llmSeq);
     const toolCall = (llmEvent?.payload.toolCalls as ToolCall[] | undefined)?.[call.index];
     if (!toolCall) {
       throw ApplicationFailure.nonRetryable(`Run ${call.runId} has no tool call ${call.llmSeq}/${call.index}`, NonRetryableFailureTypes.runNotFound);
     }
-    return { toolCall, config };
+    return { toolCall, config, recorded: alsoSeq ? rows.find((r) => r.seq === call.seq) : undefined };
   }
 
   /**
@@ -378,10 +387,7 @@ export function createAgentRunActivities(deps: AgentRunActivityDeps) {
    */
   async function executeTool(call: ToolCallRef): Promise<ToolStepResult> {
     const ctx = Context.current();
-    const { toolCall, config, recorded } = await withPrincipal(pool, workerOf(call.orgId), async (tx) => ({
-      ...(await loadToolCall(tx, call)),
-      recorded: await eventAt(tx, call),
-    }));
+    const { toolCall, config, recorded } = await withPrincipal(pool, workerOf(call.orgId), (tx) => loadToolCall(tx, call, true));
     if (recorded) return { outcome: recorded.payload.error !== undefined ? 'error' : 'completed' };
 
     const record = async (payload: { result: JsonValue } | { error: string }): Promise<ToolStepResult> => {

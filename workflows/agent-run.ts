@@ -9,7 +9,9 @@ import {
   defineQuery,
   defineUpdate,
   isCancellation,
+  patched,
   proxyActivities,
+  proxyLocalActivities,
   setCurrentDetails,
   setHandler,
   sleep,
@@ -85,7 +87,7 @@ const bookkeeping = proxyActivities<AgentRunActivities>(bookkeepingOptions);
 
 // The run row is committed by the API just after the start; a row that never appears means the
 // API's transaction failed after Temporal accepted the workflow, and the run gives up.
-const runStart = proxyActivities<AgentRunActivities>({
+const runStartOptions: ActivityOptions = {
   startToCloseTimeout: '30 seconds',
   summary: 'Start run',
   retry: {
@@ -95,7 +97,18 @@ const runStart = proxyActivities<AgentRunActivities>({
     maximumAttempts: 15,
     nonRetryableErrorTypes: [NonRetryableFailureTypes.runNotFound],
   },
-});
+};
+const runStart = proxyActivities<AgentRunActivities>(runStartOptions);
+
+/**
+ * Starting and finishing a run are one short, idempotent transaction each (keyed by the event's
+ * seq), so they run as local activities: no activity task round trip through the server and
+ * fewer history events, same timeouts and retries. Executions recorded before this change
+ * replay with the regular activities (`patched`, decided once per execution).
+ */
+const LOCAL_BOOKKEEPING_PATCH = 'agent-run-local-start-finish';
+const localRunStart = proxyLocalActivities<AgentRunActivities>(runStartOptions);
+const localBookkeeping = proxyLocalActivities<AgentRunActivities>(bookkeepingOptions);
 
 // A model can think for minutes; the heartbeat timeout notices a dead worker long before that.
 // 429s wait for the provider's Retry-After (nextRetryDelay overrides the backoff below).
@@ -188,10 +201,14 @@ export async function agentRun(input: AgentRunInput): Promise<AgentRunResult> {
     },
   );
 
+  // Asked first, before any other command, so it is decided identically on every replay.
+  const localStartFinish = patched(LOCAL_BOOKKEEPING_PATCH);
+  const startFinish = localStartFinish ? { start: localRunStart, finish: localBookkeeping } : { start: runStart, finish: bookkeeping };
+
   const finish = (outcome: RunOutcome) =>
     // Recording the outcome must happen even when the run itself was cancelled.
     CancellationScope.nonCancellable(async () => {
-      await bookkeeping.finishRun({ ...ref, seq: nextSeq(), outcome });
+      await startFinish.finish.finishRun({ ...ref, seq: nextSeq(), outcome });
       upsertSearchAttributes([{ key: RunStatusSearchAttribute, value: outcome.status }]);
       setCurrentDetails(`Run ${outcome.status} after ${step} step(s)`);
     });
@@ -293,7 +310,7 @@ export async function agentRun(input: AgentRunInput): Promise<AgentRunResult> {
 
   try {
     setStatus('running', input.resume ? `Resumed at step ${step}` : 'Starting');
-    settings ??= await runStart.startRun({ ...ref, seq: nextSeq() });
+    settings ??= await startFinish.start.startRun({ ...ref, seq: nextSeq() });
     const current = settings;
 
     if (!input.conversation) {

@@ -139,12 +139,10 @@ export function createRunService(deps: RunServiceDeps) {
    */
   async function startRun(principal: Principal, request: StartRunRequest): Promise<{ run: RunView; created: boolean }> {
     return withPrincipal(deps.pool, principal, async (tx) => {
-      const agent = await tx.query(`select id from public.agents where id = $1 and org_id = $2`, [request.agentId, request.orgId]);
-      if (agent.rowCount !== 1) throw notFound('Agent');
-
+      // The agent check is folded into the insert (one round trip): no visible agent, no row.
       const inserted = await tx.query<RunRow>(
         `insert into public.agent_runs (org_id, agent_id, input, idempotency_key, created_by)
-         values ($1, $2, $3, $4, (select auth.uid()))
+         select $1, a.id, $3, $4, (select auth.uid()) from public.agents a where a.id = $2 and a.org_id = $1
          on conflict (org_id, idempotency_key) where idempotency_key is not null do nothing
          returning ${runColumns}`,
         [request.orgId, request.agentId, request.input, request.idempotencyKey ?? null],
@@ -152,6 +150,10 @@ export function createRunService(deps: RunServiceDeps) {
       let row = inserted.rows[0];
       let created = true;
       if (!row) {
+        // Nothing inserted: either the agent is not visible (404, checked first as before) or
+        // the Idempotency-Key was used already.
+        const agent = await tx.query(`select id from public.agents where id = $1 and org_id = $2`, [request.agentId, request.orgId]);
+        if (agent.rowCount !== 1 || request.idempotencyKey === undefined) throw notFound('Agent');
         // Same key: the earlier run, provided it was the same request.
         row = await findByIdempotencyKey(tx, request.orgId, request.idempotencyKey!);
         if (!row) throw new ProblemError('conflict', 'A request with this Idempotency-Key is still being processed; retry shortly.');

@@ -75,7 +75,8 @@ describe('a non-deterministic change', () => {
     (await import('node:fs')).writeFileSync(file, code);
     return file;
   };
-  const completed = () => load(fixtures.find((f) => f.name === 'agentRun/completed')!.file);
+  // A history without patch markers: Core's report of a divergence at a patch marker names no event id.
+  const completed = () => load(fixtures.find((f) => f.name === 'agentRun/legacy-remote-start-finish-completed')!.file);
 
   it('is caught, and the report names the event where the code diverged', async () => {
     const [outcome] = await replayAll([completed()], await bundleMutant('unpatched-delay'));
