@@ -4,7 +4,7 @@
  * (public.crm_sync_state), so a crashed worker resumes at the page after the last committed one.
  * Arguments and results are ids, modes and counts.
  */
-import { ApplicationFailure } from '@temporalio/activity';
+import { ApplicationFailure, Context } from '@temporalio/activity';
 import type pg from 'pg';
 import { withPrincipal, type Tx } from '../lib/db.js';
 import type { Logger } from '../lib/logger.js';
@@ -66,6 +66,23 @@ export interface CrmSyncActivityDeps {
 const STALE_RUN_MINUTES = 10;
 
 const worker = (orgId: string) => ({ kind: 'worker', orgId }) as const;
+
+/**
+ * Heartbeats every second while a page is in flight (the SDK throttles what it sends), so a
+ * worker that dies mid-page is noticed after the workflow's heartbeat timeout rather than the
+ * page's start-to-close timeout. A no-op outside an activity.
+ */
+function heartbeatWhileRunning(): () => void {
+  let ctx: Context;
+  try {
+    ctx = Context.current();
+  } catch {
+    return () => {};
+  }
+  ctx.heartbeat();
+  const timer = setInterval(() => ctx.heartbeat(), 1_000);
+  return () => clearInterval(timer);
+}
 
 /** CRM and connection errors → Temporal failures: 429/5xx retry after the provider's wait; the rest stop the sync. */
 export function toActivityFailure(err: unknown): unknown {
@@ -148,6 +165,7 @@ export function createCrmSyncActivities(deps: CrmSyncActivityDeps) {
   }
 
   async function syncCrmPage(input: SyncPageInput): Promise<SyncPageResult> {
+    const stopHeartbeat = heartbeatWhileRunning();
     try {
       const scope = { orgId: input.orgId, connectionId: input.connectionId };
       const state = await withPrincipal(pool, worker(input.orgId), (tx) => claimState(tx, input));
@@ -188,6 +206,8 @@ export function createCrmSyncActivities(deps: CrmSyncActivityDeps) {
       });
     } catch (err) {
       throw toActivityFailure(err);
+    } finally {
+      stopHeartbeat();
     }
   }
 

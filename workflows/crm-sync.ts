@@ -20,6 +20,8 @@ export interface CrmSyncInput {
   resume?: { syncRunId: string; objectIndex: number };
   /** Tests force continue-as-new after this many pages in one execution. */
   continueAsNewAfterPages?: number;
+  /** A page on a worker that died is retried elsewhere after this long (default 30; crash tests shorten it). */
+  heartbeatTimeoutSeconds?: number;
 }
 
 export interface CrmSyncProgress {
@@ -39,10 +41,13 @@ const bookkeeping = proxyActivities<CrmSyncActivities>({
 
 // One page: a provider request (through the shared rate governor) and one upsert transaction.
 // 429s and 5xx retry after the provider's wait (nextRetryDelay); auth and validation stop the sync.
-const pages = proxyActivities<CrmSyncActivities>({
-  startToCloseTimeout: '2 minutes',
-  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 25, nonRetryableErrorTypes: crmNonRetryableTypes },
-});
+// The page activity heartbeats, so a dead worker's page moves on after the heartbeat timeout.
+const pageActivities = (heartbeatTimeoutSeconds: number) =>
+  proxyActivities<CrmSyncActivities>({
+    startToCloseTimeout: '2 minutes',
+    heartbeatTimeout: heartbeatTimeoutSeconds * 1000,
+    retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 25, nonRetryableErrorTypes: crmNonRetryableTypes },
+  });
 
 /**
  * Syncs one CRM connection into public.crm_records: pipelines, users, companies, contacts and
@@ -53,6 +58,7 @@ const pages = proxyActivities<CrmSyncActivities>({
  */
 export async function crmSync(input: CrmSyncInput): Promise<SyncOutcome> {
   const ref = { orgId: input.orgId, connectionId: input.connectionId };
+  const pages = pageActivities(input.heartbeatTimeoutSeconds ?? 30);
   const progress: CrmSyncProgress = { syncRunId: input.resume?.syncRunId ?? null, objectType: null, phase: null, pagesThisExecution: 0 };
   setHandler(crmSyncProgressQuery, () => progress);
 

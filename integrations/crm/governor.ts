@@ -48,7 +48,7 @@ export class RateGovernor {
   }
 
   /** Reserves one request and waits until it may be sent. Answers the time waited (ms). */
-  async take(scope: ConnectionScope, provider: CrmProvider): Promise<number> {
+  async take(scope: ConnectionScope, provider: CrmProvider, depth = 0): Promise<number> {
     const budget = this.budgets[provider];
     const { rows } = await withPrincipal(this.pool, { kind: 'worker', orgId: scope.orgId }, (tx) =>
       tx.query<{ wait_ms: number }>(
@@ -65,17 +65,39 @@ export class RateGovernor {
       ),
     );
     const waitMs = Math.max(0, Math.ceil(rows[0]?.wait_ms ?? 0));
-    if (waitMs > 0) await this.sleep(waitMs);
+    if (waitMs === 0) return 0;
+    await this.sleep(waitMs);
+    // A 429 may have blocked the bucket while this caller slept on its reservation (made before
+    // the block): sending now would hit the provider again. Take a new place in the queue behind
+    // the block instead (bounded, so a caller is never parked forever).
+    if (depth < 3 && (await this.blockedForMs(scope)) > 0) return waitMs + (await this.take(scope, provider, depth + 1));
     return waitMs;
   }
 
-  /** The provider pushed back: nobody sends for `retryAfterMs`, and queued reservations start over. */
+  private async blockedForMs(scope: ConnectionScope): Promise<number> {
+    const { rows } = await withPrincipal(this.pool, { kind: 'worker', orgId: scope.orgId }, (tx) =>
+      tx.query<{ ms: number }>(
+        `select coalesce(extract(epoch from blocked_until - clock_timestamp()) * 1000, 0)::float8 as ms
+           from public.crm_rate_buckets where connection_id = $1`,
+        [scope.connectionId],
+      ),
+    );
+    return rows[0]?.ms ?? 0;
+  }
+
+  /**
+   * The provider pushed back: nobody sends for `retryAfterMs`, and queued reservations start over.
+   * The bucket refills from the end of the block (`refilled_at` in the future makes the elapsed
+   * time negative), so reservations after a block are spaced at the refill rate behind it
+   * instead of all firing the moment it ends.
+   */
   async block(scope: ConnectionScope, retryAfterMs: number): Promise<void> {
     await withPrincipal(this.pool, { kind: 'worker', orgId: scope.orgId }, (tx) =>
       tx.query(
         `update public.crm_rate_buckets
             set blocked_until = greatest(coalesce(blocked_until, clock_timestamp()), clock_timestamp() + make_interval(secs => $2::float8 / 1000.0)),
-                tokens = least(tokens, 0), refilled_at = clock_timestamp()
+                tokens = least(tokens, 0),
+                refilled_at = greatest(coalesce(blocked_until, clock_timestamp()), clock_timestamp() + make_interval(secs => $2::float8 / 1000.0))
           where connection_id = $1`,
         [scope.connectionId, retryAfterMs],
       ),

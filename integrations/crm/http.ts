@@ -189,7 +189,9 @@ function bodyRetryAfterMs(body: unknown): number | undefined {
 }
 
 function providerMessage(body: unknown): string | undefined {
-  if (typeof body === 'string') return body.slice(0, 120);
+  // A non-JSON body is an error page (HTML from a proxy or login wall): never echoed to our
+  // callers or stored as the connection's last error.
+  if (typeof body === 'string') return undefined;
   if (!body || typeof body !== 'object') return undefined;
   const b = body as Record<string, unknown>;
   for (const key of ['detail', 'message', 'error_description', 'title', 'error']) {

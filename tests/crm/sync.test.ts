@@ -151,6 +151,11 @@ describe('crmSync against the fakes (real Temporal, real Postgres)', () => {
     expect(outcome).toMatchObject({ status: 'completed', added: 0, deleted: 0 });
     expect(kommo.tokens.refreshCount).toBe(refreshesBefore + 1);
     expect(kommo.requests.filter((r) => r.status === 429)).toHaveLength(4);
+    // Retry-After is honoured: the next lead request after each 429 waited at least its 300 ms.
+    const leadCalls = kommo.requests.filter((r) => r.path === '/api/v4/leads');
+    leadCalls.forEach((r, i) => {
+      if (r.status === 429 && leadCalls[i + 1]) expect(leadCalls[i + 1]!.at - r.at).toBeGreaterThanOrEqual(290);
+    });
     expect((await counts(kommoConnection)).deals).toMatchObject({ live: LEADS - 2 + 1 });
   });
 

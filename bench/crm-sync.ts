@@ -1,0 +1,248 @@
+/**
+ * `npm run bench:crm`: CRM sync throughput and the rate governor, on its own Temporal dev server
+ * and embedded Postgres (like `npm run bench`). Prints; asserts nothing.
+ *
+ * 1. Throughput: a sync of BENCH_CRM_RECORDS (default 100,000) Kommo leads from a zero-latency
+ *    fake at Kommo's maximum page size (250), versus a raw batched upsert of the same rows from
+ *    Node (and versus `upsertRecords` alone, to show where the difference goes). Also Temporal
+ *    history events per 10k records and the process's peak RSS while syncing (the fake and its
+ *    dataset live in the same process; the pre-sync RSS is printed for that reason).
+ * 2. Governor: a sync against a fake that allows BENCH_CRM_LIMIT (default 10) requests per
+ *    second, with the governor's budget at 96% of it: achieved requests/s and the share of 429s.
+ */
+import { randomUUID } from 'node:crypto';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Client, Connection } from '@temporalio/client';
+import { DefaultLogger, NativeConnection, Runtime, type Worker } from '@temporalio/worker';
+import { CredentialStore, storeTokens } from '../integrations/crm/credentials.js';
+import { RateGovernor, type RateBudget } from '../integrations/crm/governor.js';
+import { KommoAdapter, KOMMO_MAX_PAGE } from '../integrations/crm/kommo.js';
+import { upsertRecords } from '../integrations/crm/record-store.js';
+import type { CrmSettings } from '../integrations/crm/settings.js';
+import type { CrmRecord } from '../integrations/crm/types.js';
+import { generateKeySpec, parseKeyring } from '../lib/crypto.js';
+import { createPool, withPrincipal, withServiceRole } from '../lib/db.js';
+import { createLogger } from '../lib/logger.js';
+import { createDataConverter } from '../lib/temporal-codec.js';
+import { prepareAppDatabase } from '../scripts/stack/app-database.js';
+import { createDatabase, dropDatabase, startPostgres } from '../scripts/stack/postgres.js';
+import { ensureTemporalCli } from '../scripts/stack/temporal-cli.js';
+import { startTemporalDevServer } from '../scripts/stack/temporal-server.js';
+import { startFakeKommo, type FakeKommo } from '../tests/fakes/kommo-server.js';
+import { createCrmSyncWorker } from '../workers/crm-sync-worker.js';
+import { crmSyncWorkflowId } from '../workflows/crm-sync-ids.js';
+import type { crmSync } from '../workflows/crm-sync.js';
+import { customSearchAttributes } from '../workflows/search-attributes.js';
+
+const RECORDS = Number(process.env.BENCH_CRM_RECORDS ?? 100_000);
+const LIMIT = Number(process.env.BENCH_CRM_LIMIT ?? 10);
+const LIMITED_REQUESTS = Number(process.env.BENCH_CRM_LIMITED_REQUESTS ?? 200);
+const TOKEN = 'bench-long-lived-token';
+const root = fileURLToPath(new URL('..', import.meta.url));
+const log = (msg: string) => console.log(`[bench:crm] ${msg}`);
+const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(0)} MiB`;
+const rate = (n: number, ms: number) => `${((n / ms) * 1000).toFixed(0)} records/s`;
+
+const settings: CrmSettings = {
+  timeoutMs: 30_000,
+  kommo: { authorizeUrl: 'http://127.0.0.1/oauth', accountHostPattern: /^127\.0\.0\.1:\d+$/, scheme: 'http' },
+  hubspot: { authorizeUrl: 'http://127.0.0.1/oauth', apiBaseUrl: 'http://127.0.0.1:9' },
+  // The fakes listen on loopback, which the SSRF guard refuses for customer-chosen hosts.
+  ssrf: { allowedHosts: ['127.0.0.1'] },
+};
+
+async function main() {
+  Runtime.install({ logger: new DefaultLogger('ERROR') });
+  const cliPath = await ensureTemporalCli(log);
+  const [temporalServer, postgres] = await Promise.all([
+    startTemporalDevServer({ cliPath, ui: false, searchAttributes: customSearchAttributes }),
+    startPostgres({ dataDir: path.join(root, '.data', 'bench-crm-postgres'), port: 0, log }),
+  ]);
+  const databaseName = `gap_bench_crm_${process.pid}`;
+  const adminUrl = await createDatabase(postgres.adminUrl, databaseName, { dropIfExists: true });
+  const { appUrl } = await prepareAppDatabase(adminUrl, log);
+  const admin = createPool(adminUrl, { max: 4 });
+  const pool = createPool(appUrl, { max: 30, applicationName: 'bench-crm' });
+  const dataConverter = createDataConverter(undefined);
+  const connection = await Connection.connect({ address: temporalServer.address });
+  const client = new Client({ connection, namespace: temporalServer.namespace, dataConverter });
+  const nativeConnection = await NativeConnection.connect({ address: temporalServer.address });
+  const keyring = parseKeyring(generateKeySpec('bench'));
+  const logger = createLogger({ name: 'bench', level: 'silent' });
+
+  const orgId = randomUUID();
+  await withServiceRole(admin, (tx) => tx.query(`insert into public.organizations (id, name) values ($1, 'Bench org')`, [orgId]));
+
+  async function connect(kommo: FakeKommo): Promise<string> {
+    kommo.addLongLivedToken(TOKEN);
+    const connectionId = randomUUID();
+    await withServiceRole(admin, async (tx) => {
+      await tx.query(
+        `insert into public.crm_connections (id, org_id, provider, name, auth_kind, status, api_base_url) values ($1, $2, 'kommo', 'Bench', 'token', 'active', $3)`,
+        [connectionId, orgId, kommo.url],
+      );
+      await storeTokens(tx, keyring, { orgId, connectionId }, { accessToken: TOKEN, refreshToken: null, expiresAt: null });
+    });
+    return connectionId;
+  }
+
+  async function withWorker<T>(budget: RateBudget, pageSize: number, fn: (taskQueue: string, credentials: CredentialStore) => Promise<T>): Promise<T> {
+    const credentials = new CredentialStore({ pool, keyring, settings, governor: new RateGovernor(pool, { budgets: { kommo: budget } }) });
+    const taskQueue = `bench-crm-${randomUUID()}`;
+    const worker: Worker = await createCrmSyncWorker({
+      connection: nativeConnection,
+      namespace: temporalServer.namespace,
+      pool,
+      credentials,
+      logger,
+      taskQueue,
+      pageSize,
+      dataConverter,
+      shutdownGraceTime: '2 seconds',
+    });
+    const running = worker.run();
+    try {
+      return await fn(taskQueue, credentials);
+    } finally {
+      worker.shutdown();
+      await running;
+    }
+  }
+
+  // 1. Throughput ------------------------------------------------------------------------------------
+  log(`generating a fake Kommo account with ${RECORDS} leads`);
+  const kommo = await startFakeKommo({ dataset: { leads: RECORDS, contacts: 0, companies: 0, users: 1 }, rateLimitPerSecond: null });
+  const syncConnection = await connect(kommo);
+  const rssBefore = process.memoryUsage().rss;
+  let rssPeak = rssBefore;
+  const sampler = setInterval(() => (rssPeak = Math.max(rssPeak, process.memoryUsage().rss)), 100);
+  const unlimited: RateBudget = { capacity: 1_000_000, refillPerSecond: 1_000_000 };
+  const { syncMs, outcome } = await withWorker(unlimited, KOMMO_MAX_PAGE, async (taskQueue) => {
+    const t0 = performance.now();
+    const result = await client.workflow.execute<typeof crmSync>('crmSync', {
+      taskQueue,
+      workflowId: crmSyncWorkflowId(syncConnection),
+      args: [{ orgId, connectionId: syncConnection, mode: 'full', trigger: 'manual' }],
+    });
+    return { syncMs: performance.now() - t0, outcome: result };
+  });
+  clearInterval(sampler);
+  let historyEvents = 0;
+  let executions = 0;
+  for await (const execution of client.workflow.list({ query: `WorkflowId = '${crmSyncWorkflowId(syncConnection)}'` })) {
+    const history = await client.workflow.getHandle(execution.workflowId, execution.runId).fetchHistory();
+    historyEvents += history.events?.length ?? 0;
+    executions++;
+  }
+  const synced = outcome.added;
+
+  // The same rows, fetched beforehand (not timed), upserted from Node in batches of the page size.
+  const adapter = new KommoAdapter({ baseUrl: kommo.url, accessToken: async () => TOKEN, timeoutMs: 30_000 });
+  const rows: CrmRecord[] = [];
+  for (let cursor: string | null = null; ; ) {
+    const page = await adapter.listPage('deals', { cursor, pageSize: KOMMO_MAX_PAGE });
+    rows.push(...page.records);
+    if (!page.nextCursor) break;
+    cursor = page.nextCursor;
+  }
+  await kommo.close();
+  const batches: CrmRecord[][] = [];
+  for (let i = 0; i < rows.length; i += KOMMO_MAX_PAGE) batches.push(rows.slice(i, i + KOMMO_MAX_PAGE));
+
+  const rawConnection = randomUUID();
+  await withServiceRole(admin, (tx) =>
+    tx.query(`insert into public.crm_connections (id, org_id, provider, name, auth_kind, status) values ($1, $2, 'kommo', 'Raw', 'token', 'active')`, [rawConnection, orgId]),
+  );
+  let t0 = performance.now();
+  for (const batch of batches) {
+    // As the table owner: no RLS, no transaction wrapper, no change detection.
+    await admin.query(
+      `insert into public.crm_records as r (org_id, connection_id, object_type, external_id, name, email, pipeline_id, stage_id, owner_id, properties, remote_updated_at)
+       select $1, $2, 'deals', x.external_id, x.name, x.email, x.pipeline_id, x.stage_id, x.owner_id, x.properties, x.remote_updated_at
+         from jsonb_to_recordset($3::jsonb) as x(external_id text, name text, email text, pipeline_id text, stage_id text, owner_id text, properties jsonb, remote_updated_at timestamptz)
+       on conflict (connection_id, object_type, external_id) do update
+         set name = excluded.name, email = excluded.email, pipeline_id = excluded.pipeline_id, stage_id = excluded.stage_id,
+             owner_id = excluded.owner_id, properties = excluded.properties, remote_updated_at = excluded.remote_updated_at`,
+      [
+        orgId,
+        rawConnection,
+        JSON.stringify(
+          batch.map((r) => ({
+            external_id: r.externalId,
+            name: r.name,
+            email: r.email,
+            pipeline_id: r.pipelineId,
+            stage_id: r.stageId,
+            owner_id: r.ownerId,
+            properties: r.properties,
+            remote_updated_at: r.updatedAt?.toISOString() ?? null,
+          })),
+        ),
+      ],
+    );
+  }
+  const rawMs = performance.now() - t0;
+
+  const storeConnection = randomUUID();
+  await withServiceRole(admin, (tx) =>
+    tx.query(`insert into public.crm_connections (id, org_id, provider, name, auth_kind, status) values ($1, $2, 'kommo', 'Store', 'token', 'active')`, [storeConnection, orgId]),
+  );
+  t0 = performance.now();
+  for (const batch of batches) {
+    await withPrincipal(pool, { kind: 'worker', orgId }, (tx) => upsertRecords(tx, { orgId, connectionId: storeConnection }, 'deals', batch, null));
+  }
+  const storeMs = performance.now() - t0;
+
+  log(`sync: ${synced} records in ${(syncMs / 1000).toFixed(1)} s = ${rate(synced, syncMs)} (crmSync, full mode, pages of ${KOMMO_MAX_PAGE}, ${outcome.pages} pages)`);
+  log(`raw batched upsert: ${rows.length} rows in ${(rawMs / 1000).toFixed(1)} s = ${rate(rows.length, rawMs)}`);
+  log(`upsertRecords alone (RLS transaction per batch, change detection): ${(storeMs / 1000).toFixed(1)} s = ${rate(rows.length, storeMs)}`);
+  log(`ratio sync / raw: ${(synced / syncMs / (rows.length / rawMs)).toFixed(2)} (goal >= 0.5)`);
+  log(`history: ${historyEvents} events in ${executions} execution(s) = ${((historyEvents / synced) * 10_000).toFixed(0)} events per 10k records`);
+  log(`process RSS: peak ${mib(rssPeak)} while syncing, ${mib(rssBefore)} before (fake + its ${RECORDS} records + worker + API share the process)`);
+
+  // 2. Governor under a provider limit ----------------------------------------------------------------
+  const limitedLeads = LIMITED_REQUESTS * 10;
+  const limited = await startFakeKommo({ dataset: { leads: limitedLeads, contacts: 0, companies: 0, users: 1 }, rateLimitPerSecond: LIMIT });
+  const limitedConnection = await connect(limited);
+  const budget: RateBudget = { capacity: 1, refillPerSecond: LIMIT * 0.96 };
+  // One sync alone is paced by its own page round trips; three agent-like readers on the same
+  // connection add the load that makes the governor, not the pipeline, the limit.
+  await withWorker(budget, 10, async (taskQueue, credentials) => {
+    let syncing = true;
+    const sync = client.workflow
+      .execute<typeof crmSync>('crmSync', {
+        taskQueue,
+        workflowId: crmSyncWorkflowId(limitedConnection),
+        args: [{ orgId, connectionId: limitedConnection, mode: 'full', trigger: 'manual' }],
+      })
+      .finally(() => (syncing = false));
+    const { adapter } = await credentials.open({ orgId, connectionId: limitedConnection });
+    const reader = async (offset: number) => {
+      for (let i = 0; syncing; i++) await adapter.getRecord('deals', String(1_000_001 + ((offset + i * 3) % limitedLeads))).catch(() => null);
+    };
+    await Promise.all([sync, reader(0), reader(1), reader(2)]);
+  });
+  const api = limited.apiRequests();
+  const spanMs = (api.at(-1)?.at ?? 0) - (api[0]?.at ?? 0);
+  const rejected = api.filter((r) => r.status === 429).length;
+  log(
+    `governor at ${budget.refillPerSecond}/s against a limit of ${LIMIT}/s: ${api.length} requests in ${(spanMs / 1000).toFixed(1)} s = ` +
+      `${((api.length - 1) / (spanMs / 1000)).toFixed(2)} requests/s (goal >= ${(LIMIT * 0.95).toFixed(1)}), ` +
+      `${rejected} answered 429 = ${((rejected / api.length) * 100).toFixed(2)}% (goal < 1%)`,
+  );
+  await limited.close();
+
+  await nativeConnection.close();
+  await connection.close();
+  await pool.end();
+  await admin.end();
+  await dropDatabase(postgres.adminUrl, databaseName).catch(() => undefined);
+  await postgres.stop();
+  await temporalServer.stop();
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
