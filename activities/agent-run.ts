@@ -451,14 +451,14 @@ export function createAgentRunActivities(deps: AgentRunActivityDeps) {
   /** Takes a conversation message into the run's transcript (event `seq`, type user.message). */
   async function acceptMessage(step: RunStep & { messageId: string }): Promise<void> {
     await withPrincipal(pool, workerOf(step.orgId), async (tx) => {
-      const { rows } = await tx.query<{ content: string; author: string }>(
-        `select content, author from public.conversation_messages where id = $1 and run_id = $2 and org_id = $3`,
+      const { rows } = await tx.query<{ content: string; author: string | null; source: string }>(
+        `select content, author, source from public.conversation_messages where id = $1 and run_id = $2 and org_id = $3`,
         [step.messageId, step.runId, step.orgId],
       );
       const message = rows[0];
       // The API commits the message before the update that delivers it; a missing row is a bug or a deleted run.
       if (!message) throw runGone(step.runId);
-      await appendEvent(tx, step, 'user.message', { messageId: step.messageId, author: message.author, content: message.content });
+      await appendEvent(tx, step, 'user.message', { messageId: step.messageId, author: message.author, source: message.source, content: message.content });
       await tx.query(
         `update public.agent_runs set status = 'running' where id = $1 and org_id = $2 and status in ('running', 'sleeping')`,
         [step.runId, step.orgId],

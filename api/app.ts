@@ -190,7 +190,7 @@ export async function buildApp(deps: AppDeps) {
   );
   if (crmService && deps.crm) {
     const credentials = new CredentialStore({ pool: deps.pool, keyring: deps.crm.keyring, settings: deps.crm.settings, governor: deps.crm.governor ?? new RateGovernor(deps.pool) });
-    const webhooks = createCrmWebhookService({ pool: deps.pool, credentials, settings: deps.crm.settings });
+    const webhooks = createCrmWebhookService({ pool: deps.pool, credentials, settings: deps.crm.settings, runs });
     await app.register(crmPublicRoutes({ crm: crmService, webhooks, ...(deps.bodyLimitBytes ? { bodyLimitBytes: deps.bodyLimitBytes } : {}) }), { prefix: '/v1' });
   }
 

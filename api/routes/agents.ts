@@ -21,6 +21,15 @@ const agentFields = {
   approvalTimeoutSeconds: z.number().int().min(1).max(2_592_000),
   /** The CRM connection (of the same org) the agent's crm_* tools act on. */
   crmConnectionId: z.uuid().nullable(),
+  /** CRM webhook events that start or message this agent's runs (on its CRM connection). */
+  triggers: z
+    .array(
+      z.discriminatedUnion('event', [
+        z.strictObject({ event: z.literal('lead_stage_entered'), stageId: z.string().min(1).max(100), pipelineId: z.string().min(1).max(100).optional() }),
+        z.strictObject({ event: z.literal('incoming_message') }),
+      ]),
+    )
+    .max(20),
 };
 
 export const agentSchema = z.object({

@@ -3,6 +3,7 @@ import { withPrincipal, type Tx } from '../../lib/db.js';
 import type { Principal } from '../../lib/principal.js';
 import { decodeCursor, toPage } from '../pagination.js';
 import { notFound, ProblemError } from '../problems.js';
+import type { AgentTrigger } from './crm-webhooks.js';
 import { requireOrgRole } from './org-access.js';
 
 export type BusyPolicy = 'queue' | 'reject' | 'interrupt';
@@ -21,6 +22,8 @@ export interface AgentFields {
   approvalTimeoutSeconds: number;
   /** The CRM connection the agent's CRM tools act on (same org); null = no CRM tools. */
   crmConnectionId: string | null;
+  /** CRM webhook events that start (or message) this agent's runs, on its CRM connection. */
+  triggers: AgentTrigger[];
 }
 
 export interface AgentView extends AgentFields {
@@ -45,12 +48,13 @@ interface AgentRow {
   busy_policy: BusyPolicy;
   approval_timeout_seconds: number;
   crm_connection_id: string | null;
+  triggers: AgentTrigger[];
   created_at: Date;
   updated_at: Date;
 }
 
 const columns = `id, org_id, name, model, instructions, temperature, max_output_tokens, max_steps, allowed_tools,
-  approval_tools, run_token_budget, busy_policy, approval_timeout_seconds, crm_connection_id, created_at, updated_at`;
+  approval_tools, run_token_budget, busy_policy, approval_timeout_seconds, crm_connection_id, triggers, created_at, updated_at`;
 
 /** API field → column; the only columns a write may touch. */
 const writable: Record<keyof AgentFields, string> = {
@@ -66,7 +70,11 @@ const writable: Record<keyof AgentFields, string> = {
   busyPolicy: 'busy_policy',
   approvalTimeoutSeconds: 'approval_timeout_seconds',
   crmConnectionId: 'crm_connection_id',
+  triggers: 'triggers',
 };
+
+/** jsonb columns take their value as JSON text (pg would send an array as a Postgres array). */
+const toParam = (key: keyof AgentFields, value: unknown) => (key === 'triggers' ? JSON.stringify(value) : value);
 
 function requireApprovalSubset(allowed: string[], approval: string[]): void {
   const outside = approval.filter((tool) => !allowed.includes(tool));
@@ -104,6 +112,7 @@ function toView(row: AgentRow): AgentView {
     busyPolicy: row.busy_policy,
     approvalTimeoutSeconds: row.approval_timeout_seconds,
     crmConnectionId: row.crm_connection_id,
+    triggers: row.triggers,
     createdAt: row.created_at.toISOString(),
     updatedAt: row.updated_at.toISOString(),
   };
@@ -119,7 +128,7 @@ export function createAgentService(deps: { pool: pg.Pool }) {
       await requireOwnConnection(tx, orgId, fields.crmConnectionId);
       const entries = Object.entries(fields).filter(([, v]) => v !== undefined) as [keyof AgentFields, unknown][];
       const names = ['org_id', ...entries.map(([k]) => writable[k])];
-      const values = [orgId, ...entries.map(([, v]) => v)];
+      const values = [orgId, ...entries.map(([k, v]) => toParam(k, v))];
       const { rows } = await tx.query<AgentRow>(
         `insert into public.agents (${names.join(', ')}) values (${names.map((_, i) => `$${i + 1}`).join(', ')}) returning ${columns}`,
         values,
@@ -162,7 +171,7 @@ export function createAgentService(deps: { pool: pg.Pool }) {
       const sets = entries.map(([k], i) => `${writable[k]} = $${i + 3}`);
       const { rows } = await tx.query<AgentRow>(
         `update public.agents set ${sets.join(', ')} where id = $1 and org_id = $2 returning ${columns}`,
-        [agentId, orgId, ...entries.map(([, v]) => v)],
+        [agentId, orgId, ...entries.map(([k, v]) => toParam(k, v))],
       );
       return toView(rows[0]!);
     });

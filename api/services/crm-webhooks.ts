@@ -16,6 +16,7 @@ import { parseHubspotEvents, parseKommoWebhook, verifyHubspotV3, WebhookPayloadE
 import { constantTimeEqual, sha256Hex } from '../../lib/crypto.js';
 import { withPrincipal } from '../../lib/db.js';
 import { notFound, ProblemError } from '../problems.js';
+import type { RunService } from './runs.js';
 
 export interface WebhookDelivery {
   provider: CrmProvider;
@@ -40,7 +41,20 @@ const header = (h: WebhookDelivery['headers'], name: string) => {
   return Array.isArray(v) ? v[0] : v;
 };
 
-export function createCrmWebhookService(deps: { pool: pg.Pool; credentials: CredentialStore; settings: CrmSettings; nowMs?: () => number }) {
+/** An agent trigger as stored in agents.triggers (validated by the agents API). */
+export type AgentTrigger = { event: 'lead_stage_entered'; stageId: string; pipelineId?: string } | { event: 'incoming_message' };
+
+/** The conversation of a lead: one per (agent, connection, lead). */
+export const leadThreadKey = (connectionId: string, leadExternalId: string) => `crm:${connectionId}:${leadExternalId}`;
+
+export function createCrmWebhookService(deps: {
+  pool: pg.Pool;
+  credentials: CredentialStore;
+  settings: CrmSettings;
+  /** Starts and messages the runs agent triggers ask for; without it, webhooks only upsert. */
+  runs?: RunService;
+  nowMs?: () => number;
+}) {
   const { pool, credentials, settings } = deps;
 
   async function receive(delivery: WebhookDelivery): Promise<WebhookResult> {
@@ -111,22 +125,88 @@ export function createCrmWebhookService(deps: { pool: pg.Pool; credentials: Cred
       if (err instanceof ConnectionUnavailableError) return { received: events.length, processed: 0, duplicates: events.length - pending.length };
       throw err;
     }
-    // One record per (type, id) even if a delivery mentions it several times.
+    // One record per (type, id) even if a delivery mentions it several times. Incoming messages
+    // are not record changes: they go to the lead's conversation instead.
     const latest = new Map<string, CrmWebhookEvent[]>();
-    for (const e of pending) latest.set(`${e.objectType}:${e.externalId}`, [...(latest.get(`${e.objectType}:${e.externalId}`) ?? []), e]);
+    for (const e of pending) {
+      if (e.message) continue;
+      latest.set(`${e.objectType}:${e.externalId}`, [...(latest.get(`${e.objectType}:${e.externalId}`) ?? []), e]);
+    }
     for (const group of latest.values()) {
       const last = group.at(-1)!;
       const record = last.change === 'delete' ? null : await adapter.getRecord(last.objectType, last.externalId);
-      await withPrincipal(pool, worker, async (tx) => {
+      const entered = await withPrincipal(pool, worker, async (tx) => {
+        const before = await tx.query<{ stage_id: string | null }>(
+          `select stage_id from public.crm_records where connection_id = $1 and object_type = $2 and external_id = $3 and deleted_at is null`,
+          [delivery.connectionId, last.objectType, last.externalId],
+        );
         if (record) await upsertRecords(tx, scope, last.objectType, [record], null);
         else await tombstoneRecords(tx, scope, last.objectType, [last.externalId]);
-        await tx.query(`update public.crm_webhook_deliveries set processed_at = now() where connection_id = $1 and dedupe_key = any($2::text[])`, [
-          delivery.connectionId,
-          group.map((e) => e.dedupeKey),
-        ]);
+        // "Entered a stage": the provider said the stage changed, or the stage we knew differs.
+        const moved = group.some((e) => e.stageChange) || before.rows[0]?.stage_id !== record?.stageId;
+        return record && record.objectType === 'deals' && record.stageId && moved ? record : null;
       });
+      // Effects before the delivery counts as processed: a failure here leaves it open, and the
+      // redelivery finds the runs it already started by their delivery-derived idempotency keys.
+      if (entered && deps.runs) await startTriggeredRuns(orgId, delivery, last.dedupeKey, entered);
+      await markProcessed(orgId, delivery.connectionId, group.map((e) => e.dedupeKey));
+    }
+    for (const e of pending) {
+      if (!e.message) continue;
+      if (deps.runs) await postIncomingMessage(orgId, delivery.connectionId, e.dedupeKey, e.externalId, e.message.text);
+      await markProcessed(orgId, delivery.connectionId, [e.dedupeKey]);
     }
     return { received: events.length, processed: pending.length, duplicates: events.length - pending.length };
+  }
+
+  async function markProcessed(orgId: string, connectionId: string, keys: string[]): Promise<void> {
+    await withPrincipal(pool, { kind: 'worker', orgId }, (tx) =>
+      tx.query(`update public.crm_webhook_deliveries set processed_at = now() where connection_id = $1 and dedupe_key = any($2::text[])`, [connectionId, keys]),
+    );
+  }
+
+  async function triggeredAgents(orgId: string, connectionId: string, match: AgentTrigger): Promise<{ id: string; triggers: AgentTrigger[] }[]> {
+    return withPrincipal(pool, { kind: 'worker', orgId }, async (tx) => {
+      const { rows } = await tx.query<{ id: string; triggers: AgentTrigger[] }>(
+        `select id, triggers from public.agents where org_id = $1 and crm_connection_id = $2 and triggers @> $3::jsonb order by id`,
+        [orgId, connectionId, JSON.stringify([match])],
+      );
+      return rows;
+    });
+  }
+
+  /** One run per agent whose `lead_stage_entered` trigger names the record's stage (and pipeline, if set). */
+  async function startTriggeredRuns(orgId: string, delivery: WebhookDelivery, dedupeKey: string, record: { externalId: string; stageId: string | null; pipelineId: string | null }) {
+    const agents = await triggeredAgents(orgId, delivery.connectionId, { event: 'lead_stage_entered', stageId: record.stageId! });
+    const deliveryId = sha256Hex(`${delivery.connectionId}:${dedupeKey}`).slice(0, 32);
+    for (const agent of agents) {
+      const fits = agent.triggers.some(
+        (t) => t.event === 'lead_stage_entered' && t.stageId === record.stageId && (t.pipelineId === undefined || t.pipelineId === record.pipelineId),
+      );
+      if (!fits) continue;
+      const pipeline = record.pipelineId ? ` of pipeline ${record.pipelineId}` : '';
+      await deps.runs!.startRun(
+        { kind: 'worker', orgId },
+        {
+          orgId,
+          agentId: agent.id,
+          input: `CRM ${delivery.provider} webhook: lead ${record.externalId} (connection ${delivery.connectionId}) entered stage ${record.stageId}${pipeline}.`,
+          idempotencyKey: `webhook:${deliveryId}:${agent.id}`,
+        },
+      );
+    }
+  }
+
+  /** The lead's incoming message, into the lead's conversation with each agent triggered by incoming messages. */
+  async function postIncomingMessage(orgId: string, connectionId: string, dedupeKey: string, leadExternalId: string, text: string) {
+    const agents = await triggeredAgents(orgId, connectionId, { event: 'incoming_message' });
+    const deliveryId = sha256Hex(`${connectionId}:${dedupeKey}`).slice(0, 32);
+    for (const agent of agents) {
+      await deps.runs!.postMessage(
+        { kind: 'worker', orgId },
+        { orgId, agentId: agent.id, threadKey: leadThreadKey(connectionId, leadExternalId), content: text, sourceKey: `webhook:${deliveryId}:${agent.id}` },
+      );
+    }
   }
 
   return { receive };

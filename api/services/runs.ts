@@ -276,12 +276,36 @@ export function createRunService(deps: RunServiceDeps) {
    * the message id only. The agent's busy policy decides what happens while it is working:
    * queue (default), reject (409) or interrupt the current turn.
    */
-  async function postMessage(principal: Principal, request: { orgId: string; agentId: string; threadKey: string; content: string }) {
+  async function postMessage(
+    principal: Principal,
+    request: {
+      orgId: string;
+      agentId: string;
+      threadKey: string;
+      content: string;
+      /** CRM messages only: the webhook event it came from, so a retry delivers it once. */
+      sourceKey?: string;
+    },
+  ) {
     // Messages are written in a person's name (RLS: author = auth.uid()); API keys have none.
-    if (principal.kind !== 'user') throw new ProblemError('forbidden', 'Conversation messages are sent by people: sign in as a user.');
+    // The one exception: a lead's incoming CRM message, posted by the CRM webhook intake as the
+    // org's worker into a `crm:` thread, with no author and source 'crm_webhook' (RLS-checked).
+    const fromCrm = principal.kind === 'worker' && request.threadKey.startsWith('crm:');
+    if (principal.kind !== 'user' && !fromCrm) throw new ProblemError('forbidden', 'Conversation messages are sent by people: sign in as a user.');
+    const sourceKey = fromCrm ? request.sourceKey : undefined;
     const { row, messageId } = await withPrincipal(deps.pool, principal, async (tx) => {
       const agent = await tx.query(`select id from public.agents where id = $1 and org_id = $2`, [request.agentId, request.orgId]);
       if (agent.rowCount !== 1) throw notFound('Agent');
+      if (sourceKey !== undefined) {
+        // Written already by an earlier attempt: deliver that message (the Update is deduplicated by id).
+        const earlier = await tx.query<RunRow & { message_id: string }>(
+          `select ${runColumns.split(', ').map((c) => `r.${c}`).join(', ')}, m.id as message_id
+             from public.conversation_messages m join public.agent_runs r on r.id = m.run_id and r.org_id = m.org_id
+            where m.org_id = $1 and m.source_key = $2`,
+          [request.orgId, sourceKey],
+        );
+        if (earlier.rows[0]) return { row: earlier.rows[0], messageId: earlier.rows[0].message_id };
+      }
       const open = `thread_key is not null and status not in ('completed', 'failed', 'cancelled')`;
       const inserted = await tx.query<RunRow>(
         `insert into public.agent_runs (org_id, agent_id, input, created_by, thread_key)
@@ -300,8 +324,9 @@ export function createRunService(deps: RunServiceDeps) {
         ).rows[0];
       if (!found) throw new ProblemError('conflict', 'The conversation is being started by another request; retry shortly.');
       const message = await tx.query<{ id: string }>(
-        `insert into public.conversation_messages (org_id, run_id, author, content) values ($1, $2, (select auth.uid()), $3) returning id`,
-        [request.orgId, found.id, request.content],
+        `insert into public.conversation_messages (org_id, run_id, author, content, source, source_key)
+         values ($1, $2, (select auth.uid()), $3, $4, $5) returning id`,
+        [request.orgId, found.id, request.content, fromCrm ? 'crm_webhook' : 'user', sourceKey ?? null],
       );
       return { row: found, messageId: message.rows[0]!.id };
     });
@@ -316,9 +341,11 @@ export function createRunService(deps: RunServiceDeps) {
       ],
       staticSummary: `Conversation ${row.id} of agent ${row.agent_id}`,
     });
+    // A conversation that ended since an earlier attempt delivered this message: nothing to do.
+    if (TERMINAL.has(row.status)) return { runId: row.id, workflowId: row.workflow_id, messageId, queued: false, interrupted: false };
     try {
       const accepted = await withUpdateDeadline(() =>
-        deps.temporal.workflow.executeUpdateWithStart(postMessageUpdate, { args: [{ messageId }], startWorkflowOperation: start }),
+        deps.temporal.workflow.executeUpdateWithStart(postMessageUpdate, { args: [{ messageId }], updateId: `message:${messageId}`, startWorkflowOperation: start }),
       );
       return { runId: row.id, workflowId: row.workflow_id, ...accepted };
     } catch (err) {

@@ -94,6 +94,10 @@ export interface CrmWebhookEvent {
   objectType: CrmEntityType;
   externalId: string;
   change: 'upsert' | 'delete';
-  /** e.g. `deal.propertyChange`, `leads.status`. */
+  /** e.g. `deal.propertyChange`, `leads.status`, `message.add`. */
   kind: string;
+  /** An incoming chat message about the record (a lead): its text, as the CRM delivered it. */
+  message?: { text: string };
+  /** The change moved the record (a deal/lead) into a stage: HubSpot `dealstage` change, Kommo `status`. */
+  stageChange?: boolean;
 }

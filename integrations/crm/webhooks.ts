@@ -64,6 +64,7 @@ export function parseHubspotEvents(body: unknown): CrmWebhookEvent[] {
       externalId: String(e.objectId),
       change: action === 'deletion' || action === 'privacyDeletion' ? 'delete' : 'upsert',
       kind: `${object}.${action}`,
+      ...(objectType === 'deals' && (action === 'creation' || (action === 'propertyChange' && e.propertyName === 'dealstage')) ? { stageChange: true } : {}),
     });
   }
   return events;
@@ -125,8 +126,28 @@ export function parseKommoWebhook(rawBody: string): { accountId: string | null; 
           externalId: item.id,
           change: action === 'delete' ? 'delete' : 'upsert',
           kind: `${entity}.${action}`,
+          ...(objectType === 'deals' && (action === 'status' || action === 'add') ? { stageChange: true } : {}),
         });
       }
+    }
+  }
+  // Incoming chat messages (`message[add][i][…]`) about a lead: `entity_type=lead`, `entity_id`.
+  const messages = form.message;
+  const added = typeof messages === 'object' ? messages.add : undefined;
+  if (typeof added === 'object') {
+    for (const [index, item] of Object.entries(added)) {
+      if (typeof item !== 'object' || item.type !== 'incoming' || item.entity_type !== 'lead') continue;
+      const leadId = item.entity_id;
+      const text = typeof item.text === 'string' ? item.text.trim() : '';
+      if (typeof leadId !== 'string' || !/^\d+$/.test(leadId) || text.length === 0) continue;
+      events.push({
+        dedupeKey: `kommo:${digest}:message:add:${index}`,
+        objectType: 'deals',
+        externalId: leadId,
+        change: 'upsert',
+        kind: 'message.add',
+        message: { text: text.slice(0, 100_000) },
+      });
     }
   }
   const account = form.account;

@@ -179,6 +179,6 @@ describe('HubSpot adapter against the fake', () => {
     expect(check(delivery.body.replace('100001', '100002'), delivery.headers)).toMatchObject({ ok: false });
     const stale = fake.webhookDelivery(target, [], { timestampMs: Date.now() - 600_000 });
     expect(check(stale.body, stale.headers)).toMatchObject({ ok: false, reason: expect.stringMatching(/older/) });
-    expect(parseHubspotEvents(JSON.parse(delivery.body))).toEqual([{ dedupeKey: 'hubspot:1000', objectType: 'deals', externalId: '100001', change: 'upsert', kind: 'deal.propertyChange' }]);
+    expect(parseHubspotEvents(JSON.parse(delivery.body))).toEqual([{ dedupeKey: 'hubspot:1000', objectType: 'deals', externalId: '100001', change: 'upsert', kind: 'deal.propertyChange', stageChange: true }]);
   });
 });

@@ -1,0 +1,221 @@
+import { randomUUID } from 'node:crypto';
+import type { Worker } from '@temporalio/worker';
+import type pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildApp, type App } from '../../api/app.js';
+import { createRunService } from '../../api/services/runs.js';
+import { RateGovernor } from '../../integrations/crm/governor.js';
+import { sha256Hex } from '../../lib/crypto.js';
+import { startFakeHubspot, type FakeHubspot } from '../fakes/hubspot-server.js';
+import { startFakeKommo, type FakeKommo } from '../fakes/kommo-server.js';
+import { startFakeLlm, type FakeLlmServer } from '../fakes/llm-server.js';
+import { signUserToken, TEST_JWT_SECRET } from '../support/auth.js';
+import { adminPool, appPool, attempt, createOrgWithMembers } from '../support/db.js';
+import { connectTestTemporal, createTestAgentWorker, testLogger, uniqueTaskQueue, type TestTemporal } from '../support/temporal.js';
+import { createCrmConnection, crmSettingsFor, fastBudget, testKeyring } from './support.js';
+
+describe('CRM webhooks start and message agent runs according to agent triggers', () => {
+  let temporal: TestTemporal;
+  let pool: pg.Pool;
+  let admin: pg.Pool;
+  let llm: FakeLlmServer;
+  let kommo: FakeKommo;
+  let hubspot: FakeHubspot;
+  let app: App;
+  let worker: Worker;
+  let running: Promise<void>;
+  const taskQueue = uniqueTaskQueue('crm-triggers-test');
+  const kommoSecret = `kommo-secret-${randomUUID()}`;
+  let orgA: string;
+  let orgB: string;
+  let memberA: string;
+  let memberAId: string;
+  let adminA: string;
+  let adminB: string;
+  let hubspotA: string;
+  let hubspotB: string;
+  let kommoA: string;
+
+  beforeAll(async () => {
+    temporal = await connectTestTemporal();
+    pool = appPool({ max: 8 });
+    admin = adminPool();
+    llm = await startFakeLlm();
+    kommo = await startFakeKommo({ dataset: { leads: 5 }, rateLimitPerSecond: null });
+    hubspot = await startFakeHubspot({ dataset: { deals: 5 }, rateLimit: null });
+    const settings = crmSettingsFor({ kommo, hubspot });
+    app = await buildApp({
+      pool,
+      temporal: temporal.client,
+      logger: testLogger,
+      auth: { jwtSecret: TEST_JWT_SECRET },
+      agentRunsTaskQueue: taskQueue,
+      crm: { keyring: testKeyring, settings, syncTaskQueue: taskQueue, governor: new RateGovernor(pool, { budgets: { kommo: fastBudget, hubspot: fastBudget } }) },
+    });
+    await app.ready();
+    worker = await createTestAgentWorker({ temporal, pool, llmBaseUrl: llm.url, taskQueue });
+    running = worker.run();
+
+    const a = await createOrgWithMembers(admin, ['owner', 'admin', 'member']);
+    const b = await createOrgWithMembers(admin, ['owner', 'admin']);
+    orgA = a.orgId;
+    orgB = b.orgId;
+    adminA = await signUserToken(a.userWithRole('admin'));
+    memberAId = a.userWithRole('member');
+    memberA = await signUserToken(memberAId);
+    adminB = await signUserToken(b.userWithRole('admin'));
+    const token = `pat-na1-${randomUUID()}`;
+    hubspot.addPrivateAppToken(token);
+    const tokens = { accessToken: token, refreshToken: null, expiresAt: null };
+    hubspotA = await createCrmConnection(admin, orgA, { provider: 'hubspot', apiBaseUrl: hubspot.url, authKind: 'token', tokens });
+    hubspotB = await createCrmConnection(admin, orgB, { provider: 'hubspot', apiBaseUrl: hubspot.url, authKind: 'token', tokens });
+    const longLived = `kommo-${randomUUID()}`;
+    kommo.addLongLivedToken(longLived);
+    kommoA = await createCrmConnection(admin, orgA, {
+      provider: 'kommo',
+      apiBaseUrl: kommo.url,
+      authKind: 'token',
+      tokens: { accessToken: longLived, refreshToken: null, expiresAt: null },
+      webhookSecretHash: sha256Hex(kommoSecret),
+    });
+  });
+
+  afterAll(async () => {
+    worker?.shutdown();
+    await running;
+    await app?.close();
+    await llm?.close();
+    await kommo?.close();
+    await hubspot?.close();
+    await temporal?.close();
+    await pool?.end();
+    await admin?.end();
+  });
+
+  async function createAgent(orgId: string, token: string, body: Record<string, unknown>): Promise<string> {
+    const res = await app.inject({
+      method: 'POST',
+      url: `/v1/orgs/${orgId}/agents`,
+      headers: { authorization: `Bearer ${token}` },
+      payload: { name: `Agent ${randomUUID().slice(0, 6)}`, model: 'sandbox/echo', ...body },
+    });
+    expect(res.statusCode, res.body).toBe(201);
+    return res.json().id;
+  }
+
+  const runsOf = async (agentId: string) =>
+    (await admin.query<{ input: string; idempotency_key: string | null; created_by: string | null }>(`select input, idempotency_key, created_by from public.agent_runs where agent_id = $1`, [agentId])).rows;
+
+  it('the agents API stores triggers, validates them, and members cannot change them', async () => {
+    const agentId = await createAgent(orgA, adminA, { crmConnectionId: hubspotA, triggers: [{ event: 'incoming_message' }] });
+    const got = await app.inject({ method: 'GET', url: `/v1/orgs/${orgA}/agents/${agentId}`, headers: { authorization: `Bearer ${memberA}` } });
+    expect(got.json().triggers).toEqual([{ event: 'incoming_message' }]);
+    const bad = await app.inject({
+      method: 'PATCH',
+      url: `/v1/orgs/${orgA}/agents/${agentId}`,
+      headers: { authorization: `Bearer ${adminA}` },
+      payload: { triggers: [{ event: 'lead_stage_entered' }] },
+    });
+    expect(bad.statusCode).toBe(400);
+    const byMember = await app.inject({
+      method: 'PATCH',
+      url: `/v1/orgs/${orgA}/agents/${agentId}`,
+      headers: { authorization: `Bearer ${memberA}` },
+      payload: { triggers: [] },
+    });
+    expect(byMember.statusCode).toBe(403);
+  });
+
+  it('a signed HubSpot stage change starts exactly one run of the triggered agent, and a redelivery nothing', async () => {
+    const trigger = [{ event: 'lead_stage_entered', stageId: 'closedwon' }];
+    const triggered = await createAgent(orgA, adminA, { crmConnectionId: hubspotA, triggers: trigger });
+    const otherStage = await createAgent(orgA, adminA, { crmConnectionId: hubspotA, triggers: [{ event: 'lead_stage_entered', stageId: 'closedlost' }] });
+    const untriggered = await createAgent(orgA, adminA, { crmConnectionId: hubspotA });
+    const foreign = await createAgent(orgB, adminB, { crmConnectionId: hubspotB, triggers: trigger });
+
+    hubspot.updateObject('deals', 100_002, { dealstage: 'closedwon' });
+    const path = `/v1/webhooks/crm/hubspot/${hubspotA}`;
+    const delivery = hubspot.webhookDelivery(`https://api.example.test${path}`, [
+      { eventId: 424_242, subscriptionType: 'deal.propertyChange', objectId: 100_002, propertyName: 'dealstage', propertyValue: 'closedwon' },
+    ]);
+    const first = await app.inject({ method: 'POST', url: path, headers: delivery.headers, payload: delivery.body });
+    expect(first.json()).toEqual({ received: 1, processed: 1, duplicates: 0 });
+
+    const runs = await runsOf(triggered);
+    expect(runs).toHaveLength(1);
+    expect(runs[0]!.idempotency_key).toMatch(new RegExp(`^webhook:[0-9a-f]{32}:${triggered}$`));
+    expect(runs[0]!.created_by).toBeNull();
+    expect(runs[0]!.input).toContain('lead 100002');
+    expect(runs[0]!.input).toContain('stage closedwon');
+    expect(runs[0]!.input).not.toContain('pat-na1');
+    for (const agentId of [otherStage, untriggered, foreign]) expect(await runsOf(agentId)).toEqual([]);
+
+    const again = await app.inject({ method: 'POST', url: path, headers: delivery.headers, payload: delivery.body });
+    expect(again.json()).toEqual({ received: 1, processed: 0, duplicates: 1 });
+    expect(await runsOf(triggered)).toHaveLength(1);
+  });
+
+  it('an incoming Kommo message lands once in the lead conversation of the triggered agent', async () => {
+    const agentId = await createAgent(orgA, adminA, { crmConnectionId: kommoA, triggers: [{ event: 'incoming_message' }] });
+    const silent = await createAgent(orgA, adminA, { crmConnectionId: kommoA, triggers: [{ event: 'lead_stage_entered', stageId: '1' }] });
+    const form = new URLSearchParams({
+      'message[add][0][id]': randomUUID(),
+      'message[add][0][type]': 'incoming',
+      'message[add][0][entity_type]': 'lead',
+      'message[add][0][entity_id]': '1000001',
+      'message[add][0][text]': 'Hello, is the offer still valid?',
+      'account[id]': '31000001',
+    }).toString();
+    const post = () =>
+      app.inject({
+        method: 'POST',
+        url: `/v1/webhooks/crm/kommo/${kommoA}?secret=${kommoSecret}`,
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        payload: form,
+      });
+    expect((await post()).json()).toEqual({ received: 1, processed: 1, duplicates: 0 });
+    expect((await post()).json()).toEqual({ received: 1, processed: 0, duplicates: 1 });
+
+    const { rows } = await admin.query<{ thread_key: string; author: string | null; source: string; content: string }>(
+      `select r.thread_key, m.author, m.source, m.content from public.conversation_messages m join public.agent_runs r on r.id = m.run_id where r.agent_id = $1`,
+      [agentId],
+    );
+    expect(rows).toEqual([{ thread_key: `crm:${kommoA}:1000001`, author: null, source: 'crm_webhook', content: 'Hello, is the offer still valid?' }]);
+    expect(await runsOf(silent)).toEqual([]);
+  });
+
+  it('a CRM message retried with the same source key is written and delivered once', async () => {
+    const agentId = await createAgent(orgA, adminA, { crmConnectionId: kommoA, triggers: [{ event: 'incoming_message' }] });
+    const runs = createRunService({ pool, temporal: temporal.client, taskQueue });
+    const message = { orgId: orgA, agentId, threadKey: `crm:${kommoA}:1000003`, content: 'Retried message', sourceKey: `webhook:${randomUUID()}:${agentId}` };
+    const first = await runs.postMessage({ kind: 'worker', orgId: orgA }, message);
+    const second = await runs.postMessage({ kind: 'worker', orgId: orgA }, message);
+    expect(second.messageId).toBe(first.messageId);
+    expect(second.runId).toBe(first.runId);
+    const { rows } = await admin.query(`select count(*)::int as n from public.conversation_messages where run_id = $1`, [first.runId]);
+    expect(rows[0]).toEqual({ n: 1 });
+    // A worker posts only into crm threads; people and keys keep their own rules.
+    await expect(runs.postMessage({ kind: 'worker', orgId: orgA }, { orgId: orgA, agentId, threadKey: 'plain', content: 'x' })).rejects.toMatchObject({ status: 403 });
+  });
+
+  it('people cannot forge CRM messages, and a worker writes them only into crm threads of its org', async () => {
+    const agentId = await createAgent(orgA, adminA, { crmConnectionId: kommoA });
+    const { rows } = await admin.query<{ id: string }>(
+      `insert into public.agent_runs (org_id, agent_id, input, thread_key) values ($1, $2, '', 'plain-thread') returning id`,
+      [orgA, agentId],
+    );
+    const plainRun = rows[0]!.id;
+    const { rows: crm } = await admin.query<{ id: string }>(
+      `insert into public.agent_runs (org_id, agent_id, input, thread_key) values ($1, $2, '', $3) returning id`,
+      [orgA, agentId, `crm:${kommoA}:1000002`],
+    );
+    const crmRun = crm[0]!.id;
+    const forge = `insert into public.conversation_messages (org_id, run_id, author, content, source) values ($1, $2, null, 'forged', 'crm_webhook')`;
+    expect(await attempt(pool, { kind: 'user', userId: memberAId }, forge, [orgA, crmRun])).toMatchObject({ errorCode: '42501' });
+    expect(await attempt(pool, { kind: 'worker', orgId: orgA }, forge, [orgA, plainRun])).toMatchObject({ errorCode: '42501' });
+    expect(await attempt(pool, { kind: 'worker', orgId: orgB }, forge, [orgA, crmRun])).toMatchObject({ errorCode: '42501' });
+    expect(await attempt(pool, { kind: 'worker', orgId: orgA }, forge, [orgA, crmRun])).toMatchObject({ rowCount: 1 });
+    const runAsWorker = `insert into public.agent_runs (org_id, agent_id, input, idempotency_key) values ($1, $2, 'x', $3)`;
+    expect(await attempt(pool, { kind: 'worker', orgId: orgA }, runAsWorker, [orgA, agentId, `manual-${randomUUID()}`])).toMatchObject({ errorCode: '42501' });
+  });
+});
