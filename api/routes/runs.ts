@@ -181,8 +181,12 @@ export function runControlRoutes(runs: RunService, hub: RunStreamHub): FastifyPl
               if (seq > lastSeq) void drain();
             },
             onDelta: (delta) => {
-              // Deltas of a step whose durable event was already sent are stale.
-              if (!closed && delta.seq > lastSeq) res.write(`event: delta\ndata: ${JSON.stringify({ seq: delta.seq, text: delta.text })}\n\n`);
+              // Queued behind any drain in progress: durable events committed before this delta
+              // (Postgres notifies in commit order) go out first, so a client never sees a step's
+              // tokens before the events that precede it. Deltas of a step already recorded are stale.
+              draining = draining.then(() => {
+                if (!closed && delta.seq > lastSeq) res.write(`event: delta\ndata: ${JSON.stringify({ seq: delta.seq, text: delta.text })}\n\n`);
+              });
             },
             onClose: close,
           });

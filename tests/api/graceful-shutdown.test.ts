@@ -23,7 +23,9 @@ describe('API graceful shutdown', () => {
     const agentId = await createAgent(admin, org.orgId);
     const token = await signUserToken(org.userWithRole('owner'));
     const port = await freePort();
-    const api = spawn(path.join(root, 'node_modules', '.bin', 'tsx'), [path.join(root, 'api', 'main.ts')], {
+    // `node --import tsx` rather than the tsx CLI: the CLI runs the app in a child process and
+    // relays signals, which would put a second process between SIGTERM and the server.
+    const api = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'api', 'main.ts')], {
       cwd: root,
       env: {
         ...process.env,
@@ -34,7 +36,8 @@ describe('API graceful shutdown', () => {
         TEMPORAL_NAMESPACE: process.env.TEST_TEMPORAL_NAMESPACE,
         SUPABASE_JWT_SECRET: TEST_JWT_SECRET,
         API_PORT: String(port),
-        SHUTDOWN_DRAIN_DELAY_MS: '600',
+        // Long enough for the balancer below to see readiness fail on a loaded machine.
+        SHUTDOWN_DRAIN_DELAY_MS: '3000',
         RATE_LIMIT_PER_ORG_PER_MINUTE: '100000',
       },
       stdio: ['ignore', 'ignore', 'pipe'],

@@ -27,10 +27,14 @@ type Service = {
 
 const compose = parseYaml(readFileSync(path.join(docker, 'compose.yaml'), 'utf8'), { merge: true }) as { services: Record<string, Service> };
 
-/** `node_modules/.bin/tsx <file>` commands must name files that exist. */
+/**
+ * `node --import tsx <file>` commands must name files that exist. Node itself must run the
+ * file (not the tsx CLI, which relays signals through a child process) so SIGTERM reaches it.
+ */
 function entryPoint(command: Service['command']): string | undefined {
   const parts = Array.isArray(command) ? command : [];
-  return parts[0] === 'node_modules/.bin/tsx' ? parts[1] : undefined;
+  if (parts.includes('node_modules/.bin/tsx')) throw new Error(`run sources with node --import tsx, not the tsx CLI: ${parts.join(' ')}`);
+  return parts[0] === 'node' && parts[1] === '--import' && parts[2] === 'tsx' ? parts[3] : undefined;
 }
 
 describe('docker/compose.yaml', () => {
@@ -113,6 +117,8 @@ describe('docker/Dockerfile', () => {
     expect(dockerfile).toMatch(/npm ci --omit=dev/);
     // Every source folder the processes import is copied into the image.
     for (const dir of ['api', 'activities', 'integrations', 'lib', 'workers', 'workflows', 'supabase']) expect(finalStage).toContain(`./${dir}`);
+    // Node is PID 1 and runs the entry point itself, so SIGTERM reaches the server.
+    expect(finalStage).toMatch(/^CMD \["node", "--import", "tsx", "api\/main\.ts"\]$/m);
   });
 });
 
@@ -152,7 +158,9 @@ describe('docker/k8s', () => {
           expect(container.resources?.[kind]?.memory, `${where} ${kind}.memory`).toBeTruthy();
         }
         expect(container.securityContext.allowPrivilegeEscalation).toBe(false);
-        expect(existsSync(path.join(root, container.command[1])), `${where}: ${container.command[1]}`).toBe(true);
+        const entry = entryPoint(container.command);
+        expect(entry, `${where}: ${container.command.join(' ')}`).toBeDefined();
+        expect(existsSync(path.join(root, entry!)), `${where}: ${entry}`).toBe(true);
         // Probes name ports the container declares.
         const portNames = (container.ports ?? []).map((p: { name: string }) => p.name);
         for (const probe of [container.readinessProbe, container.livenessProbe]) expect(portNames).toContain(probe.httpGet.port);
