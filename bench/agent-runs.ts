@@ -4,8 +4,8 @@
  * server, worker settings and process. Prints; asserts nothing. BENCH_RUNS (default 200),
  * BENCH_PARKED (default 500) and BENCH_TTFT_SAMPLES (default 20) scale it.
  */
+import { startBenchStack } from './stack.js';
 import { randomUUID } from 'node:crypto';
-import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
@@ -15,13 +15,8 @@ import { LlmClient } from '../integrations/llm/chat-completions.js';
 import { createPool, withServiceRole } from '../lib/db.js';
 import { createLogger } from '../lib/logger.js';
 import { createDataConverter } from '../lib/temporal-codec.js';
-import { prepareAppDatabase } from '../scripts/stack/app-database.js';
-import { createDatabase, dropDatabase, startPostgres } from '../scripts/stack/postgres.js';
-import { ensureTemporalCli } from '../scripts/stack/temporal-cli.js';
-import { startTemporalDevServer } from '../scripts/stack/temporal-server.js';
 import { startFakeLlm, type FakeLlmRequestBody } from '../tests/fakes/llm-server.js';
 import { SignJWT } from 'jose';
-import { customSearchAttributes } from '../workflows/search-attributes.js';
 import { agentRunWorkflowId } from '../workflows/task-queues.js';
 import type { agentRun } from '../workflows/agent-run.js';
 import type { baselineRun } from './workflows.js';
@@ -31,7 +26,6 @@ const PARKED = Number(process.env.BENCH_PARKED ?? 500);
 const TTFT_SAMPLES = Number(process.env.BENCH_TTFT_SAMPLES ?? 20);
 const ACTIVITIES_PER_RUN = 7; // startRun, 3 × callLlm, 2 × executeTool, finishRun
 const JWT_SECRET = 'bench-only-jwt-secret-0123456789abcdef-0123';
-const root = fileURLToPath(new URL('..', import.meta.url));
 const log = (msg: string) => console.log(`[bench] ${msg}`);
 
 const percentile = (values: number[], p: number) => {
@@ -42,14 +36,8 @@ const ms = (n: number) => `${n.toFixed(1)} ms`;
 
 async function main() {
   Runtime.install({ logger: new DefaultLogger('ERROR') });
-  const cliPath = await ensureTemporalCli(log);
-  const [temporalServer, postgres] = await Promise.all([
-    startTemporalDevServer({ cliPath, ui: false, searchAttributes: customSearchAttributes }),
-    startPostgres({ dataDir: path.join(root, '.data', 'bench-postgres'), port: 0, log }),
-  ]);
-  const databaseName = `gap_bench_${process.pid}`;
-  const adminUrl = await createDatabase(postgres.adminUrl, databaseName, { dropIfExists: true });
-  const { appUrl } = await prepareAppDatabase(adminUrl, log);
+  const stack = await startBenchStack('agent-runs', log);
+  const { temporal: temporalServer, adminUrl, appUrl } = stack;
   const admin = createPool(adminUrl, { max: 4 });
   const pool = createPool(appUrl, { max: 40, applicationName: 'bench' });
   const llm = await startFakeLlm();
@@ -208,9 +196,7 @@ async function main() {
   await llm.close();
   await pool.end();
   await admin.end();
-  await dropDatabase(postgres.adminUrl, databaseName).catch(() => undefined);
-  await postgres.stop();
-  await temporalServer.stop();
+  await stack.stop();
 }
 
 main().catch((err: unknown) => {

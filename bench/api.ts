@@ -5,9 +5,8 @@
  * the workflow being durably started, which is what the API answers after. Prints; asserts
  * nothing. BENCH_SECONDS (default 10) and BENCH_CONNECTIONS (default 20) scale it.
  */
+import { startBenchStack } from './stack.js';
 import { randomUUID } from 'node:crypto';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Client, Connection } from '@temporalio/client';
 import autocannon from 'autocannon';
 import { SignJWT } from 'jose';
@@ -15,18 +14,13 @@ import { buildApp } from '../api/app.js';
 import { createPool, withServiceRole } from '../lib/db.js';
 import { createLogger } from '../lib/logger.js';
 import { createDataConverter } from '../lib/temporal-codec.js';
-import { prepareAppDatabase } from '../scripts/stack/app-database.js';
-import { createDatabase, dropDatabase, startPostgres } from '../scripts/stack/postgres.js';
-import { ensureTemporalCli } from '../scripts/stack/temporal-cli.js';
-import { startTemporalDevServer } from '../scripts/stack/temporal-server.js';
-import { customSearchAttributes, OrgIdSearchAttribute } from '../workflows/search-attributes.js';
+import { OrgIdSearchAttribute } from '../workflows/search-attributes.js';
 import { agentRunWorkflowId } from '../workflows/task-queues.js';
 import type { agentRun } from '../workflows/agent-run.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 20);
 const JWT_SECRET = 'bench-only-jwt-secret-0123456789abcdef-0123';
-const root = fileURLToPath(new URL('..', import.meta.url));
 const log = (msg: string) => console.log(`[bench:api] ${msg}`);
 const percentile = (values: number[], p: number) => {
   const sorted = [...values].sort((a, b) => a - b);
@@ -34,14 +28,8 @@ const percentile = (values: number[], p: number) => {
 };
 
 async function main() {
-  const cliPath = await ensureTemporalCli(log);
-  const [temporalServer, postgres] = await Promise.all([
-    startTemporalDevServer({ cliPath, ui: false, searchAttributes: customSearchAttributes }),
-    startPostgres({ dataDir: path.join(root, '.data', 'bench-postgres'), port: 0, log }),
-  ]);
-  const databaseName = `gap_bench_api_${process.pid}`;
-  const adminUrl = await createDatabase(postgres.adminUrl, databaseName, { dropIfExists: true });
-  const { appUrl } = await prepareAppDatabase(adminUrl, log);
+  const stack = await startBenchStack('api', log);
+  const { temporal: temporalServer, adminUrl, appUrl } = stack;
   const admin = createPool(adminUrl, { max: 4 });
   const pool = createPool(appUrl, { max: 40, applicationName: 'bench-api' });
   const connection = await Connection.connect({ address: temporalServer.address });
@@ -118,9 +106,7 @@ async function main() {
   await connection.close();
   await pool.end();
   await admin.end();
-  await dropDatabase(postgres.adminUrl, databaseName).catch(() => undefined);
-  await postgres.stop();
-  await temporalServer.stop();
+  await stack.stop();
 }
 
 main().catch((err: unknown) => {

@@ -10,9 +10,8 @@
  * 2. Governor: a sync against a fake that allows BENCH_CRM_LIMIT (default 10) requests per
  *    second, with the governor's budget at 96% of it: achieved requests/s and the share of 429s.
  */
+import { startBenchStack } from './stack.js';
 import { randomUUID } from 'node:crypto';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, type Worker } from '@temporalio/worker';
 import { CredentialStore, storeTokens } from '../integrations/crm/credentials.js';
@@ -25,21 +24,15 @@ import { generateKeySpec, parseKeyring } from '../lib/crypto.js';
 import { createPool, withPrincipal, withServiceRole } from '../lib/db.js';
 import { createLogger } from '../lib/logger.js';
 import { createDataConverter } from '../lib/temporal-codec.js';
-import { prepareAppDatabase } from '../scripts/stack/app-database.js';
-import { createDatabase, dropDatabase, startPostgres } from '../scripts/stack/postgres.js';
-import { ensureTemporalCli } from '../scripts/stack/temporal-cli.js';
-import { startTemporalDevServer } from '../scripts/stack/temporal-server.js';
 import { startFakeKommo, type FakeKommo } from '../tests/fakes/kommo-server.js';
 import { createCrmSyncWorker } from '../workers/crm-sync-worker.js';
 import { crmSyncWorkflowId } from '../workflows/crm-sync-ids.js';
 import type { crmSync } from '../workflows/crm-sync.js';
-import { customSearchAttributes } from '../workflows/search-attributes.js';
 
 const RECORDS = Number(process.env.BENCH_CRM_RECORDS ?? 100_000);
 const LIMIT = Number(process.env.BENCH_CRM_LIMIT ?? 10);
 const LIMITED_REQUESTS = Number(process.env.BENCH_CRM_LIMITED_REQUESTS ?? 200);
 const TOKEN = 'bench-long-lived-token';
-const root = fileURLToPath(new URL('..', import.meta.url));
 const log = (msg: string) => console.log(`[bench:crm] ${msg}`);
 const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(0)} MiB`;
 const rate = (n: number, ms: number) => `${((n / ms) * 1000).toFixed(0)} records/s`;
@@ -54,14 +47,8 @@ const settings: CrmSettings = {
 
 async function main() {
   Runtime.install({ logger: new DefaultLogger('ERROR') });
-  const cliPath = await ensureTemporalCli(log);
-  const [temporalServer, postgres] = await Promise.all([
-    startTemporalDevServer({ cliPath, ui: false, searchAttributes: customSearchAttributes }),
-    startPostgres({ dataDir: path.join(root, '.data', 'bench-crm-postgres'), port: 0, log }),
-  ]);
-  const databaseName = `gap_bench_crm_${process.pid}`;
-  const adminUrl = await createDatabase(postgres.adminUrl, databaseName, { dropIfExists: true });
-  const { appUrl } = await prepareAppDatabase(adminUrl, log);
+  const stack = await startBenchStack('crm', log);
+  const { temporal: temporalServer, adminUrl, appUrl } = stack;
   const admin = createPool(adminUrl, { max: 4 });
   const pool = createPool(appUrl, { max: 30, applicationName: 'bench-crm' });
   const dataConverter = createDataConverter(undefined);
@@ -237,9 +224,7 @@ async function main() {
   await connection.close();
   await pool.end();
   await admin.end();
-  await dropDatabase(postgres.adminUrl, databaseName).catch(() => undefined);
-  await postgres.stop();
-  await temporalServer.stop();
+  await stack.stop();
 }
 
 main().catch((err: unknown) => {
