@@ -132,7 +132,7 @@ describe('OWASP API sweeps over every route of the inventory', () => {
 
   const PRIVILEGED = ['org_id', 'orgId', 'role', 'id', 'created_by', 'createdBy', 'owner', 'isAdmin', 'scope', 'status', 'key_hash', 'keyHash', 'token_hash', 'secret', 'token', 'webhook_secret_hash', 'api_base_url', 'apiBaseUrl', 'accessToken', 'unknownField'];
 
-  async function snapshotOf(orgId: string): Promise<Record<string, string>> {
+  async function snapshotOf(orgId: string, ownerId: string): Promise<Record<string, string>> {
     const { rows: tables } = await full.admin.query<{ table_name: string }>(
       `select table_name from information_schema.columns where table_schema = 'public' and column_name = 'org_id' order by table_name`,
     );
@@ -141,14 +141,18 @@ describe('OWASP API sweeps over every route of the inventory', () => {
       const { rows } = await full.admin.query<{ h: string }>(`select md5(coalesce(string_agg(t::text, '|' order by t::text), '')) as h from public.${table_name} t where org_id = $1`, [orgId]);
       snapshot[table_name] = rows[0]!.h;
     }
-    const { rows } = await full.admin.query<{ h: string; n: number }>(`select md5(o::text) as h, (select count(*)::int from public.organizations) as n from public.organizations o where id = $1`, [orgId]);
+    // Orgs the caller belongs to, not all orgs: other test files create orgs concurrently.
+    const { rows } = await full.admin.query<{ h: string; n: number }>(
+      `select md5(o::text) as h, (select count(*)::int from public.organization_members m where m.user_id = $2) as n from public.organizations o where id = $1`,
+      [orgId, ownerId],
+    );
     snapshot.organization = rows[0]!.h;
-    snapshot.organizationCount = String(rows[0]!.n);
+    snapshot.callersOrganizationCount = String(rows[0]!.n);
     return snapshot;
   }
 
   it('mass assignment: privileged or unknown fields on every write route answer 400 and change no row', async () => {
-    const before = await snapshotOf(a.orgId);
+    const before = await snapshotOf(a.orgId, a.ownerId);
     let attempts = 0;
     for (const route of bearer.filter(isWrite)) {
       const op = spec.paths[route.path.replace(/:([A-Za-z]+)/g, '{$1}')]![route.method.toLowerCase()]!;
@@ -164,7 +168,7 @@ describe('OWASP API sweeps over every route of the inventory', () => {
       }
     }
     expect(attempts).toBeGreaterThan(200);
-    expect(await snapshotOf(a.orgId)).toEqual(before);
+    expect(await snapshotOf(a.orgId, a.ownerId)).toEqual(before);
   });
 
   it('resource consumption: a huge limit is capped on every list route, a bad one is refused', async () => {
