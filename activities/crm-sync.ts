@@ -4,14 +4,14 @@
  * (public.crm_sync_state), so a crashed worker resumes at the page after the last committed one.
  * Arguments and results are ids, modes and counts.
  */
-import { ApplicationFailure, Context } from '@temporalio/activity';
+import { ApplicationFailure, CancelledFailure, Context } from '@temporalio/activity';
 import type pg from 'pg';
 import { withPrincipal, type Tx } from '../lib/db.js';
 import type { Logger } from '../lib/logger.js';
 import { ConnectionUnavailableError, type CredentialStore } from '../integrations/crm/credentials.js';
 import { CrmError } from '../integrations/crm/http.js';
 import { tombstoneRecords, tombstoneUnseen, upsertRecords } from '../integrations/crm/record-store.js';
-import { crmObjectTypes, type CrmObjectType, type CrmPage } from '../integrations/crm/types.js';
+import { crmObjectTypes, type CrmDeletionsPage, type CrmObjectType, type CrmPage } from '../integrations/crm/types.js';
 import { CrmFailureTypes } from './crm-failure-types.js';
 import { crmRecordsSynced } from '../lib/metrics.js';
 
@@ -60,6 +60,10 @@ export interface CrmSyncActivityDeps {
   pageSize?: number;
   /** How far incremental windows reach back before the watermark, so nothing slips between runs. */
   overlapMs?: number;
+  /** One page activity stops after this many pages (default 200) ... */
+  pagesPerActivity?: number;
+  /** ... or after this long (default 10 s), and the workflow schedules the next one. */
+  activityTimeBudgetMs?: number;
 }
 
 /** A sync that has not reported progress for this long is considered dead (its worker crashed and the workflow was terminated). */
@@ -68,21 +72,36 @@ const STALE_RUN_MINUTES = 10;
 const worker = (orgId: string) => ({ kind: 'worker', orgId }) as const;
 
 /**
- * Heartbeats every second while a page is in flight (the SDK throttles what it sends), so a
+ * Heartbeats every second while pages are in flight (the SDK throttles what it sends), so a
  * worker that dies mid-page is noticed after the workflow's heartbeat timeout rather than the
- * page's start-to-close timeout. A no-op outside an activity.
+ * activity's start-to-close timeout. Details are counts only (type, phase, pages, records).
+ * Heartbeating is also how a cancellation arrives; `cancelled()` reads it. No-ops outside an activity.
  */
-function heartbeatWhileRunning(): () => void {
+function heartbeatWhileRunning() {
   let ctx: Context;
   try {
     ctx = Context.current();
   } catch {
-    return () => {};
+    return { progress: (_details: object) => {}, cancelled: () => false, throwIfCancelled: () => {}, stop: () => {} };
   }
+  let details: object | undefined;
   ctx.heartbeat();
-  const timer = setInterval(() => ctx.heartbeat(), 1_000);
-  return () => clearInterval(timer);
+  const timer = setInterval(() => ctx.heartbeat(details), 1_000);
+  return {
+    progress(next: object) {
+      details = next;
+      ctx.heartbeat(details);
+    },
+    cancelled: () => ctx.cancellationSignal.aborted,
+    throwIfCancelled() {
+      // Pages committed so far stay committed; the retry (or the next run) resumes at the checkpoint.
+      if (ctx.cancellationSignal.aborted) throw ctx.cancellationSignal.reason ?? new CancelledFailure('activity cancelled');
+    },
+    stop: () => clearInterval(timer),
+  };
 }
+
+type FetchedPage = { kind: 'records'; page: CrmPage } | { kind: 'deletions'; page: CrmDeletionsPage };
 
 /** CRM and connection errors → Temporal failures: 429/5xx retry after the provider's wait; the rest stop the sync. */
 export function toActivityFailure(err: unknown): unknown {
@@ -133,6 +152,8 @@ async function claimState(tx: Tx, input: SyncPageInput): Promise<StateRow> {
 export function createCrmSyncActivities(deps: CrmSyncActivityDeps) {
   const { pool, credentials } = deps;
   const overlapMs = deps.overlapMs ?? 5 * 60_000;
+  const pagesPerActivity = Math.max(1, deps.pagesPerActivity ?? 200);
+  const timeBudgetMs = deps.activityTimeBudgetMs ?? 10_000;
 
   async function beginCrmSync(input: BeginSyncInput): Promise<{ objectTypes: CrmObjectType[] }> {
     return withPrincipal(pool, worker(input.orgId), async (tx) => {
@@ -164,50 +185,100 @@ export function createCrmSyncActivities(deps: CrmSyncActivityDeps) {
     });
   }
 
+  /**
+   * Syncs pages of one object type until it is exhausted or the invocation's budget (time, pages)
+   * is spent. Each page is its own transaction with its checkpoint, so a crash or a retry resumes
+   * at the first uncommitted page; the next page is fetched while the current one is upserted.
+   * Answers the aggregated counts and the phase after the last committed page.
+   */
   async function syncCrmPage(input: SyncPageInput): Promise<SyncPageResult> {
-    const stopHeartbeat = heartbeatWhileRunning();
+    const heartbeat = heartbeatWhileRunning();
+    const started = Date.now();
+    const total: SyncPageResult = { done: false, phase: 'records', records: 0, added: 0, updated: 0, deleted: 0 };
+    let pending: Promise<FetchedPage> | null = null;
     try {
       const scope = { orgId: input.orgId, connectionId: input.connectionId };
       const state = await withPrincipal(pool, worker(input.orgId), (tx) => claimState(tx, input));
-      if (state.phase === 'done') return { done: true, phase: 'done', records: 0, added: 0, updated: 0, deleted: 0 };
+      if (state.phase === 'done') return { ...total, done: true, phase: 'done' };
 
       const { adapter } = await credentials.open(scope);
       const since = input.mode === 'incremental' && state.watermark ? new Date(state.watermark.getTime() - overlapMs) : null;
-      const pageRequest = { cursor: state.cursor, ...(deps.pageSize ? { pageSize: deps.pageSize } : {}) };
-
-      if (state.phase === 'deletions') {
-        const page = await adapter.listDeletedSince(input.objectType, since ?? new Date(0), pageRequest);
-        return await withPrincipal(pool, worker(input.orgId), async (tx) => {
-          const deleted = await tombstoneRecords(tx, scope, input.objectType, page.externalIds);
-          const phase = page.nextCursor === null ? 'done' : 'deletions';
-          await saveCheckpoint(tx, input, phase, page.nextCursor, { records: 0, added: 0, updated: 0, deleted, failed: 0 });
-          return { done: phase === 'done', phase, records: 0, added: 0, updated: 0, deleted };
-        });
-      }
-
-      const page: CrmPage = since ? await adapter.listChangedSince(input.objectType, since, pageRequest) : await adapter.listPage(input.objectType, pageRequest);
       const fullPass = since === null;
-      return await withPrincipal(pool, worker(input.orgId), async (tx) => {
-        const counts = await upsertRecords(tx, scope, input.objectType, page.records, fullPass ? input.syncRunId : null);
-        let deleted = 0;
-        let phase: SyncPageResult['phase'] = 'records';
-        if (page.nextCursor === null) {
-          if (fullPass) {
-            // Every live record was listed in this run: the ones it never saw are gone.
-            deleted = await tombstoneUnseen(tx, scope, input.objectType, input.syncRunId);
-            phase = 'done';
-          } else {
-            phase = adapter.supportsDeletionFeed(input.objectType) ? 'deletions' : 'done';
-          }
+      const fetchPage = (phase: 'records' | 'deletions', cursor: string | null): Promise<FetchedPage> => {
+        const pageRequest = { cursor, ...(deps.pageSize ? { pageSize: deps.pageSize } : {}) };
+        if (phase === 'deletions') {
+          return adapter.listDeletedSince(input.objectType, since ?? new Date(0), pageRequest).then((page) => ({ kind: 'deletions', page }));
         }
-        await saveCheckpoint(tx, input, phase, page.nextCursor, { records: page.records.length, ...counts, deleted });
-        crmRecordsSynced.inc({ provider: adapter.provider, object_type: input.objectType }, counts.added + counts.updated);
-        return { done: phase === 'done', phase, records: page.records.length, added: counts.added, updated: counts.updated, deleted };
-      });
+        return (since ? adapter.listChangedSince(input.objectType, since, pageRequest) : adapter.listPage(input.objectType, pageRequest)).then((page) => ({
+          kind: 'records',
+          page,
+        }));
+      };
+
+      let phase: SyncPageResult['phase'] = state.phase;
+      let next: Promise<FetchedPage> = fetchPage(state.phase, state.cursor);
+      for (let pages = 1; ; pages++) {
+        pending = next;
+        const fetched = await next;
+        pending = null;
+        // Prefetch the following page of the same phase while this one is written, unless the
+        // budget ends the invocation here (a prefetched page is always processed).
+        const nextCursor = fetched.page.nextCursor;
+        const more = nextCursor !== null && pages < pagesPerActivity && Date.now() - started < timeBudgetMs && !heartbeat.cancelled();
+        if (more) {
+          pending = fetchPage(fetched.kind, nextCursor);
+          pending.catch(() => {}); // awaited next iteration; never an unhandled rejection if we stop first
+        }
+
+        const result = await withPrincipal(pool, worker(input.orgId), async (tx) => {
+          if (fetched.kind === 'deletions') {
+            const deleted = await tombstoneRecords(tx, scope, input.objectType, fetched.page.externalIds);
+            const after = fetched.page.nextCursor === null ? 'done' : 'deletions';
+            await saveCheckpoint(tx, input, after, fetched.page.nextCursor, { records: 0, added: 0, updated: 0, deleted, failed: 0 });
+            return { phase: after, records: 0, added: 0, updated: 0, deleted } as const;
+          }
+          const page = fetched.page;
+          const counts = await upsertRecords(tx, scope, input.objectType, page.records, fullPass ? input.syncRunId : null);
+          let deleted = 0;
+          let after: SyncPageResult['phase'] = 'records';
+          if (page.nextCursor === null) {
+            if (fullPass) {
+              // Every live record was listed in this run: the ones it never saw are gone.
+              deleted = await tombstoneUnseen(tx, scope, input.objectType, input.syncRunId);
+              after = 'done';
+            } else {
+              after = adapter.supportsDeletionFeed(input.objectType) ? 'deletions' : 'done';
+            }
+          }
+          await saveCheckpoint(tx, input, after, page.nextCursor, { records: page.records.length, ...counts, deleted });
+          crmRecordsSynced.inc({ provider: adapter.provider, object_type: input.objectType }, counts.added + counts.updated);
+          return { phase: after, records: page.records.length, added: counts.added, updated: counts.updated, deleted };
+        });
+        phase = result.phase;
+        total.records += result.records;
+        total.added += result.added;
+        total.updated += result.updated;
+        total.deleted += result.deleted;
+        heartbeat.progress({ objectType: input.objectType, phase, pages, records: total.records });
+
+        if (pending) {
+          next = pending;
+          continue;
+        }
+        // The records phase ended in an incremental run: the deletion feed follows, budget permitting.
+        if (phase === 'deletions' && pages < pagesPerActivity && Date.now() - started < timeBudgetMs && !heartbeat.cancelled()) {
+          next = fetchPage('deletions', null);
+          continue;
+        }
+        break;
+      }
+      heartbeat.throwIfCancelled();
+      return { ...total, done: phase === 'done', phase };
     } catch (err) {
       throw toActivityFailure(err);
     } finally {
-      stopHeartbeat();
+      pending?.catch(() => {});
+      heartbeat.stop();
     }
   }
 

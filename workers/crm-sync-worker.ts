@@ -24,6 +24,8 @@ export interface CrmSyncWorkerDeps {
   shutdownGraceTime?: WorkerOptions['shutdownGraceTime'];
   pageSize?: number;
   overlapMs?: number;
+  /** Page budget of one page activity (see CrmSyncActivityDeps). */
+  pagesPerActivity?: number;
   dataConverter?: DataConverter;
   /** Page activities in flight at once (different connections sync in parallel). */
   maxConcurrentActivityTaskExecutions?: number;
@@ -42,6 +44,7 @@ export async function createCrmSyncWorker(deps: CrmSyncWorkerDeps): Promise<Work
       logger: deps.logger,
       ...(deps.pageSize ? { pageSize: deps.pageSize } : {}),
       ...(deps.overlapMs !== undefined ? { overlapMs: deps.overlapMs } : {}),
+      ...(deps.pagesPerActivity !== undefined ? { pagesPerActivity: deps.pagesPerActivity } : {}),
     }),
     maxConcurrentActivityTaskExecutions: deps.maxConcurrentActivityTaskExecutions ?? 20,
     shutdownGraceTime: deps.shutdownGraceTime ?? '30 seconds',

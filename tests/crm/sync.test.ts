@@ -48,6 +48,8 @@ describe('crmSync against the fakes (real Temporal, real Postgres)', () => {
       workflowBundle: { codePath: process.env.TEST_WORKFLOW_BUNDLE! },
       shutdownGraceTime: '2 seconds',
       overlapMs: 2_000,
+      // Several pages per activity (prefetching), yet few enough that the 15-page continue-as-new still happens.
+      pagesPerActivity: 3,
       dataConverter: testDataConverter,
     });
     running = worker.run();

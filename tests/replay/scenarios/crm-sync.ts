@@ -27,6 +27,8 @@ export async function startWorkers(ctx: ScenarioContext) {
       workflowBundle: { codePath: process.env.TEST_WORKFLOW_BUNDLE! },
       shutdownGraceTime: '2 seconds',
       pageSize: 10,
+      // One page per activity, as when these histories were recorded (the continue-as-new scenario needs it).
+      pagesPerActivity: 1,
       dataConverter: testDataConverter,
     }),
   ];
