@@ -4,7 +4,8 @@
  * server, worker settings and process. Prints; asserts nothing. BENCH_RUNS (default 200),
  * BENCH_PARKED (default 500) and BENCH_TTFT_SAMPLES (default 20) scale it.
  */
-import { startBenchStack } from './stack.js';
+import path from 'node:path';
+import { startSuiteStack } from '../scripts/stack/suite-stack.js';
 import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { Client, Connection } from '@temporalio/client';
@@ -36,7 +37,7 @@ const ms = (n: number) => `${n.toFixed(1)} ms`;
 
 async function main() {
   Runtime.install({ logger: new DefaultLogger('ERROR') });
-  const stack = await startBenchStack('agent-runs', log);
+  const stack = await startSuiteStack({ name: 'bench_agent-runs', postgresDataDir: path.join(import.meta.dirname, '..', '.data', 'bench-agent-runs-postgres'), log });
   const { temporal: temporalServer, adminUrl, appUrl } = stack;
   const admin = createPool(adminUrl, { max: 4 });
   const pool = createPool(appUrl, { max: 40, applicationName: 'bench' });

@@ -5,7 +5,8 @@
  * the workflow being durably started, which is what the API answers after. Prints; asserts
  * nothing. BENCH_SECONDS (default 10) and BENCH_CONNECTIONS (default 20) scale it.
  */
-import { startBenchStack } from './stack.js';
+import path from 'node:path';
+import { startSuiteStack } from '../scripts/stack/suite-stack.js';
 import { randomUUID } from 'node:crypto';
 import { Client, Connection } from '@temporalio/client';
 import autocannon from 'autocannon';
@@ -28,7 +29,7 @@ const percentile = (values: number[], p: number) => {
 };
 
 async function main() {
-  const stack = await startBenchStack('api', log);
+  const stack = await startSuiteStack({ name: 'bench_api', postgresDataDir: path.join(import.meta.dirname, '..', '.data', 'bench-api-postgres'), log });
   const { temporal: temporalServer, adminUrl, appUrl } = stack;
   const admin = createPool(adminUrl, { max: 4 });
   const pool = createPool(appUrl, { max: 40, applicationName: 'bench-api' });

@@ -10,7 +10,8 @@
  * 2. Governor: a sync against a fake that allows BENCH_CRM_LIMIT (default 10) requests per
  *    second, with the governor's budget at 96% of it: achieved requests/s and the share of 429s.
  */
-import { startBenchStack } from './stack.js';
+import path from 'node:path';
+import { startSuiteStack } from '../scripts/stack/suite-stack.js';
 import { randomUUID } from 'node:crypto';
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, type Worker } from '@temporalio/worker';
@@ -47,7 +48,7 @@ const settings: CrmSettings = {
 
 async function main() {
   Runtime.install({ logger: new DefaultLogger('ERROR') });
-  const stack = await startBenchStack('crm', log);
+  const stack = await startSuiteStack({ name: 'bench_crm', postgresDataDir: path.join(import.meta.dirname, '..', '.data', 'bench-crm-postgres'), log });
   const { temporal: temporalServer, adminUrl, appUrl } = stack;
   const admin = createPool(adminUrl, { max: 4 });
   const pool = createPool(appUrl, { max: 30, applicationName: 'bench-crm' });
