@@ -18,7 +18,7 @@ import { DefaultLogger, NativeConnection, Runtime, type Worker } from '@temporal
 import { CredentialStore, storeTokens } from '../integrations/crm/credentials.js';
 import { RateGovernor, type RateBudget } from '../integrations/crm/governor.js';
 import { KommoAdapter, KOMMO_MAX_PAGE } from '../integrations/crm/kommo.js';
-import { upsertRecords } from '../integrations/crm/record-store.js';
+import { toRecordRow, upsertRecords } from '../integrations/crm/record-store.js';
 import type { CrmSettings } from '../integrations/crm/settings.js';
 import type { CrmRecord } from '../integrations/crm/types.js';
 import { generateKeySpec, parseKeyring } from '../lib/crypto.js';
@@ -155,18 +155,7 @@ async function main() {
       [
         orgId,
         rawConnection,
-        JSON.stringify(
-          batch.map((r) => ({
-            external_id: r.externalId,
-            name: r.name,
-            email: r.email,
-            pipeline_id: r.pipelineId,
-            stage_id: r.stageId,
-            owner_id: r.ownerId,
-            properties: r.properties,
-            remote_updated_at: r.updatedAt?.toISOString() ?? null,
-          })),
-        ),
+        JSON.stringify(batch.map(toRecordRow)),
       ],
     );
   }

@@ -9,20 +9,10 @@
  *    namespace (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE), adding only what is missing.
  */
 import { Connection } from '@temporalio/client';
-import { encodeSearchAttributeIndexedValueType } from '@temporalio/common/lib/search-attributes.js';
-import pg from 'pg';
 import { migrate } from '../lib/migrate.js';
 import { customSearchAttributes } from '../workflows/search-attributes.js';
-
-const KIND_TO_ENCODING = {
-  Keyword: 'KEYWORD',
-  Text: 'TEXT',
-  Int: 'INT',
-  Double: 'DOUBLE',
-  Bool: 'BOOL',
-  Datetime: 'DATETIME',
-  KeywordList: 'KEYWORD_LIST',
-} as const;
+import { setAuthenticatorPassword } from './stack/app-database.js';
+import { registerSearchAttributes } from './stack/temporal-server.js';
 
 async function main(): Promise<void> {
   const migrationUrl = process.env.DATABASE_MIGRATION_URL;
@@ -32,13 +22,7 @@ async function main(): Promise<void> {
 
   const password = process.env.AUTHENTICATOR_PASSWORD;
   if (password) {
-    const client = new pg.Client({ connectionString: migrationUrl });
-    await client.connect();
-    try {
-      await client.query(`alter role authenticator with login password ${client.escapeLiteral(password)}`);
-    } finally {
-      await client.end();
-    }
+    await setAuthenticatorPassword(migrationUrl, password);
     console.log('[setup] authenticator can log in');
   }
 
@@ -58,13 +42,9 @@ async function main(): Promise<void> {
     }
   }
   try {
-    const { customAttributes } = await connection.operatorService.listSearchAttributes({ namespace });
-    const missing: Record<string, number> = {};
-    for (const [name, kind] of Object.entries(customSearchAttributes)) {
-      if (customAttributes?.[name] === undefined) missing[name] = encodeSearchAttributeIndexedValueType(KIND_TO_ENCODING[kind])!;
-    }
-    if (Object.keys(missing).length > 0) await connection.operatorService.addSearchAttributes({ namespace, searchAttributes: missing });
-    console.log(`[setup] search attributes: ${Object.keys(missing).length === 0 ? 'up to date' : `added ${Object.keys(missing).join(', ')}`}`);
+    // The same registration the dev server uses: a name already registered with another type fails loudly.
+    const added = await registerSearchAttributes(connection, namespace, customSearchAttributes);
+    console.log(`[setup] search attributes: ${added.length === 0 ? 'up to date' : `added ${added.join(', ')}`}`);
   } finally {
     await connection.close();
   }

@@ -14,6 +14,20 @@ export interface UpsertCounts {
 
 const MAX_EXTERNAL_ID = 100;
 
+/** A record as the jsonb row `upsertRecords` feeds to jsonb_to_recordset. */
+export function toRecordRow(r: CrmRecord) {
+  return {
+    external_id: r.externalId,
+    name: r.name,
+    email: r.email,
+    pipeline_id: r.pipelineId,
+    stage_id: r.stageId,
+    owner_id: r.ownerId,
+    properties: r.properties,
+    remote_updated_at: r.updatedAt?.toISOString() ?? null,
+  };
+}
+
 /**
  * One statement per batch. `updated` counts records whose content changed (or came back from a
  * tombstone); re-reading an unchanged record touches only `seen_run_id`. All CTEs read the same
@@ -31,16 +45,7 @@ export async function upsertRecords(
   // A page can repeat a record (overlapping windows, HubSpot's GTE restarts): last one wins.
   const unique = [...new Map(valid.map((r) => [r.externalId, r])).values()];
   if (unique.length === 0) return { added: 0, updated: 0, failed };
-  const rows = unique.map((r) => ({
-    external_id: r.externalId,
-    name: r.name,
-    email: r.email,
-    pipeline_id: r.pipelineId,
-    stage_id: r.stageId,
-    owner_id: r.ownerId,
-    properties: r.properties,
-    remote_updated_at: r.updatedAt?.toISOString() ?? null,
-  }));
+  const rows = unique.map(toRecordRow);
   const { rows: result } = await tx.query<{ added: number; updated: number }>(
     `with input as (
        select * from jsonb_to_recordset($4::jsonb) as x(

@@ -12,6 +12,15 @@ export async function prepareAppDatabase(adminUrl: string, log: (msg: string) =>
   if (applied.length > 0) log(`applied migrations: ${applied.join(', ')}`);
 
   const password = randomBytes(18).toString('base64url');
+  await setAuthenticatorPassword(adminUrl, password);
+  const appUrl = new URL(adminUrl);
+  appUrl.username = 'authenticator';
+  appUrl.password = password;
+  return { appUrl: appUrl.toString() };
+}
+
+/** Lets `authenticator` log in with `password` (ALTER ROLE takes no parameters, hence the escaping). */
+export async function setAuthenticatorPassword(adminUrl: string, password: string): Promise<void> {
   const client = new pg.Client({ connectionString: adminUrl });
   await client.connect();
   try {
@@ -19,8 +28,4 @@ export async function prepareAppDatabase(adminUrl: string, log: (msg: string) =>
   } finally {
     await client.end();
   }
-  const appUrl = new URL(adminUrl);
-  appUrl.username = 'authenticator';
-  appUrl.password = password;
-  return { appUrl: appUrl.toString() };
 }

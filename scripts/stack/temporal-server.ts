@@ -204,11 +204,11 @@ function kindOf(indexedValueType: number): string {
  * start-dev only registers --search-attribute values when it creates a namespace, so with a
  * --db-filename from an earlier run new attributes must be added through the operator API.
  */
-async function registerSearchAttributes(
+export async function registerSearchAttributes(
   connection: Connection,
   namespace: string,
   wanted: Record<string, SearchAttributeKind>,
-): Promise<void> {
+): Promise<string[]> {
   const { customAttributes } = await connection.operatorService.listSearchAttributes({ namespace });
   const missing: Record<string, number> = {};
   for (const [name, kind] of Object.entries(wanted)) {
@@ -224,13 +224,13 @@ async function registerSearchAttributes(
       );
     }
   }
-  if (Object.keys(missing).length === 0) return;
+  if (Object.keys(missing).length === 0) return [];
   await connection.operatorService.addSearchAttributes({ namespace, searchAttributes: missing });
   // The dev server turns on forceSearchAttributesCacheRefreshOnRead, so they are usable at once;
   // confirm anyway so a caller never races a query against registration.
   for (let i = 0; i < 20; i++) {
     const after = await connection.operatorService.listSearchAttributes({ namespace });
-    if (Object.keys(missing).every((name) => after.customAttributes?.[name] !== undefined)) return;
+    if (Object.keys(missing).every((name) => after.customAttributes?.[name] !== undefined)) return Object.keys(missing);
     await sleep(100);
   }
   throw new Error(`search attributes ${Object.keys(missing).join(', ')} did not appear after registration`);
