@@ -134,16 +134,31 @@ export function forEachLine(stream: Readable | null, onLine: (line: string) => v
   });
 }
 
-/** Keeps the last `capacity` lines, for error messages when a child dies early. */
+/**
+ * Keeps the last `capacity` lines, for error messages when a child dies early. Lines that
+ * `isNotable` picks (the cause of a crash, say) are kept as well, up to `capacity` of them,
+ * since a Go panic's stack trace alone fills the tail and pushes its cause out.
+ */
 export class RecentLines {
   private readonly lines: string[] = [];
-  constructor(private readonly capacity = 40) {}
+  private readonly notable: string[] = [];
+  private pushed = 0;
+  constructor(
+    private readonly capacity = 40,
+    private readonly isNotable: (line: string) => boolean = () => false,
+  ) {}
   push(line: string): void {
+    this.pushed += 1;
     this.lines.push(line);
-    if (this.lines.length > this.capacity) this.lines.shift();
+    if (this.lines.length > this.capacity) {
+      const dropped = this.lines.shift()!;
+      if (this.isNotable(dropped) && this.notable.length < this.capacity) this.notable.push(dropped);
+    }
   }
   toString(): string {
-    return this.lines.join('\n');
+    if (this.notable.length === 0) return this.lines.join('\n');
+    const omitted = this.pushed - this.lines.length - this.notable.length;
+    return [...this.notable, `… ${omitted} more lines …`, ...this.lines].join('\n');
   }
 }
 

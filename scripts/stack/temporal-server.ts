@@ -63,6 +63,9 @@ const KIND_TO_ENCODING = {
 
 const STOP_GRACE_MS = 10_000;
 const PORT_IN_USE = /can't (set|use default) .*port|address already in use/i;
+// The dev server's logger turns Fatal into an error line and carries on, so a failed listener
+// shows up as an error line followed by a nil-pointer panic and a long stack trace.
+const isCrashCause = (line: string): boolean => /"level":"(error|fatal)"|level=(ERROR|FATAL)|^panic:|^fatal error:|^Error:/i.test(line);
 
 /**
  * Starts `temporal server start-dev` and resolves once it answers gRPC calls for the namespace
@@ -112,7 +115,7 @@ async function startOnce(opts: TemporalDevServerOptions): Promise<TemporalDevSer
   }
   args.push(...(opts.extraArgs ?? []));
 
-  const recent = new RecentLines(40);
+  const recent = new RecentLines(40, isCrashCause);
   const child = spawn(opts.cliPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   bindChildToParent(child, 'SIGTERM', STOP_GRACE_MS / 1000);
   const onLine = (line: string): void => {
