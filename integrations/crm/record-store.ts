@@ -30,8 +30,14 @@ export function toRecordRow(r: CrmRecord) {
 
 /**
  * One statement per batch. `updated` counts records whose content changed (or came back from a
- * tombstone); re-reading an unchanged record touches only `seen_run_id`. All CTEs read the same
- * snapshot, so `before` is the state prior to this upsert.
+ * tombstone). A row whose content, remote timestamp and liveness are unchanged is not rewritten
+ * at all unless a full sync has to mark it seen. All CTEs read the same snapshot, so `before` is
+ * the state prior to this upsert.
+ *
+ * `before` probes the primary key once per input row. As a plain join, the planner (trusting
+ * statistics taken before a first sync filled the table) scanned every record of the
+ * connection for each batch, which made a sync quadratic in the size of the account; the
+ * `limit 1` keeps the lateral subquery from being flattened back into such a join.
  */
 export async function upsertRecords(
   tx: Tx,
@@ -53,9 +59,14 @@ export async function upsertRecords(
          properties jsonb, remote_updated_at timestamptz)
      ),
      before as (
-       select r.external_id, r.properties, r.name, r.stage_id, r.pipeline_id, r.owner_id, r.email, r.deleted_at
-       from public.crm_records r
-       where r.connection_id = $2 and r.object_type = $3 and r.external_id in (select external_id from input)
+       select r.*
+       from input i
+       cross join lateral (
+         select r.external_id, r.properties, r.name, r.stage_id, r.pipeline_id, r.owner_id, r.email, r.deleted_at
+         from public.crm_records r
+         where r.connection_id = $2 and r.object_type = $3 and r.external_id = i.external_id
+         limit 1
+       ) r
      ),
      upserted as (
        insert into public.crm_records as r
@@ -66,6 +77,10 @@ export async function upsertRecords(
          name = excluded.name, email = excluded.email, pipeline_id = excluded.pipeline_id, stage_id = excluded.stage_id,
          owner_id = excluded.owner_id, properties = excluded.properties, remote_updated_at = excluded.remote_updated_at,
          deleted_at = null, seen_run_id = coalesce(excluded.seen_run_id, r.seen_run_id)
+       where r.deleted_at is not null
+          or (excluded.seen_run_id is not null and r.seen_run_id is distinct from excluded.seen_run_id)
+          or (r.name, r.email, r.pipeline_id, r.stage_id, r.owner_id, r.properties, r.remote_updated_at)
+             is distinct from (excluded.name, excluded.email, excluded.pipeline_id, excluded.stage_id, excluded.owner_id, excluded.properties, excluded.remote_updated_at)
        returning r.external_id
      )
      select
