@@ -66,6 +66,9 @@ export interface CrmSyncActivityDeps {
   activityTimeBudgetMs?: number;
 }
 
+/** Pages fetched ahead of the writer; also the most pages one transaction writes. */
+const FETCH_AHEAD = 4;
+
 /** A sync that has not reported progress for this long is considered dead (its worker crashed and the workflow was terminated). */
 const STALE_RUN_MINUTES = 10;
 
@@ -187,15 +190,18 @@ export function createCrmSyncActivities(deps: CrmSyncActivityDeps) {
 
   /**
    * Syncs pages of one object type until it is exhausted or the invocation's budget (time, pages)
-   * is spent. Each page is its own transaction with its checkpoint, so a crash or a retry resumes
-   * at the first uncommitted page; the next page is fetched while the current one is upserted.
+   * is spent. Fetching runs ahead of writing by up to FETCH_AHEAD pages; every page already
+   * fetched is written in one transaction together with the checkpoint after the last of them,
+   * so a crash or a retry resumes at the first uncommitted page and re-fetches at most that many.
    * Answers the aggregated counts and the phase after the last committed page.
    */
   async function syncCrmPage(input: SyncPageInput): Promise<SyncPageResult> {
     const heartbeat = heartbeatWhileRunning();
     const started = Date.now();
     const total: SyncPageResult = { done: false, phase: 'records', records: 0, added: 0, updated: 0, deleted: 0 };
-    let pending: Promise<FetchedPage> | null = null;
+    let stopFetching = false;
+    let fetching: Promise<void> | null = null;
+    let wakeFetcher: (() => void) | null = null;
     try {
       const scope = { orgId: input.orgId, connectionId: input.connectionId };
       const state = await withPrincipal(pool, worker(input.orgId), (tx) => claimState(tx, input));
@@ -204,106 +210,150 @@ export function createCrmSyncActivities(deps: CrmSyncActivityDeps) {
       const { adapter } = await credentials.open(scope);
       const since = input.mode === 'incremental' && state.watermark ? new Date(state.watermark.getTime() - overlapMs) : null;
       const fullPass = since === null;
-      const fetchPage = (phase: 'records' | 'deletions', cursor: string | null): Promise<FetchedPage> => {
+      const fetchPage = async (phase: 'records' | 'deletions', cursor: string | null): Promise<FetchedPage> => {
         const pageRequest = { cursor, ...(deps.pageSize ? { pageSize: deps.pageSize } : {}) };
-        if (phase === 'deletions') {
-          return adapter.listDeletedSince(input.objectType, since ?? new Date(0), pageRequest).then((page) => ({ kind: 'deletions', page }));
-        }
-        return (since ? adapter.listChangedSince(input.objectType, since, pageRequest) : adapter.listPage(input.objectType, pageRequest)).then((page) => ({
-          kind: 'records',
-          page,
-        }));
+        if (phase === 'deletions') return { kind: 'deletions', page: await adapter.listDeletedSince(input.objectType, since ?? new Date(0), pageRequest) };
+        return { kind: 'records', page: await (since ? adapter.listChangedSince(input.objectType, since, pageRequest) : adapter.listPage(input.objectType, pageRequest)) };
       };
+      const budgetLeft = (pages: number) => pages < pagesPerActivity && Date.now() - started < timeBudgetMs && !heartbeat.cancelled();
 
-      let phase: SyncPageResult['phase'] = state.phase;
-      let next: Promise<FetchedPage> = fetchPage(state.phase, state.cursor);
-      for (let pages = 1; ; pages++) {
-        pending = next;
-        const fetched = await next;
-        pending = null;
-        // Prefetch the following page of the same phase while this one is written, unless the
-        // budget ends the invocation here (a prefetched page is always processed).
-        const nextCursor = fetched.page.nextCursor;
-        const more = nextCursor !== null && pages < pagesPerActivity && Date.now() - started < timeBudgetMs && !heartbeat.cancelled();
-        if (more) {
-          pending = fetchPage(fetched.kind, nextCursor);
-          pending.catch(() => {}); // awaited next iteration; never an unhandled rejection if we stop first
-        }
-
-        const result = await withPrincipal(pool, worker(input.orgId), async (tx) => {
-          if (fetched.kind === 'deletions') {
-            const deleted = await tombstoneRecords(tx, scope, input.objectType, fetched.page.externalIds);
-            const after = fetched.page.nextCursor === null ? 'done' : 'deletions';
-            await saveCheckpoint(tx, input, after, fetched.page.nextCursor, { records: 0, added: 0, updated: 0, deleted, failed: 0 });
-            return { phase: after, records: 0, added: 0, updated: 0, deleted } as const;
-          }
-          const page = fetched.page;
-          const counts = await upsertRecords(tx, scope, input.objectType, page.records, fullPass ? input.syncRunId : null);
-          let deleted = 0;
-          let after: SyncPageResult['phase'] = 'records';
-          if (page.nextCursor === null) {
-            if (fullPass) {
-              // Every live record was listed in this run: the ones it never saw are gone.
-              deleted = await tombstoneUnseen(tx, scope, input.objectType, input.syncRunId);
-              after = 'done';
+      // Producer: fetches pages in order into `ready`, at most FETCH_AHEAD unwritten at a time.
+      const ready: FetchedPage[] = [];
+      let fetchFailure: { error: unknown } | null = null;
+      let fetchedAll = false;
+      let wake: (() => void) | null = null;
+      const signal = () => {
+        wake?.();
+        wake = null;
+      };
+      wakeFetcher = signal;
+      const waitForSignal = () => new Promise<void>((resolve) => (wake = resolve));
+      fetching = (async () => {
+        let phase: 'records' | 'deletions' = state.phase === 'deletions' ? 'deletions' : 'records';
+        let cursor = state.cursor;
+        try {
+          for (let fetched = 0; ; ) {
+            const page = await fetchPage(phase, cursor);
+            fetched++;
+            ready.push(page);
+            signal();
+            if (page.page.nextCursor !== null) {
+              cursor = page.page.nextCursor;
+            } else if (phase === 'records' && !fullPass && adapter.supportsDeletionFeed(input.objectType)) {
+              // The records phase ended in an incremental run: the deletion feed follows.
+              phase = 'deletions';
+              cursor = null;
             } else {
-              after = adapter.supportsDeletionFeed(input.objectType) ? 'deletions' : 'done';
+              break;
+            }
+            if (!budgetLeft(fetched)) break;
+            while (ready.length >= FETCH_AHEAD && !stopFetching) await waitForSignal();
+            if (stopFetching) break;
+          }
+        } catch (error) {
+          fetchFailure = { error };
+        } finally {
+          fetchedAll = true;
+          signal();
+        }
+      })();
+
+      // Consumer: writes whatever has been fetched, one transaction per batch of pages.
+      let phase: SyncPageResult['phase'] = state.phase;
+      let pages = 0;
+      for (;;) {
+        while (ready.length === 0 && !fetchedAll) await waitForSignal();
+        if (ready.length === 0) break;
+        const batch = ready.splice(0, ready.length);
+        signal();
+        const result = await withPrincipal(pool, worker(input.orgId), async (tx) => {
+          const sum = { records: 0, added: 0, updated: 0, deleted: 0, failed: 0 };
+          let after: SyncPageResult['phase'] = phase;
+          let cursor: string | null = null;
+          for (const fetched of batch) {
+            cursor = fetched.page.nextCursor;
+            if (fetched.kind === 'deletions') {
+              sum.deleted += await tombstoneRecords(tx, scope, input.objectType, fetched.page.externalIds);
+              after = cursor === null ? 'done' : 'deletions';
+              continue;
+            }
+            const page = fetched.page;
+            const counts = await upsertRecords(tx, scope, input.objectType, page.records, fullPass ? input.syncRunId : null);
+            sum.records += page.records.length;
+            sum.added += counts.added;
+            sum.updated += counts.updated;
+            sum.failed += counts.failed;
+            after = 'records';
+            if (cursor === null) {
+              if (fullPass) {
+                // Every live record was listed in this run: the ones it never saw are gone.
+                sum.deleted += await tombstoneUnseen(tx, scope, input.objectType, input.syncRunId);
+                after = 'done';
+              } else {
+                after = adapter.supportsDeletionFeed(input.objectType) ? 'deletions' : 'done';
+              }
             }
           }
-          await saveCheckpoint(tx, input, after, page.nextCursor, { records: page.records.length, ...counts, deleted });
-          crmRecordsSynced.inc({ provider: adapter.provider, object_type: input.objectType }, counts.added + counts.updated);
-          return { phase: after, records: page.records.length, added: counts.added, updated: counts.updated, deleted };
+          await saveCheckpoint(tx, input, after, cursor, batch.length, sum);
+          return { phase: after, ...sum };
         });
+        crmRecordsSynced.inc({ provider: adapter.provider, object_type: input.objectType }, result.added + result.updated);
         phase = result.phase;
+        pages += batch.length;
         total.records += result.records;
         total.added += result.added;
         total.updated += result.updated;
         total.deleted += result.deleted;
         heartbeat.progress({ objectType: input.objectType, phase, pages, records: total.records });
-
-        if (pending) {
-          next = pending;
-          continue;
-        }
-        // The records phase ended in an incremental run: the deletion feed follows, budget permitting.
-        if (phase === 'deletions' && pages < pagesPerActivity && Date.now() - started < timeBudgetMs && !heartbeat.cancelled()) {
-          next = fetchPage('deletions', null);
-          continue;
-        }
-        break;
       }
+      if (fetchFailure) throw (fetchFailure as { error: unknown }).error;
       heartbeat.throwIfCancelled();
       return { ...total, done: phase === 'done', phase };
     } catch (err) {
       throw toActivityFailure(err);
     } finally {
-      pending?.catch(() => {});
+      stopFetching = true;
+      wakeFetcher?.();
+      // A page in flight when the writer failed is dropped: the retry fetches it again.
+      await fetching?.catch(() => {});
       heartbeat.stop();
     }
   }
 
+  /** The checkpoint and the run's counters and progress, in one statement. */
   async function saveCheckpoint(
     tx: Tx,
     input: SyncPageInput,
     phase: SyncPageResult['phase'],
     cursor: string | null,
+    pages: number,
     counts: { records: number; added: number; updated: number; deleted: number; failed: number },
   ): Promise<void> {
-    await tx.query(`update public.crm_sync_state set phase = $3, cursor = $4 where connection_id = $1 and object_type = $2 and run_id = $5`, [
-      input.connectionId,
-      input.objectType,
-      phase,
-      phase === 'done' ? null : cursor,
-      input.syncRunId,
-    ]);
     await tx.query(
-      `update public.crm_sync_runs
-          set added = added + $3, updated = updated + $4, deleted = deleted + $5, failed = failed + $6, pages = pages + 1,
+      `with checkpoint as (
+         update public.crm_sync_state set phase = $8, cursor = $10
+          where connection_id = $11 and object_type = $7 and run_id = $1
+       )
+       update public.crm_sync_runs
+          set added = added + $3, updated = updated + $4, deleted = deleted + $5, failed = failed + $6, pages = pages + $12,
               progress = jsonb_build_object('objectType', $7::text, 'phase', $8::text, 'at', now(),
                            'seen', coalesce((progress -> 'seen')::jsonb, '{}'::jsonb)
                                    || jsonb_build_object($7::text, coalesce((progress -> 'seen' ->> $7::text)::int, 0) + $9::int))
         where id = $1 and org_id = $2`,
-      [input.syncRunId, input.orgId, counts.added, counts.updated, counts.deleted, counts.failed, input.objectType, phase, counts.records],
+      [
+        input.syncRunId,
+        input.orgId,
+        counts.added,
+        counts.updated,
+        counts.deleted,
+        counts.failed,
+        input.objectType,
+        phase,
+        counts.records,
+        phase === 'done' ? null : cursor,
+        input.connectionId,
+        pages,
+      ],
     );
   }
 
