@@ -32,12 +32,25 @@ export class FakeStore {
     const at = opts.atMs ?? Date.now();
     const record: FakeRecord = { id, fields, createdAtMs: at, updatedAtMs: at, deletedAtMs: null };
     this.table(type).set(id, record);
+    this.liveByIdCache.delete(type);
     return record;
   }
 
   live(type: string): FakeRecord[] {
     return [...this.table(type).values()].filter((r) => r.deletedAtMs === null);
   }
+
+  /**
+   * Live records in id order, cached until a record is added or removed: listing pages of a
+   * 100k-record account must not copy and sort the whole table per request, or the "zero
+   * latency" fake becomes the benchmark's bottleneck. Read-only; copy before sorting otherwise.
+   */
+  liveById(type: string): readonly FakeRecord[] {
+    let cached = this.liveByIdCache.get(type);
+    if (!cached) this.liveByIdCache.set(type, (cached = this.live(type).sort((a, b) => a.id - b.id)));
+    return cached;
+  }
+  private readonly liveByIdCache = new Map<string, FakeRecord[]>();
 
   deleted(type: string): FakeRecord[] {
     return [...this.table(type).values()].filter((r) => r.deletedAtMs !== null);
@@ -62,6 +75,7 @@ export class FakeStore {
     if (!r) throw new Error(`no live ${type} ${id}`);
     r.deletedAtMs = atMs;
     r.updatedAtMs = Math.max(atMs, r.updatedAtMs + 1);
+    this.liveByIdCache.delete(type);
   }
 }
 

@@ -168,7 +168,7 @@ export async function startFakeHubspot(options: HubspotFakeOptions = {}): Promis
     if (method === 'GET' && path === '/crm/v3/owners') {
       const limit = Math.min(500, Number(url.searchParams.get('limit') ?? 100));
       const offset = decodeAfter(url.searchParams.get('after'));
-      const owners = store.live('owners').sort((a, b) => a.id - b.id);
+      const owners = store.liveById('owners');
       const slice = owners.slice(offset, offset + limit);
       return ok(200, {
         results: slice.map((o) => ({ id: String(o.id), ...o.fields, userId: o.id + 1000, createdAt: iso(o.createdAtMs), updatedAt: iso(o.updatedAtMs), archived: false })),
@@ -184,7 +184,7 @@ export async function startFakeHubspot(options: HubspotFakeOptions = {}): Promis
       const archived = url.searchParams.get('archived') === 'true';
       const offset = decodeAfter(url.searchParams.get('after'));
       const wanted = url.searchParams.get('properties')?.split(',') ?? null;
-      const items = (archived ? store.deleted(type) : store.live(type)).sort((a, b) => a.id - b.id);
+      const items = archived ? store.deleted(type).sort((a, b) => a.id - b.id) : store.liveById(type);
       const slice = items.slice(offset, offset + limit);
       return ok(200, {
         results: slice.map((r) => toObject(type, r, wanted)),

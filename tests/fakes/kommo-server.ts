@@ -239,11 +239,10 @@ export async function startFakeKommo(options: KommoFakeOptions = {}): Promise<Fa
       return listResponse('tasks', 'tasks', items.slice((page - 1) * limit, page * limit), items.length);
     }
     if (method === 'GET' && entityKeys[type] && segments.length === 1) {
-      let items = store.live(type);
+      let items = store.liveById(type);
       const from = url.searchParams.get('filter[updated_at][from]');
       if (from !== null) items = items.filter((r) => Math.floor(r.updatedAtMs / 1000) >= Number(from));
-      if (url.searchParams.get('order[updated_at]')) items.sort((a, b) => a.updatedAtMs - b.updatedAtMs || a.id - b.id);
-      else items.sort((a, b) => a.id - b.id);
+      if (url.searchParams.get('order[updated_at]')) items = [...items].sort((a, b) => a.updatedAtMs - b.updatedAtMs || a.id - b.id);
       const slice = items.slice((page - 1) * limit, page * limit).map((r) => toEntity(type, r));
       return listResponse(type, entityKeys[type]!, slice, items.length);
     }
