@@ -21,11 +21,17 @@ const agentFields = {
   approvalTimeoutSeconds: z.number().int().min(1).max(2_592_000),
   /** The CRM connection (of the same org) the agent's crm_* tools act on. */
   crmConnectionId: z.uuid().nullable(),
-  /** CRM webhook events that start or message this agent's runs (on its CRM connection). */
+  /** CRM webhook events that start or message this agent's runs (on its CRM connection, which they require). */
   triggers: z
     .array(
       z.discriminatedUnion('event', [
-        z.strictObject({ event: z.literal('lead_stage_entered'), stageId: z.string().min(1).max(100), pipelineId: z.string().min(1).max(100).optional() }),
+        z.strictObject({
+          event: z.literal('lead_stage_entered'),
+          stageId: z.string().min(1).max(100),
+          pipelineId: z.string().min(1).max(100).optional(),
+          /** The same lead entering the same stage again within this many minutes starts no new run (default 60; 0 = always). */
+          cooldownMinutes: z.number().int().min(0).max(10_080).optional(),
+        }),
         z.strictObject({ event: z.literal('incoming_message') }),
       ]),
     )

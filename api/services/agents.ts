@@ -85,6 +85,15 @@ function requireApprovalSubset(allowed: string[], approval: string[]): void {
   }
 }
 
+/** Triggers act on the agent's CRM connection: without one they could never fire. */
+function requireConnectionForTriggers(triggers: readonly unknown[], connectionId: string | null | undefined): void {
+  if (triggers.length > 0 && !connectionId) {
+    throw new ProblemError('validation-error', 'Triggers act on the agent\'s CRM connection: set crmConnectionId, or remove the triggers.', [
+      { path: 'body.triggers', message: 'requires crmConnectionId' },
+    ]);
+  }
+}
+
 /** A connection of another org (or none) is refused here rather than by the foreign key's error. */
 async function requireOwnConnection(tx: Tx, orgId: string, connectionId: string | null | undefined): Promise<void> {
   if (!connectionId) return;
@@ -125,6 +134,7 @@ export function createAgentService(deps: { pool: pg.Pool }) {
     return withPrincipal(pool, principal, async (tx) => {
       await requireOrgRole(tx, orgId, 'admin');
       requireApprovalSubset(fields.allowedTools ?? [], fields.approvalTools ?? []);
+      requireConnectionForTriggers(fields.triggers ?? [], fields.crmConnectionId);
       await requireOwnConnection(tx, orgId, fields.crmConnectionId);
       const entries = Object.entries(fields).filter(([, v]) => v !== undefined) as [keyof AgentFields, unknown][];
       const names = ['org_id', ...entries.map(([k]) => writable[k])];
@@ -167,6 +177,7 @@ export function createAgentService(deps: { pool: pg.Pool }) {
       if (!current.rows[0]) throw notFound('Agent');
       if (entries.length === 0) return toView(current.rows[0]);
       requireApprovalSubset(fields.allowedTools ?? current.rows[0].allowed_tools, fields.approvalTools ?? current.rows[0].approval_tools);
+      requireConnectionForTriggers(fields.triggers ?? current.rows[0].triggers, fields.crmConnectionId !== undefined ? fields.crmConnectionId : current.rows[0].crm_connection_id);
       await requireOwnConnection(tx, orgId, fields.crmConnectionId);
       const sets = entries.map(([k], i) => `${writable[k]} = $${i + 3}`);
       const { rows } = await tx.query<AgentRow>(

@@ -42,7 +42,10 @@ const header = (h: WebhookDelivery['headers'], name: string) => {
 };
 
 /** An agent trigger as stored in agents.triggers (validated by the agents API). */
-export type AgentTrigger = { event: 'lead_stage_entered'; stageId: string; pipelineId?: string } | { event: 'incoming_message' };
+export type AgentTrigger = { event: 'lead_stage_entered'; stageId: string; pipelineId?: string; cooldownMinutes?: number } | { event: 'incoming_message' };
+
+/** How long a stage trigger stays quiet for a lead after it fired, unless the trigger says otherwise. */
+export const DEFAULT_TRIGGER_COOLDOWN_MINUTES = 60;
 
 /** The conversation of a lead: one per (agent, connection, lead). */
 export const leadThreadKey = (connectionId: string, leadExternalId: string) => `crm:${connectionId}:${leadExternalId}`;
@@ -175,15 +178,22 @@ export function createCrmWebhookService(deps: {
     });
   }
 
-  /** One run per agent whose `lead_stage_entered` trigger names the record's stage (and pipeline, if set). */
+  /**
+   * One run per agent whose `lead_stage_entered` trigger names the record's stage (and pipeline,
+   * if set), unless that trigger already fired for this lead and stage within its cooldown.
+   */
   async function startTriggeredRuns(orgId: string, delivery: WebhookDelivery, dedupeKey: string, record: { externalId: string; stageId: string | null; pipelineId: string | null }) {
     const agents = await triggeredAgents(orgId, delivery.connectionId, { event: 'lead_stage_entered', stageId: record.stageId! });
     const deliveryId = sha256Hex(`${delivery.connectionId}:${dedupeKey}`).slice(0, 32);
     for (const agent of agents) {
-      const fits = agent.triggers.some(
-        (t) => t.event === 'lead_stage_entered' && t.stageId === record.stageId && (t.pipelineId === undefined || t.pipelineId === record.pipelineId),
+      const fitting = agent.triggers.filter(
+        (t): t is Extract<AgentTrigger, { event: 'lead_stage_entered' }> =>
+          t.event === 'lead_stage_entered' && t.stageId === record.stageId && (t.pipelineId === undefined || t.pipelineId === record.pipelineId),
       );
-      if (!fits) continue;
+      if (fitting.length === 0) continue;
+      // Several fitting triggers (with and without a pipeline): the shortest cooldown decides.
+      const cooldownMinutes = Math.min(...fitting.map((t) => t.cooldownMinutes ?? DEFAULT_TRIGGER_COOLDOWN_MINUTES));
+      if (!(await claimFiring(orgId, agent.id, delivery.connectionId, record.externalId, record.stageId!, deliveryId, cooldownMinutes))) continue;
       const pipeline = record.pipelineId ? ` of pipeline ${record.pipelineId}` : '';
       await deps.runs!.startRun(
         { kind: 'worker', orgId },
@@ -195,6 +205,26 @@ export function createCrmWebhookService(deps: {
         },
       );
     }
+  }
+
+  /**
+   * Claims the trigger's firing for (agent, lead, stage): true when none happened within the
+   * cooldown, or when this same delivery made it (its retry must still start the run, which the
+   * run's idempotency key then dedupes). One statement, so concurrent deliveries claim once.
+   */
+  async function claimFiring(orgId: string, agentId: string, connectionId: string, leadExternalId: string, stageId: string, deliveryId: string, cooldownMinutes: number): Promise<boolean> {
+    const { rowCount } = await withPrincipal(pool, { kind: 'worker', orgId }, (tx) =>
+      tx.query(
+        `insert into public.agent_trigger_firings as f (org_id, agent_id, connection_id, lead_external_id, stage_id, delivery_id)
+         values ($1, $2, $3, $4, $5, $6)
+         on conflict (agent_id, connection_id, lead_external_id, stage_id) do update
+           set delivery_id = excluded.delivery_id,
+               fired_at = case when f.delivery_id = excluded.delivery_id then f.fired_at else now() end
+           where f.delivery_id = excluded.delivery_id or f.fired_at <= now() - make_interval(mins => $7)`,
+        [orgId, agentId, connectionId, leadExternalId, stageId, deliveryId, cooldownMinutes],
+      ),
+    );
+    return rowCount === 1;
   }
 
   /** The lead's incoming message, into the lead's conversation with each agent triggered by incoming messages. */

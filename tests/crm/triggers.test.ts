@@ -126,6 +126,73 @@ describe('CRM webhooks start and message agent runs according to agent triggers'
     expect(byMember.statusCode).toBe(403);
   });
 
+  it('triggers need the agent to have a CRM connection, and deleting the connection removes them', async () => {
+    const auth = { authorization: `Bearer ${adminA}` };
+    const trigger = [{ event: 'lead_stage_entered', stageId: 'closedwon', cooldownMinutes: 5 }];
+    const orphan = await app.inject({ method: 'POST', url: `/v1/orgs/${orgA}/agents`, headers: auth, payload: { name: 'No CRM', model: 'sandbox/echo', triggers: trigger } });
+    expect(orphan.statusCode).toBe(400);
+    expect(orphan.headers['content-type']).toMatch(/application\/problem\+json/);
+    expect(orphan.json().detail).toMatch(/set crmConnectionId, or remove the triggers/);
+    expect(orphan.json().errors).toEqual([{ path: 'body.triggers', message: 'requires crmConnectionId' }]);
+
+    const token = `pat-na1-${randomUUID()}`;
+    hubspot.addPrivateAppToken(token);
+    const connectionId = await createCrmConnection(admin, orgA, { provider: 'hubspot', apiBaseUrl: hubspot.url, authKind: 'token', tokens: { accessToken: token, refreshToken: null, expiresAt: null } });
+    const agentId = await createAgent(orgA, adminA, { crmConnectionId: connectionId, triggers: trigger });
+    const unbind = await app.inject({ method: 'PATCH', url: `/v1/orgs/${orgA}/agents/${agentId}`, headers: auth, payload: { crmConnectionId: null } });
+    expect(unbind.statusCode).toBe(400);
+    const agentUrl = `/v1/orgs/${orgA}/agents/${agentId}`;
+    expect((await app.inject({ method: 'GET', url: agentUrl, headers: auth })).json()).toMatchObject({ crmConnectionId: connectionId, triggers: trigger });
+
+    const removed = await app.inject({ method: 'DELETE', url: `/v1/orgs/${orgA}/crm/connections/${connectionId}`, headers: auth });
+    expect(removed.statusCode).toBe(204);
+    expect((await app.inject({ method: 'GET', url: agentUrl, headers: auth })).json()).toMatchObject({ crmConnectionId: null, triggers: [] });
+  });
+
+  it('a lead entering the same stage again within the cooldown starts no second run; after it, or with no cooldown, it does', async () => {
+    const quiet = await createAgent(orgA, adminA, { crmConnectionId: hubspotA, triggers: [{ event: 'lead_stage_entered', stageId: 'appointmentscheduled' }] });
+    const eager = await createAgent(orgA, adminA, { crmConnectionId: hubspotA, triggers: [{ event: 'lead_stage_entered', stageId: 'appointmentscheduled', cooldownMinutes: 0 }] });
+    const path = `/v1/webhooks/crm/hubspot/${hubspotA}`;
+    hubspot.updateObject('deals', 100_003, { dealstage: 'appointmentscheduled' });
+    const enter = async () => {
+      const delivery = hubspot.webhookDelivery(`https://api.example.test${path}`, [
+        { eventId: Math.floor(Math.random() * 1e12), subscriptionType: 'deal.propertyChange', objectId: 100_003, propertyName: 'dealstage', propertyValue: 'appointmentscheduled' },
+      ]);
+      const res = await app.inject({ method: 'POST', url: path, headers: delivery.headers, payload: delivery.body });
+      expect(res.json()).toEqual({ received: 1, processed: 1, duplicates: 0 });
+    };
+
+    await enter();
+    await enter();
+    expect(await runsOf(quiet)).toHaveLength(1);
+    expect(await runsOf(eager)).toHaveLength(2);
+    const { rows: firings } = await admin.query(`select lead_external_id, stage_id from public.agent_trigger_firings where agent_id = $1`, [quiet]);
+    expect(firings).toEqual([{ lead_external_id: '100003', stage_id: 'appointmentscheduled' }]);
+
+    // The default cooldown (60 minutes) has passed.
+    await admin.query(`update public.agent_trigger_firings set fired_at = now() - interval '61 minutes' where agent_id = $1`, [quiet]);
+    await enter();
+    expect(await runsOf(quiet)).toHaveLength(2);
+  });
+
+  it('a firing claimed by an earlier attempt of the same delivery does not hold that delivery back', async () => {
+    const agentId = await createAgent(orgA, adminA, { crmConnectionId: hubspotA, triggers: [{ event: 'lead_stage_entered', stageId: 'contractsent' }] });
+    const path = `/v1/webhooks/crm/hubspot/${hubspotA}`;
+    hubspot.updateObject('deals', 100_004, { dealstage: 'contractsent' });
+    const eventId = Math.floor(Math.random() * 1e12);
+    // As if an attempt of this delivery claimed the firing and died before starting the run.
+    const deliveryId = sha256Hex(`${hubspotA}:hubspot:${eventId}`).slice(0, 32);
+    await admin.query(
+      `insert into public.agent_trigger_firings (org_id, agent_id, connection_id, lead_external_id, stage_id, delivery_id) values ($1, $2, $3, '100004', 'contractsent', $4)`,
+      [orgA, agentId, hubspotA, deliveryId],
+    );
+    const delivery = hubspot.webhookDelivery(`https://api.example.test${path}`, [
+      { eventId, subscriptionType: 'deal.propertyChange', objectId: 100_004, propertyName: 'dealstage', propertyValue: 'contractsent' },
+    ]);
+    expect((await app.inject({ method: 'POST', url: path, headers: delivery.headers, payload: delivery.body })).json()).toMatchObject({ processed: 1 });
+    expect(await runsOf(agentId)).toHaveLength(1);
+  });
+
   it('a signed HubSpot stage change starts exactly one run of the triggered agent, and a redelivery nothing', async () => {
     const trigger = [{ event: 'lead_stage_entered', stageId: 'closedwon' }];
     const triggered = await createAgent(orgA, adminA, { crmConnectionId: hubspotA, triggers: trigger });

@@ -47,6 +47,7 @@ const tenantTables: Record<string, TenantTable> = {
   crm_sync_state: { tenantColumn: 'org_id', hijack: `cursor = 'hijacked'` },
   crm_webhook_deliveries: { tenantColumn: 'org_id', hijack: `processed_at = now()`, reader: 'admin' },
   crm_rate_buckets: { tenantColumn: 'org_id', hijack: `tokens = -1000`, reader: 'admin' },
+  agent_trigger_firings: { tenantColumn: 'org_id', hijack: `fired_at = now() - interval '1 year'`, reader: 'admin' },
 };
 
 const admin = adminPool();
@@ -126,6 +127,10 @@ beforeAll(async () => {
     [orgA.orgId, crmConnectionA],
   );
   await admin.query(`insert into public.crm_rate_buckets (org_id, connection_id, capacity, refill_per_second, tokens) values ($1, $2, 10, 10, 10)`, [orgA.orgId, crmConnectionA]);
+  await admin.query(
+    `insert into public.agent_trigger_firings (org_id, agent_id, connection_id, lead_external_id, stage_id, delivery_id) values ($1, $2, $3, '1', '142', 'isolation')`,
+    [orgA.orgId, agentA, crmConnectionA],
+  );
 });
 
 afterAll(async () => {

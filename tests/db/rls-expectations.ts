@@ -426,4 +426,20 @@ export const expectations: Record<string, TableExpectation> = {
     update: `tokens = tokens - 1`,
     allow: { select: ADMINS_AND_WORKER, insert: WORKER, update: WORKER, delete: SERVICE },
   },
+  agent_trigger_firings: {
+    seed: async (db, w) => {
+      const lead = `seed-${randomUUID()}`;
+      await db.query(
+        `insert into public.agent_trigger_firings (org_id, agent_id, connection_id, lead_external_id, stage_id, delivery_id) values ($1, $2, $3, $4, '142', 'seed')`,
+        [w.orgId, w.agentId, w.connectionId, lead],
+      );
+      return { where: 'agent_id = $1 and lead_external_id = $2', params: [w.agentId, lead] };
+    },
+    insert: async (_db, w) => ({
+      sql: `insert into public.agent_trigger_firings (org_id, agent_id, connection_id, lead_external_id, stage_id, delivery_id) values ($1, $2, $3, $4, '142', 'new')`,
+      params: [w.orgId, w.agentId, w.connectionId, `new-${randomUUID()}`],
+    }),
+    update: `fired_at = now() - interval '1 day'`,
+    allow: { select: ADMINS_AND_WORKER, insert: WORKER, update: WORKER, delete: SERVICE },
+  },
 };
