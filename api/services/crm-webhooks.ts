@@ -11,7 +11,7 @@ import type pg from 'pg';
 import { ConnectionUnavailableError, type CredentialStore } from '../../integrations/crm/credentials.js';
 import type { CrmSettings } from '../../integrations/crm/settings.js';
 import { tombstoneRecords, upsertRecords } from '../../integrations/crm/record-store.js';
-import type { CrmProvider, CrmWebhookEvent } from '../../integrations/crm/types.js';
+import type { CrmAdapter, CrmProvider, CrmWebhookEvent } from '../../integrations/crm/types.js';
 import { parseHubspotEvents, parseKommoWebhook, verifyHubspotV3, WebhookPayloadError } from '../../integrations/crm/webhooks.js';
 import { constantTimeEqual, sha256Hex } from '../../lib/crypto.js';
 import { withPrincipal } from '../../lib/db.js';
@@ -129,10 +129,10 @@ export function createCrmWebhookService(deps: {
       throw err;
     }
     // One record per (type, id) even if a delivery mentions it several times. Incoming messages
-    // are not record changes: they go to the lead's conversation instead.
+    // (delivered or only named) are not record changes: they go to the lead's conversation instead.
     const latest = new Map<string, CrmWebhookEvent[]>();
     for (const e of pending) {
-      if (e.message) continue;
+      if (e.message || e.messageRef) continue;
       latest.set(`${e.objectType}:${e.externalId}`, [...(latest.get(`${e.objectType}:${e.externalId}`) ?? []), e]);
     }
     for (const group of latest.values()) {
@@ -154,9 +154,11 @@ export function createCrmWebhookService(deps: {
       if (entered && deps.runs) await startTriggeredRuns(orgId, delivery, last.dedupeKey, entered);
       await markProcessed(orgId, delivery.connectionId, group.map((e) => e.dedupeKey));
     }
+    // As for records: a failed API read throws before the event is marked processed, so the
+    // CRM's redelivery processes it again.
     for (const e of pending) {
-      if (!e.message) continue;
-      if (deps.runs) await postIncomingMessage(orgId, delivery.connectionId, e.dedupeKey, e.externalId, e.message.text);
+      if (!e.message && !e.messageRef) continue;
+      if (deps.runs) await postIncomingMessage(orgId, delivery.connectionId, adapter, e);
       await markProcessed(orgId, delivery.connectionId, [e.dedupeKey]);
     }
     return { received: events.length, processed: pending.length, duplicates: events.length - pending.length };
@@ -227,14 +229,29 @@ export function createCrmWebhookService(deps: {
     return rowCount === 1;
   }
 
-  /** The lead's incoming message, into the lead's conversation with each agent triggered by incoming messages. */
-  async function postIncomingMessage(orgId: string, connectionId: string, dedupeKey: string, leadExternalId: string, text: string) {
+  /**
+   * The lead's incoming message, into the lead's conversation with each agent triggered by
+   * incoming messages. Kommo delivers the text about a lead; HubSpot only names the message, whose
+   * text and contact are read through the API, and only when some agent listens (each read
+   * spends the connection's rate budget).
+   */
+  async function postIncomingMessage(orgId: string, connectionId: string, adapter: CrmAdapter, e: CrmWebhookEvent) {
     const agents = await triggeredAgents(orgId, connectionId, { event: 'incoming_message' });
-    const deliveryId = sha256Hex(`${connectionId}:${dedupeKey}`).slice(0, 32);
+    if (agents.length === 0) return;
+    let incoming: { leadExternalId: string; text: string } | null;
+    if (e.message) {
+      incoming = { leadExternalId: e.externalId, text: e.message.text };
+    } else {
+      if (!adapter.getIncomingMessage) throw new Error(`The ${adapter.provider} adapter cannot read conversation messages (event ${e.kind}).`);
+      const read = await adapter.getIncomingMessage(e.messageRef!);
+      incoming = read && { leadExternalId: read.contactId, text: read.text };
+    }
+    if (!incoming) return;
+    const deliveryId = sha256Hex(`${connectionId}:${e.dedupeKey}`).slice(0, 32);
     for (const agent of agents) {
       await deps.runs!.postMessage(
         { kind: 'worker', orgId },
-        { orgId, agentId: agent.id, threadKey: leadThreadKey(connectionId, leadExternalId), content: text, sourceKey: `webhook:${deliveryId}:${agent.id}` },
+        { orgId, agentId: agent.id, threadKey: leadThreadKey(connectionId, incoming.leadExternalId), content: incoming.text, sourceKey: `webhook:${deliveryId}:${agent.id}` },
       );
     }
   }

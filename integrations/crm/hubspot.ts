@@ -8,10 +8,13 @@
  */
 import { z } from 'zod';
 import { CrmError, CrmHttpClient, type CrmRequestHooks } from './http.js';
+import { incomingMessageText } from './webhooks.js';
 import type {
   CrmAdapter,
   CrmDeletionsPage,
   CrmEntityType,
+  CrmIncomingMessage,
+  CrmMessageRef,
   CrmObjectType,
   CrmPage,
   CrmRecord,
@@ -74,6 +77,18 @@ const ownersResponse = z.looseObject({
     }),
   ),
   paging,
+});
+// Conversations API v3 (inbox & messages): only the fields we act on are checked. `direction`
+// is absent on types other than MESSAGE (e.g. THREAD_STATUS_CHANGE); contact ids are strings.
+const conversationMessage = z.looseObject({
+  id: z.string(),
+  type: z.string(),
+  text: z.string().nullish(),
+  direction: z.string().nullish(),
+});
+const conversationThread = z.looseObject({
+  id: z.string(),
+  associatedContactId: z.union([z.string(), z.number()]).nullish(),
 });
 const tokenResponse = z.looseObject({
   access_token: z.string().min(1),
@@ -332,6 +347,25 @@ export class HubspotAdapter implements CrmAdapter {
     return hubspotRecord('deals', body);
   }
 
+  async getIncomingMessage(ref: CrmMessageRef): Promise<CrmIncomingMessage | null> {
+    const thread = `/conversations/v3/conversations/threads/${encodeURIComponent(ref.threadId)}`;
+    try {
+      const message = await this.http.requestParsed({ method: 'GET', path: `${thread}/messages/${encodeURIComponent(ref.messageId)}` }, conversationMessage);
+      // OUTGOING is anything sent from the inbox (a colleague's reply, or an agent's own reply
+      // posted back to HubSpot): only what the contact sent is passed on, so replies never loop.
+      if (message.type !== 'MESSAGE' || message.direction !== 'INCOMING') return null;
+      const text = incomingMessageText(message.text);
+      if (text === null) return null;
+      // The conversation is keyed by the contact, which only the thread names.
+      const { associatedContactId } = await this.http.requestParsed({ method: 'GET', path: thread }, conversationThread);
+      if (associatedContactId === null || associatedContactId === undefined || associatedContactId === '') return null;
+      return { contactId: String(associatedContactId), text };
+    } catch (err) {
+      if (err instanceof CrmError && err.kind === 'not-found') return null;
+      throw err;
+    }
+  }
+
   async whoAmI(): Promise<{ accountId: string }> {
     const body = await this.http.requestParsed({ method: 'GET', path: '/account-info/v3/details' }, z.looseObject({ portalId: z.number().int() }));
     return { accountId: String(body.portalId) };
@@ -384,4 +418,14 @@ export function hubspotAuthorizeUrl(opts: { authorizeUrl: string; clientId: stri
   return url.toString();
 }
 
-export const HUBSPOT_SCOPES = ['crm.objects.contacts.read', 'crm.objects.contacts.write', 'crm.objects.companies.read', 'crm.objects.deals.read', 'crm.objects.deals.write', 'crm.objects.owners.read'];
+// `conversations.read`: incoming chat messages are read from the conversations API, and HubSpot
+// requires the scope of apps that subscribe to conversation webhooks.
+export const HUBSPOT_SCOPES = [
+  'crm.objects.contacts.read',
+  'crm.objects.contacts.write',
+  'crm.objects.companies.read',
+  'crm.objects.deals.read',
+  'crm.objects.deals.write',
+  'crm.objects.owners.read',
+  'conversations.read',
+];

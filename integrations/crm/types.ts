@@ -71,6 +71,27 @@ export interface CrmAdapter {
   findRecentWrite(kind: 'note' | 'task', target: CrmTarget, text: string, since: Date): Promise<{ externalId: string } | null>;
   /** A cheap authenticated call; answers the account id. */
   whoAmI(): Promise<{ accountId: string }>;
+  /**
+   * The message `ref` names, read through the API, when the contact sent it (direction incoming,
+   * a chat/email message, with text) in a thread associated with a contact; null otherwise,
+   * including when the thread or message no longer exists. Optional: only providers whose
+   * webhooks name a message without its text need it (HubSpot conversations; Kommo delivers
+   * the text itself).
+   */
+  getIncomingMessage?(ref: CrmMessageRef): Promise<CrmIncomingMessage | null>;
+}
+
+/** A conversation message as a webhook names it (HubSpot: thread id and message id). */
+export interface CrmMessageRef {
+  threadId: string;
+  messageId: string;
+}
+
+/** What a contact wrote, and the contact whose conversation it belongs to. */
+export interface CrmIncomingMessage {
+  contactId: string;
+  /** Trimmed and capped (`incomingMessageText`), never empty. */
+  text: string;
 }
 
 /** Access and refresh tokens as a provider's token endpoint issues them. */
@@ -98,6 +119,12 @@ export interface CrmWebhookEvent {
   kind: string;
   /** An incoming chat message about the record (a lead): its text, as the CRM delivered it. */
   message?: { text: string };
+  /**
+   * An incoming conversation message the CRM only names (HubSpot `conversation.newMessage`):
+   * its text and contact are read through the API (`getIncomingMessage`). `objectType` and
+   * `externalId` then describe the thread (`contacts`, thread id), as the contact is not known yet.
+   */
+  messageRef?: CrmMessageRef;
   /** The change moved the record (a deal/lead) into a stage: HubSpot `dealstage` change, Kommo `status`. */
   stageChange?: boolean;
 }

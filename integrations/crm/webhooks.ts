@@ -45,7 +45,18 @@ export function verifyHubspotV3(input: {
   return constantTimeEqual(expected, input.signature) ? { ok: true } : { ok: false, reason: 'the signature does not match' };
 }
 
+/** Longest incoming chat message passed on to an agent; longer ones are cut. */
+export const INCOMING_MESSAGE_MAX_CHARS = 100_000;
+
+/** A chat message's text as an agent receives it: trimmed and capped, or null when nothing is left. */
+export function incomingMessageText(value: unknown): string | null {
+  const text = typeof value === 'string' ? value.trim() : '';
+  return text.length === 0 ? null : text.slice(0, INCOMING_MESSAGE_MAX_CHARS);
+}
+
 const hubspotObjects: Record<string, CrmEntityType> = { contact: 'contacts', company: 'companies', deal: 'deals' };
+
+const isId = (v: unknown): v is string | number => (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) || (typeof v === 'string' && /^\d{1,30}$/.test(v));
 
 /** HubSpot posts a JSON array of events; unknown subscription types are skipped. */
 export function parseHubspotEvents(body: unknown): CrmWebhookEvent[] {
@@ -54,6 +65,24 @@ export function parseHubspotEvents(body: unknown): CrmWebhookEvent[] {
   for (const raw of body) {
     if (!raw || typeof raw !== 'object') throw new WebhookPayloadError('every event must be an object');
     const e = raw as Record<string, unknown>;
+    if (e.subscriptionType === 'conversation.newMessage') {
+      // `objectId` is the conversation thread. The event carries no text, so it only names the
+      // message, which the intake reads through the API. Comments (internal notes), welcome
+      // messages and thread status changes are not something the contact said.
+      if (e.messageType !== 'MESSAGE' || !isId(e.objectId)) continue;
+      if (typeof e.messageId !== 'string' || e.messageId.length === 0 || e.messageId.length > 200) continue;
+      if (e.eventId === undefined) throw new WebhookPayloadError('an event has no eventId');
+      events.push({
+        dedupeKey: `hubspot:${String(e.eventId)}`,
+        // The contact is known only once the thread is read; until then the event is about the thread.
+        objectType: 'contacts',
+        externalId: String(e.objectId),
+        change: 'upsert',
+        kind: 'conversation.newMessage',
+        messageRef: { threadId: String(e.objectId), messageId: e.messageId },
+      });
+      continue;
+    }
     const [object, action] = String(e.subscriptionType ?? '').split('.');
     const objectType = object ? hubspotObjects[object] : undefined;
     if (!objectType || !action || (typeof e.objectId !== 'number' && typeof e.objectId !== 'string')) continue;
@@ -138,15 +167,15 @@ export function parseKommoWebhook(rawBody: string): { accountId: string | null; 
     for (const [index, item] of Object.entries(added)) {
       if (typeof item !== 'object' || item.type !== 'incoming' || item.entity_type !== 'lead') continue;
       const leadId = item.entity_id;
-      const text = typeof item.text === 'string' ? item.text.trim() : '';
-      if (typeof leadId !== 'string' || !/^\d+$/.test(leadId) || text.length === 0) continue;
+      const text = incomingMessageText(item.text);
+      if (typeof leadId !== 'string' || !/^\d+$/.test(leadId) || text === null) continue;
       events.push({
         dedupeKey: `kommo:${digest}:message:add:${index}`,
         objectType: 'deals',
         externalId: leadId,
         change: 'upsert',
         kind: 'message.add',
-        message: { text: text.slice(0, 100_000) },
+        message: { text },
       });
     }
   }

@@ -4,9 +4,12 @@
  * 401 EXPIRED_AUTHENTICATION, object lists (limit ≤ 100, opaque `after`, `archived=true`),
  * search (`lastmodifieddate` vs `hs_lastmodifieddate`, GTE/BETWEEN, limit ≤ 200, `total`, 400
  * past 10,000), pipelines with string metadata, owners, notes/tasks with association ids,
- * deal PATCH, DELETE archiving, a rolling 10 s rate limit answered with RATE_LIMIT 429s and
- * rate-limit headers (none on search), and v3-signed webhook deliveries.
+ * deal PATCH, DELETE archiving, conversation threads and messages (conversations API v3: one
+ * thread with its `associatedContactId`, one message with `type`, `direction`, `text`), a rolling
+ * 10 s rate limit answered with RATE_LIMIT 429s and rate-limit headers (none on search), and
+ * v3-signed webhook deliveries.
  */
+import { randomBytes } from 'node:crypto';
 import { signHubspotV3 } from '../../integrations/crm/webhooks.js';
 import {
   bearer,
@@ -52,6 +55,14 @@ export interface FakeHubspot {
   updateObject(type: 'deals' | 'contacts' | 'companies', id: number, properties: Record<string, string>): void;
   archiveObject(type: 'deals' | 'contacts' | 'companies', id: number): void;
   addObject(type: 'deals' | 'contacts' | 'companies', properties: Record<string, string>): number;
+  /** An open inbox thread with `contactId` (null: a visitor HubSpot has not matched to a contact); answers the thread id. */
+  addConversationThread(opts: { contactId: number | null }): number;
+  /**
+   * A message on a thread; answers its id. INCOMING messages come from the thread's contact,
+   * OUTGOING ones from the inbox (a rep, or an integration posting a reply); a COMMENT is an
+   * internal note and has no direction.
+   */
+  addConversationMessage(threadId: number, message: { type?: 'MESSAGE'; direction: 'INCOMING' | 'OUTGOING'; text: string } | { type: 'COMMENT'; text: string }): string;
   /** A delivery as HubSpot would POST it to `targetUrl`, with v1 and v3 signature headers. */
   webhookDelivery(targetUrl: string, events: Array<Record<string, unknown>>, opts?: { timestampMs?: number; secret?: string }): { body: string; headers: Record<string, string> };
   apiRequests(): RecordedCrmRequest[];
@@ -72,6 +83,12 @@ export async function startFakeHubspot(options: HubspotFakeOptions = {}): Promis
   const searchLimiter = new SlidingWindow(5, 1000);
   const engagements: FakeHubspot['engagements'] = [];
   let nextEngagementId = 80_000_000;
+  type FakeMessage = { id: string; type: 'MESSAGE' | 'COMMENT'; direction: 'INCOMING' | 'OUTGOING' | null; text: string; createdAtMs: number };
+  const threads = new Map<number, { id: number; contactId: number | null; createdAtMs: number; messages: Map<string, FakeMessage> }>();
+  let nextThreadId = 9_100_000_000;
+  const inboxId = '147000001';
+  const chatChannelId = '1000';
+  const chatChannelAccountId = '240000001';
 
   const size = { deals: 50, contacts: 20, companies: 10, owners: 3, ...options.dataset };
   const random = seededRandom(options.seed ?? 2);
@@ -176,6 +193,56 @@ export async function startFakeHubspot(options: HubspotFakeOptions = {}): Promis
       });
     }
 
+    const conversation = /^\/conversations\/v3\/conversations\/threads\/(\d+)(?:\/messages\/([^/]+))?$/.exec(path);
+    if (conversation && method === 'GET') {
+      const thread = threads.get(Number(conversation[1]));
+      if (!thread) return error(ctx, 404, `Thread ${conversation[1]} not found`, 'OBJECT_NOT_FOUND');
+      const visitor = { actorId: `V-${thread.contactId ?? thread.id}`, name: thread.contactId === null ? 'Visitor' : `Contact ${thread.contactId}` };
+      const rep = { actorId: `A-${ownerIds[0] ?? '601'}`, name: 'Owner 1' };
+      if (!conversation[2]) {
+        const latest = Math.max(thread.createdAtMs, ...[...thread.messages.values()].map((x) => x.createdAtMs));
+        return ok(200, {
+          id: String(thread.id),
+          createdAt: iso(thread.createdAtMs),
+          status: 'OPEN',
+          inboxId,
+          ...(thread.contactId !== null ? { associatedContactId: String(thread.contactId) } : {}),
+          originalChannelId: chatChannelId,
+          originalChannelAccountId: chatChannelAccountId,
+          latestMessageTimestamp: iso(latest),
+          spam: false,
+          archived: false,
+        });
+      }
+      const message = thread.messages.get(decodeURIComponent(conversation[2]));
+      if (!message) return error(ctx, 404, `Message ${conversation[2]} not found in thread ${thread.id}`, 'OBJECT_NOT_FOUND');
+      const common = {
+        type: message.type,
+        id: message.id,
+        conversationsThreadId: String(thread.id),
+        createdAt: iso(message.createdAtMs),
+        updatedAt: iso(message.createdAtMs),
+        client: { clientType: 'HUBSPOT' },
+        archived: false,
+        text: message.text,
+        richText: `<div>${message.text.replace(/[<>&]/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;' })[c]!)}</div>`,
+        attachments: [],
+      };
+      if (message.type === 'COMMENT') return ok(200, { ...common, createdBy: rep.actorId, senders: [rep] });
+      const [from, to] = message.direction === 'INCOMING' ? [visitor, rep] : [rep, visitor];
+      return ok(200, {
+        ...common,
+        createdBy: from.actorId,
+        senders: [from],
+        recipients: [to],
+        truncationStatus: 'NOT_TRUNCATED',
+        status: { statusType: 'SENT' },
+        direction: message.direction,
+        channelId: chatChannelId,
+        channelAccountId: chatChannelAccountId,
+      });
+    }
+
     const m = /^\/crm\/v3\/objects\/(\w+)(?:\/([^/]+))?$/.exec(path);
     const type = m?.[1];
     if (m && type && objectTypes.has(type) && method === 'GET' && !m[2]) {
@@ -274,7 +341,8 @@ export async function startFakeHubspot(options: HubspotFakeOptions = {}): Promis
     return error(ctx, 404, `No route ${method} ${path}`, 'OBJECT_NOT_FOUND');
   };
 
-  const http: FakeHttp = await startFakeHttp(handler, { isApiPath: (p) => p.startsWith('/crm/') || p.startsWith('/account-info/'), ...(options.latencyMs ? { latencyMs: () => options.latencyMs! } : {}) });
+  const isApiPath = (p: string) => p.startsWith('/crm/') || p.startsWith('/account-info/') || p.startsWith('/conversations/');
+  const http: FakeHttp = await startFakeHttp(handler, { isApiPath, ...(options.latencyMs ? { latencyMs: () => options.latencyMs! } : {}) });
 
   return {
     url: http.url,
@@ -294,6 +362,19 @@ export async function startFakeHubspot(options: HubspotFakeOptions = {}): Promis
     updateObject: (type, id, properties) => void store.update(type, id, properties),
     archiveObject: (type, id) => store.remove(type, id),
     addObject: (type, properties) => store.insert(type, properties).id,
+    addConversationThread: ({ contactId }) => {
+      const id = nextThreadId++;
+      threads.set(id, { id, contactId, createdAtMs: Date.now(), messages: new Map() });
+      return id;
+    },
+    addConversationMessage: (threadId, message) => {
+      const thread = threads.get(threadId);
+      if (!thread) throw new Error(`the fake has no conversation thread ${threadId}`);
+      const id = randomBytes(16).toString('hex');
+      const direction = message.type === 'COMMENT' ? null : message.direction;
+      thread.messages.set(id, { id, type: message.type ?? 'MESSAGE', direction, text: message.text, createdAtMs: Date.now() });
+      return id;
+    },
     webhookDelivery: (targetUrl, events, opts = {}) => {
       const body = JSON.stringify(events.map((e, i) => ({ eventId: 1000 + i, subscriptionId: 1, portalId, appId: 1, occurredAt: Date.now(), attemptNumber: 0, changeSource: 'CRM', ...e })));
       const timestamp = String(opts.timestampMs ?? Date.now());
@@ -307,7 +388,7 @@ export async function startFakeHubspot(options: HubspotFakeOptions = {}): Promis
         },
       };
     },
-    apiRequests: () => http.requests.filter((r) => r.path.startsWith('/crm/') || r.path.startsWith('/account-info/')),
+    apiRequests: () => http.requests.filter((r) => isApiPath(r.path)),
     close: () => http.close(),
   };
 }

@@ -1,0 +1,270 @@
+import { randomUUID } from 'node:crypto';
+import type { Worker } from '@temporalio/worker';
+import type pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildApp, type App } from '../../api/app.js';
+import { RateGovernor } from '../../integrations/crm/governor.js';
+import { HubspotAdapter } from '../../integrations/crm/hubspot.js';
+import { INCOMING_MESSAGE_MAX_CHARS, parseHubspotEvents } from '../../integrations/crm/webhooks.js';
+import { startFakeHubspot, type FakeHubspot } from '../fakes/hubspot-server.js';
+import { startFakeLlm, type FakeLlmServer } from '../fakes/llm-server.js';
+import { signUserToken, TEST_JWT_SECRET } from '../support/auth.js';
+import { adminPool, appPool, createOrgWithMembers } from '../support/db.js';
+import { connectTestTemporal, createTestAgentWorker, testLogger, uniqueTaskQueue, type TestTemporal } from '../support/temporal.js';
+import { createCrmConnection, crmSettingsFor, fastBudget, testKeyring } from './support.js';
+
+/** A `conversation.newMessage` event as HubSpot sends it (no text: only the thread and message ids). */
+const newMessageEvent = (eventId: number, threadId: number, messageId: string, messageType = 'MESSAGE') => ({
+  eventId,
+  subscriptionType: 'conversation.newMessage',
+  objectId: threadId,
+  messageId,
+  messageType,
+  changeFlag: 'NEW_MESSAGE',
+});
+
+describe('parseHubspotEvents: conversation.newMessage', () => {
+  it('names the thread and message of chat messages and skips comments and status changes', () => {
+    const events = parseHubspotEvents([
+      { ...newMessageEvent(1, 9_100_000_001, 'abc123'), portalId: 1, occurredAt: 1 },
+      newMessageEvent(2, 9_100_000_001, 'def456', 'COMMENT'),
+      newMessageEvent(3, 9_100_000_001, 'ghi789', 'THREAD_STATUS_CHANGE'),
+      { eventId: 4, subscriptionType: 'conversation.newMessage', objectId: 9_100_000_001, messageType: 'MESSAGE' },
+      { eventId: 5, subscriptionType: 'conversation.creation', objectId: 9_100_000_001 },
+    ]);
+    expect(events).toEqual([
+      {
+        dedupeKey: 'hubspot:1',
+        objectType: 'contacts',
+        externalId: '9100000001',
+        change: 'upsert',
+        kind: 'conversation.newMessage',
+        messageRef: { threadId: '9100000001', messageId: 'abc123' },
+      },
+    ]);
+    // The payload's text, if a sender put one there, is never used: only the API's is.
+    expect(parseHubspotEvents([{ ...newMessageEvent(6, 9_100_000_002, 'x1'), text: 'forged' }])[0]).not.toHaveProperty('message');
+  });
+});
+
+describe('HubspotAdapter.getIncomingMessage', () => {
+  let fake: FakeHubspot;
+  let adapter: HubspotAdapter;
+
+  beforeAll(async () => {
+    fake = await startFakeHubspot({ dataset: { deals: 1, contacts: 3 }, rateLimit: null });
+    const token = `pat-na1-${randomUUID()}`;
+    fake.addPrivateAppToken(token);
+    adapter = new HubspotAdapter({ baseUrl: fake.url, accessToken: async () => token, timeoutMs: 5_000 });
+  });
+  afterAll(() => fake.close());
+
+  it('answers the contact and the trimmed, capped text of an incoming message, and null for everything else', async () => {
+    const thread = fake.addConversationThread({ contactId: 30_001 });
+    const long = fake.addConversationMessage(thread, { direction: 'INCOMING', text: `  ${'x'.repeat(INCOMING_MESSAGE_MAX_CHARS + 10)}  ` });
+    const hello = fake.addConversationMessage(thread, { direction: 'INCOMING', text: '  Hello there \n' });
+    const reply = fake.addConversationMessage(thread, { direction: 'OUTGOING', text: 'Hi, how can I help?' });
+    const note = fake.addConversationMessage(thread, { type: 'COMMENT', text: 'internal note' });
+    const blank = fake.addConversationMessage(thread, { direction: 'INCOMING', text: '   ' });
+    const anonymous = fake.addConversationThread({ contactId: null });
+    const fromVisitor = fake.addConversationMessage(anonymous, { direction: 'INCOMING', text: 'Who am I?' });
+
+    expect(await adapter.getIncomingMessage({ threadId: String(thread), messageId: hello })).toEqual({ contactId: '30001', text: 'Hello there' });
+    const capped = await adapter.getIncomingMessage({ threadId: String(thread), messageId: long });
+    expect(capped?.text).toHaveLength(INCOMING_MESSAGE_MAX_CHARS);
+    for (const messageId of [reply, note, blank, 'no-such-message']) {
+      expect(await adapter.getIncomingMessage({ threadId: String(thread), messageId })).toBeNull();
+    }
+    expect(await adapter.getIncomingMessage({ threadId: String(anonymous), messageId: fromVisitor })).toBeNull();
+    expect(await adapter.getIncomingMessage({ threadId: '1', messageId: hello })).toBeNull();
+  });
+
+  it('classifies refusals like the other reads: 429 retryable with the default wait, 401 not', async () => {
+    const thread = fake.addConversationThread({ contactId: 30_002 });
+    const messageId = fake.addConversationMessage(thread, { direction: 'INCOMING', text: 'Hi' });
+    const ref = { threadId: String(thread), messageId };
+    fake.setRateLimit({ max: 0, windowMs: 10_000 });
+    await expect(adapter.getIncomingMessage(ref)).rejects.toMatchObject({ kind: 'rate-limited', retryable: true, details: { retryAfterMs: 2000 } });
+    fake.setRateLimit(null);
+    fake.injectFailure({ status: 503, body: { status: 'error', message: 'down' }, pathPattern: /^\/conversations\/v3\/conversations\/threads\/\d+$/ });
+    await expect(adapter.getIncomingMessage(ref)).rejects.toMatchObject({ kind: 'unavailable', retryable: true });
+    const stranger = new HubspotAdapter({ baseUrl: fake.url, accessToken: async () => 'not-a-token', timeoutMs: 5_000 });
+    await expect(stranger.getIncomingMessage(ref)).rejects.toMatchObject({ kind: 'auth', retryable: false });
+  });
+});
+
+describe('HubSpot incoming chat messages reach the contact conversation of triggered agents', () => {
+  let temporal: TestTemporal;
+  let pool: pg.Pool;
+  let admin: pg.Pool;
+  let llm: FakeLlmServer;
+  let hubspot: FakeHubspot;
+  let app: App;
+  let worker: Worker;
+  let running: Promise<void>;
+  const taskQueue = uniqueTaskQueue('crm-hubspot-messages-test');
+  let orgId: string;
+  let adminToken: string;
+  let token: string;
+
+  beforeAll(async () => {
+    temporal = await connectTestTemporal();
+    pool = appPool({ max: 8 });
+    admin = adminPool();
+    llm = await startFakeLlm();
+    hubspot = await startFakeHubspot({ dataset: { deals: 2, contacts: 5 }, rateLimit: null });
+    app = await buildApp({
+      pool,
+      temporal: temporal.client,
+      logger: testLogger,
+      auth: { jwtSecret: TEST_JWT_SECRET },
+      agentRunsTaskQueue: taskQueue,
+      crm: {
+        keyring: testKeyring,
+        settings: crmSettingsFor({ hubspot }),
+        syncTaskQueue: taskQueue,
+        governor: new RateGovernor(pool, { budgets: { kommo: fastBudget, hubspot: fastBudget } }),
+      },
+    });
+    await app.ready();
+    worker = await createTestAgentWorker({ temporal, pool, llmBaseUrl: llm.url, taskQueue });
+    running = worker.run();
+    const org = await createOrgWithMembers(admin, ['owner', 'admin']);
+    orgId = org.orgId;
+    adminToken = await signUserToken(org.userWithRole('admin'));
+    token = `pat-na1-${randomUUID()}`;
+    hubspot.addPrivateAppToken(token);
+  });
+
+  afterAll(async () => {
+    worker?.shutdown();
+    await running;
+    await app?.close();
+    await llm?.close();
+    await hubspot?.close();
+    await temporal?.close();
+    await pool?.end();
+    await admin?.end();
+  });
+
+  /** Each test gets its own connection, so agents of one test never listen to another's deliveries. */
+  const newConnection = () => createCrmConnection(admin, orgId, { provider: 'hubspot', apiBaseUrl: hubspot.url, authKind: 'token', tokens: { accessToken: token, refreshToken: null, expiresAt: null } });
+
+  async function createAgent(connectionId: string, triggers?: unknown[]): Promise<string> {
+    const res = await app.inject({
+      method: 'POST',
+      url: `/v1/orgs/${orgId}/agents`,
+      headers: { authorization: `Bearer ${adminToken}` },
+      payload: { name: `Agent ${randomUUID().slice(0, 6)}`, model: 'sandbox/echo', crmConnectionId: connectionId, ...(triggers ? { triggers } : {}) },
+    });
+    expect(res.statusCode, res.body).toBe(201);
+    return res.json().id;
+  }
+
+  function deliver(connectionId: string, events: Array<Record<string, unknown>>) {
+    const path = `/v1/webhooks/crm/hubspot/${connectionId}`;
+    const delivery = hubspot.webhookDelivery(`https://api.example.test${path}`, events);
+    return () => app.inject({ method: 'POST', url: path, headers: delivery.headers, payload: delivery.body });
+  }
+
+  const messagesOf = async (agentId: string) =>
+    (
+      await admin.query<{ thread_key: string; author: string | null; source: string; content: string }>(
+        `select r.thread_key, m.author, m.source, m.content from public.conversation_messages m join public.agent_runs r on r.id = m.run_id where r.agent_id = $1 order by m.created_at`,
+        [agentId],
+      )
+    ).rows;
+  const runsOf = async (agentId: string) => (await admin.query(`select id from public.agent_runs where agent_id = $1`, [agentId])).rows;
+  const conversationReads = (threadId: number) => hubspot.apiRequests().filter((r) => r.method === 'GET' && r.path.startsWith(`/conversations/v3/conversations/threads/${threadId}`)).map((r) => r.path);
+  const openDeliveries = async (connectionId: string) =>
+    (await admin.query<{ dedupe_key: string }>(`select dedupe_key from public.crm_webhook_deliveries where connection_id = $1 and processed_at is null order by dedupe_key`, [connectionId])).rows.map((r) => r.dedupe_key);
+
+  it('a signed conversation.newMessage lands once in the contact conversation, read through the API, and a redelivery does nothing', async () => {
+    const connectionId = await newConnection();
+    const triggered = await createAgent(connectionId, [{ event: 'incoming_message' }]);
+    const stageOnly = await createAgent(connectionId, [{ event: 'lead_stage_entered', stageId: 'closedwon' }]);
+    const untriggered = await createAgent(connectionId);
+    const thread = hubspot.addConversationThread({ contactId: 30_003 });
+    const messageId = hubspot.addConversationMessage(thread, { direction: 'INCOMING', text: '  Is the annual plan still discounted?\n' });
+
+    const post = deliver(connectionId, [newMessageEvent(510_001, thread, messageId)]);
+    const first = await post();
+    expect(first.json()).toEqual({ received: 1, processed: 1, duplicates: 0 });
+    const second = await post();
+    expect(second.json()).toEqual({ received: 1, processed: 0, duplicates: 1 });
+
+    expect(await messagesOf(triggered)).toEqual([
+      { thread_key: `crm:${connectionId}:30003`, author: null, source: 'crm_webhook', content: 'Is the annual plan still discounted?' },
+    ]);
+    expect(await runsOf(stageOnly)).toEqual([]);
+    expect(await runsOf(untriggered)).toEqual([]);
+    // Text and contact came from the API, once: the redelivery read nothing.
+    expect(conversationReads(thread)).toEqual([`/conversations/v3/conversations/threads/${thread}/messages/${messageId}`, `/conversations/v3/conversations/threads/${thread}`]);
+    expect(await openDeliveries(connectionId)).toEqual([]);
+  });
+
+  it('outgoing messages, comments, blank messages and threads without a contact land nothing, and are not retried', async () => {
+    const connectionId = await newConnection();
+    const agentId = await createAgent(connectionId, [{ event: 'incoming_message' }]);
+    const thread = hubspot.addConversationThread({ contactId: 30_004 });
+    const reply = hubspot.addConversationMessage(thread, { direction: 'OUTGOING', text: 'Thanks for reaching out!' });
+    const note = hubspot.addConversationMessage(thread, { type: 'COMMENT', text: 'Internal: call them back' });
+    const blank = hubspot.addConversationMessage(thread, { direction: 'INCOMING', text: ' \n ' });
+    const visitorThread = hubspot.addConversationThread({ contactId: null });
+    const fromVisitor = hubspot.addConversationMessage(visitorThread, { direction: 'INCOMING', text: 'Anyone there?' });
+
+    const res = await deliver(connectionId, [
+      newMessageEvent(520_001, thread, reply),
+      // Skipped by its type in the payload, without an API read.
+      newMessageEvent(520_002, thread, note, 'COMMENT'),
+      // The payload claims a chat message; the API says it is a comment.
+      newMessageEvent(520_003, thread, note),
+      newMessageEvent(520_004, thread, blank),
+      newMessageEvent(520_005, visitorThread, fromVisitor),
+    ])();
+    expect(res.json()).toEqual({ received: 4, processed: 4, duplicates: 0 });
+    expect(await messagesOf(agentId)).toEqual([]);
+    expect(await runsOf(agentId)).toEqual([]);
+    expect(await openDeliveries(connectionId)).toEqual([]);
+    // The outgoing message was read (that is how we know its direction) and its thread never was.
+    expect(conversationReads(thread)).toContain(`/conversations/v3/conversations/threads/${thread}/messages/${reply}`);
+    expect(conversationReads(thread)).not.toContain(`/conversations/v3/conversations/threads/${thread}`);
+    expect(conversationReads(visitorThread)).toContain(`/conversations/v3/conversations/threads/${visitorThread}`);
+  });
+
+  it('without an agent listening for incoming messages, nothing lands and no API read is spent', async () => {
+    const connectionId = await newConnection();
+    const stageOnly = await createAgent(connectionId, [{ event: 'lead_stage_entered', stageId: 'closedwon' }]);
+    const untriggered = await createAgent(connectionId);
+    const thread = hubspot.addConversationThread({ contactId: 30_005 });
+    const messageId = hubspot.addConversationMessage(thread, { direction: 'INCOMING', text: 'Hello?' });
+
+    const res = await deliver(connectionId, [newMessageEvent(530_001, thread, messageId)])();
+    expect(res.json()).toEqual({ received: 1, processed: 1, duplicates: 0 });
+    expect(await runsOf(stageOnly)).toEqual([]);
+    expect(await runsOf(untriggered)).toEqual([]);
+    expect(conversationReads(thread)).toEqual([]);
+  });
+
+  it('a failed API read leaves the delivery open, and the redelivery delivers the message once', async () => {
+    const connectionId = await newConnection();
+    const agentId = await createAgent(connectionId, [{ event: 'incoming_message' }]);
+    const thread = hubspot.addConversationThread({ contactId: 30_002 });
+    const messageId = hubspot.addConversationMessage(thread, { direction: 'INCOMING', text: 'Can I get a demo?' });
+    hubspot.injectFailure({ status: 502, body: { status: 'error', message: 'Bad gateway' }, pathPattern: new RegExp(`^/conversations/v3/conversations/threads/${thread}/messages/`) });
+
+    const post = deliver(connectionId, [newMessageEvent(540_001, thread, messageId)]);
+    const failed = await post();
+    expect(failed.statusCode).toBe(500);
+    expect(failed.headers['content-type']).toContain('application/problem+json');
+    expect(failed.body).not.toContain(token);
+    expect(await openDeliveries(connectionId)).toEqual(['hubspot:540001']);
+    expect(await runsOf(agentId)).toEqual([]);
+
+    const retried = await post();
+    expect(retried.json()).toEqual({ received: 1, processed: 1, duplicates: 0 });
+    expect((await post()).json()).toEqual({ received: 1, processed: 0, duplicates: 1 });
+    expect(await messagesOf(agentId)).toEqual([{ thread_key: `crm:${connectionId}:30002`, author: null, source: 'crm_webhook', content: 'Can I get a demo?' }]);
+    expect(await openDeliveries(connectionId)).toEqual([]);
+  });
+});
