@@ -466,13 +466,13 @@ export function createAgentRunActivities(deps: AgentRunActivityDeps) {
     });
   }
 
-  async function setRunStatus(input: RunRef & { status: RunStatus; event?: { seq: number; type: string } }): Promise<void> {
+  async function setRunStatus(input: RunRef & { status: RunStatus; event?: { seq: number; type: string; payload?: Record<string, JsonValue> } }): Promise<void> {
     await withPrincipal(pool, workerOf(input.orgId), async (tx) => {
       await tx.query(
         `update public.agent_runs set status = $3 where id = $1 and org_id = $2 and status in ('running', 'awaiting_approval', 'sleeping')`,
         [input.runId, input.orgId, input.status],
       );
-      if (input.event) await appendEvent(tx, { ...input, seq: input.event.seq }, input.event.type, { status: input.status });
+      if (input.event) await appendEvent(tx, { ...input, seq: input.event.seq }, input.event.type, { ...input.event.payload, status: input.status });
     });
   }
 

@@ -102,6 +102,18 @@ export function runControlRoutes(runs: RunService, hub: RunStreamHub): FastifyPl
       },
     });
 
+    app.post('/orgs/:orgId/runs/:runId/follow-up/resume', {
+      schema: {
+        summary: 'End a follow-up wait (schedule_follow_up) now: the agent resumes at once',
+        params: runParams,
+        response: { 202: z.object({ id: z.uuid(), resumeRequested: z.literal(true) }), 404: problemSchema, 409: problemSchema, 503: problemSchema },
+      },
+      handler: async (request, reply) => {
+        const run = await runs.resumeFollowUp(request.principal, request.params.orgId, request.params.runId);
+        return reply.code(202).send({ id: run.id, resumeRequested: true as const });
+      },
+    });
+
     app.post('/orgs/:orgId/runs/:runId/approvals/:approvalId', {
       schema: {
         summary: 'Approve or reject a pending tool call, or answer a question the agent asked',

@@ -11,7 +11,7 @@ import type { Principal } from '../../lib/principal.js';
 import { AgentIdSearchAttribute, OrgIdSearchAttribute } from '../../workflows/search-attributes.js';
 import { AGENT_RUNS_TASK_QUEUE, agentRunWorkflowId } from '../../workflows/task-queues.js';
 import { WithStartWorkflowOperation } from '@temporalio/client';
-import { decideApprovalUpdate, postMessageUpdate, type agentRun, type ApprovalState } from '../../workflows/agent-run.js';
+import { decideApprovalUpdate, postMessageUpdate, resumeFollowUpUpdate, type agentRun, type ApprovalState } from '../../workflows/agent-run.js';
 import { decodeCursor, toPage } from '../pagination.js';
 import { notFound, ProblemError } from '../problems.js';
 import { requireOrgRole } from './org-access.js';
@@ -211,6 +211,26 @@ export function createRunService(deps: RunServiceDeps) {
   }
 
   /**
+   * Ends the run's follow-up wait (schedule_follow_up) now, so the agent resumes at once. The
+   * workflow's validator refuses it when the run is not waiting for a follow-up.
+   */
+  async function resumeFollowUp(principal: Principal, orgId: string, runId: string): Promise<RunView> {
+    const run = await getRun(principal, orgId, runId);
+    if (TERMINAL.has(run.status)) throw new ProblemError('conflict', `The run has already ended (${run.status}); it has no follow-up to resume.`);
+    try {
+      await withUpdateDeadline(() => deps.temporal.workflow.getHandle(run.workflowId).executeUpdate(resumeFollowUpUpdate));
+    } catch (err) {
+      if (err instanceof WorkflowUpdateFailedError) throw new ProblemError('conflict', 'The run is not waiting for a follow-up; there is nothing to resume.');
+      if (err instanceof WorkflowNotFoundError) throw new ProblemError('conflict', 'The run is no longer running; there is nothing to resume.');
+      if (err instanceof WorkflowUpdateRPCTimeoutOrCancelledError || isDeadlineExceeded(err)) {
+        throw new ProblemError('service-unavailable', 'The run did not answer in time; retry.');
+      }
+      throw err;
+    }
+    return run;
+  }
+
+  /**
    * A person's decision on a pending approval. The response (author, comment) is written to
    * Postgres first; the workflow then accepts or refuses it through an Update whose validator
    * rejects stale and double decisions, so exactly one response ever counts.
@@ -359,7 +379,7 @@ export function createRunService(deps: RunServiceDeps) {
     }
   }
 
-  return { startRun, getRun, listRuns, cancelRun, decideApproval, eventsAfter, postMessage };
+  return { startRun, getRun, listRuns, cancelRun, resumeFollowUp, decideApproval, eventsAfter, postMessage };
 }
 
 export type RunService = ReturnType<typeof createRunService>;

@@ -210,6 +210,38 @@ describe('runs API: list, cancel, approvals, usage, knowledge and live events', 
     expect(run.output).toBe('Followed up.');
   });
 
+  it('resumes a run waiting on a follow-up timer at once; a run not waiting answers 409, another org 404', async () => {
+    const agentId = await toolAgent({ allowed: ['schedule_follow_up'], approval: [] });
+    llm.enqueue({ kind: 'tool_calls', calls: [{ name: 'schedule_follow_up', arguments: '{"delay_seconds":86400}' }] }, { kind: 'text', content: 'Checked back early.' });
+    const runId = await startRun('Follow up tomorrow', agentId);
+    await waitForStatus(runId, 'sleeping');
+
+    const outsider = await app.inject({ method: 'POST', url: `/v1/orgs/${orgA}/runs/${runId}/follow-up/resume`, headers: { authorization: `Bearer ${tokenOutsider}` } });
+    expect(outsider.statusCode).toBe(404);
+    const resumed = await inject('POST', `/runs/${runId}/follow-up/resume`, tokenMember);
+    expect(resumed.statusCode).toBe(202);
+    expect(resumed.json()).toEqual({ id: runId, resumeRequested: true });
+
+    const run = await waitForStatus(runId, 'completed');
+    expect(run.output).toBe('Checked back early.');
+    const { rows } = await admin.query(`select payload from public.run_events where run_id = $1 and type = 'follow_up.resumed'`, [runId]);
+    expect(rows).toEqual([{ payload: { early: true, status: 'running' } }]);
+
+    const ended = await inject('POST', `/runs/${runId}/follow-up/resume`, tokenMember);
+    expect(ended.statusCode).toBe(409);
+    expect(ended.json().type).toBe(`${PROBLEM}conflict`);
+  });
+
+  it('answers 409 to resuming a follow-up of a run that is not waiting for one', async () => {
+    llm.enqueue({ kind: 'text', content: 'still thinking', delayMs: 3_000 });
+    const runId = await startRun('Think a while');
+    await waitForStatus(runId, 'running');
+    const res = await inject('POST', `/runs/${runId}/follow-up/resume`, tokenMember);
+    expect(res.statusCode).toBe(409);
+    expect(res.json().detail).toMatch(/not waiting for a follow-up/);
+    await waitForStatus(runId, 'completed');
+  });
+
   it('answers 409 for a decision on an approval that already expired', async () => {
     const agentId = await toolAgent({ allowed: ['schedule_follow_up'], approval: ['schedule_follow_up'], timeout: 1 });
     llm.enqueue({ kind: 'tool_calls', calls: [{ name: 'schedule_follow_up', arguments: '{"delay_seconds":1}' }] }, { kind: 'text', content: 'No answer.' });

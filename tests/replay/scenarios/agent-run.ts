@@ -1,7 +1,7 @@
 import { createAgent, createOrgWithMembers, createRun } from '../../support/db.js';
 import { createTestAgentWorker } from '../../support/temporal.js';
 import { agentRunWorkflowId } from '../../../workflows/task-queues.js';
-import { decideApprovalUpdate } from '../../../workflows/agent-run.js';
+import * as agentRunWorkflow from '../../../workflows/agent-run.js';
 import type { ReplayScenario, ScenarioContext, ScenarioModule } from '../scenario.js';
 
 async function startRun(ctx: ScenarioContext, input: string, tools: { allowed?: string[]; approval?: string[] } = {}): Promise<string> {
@@ -32,7 +32,7 @@ async function decide(ctx: ScenarioContext, workflowId: string, decision: 'appro
   );
   await ctx.temporal.client.workflow
     .getHandle(workflowId)
-    .executeUpdate(decideApprovalUpdate, { args: [{ approvalId: approval.id, decision, responseId: rows[0].id as string }] });
+    .executeUpdate(agentRunWorkflow.decideApprovalUpdate, { args: [{ approvalId: approval.id, decision, responseId: rows[0].id as string }] });
 }
 
 /** Waits for the run to close, whatever its outcome: the history is what we keep. */
@@ -106,6 +106,41 @@ export const scenarios: ReplayScenario[] = [
       );
       const workflowId = await startRun(ctx, 'Ask first', { allowed: ['knowledge_search'], approval: ['knowledge_search'] });
       await decide(ctx, workflowId, 'reject');
+      return settle(ctx, workflowId);
+    },
+  },
+  {
+    workflowType: 'agentRun',
+    path: 'follow-up-timer',
+    description: 'the model schedules a follow-up; the durable timer fires and the run resumes',
+    async run(ctx) {
+      ctx.llm.enqueue(
+        { kind: 'tool_calls', calls: [{ id: 'call_1', name: 'schedule_follow_up', arguments: JSON.stringify({ delay_seconds: 1 }) }] },
+        { kind: 'text', content: 'Followed up.' },
+      );
+      return settle(ctx, await startRun(ctx, 'Follow up in a second', { allowed: ['schedule_follow_up'] }));
+    },
+  },
+  {
+    workflowType: 'agentRun',
+    path: 'follow-up-resumed',
+    description: 'the model schedules a follow-up for tomorrow; a person resumes it at once',
+    async run(ctx) {
+      ctx.llm.enqueue(
+        { kind: 'tool_calls', calls: [{ id: 'call_1', name: 'schedule_follow_up', arguments: JSON.stringify({ delay_seconds: 86_400 }) }] },
+        { kind: 'text', content: 'Checked back early.' },
+      );
+      const workflowId = await startRun(ctx, 'Follow up tomorrow', { allowed: ['schedule_follow_up'] });
+      const runId = workflowId.slice('agent-run:'.length);
+      const deadline = Date.now() + 20_000;
+      while (Date.now() < deadline) {
+        const { rows } = await ctx.admin.query(`select status from public.agent_runs where id = $1`, [runId]);
+        if (rows[0]?.status === 'sleeping') break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      // The update as the API sends it; looked up by name so this module also loads against
+      // a checkout from before the update existed (when recording legacy fixtures).
+      await ctx.temporal.client.workflow.getHandle(workflowId).executeUpdate('resumeFollowUp');
       return settle(ctx, workflowId);
     },
   },
