@@ -14,7 +14,6 @@ import {
   proxyLocalActivities,
   setCurrentDetails,
   setHandler,
-  sleep,
   upsertSearchAttributes,
   uuid4,
   workflowInfo,
@@ -66,6 +65,12 @@ export const runStateQuery = defineQuery<{ status: RunStatus; step: number; pend
 
 /** Delivers a person's message (a conversation_messages row) to a conversation; used with update-with-start. */
 export const postMessageUpdate = defineUpdate<{ messageId: string; queued: boolean; interrupted: boolean }, [{ messageId: string }]>('postMessage');
+
+/** Ends a pending follow-up wait now: the run resumes at once instead of when its timer fires. */
+export const resumeFollowUpUpdate = defineUpdate<{ resumed: true }>('resumeFollowUp');
+
+/** Thrown by the resumeFollowUp validator when the run is not waiting for a follow-up; the API maps it to 409. */
+export const NO_FOLLOW_UP_PENDING = 'NoFollowUpPending';
 
 /** Thrown by the postMessage validator when the agent is busy and its policy is `reject`; the API maps it to 409. */
 export const AGENT_BUSY = 'AgentBusy';
@@ -180,6 +185,21 @@ export async function agentRun(input: AgentRunInput): Promise<AgentRunResult> {
     queuedMessages: queue.length,
   }));
 
+  // Set while a schedule_follow_up timer runs; the update ends the wait early.
+  let followUp: { resumeRequested: boolean } | undefined;
+  setHandler(
+    resumeFollowUpUpdate,
+    () => {
+      followUp!.resumeRequested = true;
+      return { resumed: true as const };
+    },
+    {
+      validator: () => {
+        if (!followUp || followUp.resumeRequested) throw ApplicationFailure.nonRetryable('The run is not waiting for a follow-up', NO_FOLLOW_UP_PENDING);
+      },
+    },
+  );
+
   setHandler(
     decideApprovalUpdate,
     async ({ approvalId, decision, responseId }) => {
@@ -253,10 +273,15 @@ export async function agentRun(input: AgentRunInput): Promise<AgentRunResult> {
     if (result.control.type === 'sleep') {
       setStatus('sleeping', `Follow-up in ${result.control.seconds} s`);
       await bookkeeping.setRunStatus({ ...ref, status: 'sleeping' });
-      // A durable timer: survives worker restarts and deploys; cancelling the run cancels it.
-      await sleep(result.control.seconds * 1000);
+      // A durable timer: survives worker restarts and deploys; cancelling the run cancels it, and
+      // resumeFollowUp ends it early. condition() with a timeout starts the same single timer
+      // that sleep() did, so histories recorded before the update existed replay unchanged.
+      const waiting = { resumeRequested: false };
+      followUp = waiting;
+      const early = await condition(() => waiting.resumeRequested, result.control.seconds * 1000);
+      followUp = undefined;
       setStatus('running', `Step ${step}`);
-      await bookkeeping.setRunStatus({ ...ref, status: 'running', event: { seq: nextSeq(), type: 'follow_up.resumed' } });
+      await bookkeeping.setRunStatus({ ...ref, status: 'running', event: { seq: nextSeq(), type: 'follow_up.resumed', payload: { early } } });
     } else {
       const approvalId = uuid4();
       setStatus('awaiting_approval', 'Waiting for a person to answer');
