@@ -53,23 +53,16 @@ async function inTransaction<T>(
   };
   client.on('error', onConnectionError);
   try {
-    await client.query('begin');
-    // Transaction-local (is_local = true): the role and claims end with the transaction, so the
-    // next user of this pooled connection starts as authenticator with no claims.
-    if (role === 'service_role') {
-      // Operator tooling keeps the connection's own statement_timeout.
-      await client.query(
-        `select set_config('role', $1, true), set_config('request.jwt.claims', $2, true)`,
-        [role, JSON.stringify(claims)],
-      );
-    } else {
-      await client.query(
-        `select set_config('role', $1, true),
-                set_config('request.jwt.claims', $2, true),
-                set_config('statement_timeout', $3, true)`,
-        [role, JSON.stringify(claims), statementTimeoutFor[role]],
-      );
-    }
+    // BEGIN and the transaction-local settings (is_local = true) go in one round trip: every
+    // request and activity opens transactions, and on a loaded host each round trip costs a
+    // context switch. A simple query cannot take parameters, so the values are escaped literals
+    // (escapeLiteral quotes and escapes them; the claims are built server-side). The role and
+    // claims end with the transaction, so the next user of this pooled connection starts as
+    // authenticator with no claims. Operator tooling (service_role) keeps the connection's own
+    // statement_timeout.
+    const settings = [`set_config('role', ${client.escapeLiteral(role)}, true)`, `set_config('request.jwt.claims', ${client.escapeLiteral(JSON.stringify(claims))}, true)`];
+    if (role !== 'service_role') settings.push(`set_config('statement_timeout', ${client.escapeLiteral(statementTimeoutFor[role])}, true)`);
+    await client.query(`begin; select ${settings.join(', ')}`);
     const result = await fn(client);
     const commit = await client.query('commit');
     // COMMIT of an aborted transaction answers ROLLBACK without an error.

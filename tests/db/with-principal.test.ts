@@ -62,6 +62,23 @@ describe('withPrincipal on a pooled connection', () => {
     }
   });
 
+  it('carries claims with quotes, backslashes and SQL in them verbatim (they are sent as escaped literals)', async () => {
+    const pool = createPool(appDatabaseUrl(), { max: 1 });
+    try {
+      const owner = org.userWithRole('owner');
+      const email = `o'brien\\"x'); drop table public.agents; --@example.com`;
+      const seen = await withPrincipal(pool, { kind: 'user', userId: owner, email }, async (tx) => {
+        const { rows } = await tx.query(`select auth.jwt() ->> 'email' as email, auth.uid() as uid, current_user as role, current_setting('statement_timeout') as timeout`);
+        return rows[0];
+      });
+      expect(seen).toEqual({ email, uid: owner, role: 'authenticated', timeout: '8s' });
+      const { rows } = await admin.query(`select count(*)::int as n from public.agents where id = $1`, [agentId]);
+      expect(rows[0].n).toBe(1);
+    } finally {
+      await pool.end();
+    }
+  });
+
   it('rolls back everything when the callback throws', async () => {
     const pool = createPool(appDatabaseUrl(), { max: 1 });
     try {
