@@ -1,17 +1,14 @@
 import { randomUUID } from 'node:crypto';
-import type { Worker } from '@temporalio/worker';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildApp, type App } from '../../api/app.js';
-import { RateGovernor } from '../../integrations/crm/governor.js';
+import type { App } from '../../api/app.js';
 import { HubspotAdapter } from '../../integrations/crm/hubspot.js';
 import { INCOMING_MESSAGE_MAX_CHARS, parseHubspotEvents } from '../../integrations/crm/webhooks.js';
 import { startFakeHubspot, type FakeHubspot } from '../fakes/hubspot-server.js';
-import { startFakeLlm, type FakeLlmServer } from '../fakes/llm-server.js';
-import { signUserToken, TEST_JWT_SECRET } from '../support/auth.js';
-import { adminPool, appPool, createOrgWithMembers } from '../support/db.js';
-import { connectTestTemporal, createTestAgentWorker, testLogger, uniqueTaskQueue, type TestTemporal } from '../support/temporal.js';
-import { createCrmConnection, crmSettingsFor, fastBudget, testKeyring } from './support.js';
+import { signUserToken } from '../support/auth.js';
+import { createOrgWithMembers } from '../support/db.js';
+import { startFullTestApp, type FullTestApp } from '../support/full-app.js';
+import { createCrmConnection } from './support.js';
 
 /** A `conversation.newMessage` event as HubSpot sends it (no text: only the thread and message ids). */
 const newMessageEvent = (eventId: number, threadId: number, messageId: string, messageType = 'MESSAGE') => ({
@@ -94,41 +91,17 @@ describe('HubspotAdapter.getIncomingMessage', () => {
 });
 
 describe('HubSpot incoming chat messages reach the contact conversation of triggered agents', () => {
-  let temporal: TestTemporal;
-  let pool: pg.Pool;
+  let full: FullTestApp;
   let admin: pg.Pool;
-  let llm: FakeLlmServer;
   let hubspot: FakeHubspot;
   let app: App;
-  let worker: Worker;
-  let running: Promise<void>;
-  const taskQueue = uniqueTaskQueue('crm-hubspot-messages-test');
   let orgId: string;
   let adminToken: string;
   let token: string;
 
   beforeAll(async () => {
-    temporal = await connectTestTemporal();
-    pool = appPool({ max: 8 });
-    admin = adminPool();
-    llm = await startFakeLlm();
-    hubspot = await startFakeHubspot({ dataset: { deals: 2, contacts: 5 }, rateLimit: null });
-    app = await buildApp({
-      pool,
-      temporal: temporal.client,
-      logger: testLogger,
-      auth: { jwtSecret: TEST_JWT_SECRET },
-      agentRunsTaskQueue: taskQueue,
-      crm: {
-        keyring: testKeyring,
-        settings: crmSettingsFor({ hubspot }),
-        syncTaskQueue: taskQueue,
-        governor: new RateGovernor(pool, { budgets: { kommo: fastBudget, hubspot: fastBudget } }),
-      },
-    });
-    await app.ready();
-    worker = await createTestAgentWorker({ temporal, pool, llmBaseUrl: llm.url, taskQueue });
-    running = worker.run();
+    full = await startFullTestApp({ agentWorker: true, hubspotDataset: { deals: 2, contacts: 5 } });
+    ({ app, admin, hubspot } = full);
     const org = await createOrgWithMembers(admin, ['owner', 'admin']);
     orgId = org.orgId;
     adminToken = await signUserToken(org.userWithRole('admin'));
@@ -137,14 +110,7 @@ describe('HubSpot incoming chat messages reach the contact conversation of trigg
   });
 
   afterAll(async () => {
-    worker?.shutdown();
-    await running;
-    await app?.close();
-    await llm?.close();
-    await hubspot?.close();
-    await temporal?.close();
-    await pool?.end();
-    await admin?.end();
+    await full?.close();
   });
 
   /** Each test gets its own connection, so agents of one test never listen to another's deliveries. */

@@ -1,30 +1,23 @@
 import { randomUUID } from 'node:crypto';
-import type { Worker } from '@temporalio/worker';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildApp, type App } from '../../api/app.js';
+import type { App } from '../../api/app.js';
 import { createRunService } from '../../api/services/runs.js';
-import { RateGovernor } from '../../integrations/crm/governor.js';
 import { sha256Hex } from '../../lib/crypto.js';
-import { startFakeHubspot, type FakeHubspot } from '../fakes/hubspot-server.js';
-import { startFakeKommo, type FakeKommo } from '../fakes/kommo-server.js';
-import { startFakeLlm, type FakeLlmServer } from '../fakes/llm-server.js';
-import { signUserToken, TEST_JWT_SECRET } from '../support/auth.js';
-import { adminPool, appPool, attempt, createOrgWithMembers } from '../support/db.js';
-import { connectTestTemporal, createTestAgentWorker, testLogger, uniqueTaskQueue, type TestTemporal } from '../support/temporal.js';
-import { createCrmConnection, crmSettingsFor, fastBudget, testKeyring } from './support.js';
+import type { FakeHubspot } from '../fakes/hubspot-server.js';
+import type { FakeKommo } from '../fakes/kommo-server.js';
+import { signUserToken } from '../support/auth.js';
+import { attempt, createOrgWithMembers } from '../support/db.js';
+import { startFullTestApp, type FullTestApp } from '../support/full-app.js';
+import { createCrmConnection } from './support.js';
 
 describe('CRM webhooks start and message agent runs according to agent triggers', () => {
-  let temporal: TestTemporal;
+  let full: FullTestApp;
   let pool: pg.Pool;
   let admin: pg.Pool;
-  let llm: FakeLlmServer;
   let kommo: FakeKommo;
   let hubspot: FakeHubspot;
   let app: App;
-  let worker: Worker;
-  let running: Promise<void>;
-  const taskQueue = uniqueTaskQueue('crm-triggers-test');
   const kommoSecret = `kommo-secret-${randomUUID()}`;
   let orgA: string;
   let orgB: string;
@@ -37,24 +30,8 @@ describe('CRM webhooks start and message agent runs according to agent triggers'
   let kommoA: string;
 
   beforeAll(async () => {
-    temporal = await connectTestTemporal();
-    pool = appPool({ max: 8 });
-    admin = adminPool();
-    llm = await startFakeLlm();
-    kommo = await startFakeKommo({ dataset: { leads: 5 }, rateLimitPerSecond: null });
-    hubspot = await startFakeHubspot({ dataset: { deals: 5 }, rateLimit: null });
-    const settings = crmSettingsFor({ kommo, hubspot });
-    app = await buildApp({
-      pool,
-      temporal: temporal.client,
-      logger: testLogger,
-      auth: { jwtSecret: TEST_JWT_SECRET },
-      agentRunsTaskQueue: taskQueue,
-      crm: { keyring: testKeyring, settings, syncTaskQueue: taskQueue, governor: new RateGovernor(pool, { budgets: { kommo: fastBudget, hubspot: fastBudget } }) },
-    });
-    await app.ready();
-    worker = await createTestAgentWorker({ temporal, pool, llmBaseUrl: llm.url, taskQueue });
-    running = worker.run();
+    full = await startFullTestApp({ agentWorker: true, kommoDataset: { leads: 5 }, hubspotDataset: { deals: 5 } });
+    ({ app, pool, admin, kommo, hubspot } = full);
 
     const a = await createOrgWithMembers(admin, ['owner', 'admin', 'member']);
     const b = await createOrgWithMembers(admin, ['owner', 'admin']);
@@ -81,15 +58,7 @@ describe('CRM webhooks start and message agent runs according to agent triggers'
   });
 
   afterAll(async () => {
-    worker?.shutdown();
-    await running;
-    await app?.close();
-    await llm?.close();
-    await kommo?.close();
-    await hubspot?.close();
-    await temporal?.close();
-    await pool?.end();
-    await admin?.end();
+    await full?.close();
   });
 
   async function createAgent(orgId: string, token: string, body: Record<string, unknown>): Promise<string> {
@@ -253,7 +222,7 @@ describe('CRM webhooks start and message agent runs according to agent triggers'
 
   it('a CRM message retried with the same source key is written and delivered once', async () => {
     const agentId = await createAgent(orgA, adminA, { crmConnectionId: kommoA, triggers: [{ event: 'incoming_message' }] });
-    const runs = createRunService({ pool, temporal: temporal.client, taskQueue });
+    const runs = createRunService({ pool, temporal: full.temporal.client, taskQueue: full.taskQueue });
     const message = { orgId: orgA, agentId, threadKey: `crm:${kommoA}:1000003`, content: 'Retried message', sourceKey: `webhook:${randomUUID()}:${agentId}` };
     const first = await runs.postMessage({ kind: 'worker', orgId: orgA }, message);
     const second = await runs.postMessage({ kind: 'worker', orgId: orgA }, message);

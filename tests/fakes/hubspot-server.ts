@@ -34,9 +34,16 @@ export interface HubspotFakeOptions {
   rotateRefreshTokens?: boolean;
   /** Requests per window before 429 (110 per 10 s for OAuth apps); null for no limit. */
   rateLimit?: { max: number; windowMs: number } | null;
-  dataset?: Partial<{ deals: number; contacts: number; companies: number; owners: number }>;
+  dataset?: Partial<HubspotDatasetSize>;
   seed?: number;
   latencyMs?: number;
+}
+
+export interface HubspotDatasetSize {
+  deals: number;
+  contacts: number;
+  companies: number;
+  owners: number;
 }
 
 export interface FakeHubspot {

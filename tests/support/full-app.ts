@@ -5,15 +5,17 @@ import { RateGovernor } from '../../integrations/crm/governor.js';
 import type { CrmSettings } from '../../integrations/crm/settings.js';
 import { withServiceRole } from '../../lib/db.js';
 import { crmSettingsFor, fastBudget, testKeyring } from '../crm/support.js';
-import { startFakeHubspot, type FakeHubspot } from '../fakes/hubspot-server.js';
-import { startFakeKommo, type FakeKommo } from '../fakes/kommo-server.js';
+import { startFakeHubspot, type FakeHubspot, type HubspotDatasetSize } from '../fakes/hubspot-server.js';
+import { startFakeKommo, type FakeKommo, type KommoDatasetSize } from '../fakes/kommo-server.js';
+import { startFakeLlm, type FakeLlmServer } from '../fakes/llm-server.js';
 import { signUserToken, TEST_JWT_SECRET } from './auth.js';
 import { adminPool, appPool, createAgent, createOrgWithMembers, createRun } from './db.js';
-import { connectTestTemporal, testLogger, uniqueTaskQueue, type TestTemporal } from './temporal.js';
+import { connectTestTemporal, createTestAgentWorker, testLogger, uniqueTaskQueue, type TestTemporal } from './temporal.js';
 
 /**
  * The API with every optional part switched on (CRM routes with fake Kommo and HubSpot), for
- * the tests that must see every route: the route inventory, the sweeps and the fuzzer.
+ * the tests that must see every route (the route inventory, the sweeps and the fuzzer) and,
+ * with `agentWorker`, for the tests that follow a request into the runs it starts (webhooks).
  */
 export interface FullTestApp {
   app: App;
@@ -23,15 +25,28 @@ export interface FullTestApp {
   kommo: FakeKommo;
   hubspot: FakeHubspot;
   settings: CrmSettings;
+  /** The queue the API starts agent runs and syncs on. */
+  taskQueue: string;
+  /** With `agentWorker` only: the fake model the worker's runs talk to. */
+  llm?: FakeLlmServer;
   close(): Promise<void>;
 }
 
-export async function startFullTestApp(overrides: Partial<Pick<AppDeps, 'rateLimits' | 'bodyLimitBytes'>> & { crmSettings?: (base: CrmSettings) => CrmSettings } = {}): Promise<FullTestApp> {
+export interface FullTestAppOptions extends Partial<Pick<AppDeps, 'rateLimits' | 'bodyLimitBytes'>> {
+  crmSettings?: (base: CrmSettings) => CrmSettings;
+  /** Dataset sizes of the fakes (default 3 Kommo leads, 3 HubSpot deals). */
+  kommoDataset?: Partial<KommoDatasetSize>;
+  hubspotDataset?: Partial<HubspotDatasetSize>;
+  /** Also run an agent worker (and a fake LLM) on the API's queue, so started runs run. */
+  agentWorker?: boolean;
+}
+
+export async function startFullTestApp(overrides: FullTestAppOptions = {}): Promise<FullTestApp> {
   const temporal = await connectTestTemporal();
   const pool = appPool({ max: 8 });
   const admin = adminPool();
-  const kommo = await startFakeKommo({ dataset: { leads: 3 }, rateLimitPerSecond: null });
-  const hubspot = await startFakeHubspot({ dataset: { deals: 3 }, rateLimit: null });
+  const kommo = await startFakeKommo({ dataset: overrides.kommoDataset ?? { leads: 3 }, rateLimitPerSecond: null });
+  const hubspot = await startFakeHubspot({ dataset: overrides.hubspotDataset ?? { deals: 3 }, rateLimit: null });
   const base = crmSettingsFor({ kommo, hubspot });
   const settings = overrides.crmSettings ? overrides.crmSettings(base) : base;
   const taskQueue = uniqueTaskQueue('full-app');
@@ -40,13 +55,17 @@ export async function startFullTestApp(overrides: Partial<Pick<AppDeps, 'rateLim
     temporal: temporal.client,
     logger: testLogger,
     auth: { jwtSecret: TEST_JWT_SECRET },
-    // No worker polls these queues: started workflows just wait, which is all the API sees.
+    // Without `agentWorker` no worker polls this queue: started workflows just wait, which is
+    // all the API sees.
     agentRunsTaskQueue: taskQueue,
     crm: { keyring: testKeyring, settings, syncTaskQueue: taskQueue, governor: new RateGovernor(pool, { budgets: { kommo: fastBudget, hubspot: fastBudget } }) },
     rateLimits: overrides.rateLimits ?? { perOrg: 1_000_000, perApiKey: 1_000_000, perUser: 1_000_000, windowMs: 60_000 },
     ...(overrides.bodyLimitBytes ? { bodyLimitBytes: overrides.bodyLimitBytes } : {}),
   });
   await app.ready();
+  const llm = overrides.agentWorker ? await startFakeLlm() : undefined;
+  const worker = llm ? await createTestAgentWorker({ temporal, pool, llmBaseUrl: llm.url, taskQueue }) : undefined;
+  const workerRunning = worker?.run();
   return {
     app,
     pool,
@@ -55,7 +74,12 @@ export async function startFullTestApp(overrides: Partial<Pick<AppDeps, 'rateLim
     kommo,
     hubspot,
     settings,
+    taskQueue,
+    ...(llm ? { llm } : {}),
     close: async () => {
+      worker?.shutdown();
+      await workerRunning;
+      await llm?.close();
       await app.close();
       await kommo.close();
       await hubspot.close();
