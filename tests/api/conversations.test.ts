@@ -1,34 +1,29 @@
-import type { Worker } from '@temporalio/worker';
 import type pg from 'pg';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { buildApp, type App } from '../../api/app.js';
-import { startFakeLlm, type FakeLlmRequestBody, type FakeLlmServer } from '../fakes/llm-server.js';
+import type { FakeLlmRequestBody, FakeLlmServer } from '../fakes/llm-server.js';
+import { startAgentTestStack, type AgentTestStack } from '../support/agent-stack.js';
 import { signUserToken, TEST_JWT_SECRET } from '../support/auth.js';
-import { adminPool, appPool, createAgent, createOrgWithMembers } from '../support/db.js';
-import { connectTestTemporal, createTestAgentWorker, testLogger, uniqueTaskQueue, type TestTemporal } from '../support/temporal.js';
+import { createAgent, createOrgWithMembers } from '../support/db.js';
+import { testLogger, type TestTemporal } from '../support/temporal.js';
 
 const PROBLEM = 'https://gpt-agent-platform.dev/problems/';
 const lastUser = (body: FakeLlmRequestBody) => [...body.messages].reverse().find((m) => m.role === 'user')?.content ?? '';
 
 describe('conversations: update-with-start, queued, rejected and interrupting messages', () => {
+  let stack: AgentTestStack;
   let temporal: TestTemporal;
   let llm: FakeLlmServer;
   let pool: pg.Pool;
   let admin: pg.Pool;
-  let worker: Worker;
-  let workerRunning: Promise<void>;
+  let taskQueue: string;
   let app: App;
-  const taskQueue = uniqueTaskQueue('api-conversations-test');
   let orgId: string;
   let token: string;
 
   beforeAll(async () => {
-    temporal = await connectTestTemporal();
-    llm = await startFakeLlm();
-    pool = appPool({ max: 6 });
-    admin = adminPool();
-    worker = await createTestAgentWorker({ temporal, pool, llmBaseUrl: llm.url, taskQueue });
-    workerRunning = worker.run();
+    stack = await startAgentTestStack('api-conversations-test', { poolMax: 6 });
+    ({ temporal, llm, pool, admin, taskQueue } = stack);
     app = await buildApp({
       pool,
       temporal: temporal.client,
@@ -44,12 +39,7 @@ describe('conversations: update-with-start, queued, rejected and interrupting me
 
   afterAll(async () => {
     await app?.close();
-    worker?.shutdown();
-    await workerRunning;
-    await llm?.close();
-    await temporal?.close();
-    await pool?.end();
-    await admin?.end();
+    await stack?.close();
   });
 
   beforeEach(() => {

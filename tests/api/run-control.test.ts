@@ -1,11 +1,11 @@
-import type { Worker } from '@temporalio/worker';
 import type pg from 'pg';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { buildApp, type App } from '../../api/app.js';
-import { startFakeLlm, type FakeLlmServer } from '../fakes/llm-server.js';
+import type { FakeLlmServer } from '../fakes/llm-server.js';
+import { startAgentTestStack, type AgentTestStack } from '../support/agent-stack.js';
 import { signUserToken, TEST_JWT_SECRET } from '../support/auth.js';
-import { adminPool, appPool, createAgent, createOrgWithMembers, createRun } from '../support/db.js';
-import { connectTestTemporal, createTestAgentWorker, testLogger, uniqueTaskQueue, type TestTemporal } from '../support/temporal.js';
+import { createAgent, createOrgWithMembers, createRun } from '../support/db.js';
+import { testLogger, type TestTemporal } from '../support/temporal.js';
 
 const PROBLEM = 'https://gpt-agent-platform.dev/problems/';
 
@@ -49,15 +49,14 @@ async function readSse(response: Response, until: (messages: SseMessage[]) => bo
 }
 
 describe('runs API: list, cancel, approvals, usage, knowledge and live events', () => {
+  let stack: AgentTestStack;
   let temporal: TestTemporal;
   let llm: FakeLlmServer;
   let pool: pg.Pool;
   let admin: pg.Pool;
-  let worker: Worker;
-  let workerRunning: Promise<void>;
+  let taskQueue: string;
   let app: App;
   let baseUrl: string;
-  const taskQueue = uniqueTaskQueue('api-run-control-test');
 
   let orgA: string;
   let agentA: string;
@@ -66,12 +65,8 @@ describe('runs API: list, cancel, approvals, usage, knowledge and live events', 
   let tokenOutsider: string;
 
   beforeAll(async () => {
-    temporal = await connectTestTemporal();
-    llm = await startFakeLlm();
-    pool = appPool({ max: 8 });
-    admin = adminPool();
-    worker = await createTestAgentWorker({ temporal, pool, llmBaseUrl: llm.url, taskQueue });
-    workerRunning = worker.run();
+    stack = await startAgentTestStack('api-run-control-test', { poolMax: 8 });
+    ({ temporal, llm, pool, admin, taskQueue } = stack);
     app = await buildApp({ pool, temporal: temporal.client, logger: testLogger, auth: { jwtSecret: TEST_JWT_SECRET }, agentRunsTaskQueue: taskQueue });
     baseUrl = await app.listen({ host: '127.0.0.1', port: 0 });
 
@@ -86,12 +81,7 @@ describe('runs API: list, cancel, approvals, usage, knowledge and live events', 
 
   afterAll(async () => {
     await app?.close();
-    worker?.shutdown();
-    await workerRunning;
-    await llm?.close();
-    await temporal?.close();
-    await pool?.end();
-    await admin?.end();
+    await stack?.close();
   });
 
   beforeEach(() => llm.reset());

@@ -1,25 +1,24 @@
 import { randomUUID } from 'node:crypto';
-import type { Worker } from '@temporalio/worker';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp, type App } from '../../api/app.js';
-import { startFakeLlm, type FakeLlmServer } from '../fakes/llm-server.js';
+import type { FakeLlmServer } from '../fakes/llm-server.js';
+import { startAgentTestStack, type AgentTestStack } from '../support/agent-stack.js';
 import { signUserToken, TEST_JWT_SECRET } from '../support/auth.js';
-import { adminPool, appPool, createAgent, createOrgWithMembers, createRun } from '../support/db.js';
+import { createAgent, createOrgWithMembers, createRun } from '../support/db.js';
 import { AgentIdSearchAttribute, OrgIdSearchAttribute } from '../../workflows/search-attributes.js';
-import { connectTestTemporal, createTestAgentWorker, testLogger, uniqueTaskQueue, type TestTemporal } from '../support/temporal.js';
+import { testLogger, type TestTemporal } from '../support/temporal.js';
 
 const PROBLEM = 'https://gpt-agent-platform.dev/problems/';
 
 describe('runs API, end to end (app + worker + Temporal + Postgres)', () => {
+  let stack: AgentTestStack;
   let temporal: TestTemporal;
   let llm: FakeLlmServer;
   let pool: pg.Pool;
   let admin: pg.Pool;
-  let worker: Worker;
-  let workerRunning: Promise<void>;
+  let taskQueue: string;
   let app: App;
-  const taskQueue = uniqueTaskQueue('api-runs-test');
 
   let orgA: string;
   let ownerA: string;
@@ -30,12 +29,8 @@ describe('runs API, end to end (app + worker + Temporal + Postgres)', () => {
   let tokenB: string;
 
   beforeAll(async () => {
-    temporal = await connectTestTemporal();
-    llm = await startFakeLlm();
-    pool = appPool();
-    admin = adminPool();
-    worker = await createTestAgentWorker({ temporal, pool, llmBaseUrl: llm.url, taskQueue });
-    workerRunning = worker.run();
+    stack = await startAgentTestStack('api-runs-test');
+    ({ temporal, llm, pool, admin, taskQueue } = stack);
     app = await buildApp({ pool, temporal: temporal.client, logger: testLogger, auth: { jwtSecret: TEST_JWT_SECRET }, agentRunsTaskQueue: taskQueue });
 
     const a = await createOrgWithMembers(admin, ['owner']);
@@ -51,12 +46,7 @@ describe('runs API, end to end (app + worker + Temporal + Postgres)', () => {
 
   afterAll(async () => {
     await app?.close();
-    worker?.shutdown();
-    await workerRunning;
-    await llm?.close();
-    await temporal?.close();
-    await pool?.end();
-    await admin?.end();
+    await stack?.close();
   });
 
   const startRun = (opts: { token?: string; org?: string; agent?: string; body?: unknown; key?: string } = {}) =>

@@ -2,23 +2,16 @@ import { randomBytes } from 'node:crypto';
 import { WorkflowFailedError } from '@temporalio/client';
 import type { Payload } from '@temporalio/common';
 import { temporal as proto } from '@temporalio/proto';
-import type { Worker } from '@temporalio/worker';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildCodecServer } from '../../api/codec-server.js';
 import { parseKeyring } from '../../lib/crypto.js';
 import { AesGcmPayloadCodec, ENCRYPTED_ENCODING } from '../../lib/temporal-codec.js';
 import { agentRunWorkflowId } from '../../workflows/task-queues.js';
-import { startFakeLlm, type FakeLlmServer } from '../fakes/llm-server.js';
-import { adminPool, appPool, createAgent, createOrgWithMembers, createRun } from '../support/db.js';
-import {
-  connectTestTemporal,
-  createTestAgentWorker,
-  TEST_CODEC_KEYS,
-  testLogger,
-  uniqueTaskQueue,
-  type TestTemporal,
-} from '../support/temporal.js';
+import type { FakeLlmServer } from '../fakes/llm-server.js';
+import { startAgentTestStack, type AgentTestStack } from '../support/agent-stack.js';
+import { createAgent, createOrgWithMembers, createRun } from '../support/db.js';
+import { TEST_CODEC_KEYS, testLogger, type TestTemporal } from '../support/temporal.js';
 
 const key = () => randomBytes(32).toString('base64');
 const utf8 = (s: string) => new TextEncoder().encode(s);
@@ -64,32 +57,21 @@ describe('AesGcmPayloadCodec', () => {
 });
 
 describe('encrypted Temporal histories', () => {
+  let stack: AgentTestStack;
   let temporal: TestTemporal;
   let llm: FakeLlmServer;
-  let pool: pg.Pool;
   let admin: pg.Pool;
-  let worker: Worker;
-  let workerRunning: Promise<void>;
-  const taskQueue = uniqueTaskQueue('payload-encryption');
+  let taskQueue: string;
   const operatorToken = randomBytes(32).toString('base64url');
   const uiOrigin = 'http://127.0.0.1:8233';
 
   beforeAll(async () => {
-    temporal = await connectTestTemporal();
-    llm = await startFakeLlm();
-    pool = appPool();
-    admin = adminPool();
-    worker = await createTestAgentWorker({ temporal, pool, llmBaseUrl: llm.url, taskQueue });
-    workerRunning = worker.run();
+    stack = await startAgentTestStack('payload-encryption');
+    ({ temporal, llm, admin, taskQueue } = stack);
   });
 
   afterAll(async () => {
-    worker?.shutdown();
-    await workerRunning;
-    await llm?.close();
-    await temporal?.close();
-    await pool?.end();
-    await admin?.end();
+    await stack?.close();
   });
 
   async function failingRunWithCanaries() {

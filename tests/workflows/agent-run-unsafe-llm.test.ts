@@ -1,9 +1,9 @@
-import type { Worker } from '@temporalio/worker';
 import type pg from 'pg';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { startFakeLlm, type FakeLlmReply, type FakeLlmServer } from '../fakes/llm-server.js';
-import { adminPool, appPool, createAgent, createOrgWithMembers, createRun } from '../support/db.js';
-import { connectTestTemporal, createTestAgentWorker, uniqueTaskQueue, type TestTemporal } from '../support/temporal.js';
+import type { FakeLlmReply, FakeLlmServer } from '../fakes/llm-server.js';
+import { startAgentTestStack, type AgentTestStack } from '../support/agent-stack.js';
+import { createAgent, createOrgWithMembers, createRun } from '../support/db.js';
+import { type TestTemporal } from '../support/temporal.js';
 import { agentRunWorkflowId } from '../../workflows/task-queues.js';
 import type { agentRun } from '../../workflows/agent-run.js';
 
@@ -12,30 +12,19 @@ import type { agentRun } from '../../workflows/agent-run.js';
  * validated answer after bounded retries or fails cleanly, and nothing unvalidated is stored.
  */
 describe('agentRun against a misbehaving LLM provider', () => {
+  let stack: AgentTestStack;
   let temporal: TestTemporal;
   let llm: FakeLlmServer;
-  let pool: pg.Pool;
   let admin: pg.Pool;
-  let worker: Worker;
-  let workerRunning: Promise<void>;
-  const taskQueue = uniqueTaskQueue('agent-run-unsafe-llm');
+  let taskQueue: string;
 
   beforeAll(async () => {
-    temporal = await connectTestTemporal();
-    llm = await startFakeLlm();
-    pool = appPool();
-    admin = adminPool();
-    worker = await createTestAgentWorker({ temporal, pool, llmBaseUrl: llm.url, taskQueue, llmTimeoutMs: 1_000 });
-    workerRunning = worker.run();
+    stack = await startAgentTestStack('agent-run-unsafe-llm', { worker: { llmTimeoutMs: 1_000 } });
+    ({ temporal, llm, admin, taskQueue } = stack);
   });
 
   afterAll(async () => {
-    worker?.shutdown();
-    await workerRunning;
-    await llm?.close();
-    await temporal?.close();
-    await pool?.end();
-    await admin?.end();
+    await stack?.close();
   });
 
   beforeEach(() => llm.reset());

@@ -1,39 +1,28 @@
 import { WorkflowFailedError } from '@temporalio/client';
-import type { Worker } from '@temporalio/worker';
 import type pg from 'pg';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { startFakeLlm, type FakeLlmServer } from '../fakes/llm-server.js';
-import { adminPool, appPool, createAgent, createOrgWithMembers, createRun } from '../support/db.js';
-import { connectTestTemporal, createTestAgentWorker, testDataConverter, uniqueTaskQueue, type TestTemporal } from '../support/temporal.js';
+import type { FakeLlmServer } from '../fakes/llm-server.js';
+import { startAgentTestStack, type AgentTestStack } from '../support/agent-stack.js';
+import { createAgent, createOrgWithMembers, createRun } from '../support/db.js';
+import { testDataConverter, type TestTemporal } from '../support/temporal.js';
 import type { Payload } from '@temporalio/common';
 import { agentRunWorkflowId } from '../../workflows/task-queues.js';
 import type { agentRun } from '../../workflows/agent-run.js';
 
 describe('agentRun workflow', () => {
+  let stack: AgentTestStack;
   let temporal: TestTemporal;
   let llm: FakeLlmServer;
-  let pool: pg.Pool;
   let admin: pg.Pool;
-  let worker: Worker;
-  let workerRunning: Promise<void>;
-  const taskQueue = uniqueTaskQueue('agent-run-test');
+  let taskQueue: string;
 
   beforeAll(async () => {
-    temporal = await connectTestTemporal();
-    llm = await startFakeLlm();
-    pool = appPool();
-    admin = adminPool();
-    worker = await createTestAgentWorker({ temporal, pool, llmBaseUrl: llm.url, taskQueue });
-    workerRunning = worker.run();
+    stack = await startAgentTestStack('agent-run-test');
+    ({ temporal, llm, admin, taskQueue } = stack);
   });
 
   afterAll(async () => {
-    worker?.shutdown();
-    await workerRunning;
-    await llm?.close();
-    await temporal?.close();
-    await pool?.end();
-    await admin?.end();
+    await stack?.close();
   });
 
   beforeEach(() => llm.reset());

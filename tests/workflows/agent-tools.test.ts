@@ -1,14 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import { WorkflowFailedError, WorkflowUpdateFailedError } from '@temporalio/client';
-import type { Worker } from '@temporalio/worker';
 import type pg from 'pg';
 import { z } from 'zod';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createToolRegistry } from '../../activities/tools/builtin.js';
 import { defineTool, type AgentTool } from '../../activities/tools/registry.js';
-import { startFakeLlm, type FakeLlmServer } from '../fakes/llm-server.js';
-import { adminPool, appPool, createAgent, createOrgWithMembers, createRun } from '../support/db.js';
-import { connectTestTemporal, createTestAgentWorker, testDataConverter, uniqueTaskQueue, type TestTemporal } from '../support/temporal.js';
+import type { FakeLlmServer } from '../fakes/llm-server.js';
+import { startAgentTestStack, type AgentTestStack } from '../support/agent-stack.js';
+import { createAgent, createOrgWithMembers, createRun } from '../support/db.js';
+import { testDataConverter, type TestTemporal } from '../support/temporal.js';
 import type { Payload } from '@temporalio/common';
 import { agentRunWorkflowId } from '../../workflows/task-queues.js';
 import { decideApprovalUpdate, postMessageUpdate, runStateQuery, type agentRun, type AgentRunInput } from '../../workflows/agent-run.js';
@@ -32,38 +32,25 @@ const recordNote = defineTool({
 }) as AgentTool;
 
 describe('agentRun: tools, approvals, timers, budgets', () => {
+  let stack: AgentTestStack;
   let temporal: TestTemporal;
   let llm: FakeLlmServer;
-  let pool: pg.Pool;
   let admin: pg.Pool;
-  let worker: Worker;
-  let workerRunning: Promise<void>;
-  const taskQueue = uniqueTaskQueue('agent-tools-test');
+  let taskQueue: string;
 
   beforeAll(async () => {
-    temporal = await connectTestTemporal();
-    llm = await startFakeLlm();
-    pool = appPool();
-    admin = adminPool();
-    worker = await createTestAgentWorker({
-      temporal,
-      pool,
-      llmBaseUrl: llm.url,
-      taskQueue,
-      tools: createToolRegistry([recordNote]),
-      // USD per million tokens: 1 input token costs 0.000002, 1 output token 0.00001.
-      prices: { 'test/*': { inputPerMillion: 2, outputPerMillion: 10 } },
+    stack = await startAgentTestStack('agent-tools-test', {
+      worker: {
+        tools: createToolRegistry([recordNote]),
+        // USD per million tokens: 1 input token costs 0.000002, 1 output token 0.00001.
+        prices: { 'test/*': { inputPerMillion: 2, outputPerMillion: 10 } },
+      },
     });
-    workerRunning = worker.run();
+    ({ temporal, llm, admin, taskQueue } = stack);
   });
 
   afterAll(async () => {
-    worker?.shutdown();
-    await workerRunning;
-    await llm?.close();
-    await temporal?.close();
-    await pool?.end();
-    await admin?.end();
+    await stack?.close();
   });
 
   beforeEach(() => llm.reset());
