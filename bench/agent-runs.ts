@@ -1,9 +1,10 @@
 /**
- * `npm run bench`: agent runs against a zero-latency fake LLM (3 LLM turns, 2 tool calls each)
+ * `npm run bench`: agent runs against a zero-latency fake LLM in a child process (3 LLM turns, 2 tool calls each)
  * versus a bare workflow running the same number of no-op activities, on the same Temporal dev
  * server, worker settings and process. Prints; asserts nothing. BENCH_RUNS (default 200),
  * BENCH_PARKED (default 500) and BENCH_TTFT_SAMPLES (default 20) scale it.
  */
+import { fork } from 'node:child_process';
 import path from 'node:path';
 import { startSuiteStack } from '../scripts/stack/suite-stack.js';
 import { randomUUID } from 'node:crypto';
@@ -16,7 +17,6 @@ import { LlmClient } from '../integrations/llm/chat-completions.js';
 import { createPool, withServiceRole } from '../lib/db.js';
 import { createLogger } from '../lib/logger.js';
 import { createDataConverter } from '../lib/temporal-codec.js';
-import { startFakeLlm, type FakeLlmRequestBody } from '../tests/fakes/llm-server.js';
 import { SignJWT } from 'jose';
 import { agentRunWorkflowId } from '../workflows/task-queues.js';
 import type { agentRun } from '../workflows/agent-run.js';
@@ -41,24 +41,12 @@ async function main() {
   const { temporal: temporalServer, adminUrl, appUrl } = stack;
   const admin = createPool(adminUrl, { max: 4 });
   const pool = createPool(appUrl, { max: 40, applicationName: 'bench' });
-  const llm = await startFakeLlm();
+  const llm = await startFakeLlmProcess();
   const dataConverter = createDataConverter(undefined);
   const connection = await Connection.connect({ address: temporalServer.address });
   const client = new Client({ connection, namespace: temporalServer.namespace, dataConverter });
   const nativeConnection = await NativeConnection.connect({ address: temporalServer.address });
   const taskQueue = `bench-${randomUUID()}`;
-
-  // Zero latency: two tool turns, then the answer, decided by how many tool results the model has seen.
-  llm.setReplyFor(
-    () => true,
-    (body: FakeLlmRequestBody) => {
-      const toolResults = body.messages.filter((m) => m.role === 'tool').length;
-      if (!body.tools) return { kind: 'text', content: 'a streamed answer in several small pieces', chunkDelayMs: 5 };
-      return toolResults < 2
-        ? { kind: 'tool_calls', calls: [{ name: 'knowledge_search', arguments: JSON.stringify({ query: `pricing ${toolResults}` }) }] }
-        : { kind: 'text', content: 'benchmark answer with several words to stream', chunkDelayMs: 0 };
-    },
-  );
 
   const worker = await Worker.create({
     connection: nativeConnection,
@@ -155,7 +143,7 @@ async function main() {
     await new Promise((r) => setTimeout(r, 250));
   }
   const rssParked = process.memoryUsage().rss;
-  log(`worker process RSS with ${PARKED} runs parked on approval: ${(rssParked / 2 ** 20).toFixed(0)} MiB (before parking ${(rssBefore / 2 ** 20).toFixed(0)} MiB; API, fake LLM and worker share the process)`);
+  log(`worker process RSS with ${PARKED} runs parked on approval: ${(rssParked / 2 ** 20).toFixed(0)} MiB (before parking ${(rssBefore / 2 ** 20).toFixed(0)} MiB; the API and the worker share the process, the fake LLM runs in its own)`);
 
   // Time to first token: SSE client's first delta minus the fake LLM's receipt of the streaming request.
   const app = await buildApp({ pool, temporal: client, logger: createLogger({ name: 'bench-api', level: 'silent' }), auth: { jwtSecret: JWT_SECRET }, agentRunsTaskQueue: taskQueue });
@@ -173,7 +161,7 @@ async function main() {
     const [runId] = await newRuns(plainAgent, 1);
     const stream = await fetch(`${baseUrl}/v1/orgs/${orgId}/runs/${runId}/events`, { headers: { authorization: `Bearer ${token}` } });
     const reader = stream.body!.getReader();
-    const requestsBefore = llm.requests.length;
+    const requestsBefore = (await llm.requests()).length;
     await client.workflow.start<typeof agentRun>('agentRun', { taskQueue, workflowId: agentRunWorkflowId(runId!), args: [{ orgId, agentId: plainAgent, runId: runId! }] });
     let text = '';
     for (;;) {
@@ -184,7 +172,7 @@ async function main() {
     }
     const firstDeltaAt = Date.now();
     await reader.cancel();
-    const llmRequest = llm.requests.slice(requestsBefore).find((r) => (r.body as { model?: string }).model === 'sandbox/ttft');
+    const llmRequest = (await llm.requests()).slice(requestsBefore).find((r) => r.model === 'sandbox/ttft');
     if (llmRequest) gaps.push(firstDeltaAt - llmRequest.at);
   }
   log(`time to first token at the SSE client minus at the fake LLM: p50 ${ms(percentile(gaps, 50))}, p99 ${ms(percentile(gaps, 99))} over ${gaps.length} runs (goal p50 ≤ 50 ms)`);
@@ -198,6 +186,33 @@ async function main() {
   await pool.end();
   await admin.end();
   await stack.stop();
+}
+
+/** The fake LLM in a child process (see bench/support/fake-llm-process.ts). */
+async function startFakeLlmProcess(): Promise<{ url: string; requests(): Promise<Array<{ model?: string; at: number }>>; close(): Promise<void> }> {
+  const child = fork(path.join(import.meta.dirname, 'support', 'fake-llm-process.ts'), { execArgv: ['--import', 'tsx'], stdio: 'inherit' });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const url = await new Promise<string>((resolve, reject) => {
+    child.once('message', (message: { url: string }) => resolve(message.url));
+    child.once('exit', (code) => reject(new Error(`the fake LLM process exited with code ${code} before listening`)));
+  });
+  return {
+    url,
+    requests: () =>
+      new Promise((resolve) => {
+        const onMessage = (message: { type?: string; requests?: Array<{ model?: string; at: number }> }) => {
+          if (message.type !== 'requests') return;
+          child.off('message', onMessage);
+          resolve(message.requests ?? []);
+        };
+        child.on('message', onMessage);
+        child.send({ type: 'requests' });
+      }),
+    async close() {
+      child.disconnect();
+      await exited;
+    },
+  };
 }
 
 main().catch((err: unknown) => {
