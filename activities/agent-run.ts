@@ -130,34 +130,35 @@ interface AgentConfigRow {
   tokens_today: string;
 }
 
-async function loadAgentConfig(tx: Tx, ref: RunRef): Promise<AgentConfigRow> {
-  const { rows } = await tx.query<AgentConfigRow>(
+/**
+ * The agent's configuration and the run's budget state, with the run's events that `events`
+ * selects, in one query: every LLM turn and tool call starts here, and each round trip to
+ * Postgres counts (a context switch on the worker's host, the network's latency in production).
+ */
+async function loadAgentConfig(
+  tx: Tx,
+  ref: RunRef,
+  events: { transcriptWithSeq: number } | { seqs: number[] },
+): Promise<{ config: AgentConfigRow; events: EventRow[] }> {
+  const eventFilter =
+    'transcriptWithSeq' in events ? `(e.type in ('llm.completed', 'tool.completed', 'user.message') or e.seq = $3::int)` : `e.seq = any($3::int[])`;
+  const { rows } = await tx.query<AgentConfigRow & { events: EventRow[] }>(
     `select a.id as agent_id, a.model, a.temperature, a.max_output_tokens, a.instructions, a.allowed_tools, a.approval_tools,
             a.run_token_budget, r.input, r.input_tokens + r.output_tokens as run_tokens, o.daily_token_quota,
             coalesce((select u.input_tokens + u.output_tokens from public.usage_daily u
-                       where u.org_id = r.org_id and u.day = (now() at time zone 'utc')::date), 0) as tokens_today
+                       where u.org_id = r.org_id and u.day = (now() at time zone 'utc')::date), 0) as tokens_today,
+            coalesce((select json_agg(json_build_object('seq', e.seq, 'type', e.type, 'payload', e.payload) order by e.seq)
+                        from public.run_events e
+                       where e.run_id = r.id and e.org_id = r.org_id and ${eventFilter}), '[]'::json) as events
        from public.agent_runs r
        join public.agents a on a.id = r.agent_id and a.org_id = r.org_id
        join public.organizations o on o.id = r.org_id
       where r.id = $1 and r.org_id = $2`,
-    [ref.runId, ref.orgId],
+    [ref.runId, ref.orgId, 'transcriptWithSeq' in events ? events.transcriptWithSeq : events.seqs],
   );
   if (!rows[0]) throw runGone(ref.runId);
-  return rows[0];
-}
-
-/**
- * The run's transcript events, plus event `step.seq` when already recorded (a retried step),
- * read in one query.
- */
-async function loadTranscriptEvents(tx: Tx, step: RunStep): Promise<{ events: EventRow[]; recorded: EventRow | undefined }> {
-  const { rows } = await tx.query<EventRow>(
-    `select seq, type, payload from public.run_events
-      where run_id = $1 and org_id = $2 and (type in ('llm.completed', 'tool.completed', 'user.message') or seq = $3)
-      order by seq`,
-    [step.runId, step.orgId, step.seq],
-  );
-  return { events: rows.filter((e) => e.seq !== step.seq), recorded: rows.find((e) => e.seq === step.seq) };
+  const { events: loaded, ...config } = rows[0];
+  return { config, events: loaded };
 }
 
 /** Rebuilds the chat transcript from the run's input and its event log. */
@@ -266,8 +267,10 @@ export function createAgentRunActivities(deps: AgentRunActivityDeps) {
   async function callLlm(step: RunStep): Promise<LlmStepResult> {
     const ctx = Context.current();
     const prepared = await withPrincipal(pool, workerOf(step.orgId), async (tx) => {
-      const config = await loadAgentConfig(tx, step);
-      const { events, recorded } = await loadTranscriptEvents(tx, step);
+      // The transcript so far, plus event `step.seq` when already recorded (a retried step).
+      const { config, events: loaded } = await loadAgentConfig(tx, step, { transcriptWithSeq: step.seq });
+      const recorded = loaded.find((e) => e.seq === step.seq);
+      const events = loaded.filter((e) => e.seq !== step.seq);
       if (recorded) return { config, recorded };
       if (config.run_token_budget !== null && config.run_tokens >= config.run_token_budget) {
         throw ApplicationFailure.nonRetryable(
@@ -322,36 +325,41 @@ export function createAgentRunActivities(deps: AgentRunActivityDeps) {
 
     const cost = costOf(prices, config.model, answer.usage);
     recordLlmCall({ model: config.model, outcome: 'ok', seconds: (performance.now() - llmStarted) / 1000, ...answer.usage, costUsd: cost });
-    await withPrincipal(pool, workerOf(step.orgId), async (tx) => {
-      const inserted = await appendEvent(tx, step, 'llm.completed', {
-        model: answer.model,
-        content: answer.content,
-        toolCalls: answer.toolCalls,
-        finishReason: answer.finishReason,
-        usage: answer.usage,
-        costUsd: cost,
-      });
-      // Totals move only together with the event, so a retried activity cannot count twice.
-      if (inserted) {
-        await tx.query(
-          `update public.agent_runs
-              set input_tokens = input_tokens + $3, output_tokens = output_tokens + $4,
-                  llm_calls = llm_calls + 1, cost_usd = cost_usd + $5
-            where id = $1 and org_id = $2`,
-          [step.runId, step.orgId, answer.usage.inputTokens, answer.usage.outputTokens, cost],
-        );
-        await tx.query(
-          `insert into public.usage_daily (org_id, day, llm_calls, input_tokens, output_tokens, cost_usd)
-           values ($1, (now() at time zone 'utc')::date, 1, $2, $3, $4)
-           on conflict (org_id, day) do update set
-             llm_calls = public.usage_daily.llm_calls + 1,
-             input_tokens = public.usage_daily.input_tokens + excluded.input_tokens,
-             output_tokens = public.usage_daily.output_tokens + excluded.output_tokens,
-             cost_usd = public.usage_daily.cost_usd + excluded.cost_usd`,
-          [step.orgId, answer.usage.inputTokens, answer.usage.outputTokens, cost],
-        );
-      }
-    });
+    // The event, the run's totals and the org's daily usage in one statement: totals move only
+    // when the event is new, so a retried activity cannot count twice.
+    await withPrincipal(pool, workerOf(step.orgId), (tx) =>
+      tx.query(
+        `with event as (
+           insert into public.run_events (org_id, run_id, seq, type, payload)
+           values ($1, $2, $3, 'llm.completed', $4)
+           on conflict (run_id, seq) do nothing
+           returning seq
+         ),
+         totals as (
+           update public.agent_runs
+              set input_tokens = input_tokens + $5::int, output_tokens = output_tokens + $6::int,
+                  llm_calls = llm_calls + 1, cost_usd = cost_usd + $7::numeric
+            where id = $2 and org_id = $1 and exists (select 1 from event)
+         )
+         insert into public.usage_daily (org_id, day, llm_calls, input_tokens, output_tokens, cost_usd)
+         select $1, (now() at time zone 'utc')::date, 1, $5::int, $6::int, $7::numeric
+          where exists (select 1 from event)
+         on conflict (org_id, day) do update set
+           llm_calls = public.usage_daily.llm_calls + 1,
+           input_tokens = public.usage_daily.input_tokens + excluded.input_tokens,
+           output_tokens = public.usage_daily.output_tokens + excluded.output_tokens,
+           cost_usd = public.usage_daily.cost_usd + excluded.cost_usd`,
+        [
+          step.orgId,
+          step.runId,
+          step.seq,
+          { model: answer.model, content: answer.content, toolCalls: answer.toolCalls, finishReason: answer.finishReason, usage: answer.usage, costUsd: cost },
+          answer.usage.inputTokens,
+          answer.usage.outputTokens,
+          cost,
+        ],
+      ),
+    );
     ctx.log.info('LLM step recorded', { seq: step.seq, finishReason: answer.finishReason, toolCalls: answer.toolCalls.length, ...answer.usage });
     return {
       finishReason: answer.finishReason,
@@ -367,11 +375,7 @@ export function createAgentRunActivities(deps: AgentRunActivityDeps) {
     call: ToolCallRef,
     alsoSeq = false,
   ): Promise<{ toolCall: ToolCall; config: AgentConfigRow; recorded: EventRow | undefined }> {
-    const config = await loadAgentConfig(tx, call);
-    const { rows } = await tx.query<EventRow>(
-      `select seq, type, payload from public.run_events where run_id = $1 and org_id = $2 and seq = any($3::int[])`,
-      [call.runId, call.orgId, alsoSeq ? [call.llmSeq, call.seq] : [call.llmSeq]],
-    );
+    const { config, events: rows } = await loadAgentConfig(tx, call, { seqs: alsoSeq ? [call.llmSeq, call.seq] : [call.llmSeq] });
     const llmEvent = rows.find((r) => r.seq === call.llmSeq);
     const toolCall = (llmEvent?.payload.toolCalls as ToolCall[] | undefined)?.[call.index];
     if (!toolCall) {
