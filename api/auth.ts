@@ -37,6 +37,36 @@ const userClaims = z.object({
 const ASYMMETRIC_ALGORITHMS = ['ES256', 'RS256'] as const;
 
 /**
+ * Tokens verified in the last minute, so a client's burst of requests pays for one signature
+ * check. Keyed by the exact token string (the same bytes verified before), bounded in size and
+ * age, and never past the token's own `exp`. The minute also bounds how long a token signed with
+ * a key just removed from the JWKS stays accepted.
+ */
+class VerifiedTokenCache {
+  static readonly maxEntries = 10_000;
+  static readonly maxAgeMs = 60_000;
+  readonly #entries = new Map<string, { principal: UserPrincipal; validUntilMs: number }>();
+
+  get(token: string): UserPrincipal | undefined {
+    const entry = this.#entries.get(token);
+    if (!entry) return undefined;
+    if (Date.now() >= entry.validUntilMs) {
+      this.#entries.delete(token);
+      return undefined;
+    }
+    return entry.principal;
+  }
+
+  set(token: string, principal: UserPrincipal, expiresAtMs: number): void {
+    if (this.#entries.size >= VerifiedTokenCache.maxEntries) {
+      // Oldest first (Map keeps insertion order).
+      this.#entries.delete(this.#entries.keys().next().value!);
+    }
+    this.#entries.set(token, { principal, validUntilMs: Math.min(expiresAtMs, Date.now() + VerifiedTokenCache.maxAgeMs) });
+  }
+}
+
+/**
  * Verifies the bearer credential of a request and builds its principal.
  *
  * JWTs: Supabase access tokens signed with the project secret (HS256) or, when a JWKS URL is
@@ -50,7 +80,9 @@ const ASYMMETRIC_ALGORITHMS = ['ES256', 'RS256'] as const;
  * org's path is refused here, before any tenant query runs.
  */
 export function createAuthenticator(options: AuthOptions, deps: AuthDeps) {
-  const secret = new TextEncoder().encode(options.jwtSecret);
+  // Imported once: handing jose the raw bytes made it import an HMAC key on every request.
+  const secret = crypto.subtle.importKey('raw', new TextEncoder().encode(options.jwtSecret), { name: 'HMAC', hash: 'SHA-256' }, false, ['verify']);
+  const verified = new VerifiedTokenCache();
   const jwks = options.jwksUrl
     ? createRemoteJWKSet(new URL(options.jwksUrl), {
         cacheMaxAge: options.jwksCacheMaxAgeMs ?? 10 * 60_000,
@@ -68,6 +100,8 @@ export function createAuthenticator(options: AuthOptions, deps: AuthDeps) {
   };
 
   async function verifyJwt(token: string): Promise<UserPrincipal> {
+    const known = verified.get(token);
+    if (known) return known;
     try {
       const { payload } = await jwtVerify(token, getKey, {
         algorithms,
@@ -76,7 +110,9 @@ export function createAuthenticator(options: AuthOptions, deps: AuthDeps) {
         ...(options.issuer ? { issuer: options.issuer } : {}),
       });
       const claims = userClaims.parse(payload);
-      return { kind: 'user', userId: claims.sub, ...(claims.email ? { email: claims.email.toLowerCase() } : {}) };
+      const principal: UserPrincipal = { kind: 'user', userId: claims.sub, ...(claims.email ? { email: claims.email.toLowerCase() } : {}) };
+      verified.set(token, principal, (payload.exp as number) * 1000);
+      return principal;
     } catch (err) {
       // The JWKS endpoint being unreachable is our outage, not a bad token.
       if (err instanceof joseErrors.JWKSTimeout || (err instanceof Error && !(err instanceof joseErrors.JOSEError) && !(err instanceof z.ZodError))) {

@@ -133,6 +133,17 @@ describe('valid credentials', () => {
 });
 
 describe('forged or stale JWTs answer 401 without touching tenant tables', () => {
+  it('a token accepted moments ago is refused once it expires (verified tokens are remembered only until exp)', async () => {
+    const exp = Math.floor(Date.now() / 1000) + 2;
+    const token = await signUserToken(userId, { issuer: ISSUER, expiresIn: exp });
+    expect((await getOrg(token)).statusCode).toBe(200);
+    expect((await getOrg(token)).statusCode).toBe(200);
+    await new Promise((resolve) => setTimeout(resolve, exp * 1000 - Date.now() + 100));
+    const res = await getOrg(token);
+    expect(res.statusCode).toBe(401);
+    expect(res.json().detail).toMatch(/expired/);
+  });
+
   it('alg none', async () => {
     const token = `${b64url({ alg: 'none', typ: 'JWT' })}.${b64url({ sub: userId, aud: 'authenticated', iss: ISSUER, exp: Math.floor(Date.now() / 1000) + 3600 })}.`;
     expectUnauthenticatedWithoutTenantQueries(await getOrg(token));
