@@ -29,6 +29,17 @@ const syncRunSchema = z.object({
   startedAt: z.string(),
   finishedAt: z.string().nullable(),
 });
+const webhookDeliverySchema = z.object({
+  /** The provider's event id (HubSpot) or a digest of the delivery (Kommo): what makes a redelivery a duplicate. */
+  dedupeKey: z.string(),
+  kind: z.string(),
+  objectType: z.string(),
+  externalId: z.string(),
+  change: z.enum(['upsert', 'delete']),
+  receivedAt: z.string(),
+  /** Null while unprocessed: the intake failed and waits for the CRM's redelivery. */
+  processedAt: z.string().nullable(),
+});
 const recordSchema = z.object({
   connectionId: z.uuid(),
   type: z.string(),
@@ -121,6 +132,16 @@ export function crmConnectionRoutes(crm: CrmService): FastifyPluginAsyncZod {
     app.get('/orgs/:orgId/crm/connections/:connectionId/syncs', {
       schema: { summary: 'Sync history, newest first', params: connParams, querystring: z.object(pageQuery), response: { 200: z.object({ items: z.array(syncRunSchema), nextCursor: z.string().nullable() }), ...errors } },
       handler: async (request) => crm.listSyncs(request.principal, request.params.orgId, request.params.connectionId, request.query),
+    });
+
+    app.get('/orgs/:orgId/crm/connections/:connectionId/webhook-deliveries', {
+      schema: {
+        summary: 'Recent webhook deliveries of the connection, newest first (admins): what arrived and whether it was processed',
+        params: connParams,
+        querystring: z.object({ limit: pageQuery.limit }),
+        response: { 200: z.object({ items: z.array(webhookDeliverySchema) }), ...errors },
+      },
+      handler: async (request) => crm.listWebhookDeliveries(request.principal, request.params.orgId, request.params.connectionId, request.query),
     });
 
     app.get('/orgs/:orgId/crm/records', {

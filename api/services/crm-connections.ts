@@ -138,6 +138,16 @@ export interface RecordView {
   deletedAt: string | null;
 }
 
+export interface WebhookDeliveryView {
+  dedupeKey: string;
+  kind: string;
+  objectType: string;
+  externalId: string;
+  change: 'upsert' | 'delete';
+  receivedAt: string;
+  processedAt: string | null;
+}
+
 export function createCrmService(deps: CrmServiceDeps) {
   const { pool, temporal, keyring, settings } = deps;
   const taskQueue = deps.syncTaskQueue ?? CRM_SYNC_TASK_QUEUE;
@@ -419,6 +429,36 @@ export function createCrmService(deps: CrmServiceDeps) {
     });
   }
 
+  /**
+   * The connection's most recent webhook deliveries, newest first: what the CRM sent, when, and
+   * whether it was processed. Admins only (the rows say which records changed and when). A
+   * delivery left unprocessed failed and waits for the CRM's redelivery.
+   */
+  async function listWebhookDeliveries(principal: Principal, orgId: string, connectionId: string, query: { limit: number }): Promise<{ items: WebhookDeliveryView[] }> {
+    return withPrincipal(pool, principal, async (tx) => {
+      await requireOrgRole(tx, orgId, 'admin');
+      await getRow(tx, orgId, connectionId);
+      const { rows } = await tx.query<{ dedupe_key: string; kind: string; object_type: string; external_id: string; change: 'upsert' | 'delete'; received_at: Date; processed_at: Date | null }>(
+        `select dedupe_key, kind, object_type, external_id, change, received_at, processed_at
+           from public.crm_webhook_deliveries
+          where org_id = $1 and connection_id = $2
+          order by received_at desc, dedupe_key desc limit $3`,
+        [orgId, connectionId, query.limit],
+      );
+      return {
+        items: rows.map((r) => ({
+          dedupeKey: r.dedupe_key,
+          kind: r.kind,
+          objectType: r.object_type,
+          externalId: r.external_id,
+          change: r.change,
+          receivedAt: r.received_at.toISOString(),
+          processedAt: r.processed_at?.toISOString() ?? null,
+        })),
+      };
+    });
+  }
+
   async function listRecords(principal: Principal, orgId: string, query: { type: string; q?: string | undefined; connectionId?: string | undefined; includeDeleted?: boolean | undefined; limit: number; cursor?: string | undefined }) {
     let after: { c: string; e: string } | null = null;
     if (query.cursor) {
@@ -460,7 +500,7 @@ export function createCrmService(deps: CrmServiceDeps) {
     });
   }
 
-  return { create, completeOAuth, list, get, rename, remove, test, putSchedule, startSync, listSyncs, listRecords };
+  return { create, completeOAuth, list, get, rename, remove, test, putSchedule, startSync, listSyncs, listWebhookDeliveries, listRecords };
 }
 
 export type CrmService = ReturnType<typeof createCrmService>;

@@ -191,6 +191,29 @@ describe('CRM webhooks start and message agent runs according to agent triggers'
     expect(await runsOf(triggered)).toHaveLength(1);
   });
 
+  it("admins see the connection's recent webhook deliveries and whether they were processed; members 403, other orgs 404", async () => {
+    const path = `/v1/webhooks/crm/hubspot/${hubspotA}`;
+    const eventId = Math.floor(Math.random() * 1e12);
+    hubspot.injectFailure({ status: 502, body: { status: 'error', message: 'bad gateway' }, pathPattern: /^\/crm\/v3\/objects\/deals\/100001/, times: 1 });
+    const delivery = hubspot.webhookDelivery(`https://api.example.test${path}`, [{ eventId, subscriptionType: 'deal.propertyChange', objectId: 100_001, propertyName: 'amount', propertyValue: '5' }]);
+    const failed = await app.inject({ method: 'POST', url: path, headers: delivery.headers, payload: delivery.body });
+    expect(failed.statusCode).toBeGreaterThanOrEqual(500);
+
+    const url = `/v1/orgs/${orgA}/crm/connections/${hubspotA}/webhook-deliveries?limit=100`;
+    const listed = await app.inject({ method: 'GET', url, headers: { authorization: `Bearer ${adminA}` } });
+    expect(listed.statusCode).toBe(200);
+    const open = listed.json().items.find((d: { dedupeKey: string }) => d.dedupeKey === `hubspot:${eventId}`);
+    expect(open).toMatchObject({ kind: 'deal.propertyChange', objectType: 'deals', externalId: '100001', change: 'upsert', processedAt: null });
+
+    // HubSpot's redelivery succeeds; the list shows it processed.
+    expect((await app.inject({ method: 'POST', url: path, headers: delivery.headers, payload: delivery.body })).json()).toMatchObject({ processed: 1 });
+    const after = (await app.inject({ method: 'GET', url, headers: { authorization: `Bearer ${adminA}` } })).json();
+    expect(after.items.find((d: { dedupeKey: string }) => d.dedupeKey === `hubspot:${eventId}`).processedAt).toEqual(expect.any(String));
+
+    expect((await app.inject({ method: 'GET', url, headers: { authorization: `Bearer ${memberA}` } })).statusCode).toBe(403);
+    expect((await app.inject({ method: 'GET', url, headers: { authorization: `Bearer ${adminB}` } })).statusCode).toBe(404);
+  });
+
   it('an incoming Kommo message lands once in the lead conversation of the triggered agent', async () => {
     const agentId = await createAgent(orgA, adminA, { crmConnectionId: kommoA, triggers: [{ event: 'incoming_message' }] });
     const silent = await createAgent(orgA, adminA, { crmConnectionId: kommoA, triggers: [{ event: 'lead_stage_entered', stageId: '1' }] });
