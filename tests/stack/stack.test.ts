@@ -61,6 +61,36 @@ describe('Temporal dev server started from the CLI', () => {
   );
 });
 
+describe('Temporal dev server start-up retries', () => {
+  it(
+    'starts again on fresh ports when the server dies during start-up, and reports the cause when it keeps dying',
+    async () => {
+      const cliPath = await ensureTemporalCli((msg) => console.log(msg));
+      const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'gap-temporal-retry-'));
+      try {
+        // Dies like the CI failure did (a panic, exit 2) on the first start only, then is the real CLI.
+        const marker = path.join(dir, 'died-once');
+        const flaky = path.join(dir, 'temporal-flaky');
+        await fs.writeFile(
+          flaky,
+          `#!/bin/sh\nif [ ! -e '${marker}' ]; then touch '${marker}'; echo 'panic: runtime error: invalid memory address or nil pointer dereference' >&2; exit 2; fi\nexec '${cliPath}' "$@"\n`,
+          { mode: 0o755 },
+        );
+        const server = await startTemporalDevServer({ cliPath: flaky, searchAttributes: { OrgId: 'Keyword' } });
+        await server.stop();
+        await expect(fs.stat(marker)).resolves.toBeDefined();
+
+        const broken = path.join(dir, 'temporal-broken');
+        await fs.writeFile(broken, `#!/bin/sh\necho 'panic: always broken' >&2\nexit 2\n`, { mode: 0o755 });
+        await expect(startTemporalDevServer({ cliPath: broken, searchAttributes: {} })).rejects.toThrow(/exited with code 2[\s\S]*panic: always broken/);
+      } finally {
+        await fs.rm(dir, { recursive: true, force: true });
+      }
+    },
+    SERVICE_TIMEOUT_MS,
+  );
+});
+
 describe('embedded Postgres', () => {
   let stateDir: string;
   const savedDatabaseUrl = process.env.DATABASE_URL;
