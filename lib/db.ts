@@ -42,6 +42,7 @@ async function inTransaction<T>(
   role: DatabaseRole | 'service_role',
   claims: Record<string, unknown>,
   fn: (tx: Tx) => Promise<T>,
+  options: TransactionOptions = {},
 ): Promise<T> {
   const client = await pool.connect();
   let brokenConnection: Error | undefined;
@@ -62,6 +63,7 @@ async function inTransaction<T>(
     // statement_timeout.
     const settings = [`set_config('role', ${client.escapeLiteral(role)}, true)`, `set_config('request.jwt.claims', ${client.escapeLiteral(JSON.stringify(claims))}, true)`];
     if (role !== 'service_role') settings.push(`set_config('statement_timeout', ${client.escapeLiteral(statementTimeoutFor[role])}, true)`);
+    if (options.skipWalFlushOnCommit) settings.push(`set_config('synchronous_commit', 'off', true)`);
     await client.query(`begin; select ${settings.join(', ')}`);
     const result = await fn(client);
     const commit = await client.query('commit');
@@ -83,9 +85,18 @@ async function inTransaction<T>(
 }
 
 /** The one way request handlers and activities touch tenant data: one transaction whose first statement sets the role and claims transaction-locally. */
-export async function withPrincipal<T>(pool: pg.Pool, principal: Principal, fn: (tx: Tx) => Promise<T>): Promise<T> {
+export interface TransactionOptions {
+  /**
+   * COMMIT without waiting for the WAL flush (synchronous_commit off, this transaction only). For
+   * state whose loss in a database crash is harmless, written often enough that the flush matters
+   * (the CRM rate buckets). Never for tenant data or anything a retry relies on.
+   */
+  skipWalFlushOnCommit?: boolean;
+}
+
+export async function withPrincipal<T>(pool: pg.Pool, principal: Principal, fn: (tx: Tx) => Promise<T>, options: TransactionOptions = {}): Promise<T> {
   const { role, claims } = databaseSettingsFor(principal);
-  return inTransaction(pool, role, claims, fn);
+  return inTransaction(pool, role, claims, fn, options);
 }
 
 /** Operator tooling, seeds and migrations only: never on a request path. */

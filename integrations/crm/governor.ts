@@ -50,23 +50,26 @@ export class RateGovernor {
   /** Reserves one request and waits until it may be sent. Answers the time waited (ms). */
   async take(scope: ConnectionScope, provider: CrmProvider, depth = 0): Promise<number> {
     const budget = this.budgets[provider];
-    const { rows } = await withPrincipal(this.pool, { kind: 'worker', orgId: scope.orgId }, async (tx) => {
-      // Every CRM request passes here, so it must not wait for a WAL flush: a bucket state lost
-      // in a database crash only hands out at most one more second of budget.
-      await tx.query(`select set_config('synchronous_commit', 'off', true)`);
-      return tx.query<{ wait_ms: number }>(
-        `insert into public.crm_rate_buckets as b (org_id, connection_id, capacity, refill_per_second, tokens)
-         values ($1, $2, $3::float8, $4::float8, $3::float8 - 1)
-         on conflict (connection_id) do update set
-           tokens = least(b.capacity, b.tokens + extract(epoch from clock_timestamp() - b.refilled_at) * b.refill_per_second) - 1,
-           refilled_at = clock_timestamp()
-         returning greatest(
-           case when b.tokens < 0 then -b.tokens / b.refill_per_second * 1000 else 0 end,
-           coalesce(extract(epoch from b.blocked_until - clock_timestamp()) * 1000, 0)
-         )::float8 as wait_ms`,
-        [scope.orgId, scope.connectionId, budget.capacity, budget.refillPerSecond],
-      );
-    });
+    // Every CRM request passes here, so it does not wait for a WAL flush: a bucket state lost in
+    // a database crash only hands out at most one more second of budget.
+    const { rows } = await withPrincipal(
+      this.pool,
+      { kind: 'worker', orgId: scope.orgId },
+      (tx) =>
+        tx.query<{ wait_ms: number }>(
+          `insert into public.crm_rate_buckets as b (org_id, connection_id, capacity, refill_per_second, tokens)
+           values ($1, $2, $3::float8, $4::float8, $3::float8 - 1)
+           on conflict (connection_id) do update set
+             tokens = least(b.capacity, b.tokens + extract(epoch from clock_timestamp() - b.refilled_at) * b.refill_per_second) - 1,
+             refilled_at = clock_timestamp()
+           returning greatest(
+             case when b.tokens < 0 then -b.tokens / b.refill_per_second * 1000 else 0 end,
+             coalesce(extract(epoch from b.blocked_until - clock_timestamp()) * 1000, 0)
+           )::float8 as wait_ms`,
+          [scope.orgId, scope.connectionId, budget.capacity, budget.refillPerSecond],
+        ),
+      { skipWalFlushOnCommit: true },
+    );
     const waitMs = Math.max(0, Math.ceil(rows[0]?.wait_ms ?? 0));
     if (waitMs === 0) return 0;
     await this.sleep(waitMs);

@@ -79,6 +79,19 @@ describe('withPrincipal on a pooled connection', () => {
     }
   });
 
+  it('skips the WAL flush only for the transaction that asks, and the setting does not outlive it', async () => {
+    const pool = createPool(appDatabaseUrl(), { max: 1 });
+    try {
+      const worker = { kind: 'worker', orgId: org.orgId } as const;
+      const setting = (tx: { query: (sql: string) => Promise<{ rows: Array<{ s: string }> }> }) =>
+        tx.query(`select current_setting('synchronous_commit') as s`).then((r) => r.rows[0]!.s);
+      expect(await withPrincipal(pool, worker, setting, { skipWalFlushOnCommit: true })).toBe('off');
+      expect(await withPrincipal(pool, worker, setting)).toBe('on');
+    } finally {
+      await pool.end();
+    }
+  });
+
   it('rolls back everything when the callback throws', async () => {
     const pool = createPool(appDatabaseUrl(), { max: 1 });
     try {
