@@ -89,6 +89,7 @@ const conversationMessage = z.looseObject({
 const conversationThread = z.looseObject({
   id: z.string(),
   associatedContactId: z.union([z.string(), z.number()]).nullish(),
+  spam: z.boolean().nullish(),
 });
 const tokenResponse = z.looseObject({
   access_token: z.string().min(1),
@@ -357,7 +358,9 @@ export class HubspotAdapter implements CrmAdapter {
       const text = incomingMessageText(message.text);
       if (text === null) return null;
       // The conversation is keyed by the contact, which only the thread names.
-      const { associatedContactId } = await this.http.requestParsed({ method: 'GET', path: thread }, conversationThread);
+      const { associatedContactId, spam } = await this.http.requestParsed({ method: 'GET', path: thread }, conversationThread);
+      // A thread the inbox marked as spam is not a conversation an agent should join.
+      if (spam === true) return null;
       if (associatedContactId === null || associatedContactId === undefined || associatedContactId === '') return null;
       return { contactId: String(associatedContactId), text };
     } catch (err) {

@@ -65,6 +65,8 @@ describe('HubspotAdapter.getIncomingMessage', () => {
     const blank = fake.addConversationMessage(thread, { direction: 'INCOMING', text: '   ' });
     const anonymous = fake.addConversationThread({ contactId: null });
     const fromVisitor = fake.addConversationMessage(anonymous, { direction: 'INCOMING', text: 'Who am I?' });
+    const spamThread = fake.addConversationThread({ contactId: 30_009, spam: true });
+    const fromSpammer = fake.addConversationMessage(spamThread, { direction: 'INCOMING', text: 'Cheap watches' });
 
     expect(await adapter.getIncomingMessage({ threadId: String(thread), messageId: hello })).toEqual({ contactId: '30001', text: 'Hello there' });
     const capped = await adapter.getIncomingMessage({ threadId: String(thread), messageId: long });
@@ -73,6 +75,7 @@ describe('HubspotAdapter.getIncomingMessage', () => {
       expect(await adapter.getIncomingMessage({ threadId: String(thread), messageId })).toBeNull();
     }
     expect(await adapter.getIncomingMessage({ threadId: String(anonymous), messageId: fromVisitor })).toBeNull();
+    expect(await adapter.getIncomingMessage({ threadId: String(spamThread), messageId: fromSpammer })).toBeNull();
     expect(await adapter.getIncomingMessage({ threadId: '1', messageId: hello })).toBeNull();
   });
 

@@ -63,7 +63,7 @@ export interface FakeHubspot {
   archiveObject(type: 'deals' | 'contacts' | 'companies', id: number): void;
   addObject(type: 'deals' | 'contacts' | 'companies', properties: Record<string, string>): number;
   /** An open inbox thread with `contactId` (null: a visitor HubSpot has not matched to a contact); answers the thread id. */
-  addConversationThread(opts: { contactId: number | null }): number;
+  addConversationThread(opts: { contactId: number | null; spam?: boolean }): number;
   /**
    * A message on a thread; answers its id. INCOMING messages come from the thread's contact,
    * OUTGOING ones from the inbox (a rep, or an integration posting a reply); a COMMENT is an
@@ -91,7 +91,7 @@ export async function startFakeHubspot(options: HubspotFakeOptions = {}): Promis
   const engagements: FakeHubspot['engagements'] = [];
   let nextEngagementId = 80_000_000;
   type FakeMessage = { id: string; type: 'MESSAGE' | 'COMMENT'; direction: 'INCOMING' | 'OUTGOING' | null; text: string; createdAtMs: number };
-  const threads = new Map<number, { id: number; contactId: number | null; createdAtMs: number; messages: Map<string, FakeMessage> }>();
+  const threads = new Map<number, { id: number; contactId: number | null; spam: boolean; createdAtMs: number; messages: Map<string, FakeMessage> }>();
   let nextThreadId = 9_100_000_000;
   const inboxId = '147000001';
   const chatChannelId = '1000';
@@ -217,7 +217,7 @@ export async function startFakeHubspot(options: HubspotFakeOptions = {}): Promis
           originalChannelId: chatChannelId,
           originalChannelAccountId: chatChannelAccountId,
           latestMessageTimestamp: iso(latest),
-          spam: false,
+          spam: thread.spam,
           archived: false,
         });
       }
@@ -369,9 +369,9 @@ export async function startFakeHubspot(options: HubspotFakeOptions = {}): Promis
     updateObject: (type, id, properties) => void store.update(type, id, properties),
     archiveObject: (type, id) => store.remove(type, id),
     addObject: (type, properties) => store.insert(type, properties).id,
-    addConversationThread: ({ contactId }) => {
+    addConversationThread: ({ contactId, spam = false }) => {
       const id = nextThreadId++;
-      threads.set(id, { id, contactId, createdAtMs: Date.now(), messages: new Map() });
+      threads.set(id, { id, contactId, spam, createdAtMs: Date.now(), messages: new Map() });
       return id;
     },
     addConversationMessage: (threadId, message) => {
