@@ -53,6 +53,30 @@ export interface CrmHttpOptions extends CrmRequestHooks {
   maxResponseBytes?: number;
 }
 
+/** What every adapter is built from: the account's API, a token source, and the request hooks. */
+export interface CrmAdapterOptions extends CrmRequestHooks {
+  /** Kommo: `https://{subdomain}.kommo.com` (or `.amocrm.ru`), never www. HubSpot: `https://api.hubapi.com`. */
+  baseUrl: string;
+  accessToken: () => Promise<string>;
+  /** Default 30 s. */
+  timeoutMs?: number;
+  fetch?: typeof fetch;
+}
+
+/** The one HTTP client of an adapter, with the provider's fallback wait for a 429 that names none. */
+export function adapterHttpClient(provider: CrmProvider, options: CrmAdapterOptions, defaultRetryAfterMs: number): CrmHttpClient {
+  return new CrmHttpClient({
+    provider,
+    baseUrl: options.baseUrl,
+    timeoutMs: options.timeoutMs ?? 30_000,
+    accessToken: options.accessToken,
+    ...(options.fetch ? { fetch: options.fetch } : {}),
+    ...(options.beforeRequest ? { beforeRequest: options.beforeRequest } : {}),
+    ...(options.onRateLimited ? { onRateLimited: options.onRateLimited } : {}),
+    defaultRetryAfterMs,
+  });
+}
+
 export interface CrmRequest {
   method: 'GET' | 'POST' | 'PATCH' | 'PUT' | 'DELETE';
   path: string;

@@ -7,7 +7,7 @@
  * `archived=true`.
  */
 import { z } from 'zod';
-import { CrmError, CrmHttpClient, type CrmRequestHooks } from './http.js';
+import { adapterHttpClient, CrmError, CrmHttpClient, type CrmAdapterOptions } from './http.js';
 import { incomingMessageText } from './webhooks.js';
 import type {
   CrmAdapter,
@@ -132,30 +132,14 @@ export function hubspotRecord(objectType: CrmEntityType, o: HubspotObject): CrmR
 /** The search cursor: HubSpot's integer `after` within one query, plus the query's lower bound. */
 const searchCursor = z.object({ after: z.number().int().min(0), since: z.number().int().min(0) });
 
-export interface HubspotAdapterOptions extends CrmRequestHooks {
-  /** `https://api.hubapi.com` in production. */
-  baseUrl: string;
-  accessToken: () => Promise<string>;
-  timeoutMs?: number;
-  fetch?: typeof fetch;
-}
 
 export class HubspotAdapter implements CrmAdapter {
   readonly provider = 'hubspot' as const;
   private readonly http: CrmHttpClient;
 
-  constructor(options: HubspotAdapterOptions) {
-    this.http = new CrmHttpClient({
-      provider: 'hubspot',
-      baseUrl: options.baseUrl,
-      timeoutMs: options.timeoutMs ?? 30_000,
-      accessToken: options.accessToken,
-      ...(options.fetch ? { fetch: options.fetch } : {}),
-      ...(options.beforeRequest ? { beforeRequest: options.beforeRequest } : {}),
-      ...(options.onRateLimited ? { onRateLimited: options.onRateLimited } : {}),
-      // HubSpot's REST 429s name no wait; its per-app window is a rolling 10 s.
-      defaultRetryAfterMs: 2_000,
-    });
+  constructor(options: CrmAdapterOptions) {
+    // HubSpot's REST 429s name no wait; its per-app window is a rolling 10 s.
+    this.http = adapterHttpClient('hubspot', options, 2_000);
   }
 
   supportsDeletionFeed(objectType: CrmObjectType): boolean {

@@ -5,7 +5,7 @@
  * lists, deletions only visible through the events feed.
  */
 import { z } from 'zod';
-import { CrmError, CrmHttpClient, type CrmRequestHooks } from './http.js';
+import { adapterHttpClient, CrmError, CrmHttpClient, type CrmAdapterOptions } from './http.js';
 import type {
   CrmAdapter,
   CrmDeletionsPage,
@@ -125,30 +125,14 @@ function pageNumber(cursor: string | null): number {
   return n;
 }
 
-export interface KommoAdapterOptions extends CrmRequestHooks {
-  /** `https://{subdomain}.kommo.com` (or `.amocrm.ru`); never www. */
-  baseUrl: string;
-  accessToken: () => Promise<string>;
-  timeoutMs?: number;
-  fetch?: typeof fetch;
-}
 
 export class KommoAdapter implements CrmAdapter {
   readonly provider = 'kommo' as const;
   private readonly http: CrmHttpClient;
 
-  constructor(options: KommoAdapterOptions) {
-    this.http = new CrmHttpClient({
-      provider: 'kommo',
-      baseUrl: options.baseUrl,
-      timeoutMs: options.timeoutMs ?? 30_000,
-      accessToken: options.accessToken,
-      ...(options.fetch ? { fetch: options.fetch } : {}),
-      ...(options.beforeRequest ? { beforeRequest: options.beforeRequest } : {}),
-      ...(options.onRateLimited ? { onRateLimited: options.onRateLimited } : {}),
-      // Kommo's documented limit is 7 rps; a 429 without retry_after waits one second.
-      defaultRetryAfterMs: 1_000,
-    });
+  constructor(options: CrmAdapterOptions) {
+    // Kommo's documented limit is 7 rps; a 429 without retry_after waits one second.
+    this.http = adapterHttpClient('kommo', options, 1_000);
   }
 
   supportsDeletionFeed(objectType: CrmObjectType): boolean {
