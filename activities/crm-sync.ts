@@ -270,19 +270,18 @@ export function createCrmSyncActivities(deps: CrmSyncActivityDeps) {
           const sum = { records: 0, added: 0, updated: 0, deleted: 0, failed: 0 };
           let after: SyncPageResult['phase'] = phase;
           let cursor: string | null = null;
-          for (const fetched of batch) {
-            cursor = fetched.page.nextCursor;
-            if (fetched.kind === 'deletions') {
-              sum.deleted += await tombstoneRecords(tx, scope, input.objectType, fetched.page.externalIds);
-              after = cursor === null ? 'done' : 'deletions';
-              continue;
-            }
-            const page = fetched.page;
-            const counts = await upsertRecords(tx, scope, input.objectType, page.records, fullPass ? input.syncRunId : null);
-            sum.records += page.records.length;
+          // The fetcher moves from records to deletions, never back: record pages come first.
+          // They go into one statement, a bigger batch than a page (the last copy of a record
+          // listed twice wins, as it would page by page).
+          const recordPages = batch.flatMap((fetched) => (fetched.kind === 'records' ? [fetched.page] : []));
+          if (recordPages.length > 0) {
+            const records = recordPages.flatMap((page) => page.records);
+            const counts = await upsertRecords(tx, scope, input.objectType, records, fullPass ? input.syncRunId : null);
+            sum.records += records.length;
             sum.added += counts.added;
             sum.updated += counts.updated;
             sum.failed += counts.failed;
+            cursor = recordPages.at(-1)!.nextCursor;
             after = 'records';
             if (cursor === null) {
               if (fullPass) {
@@ -293,6 +292,12 @@ export function createCrmSyncActivities(deps: CrmSyncActivityDeps) {
                 after = adapter.supportsDeletionFeed(input.objectType) ? 'deletions' : 'done';
               }
             }
+          }
+          for (const fetched of batch) {
+            if (fetched.kind !== 'deletions') continue;
+            cursor = fetched.page.nextCursor;
+            sum.deleted += await tombstoneRecords(tx, scope, input.objectType, fetched.page.externalIds);
+            after = cursor === null ? 'done' : 'deletions';
           }
           await saveCheckpoint(tx, input, after, cursor, batch.length, sum);
           return { phase: after, ...sum };
