@@ -4,7 +4,8 @@
  * as a CrmError the activities map onto retryable or non-retryable failures.
  */
 import type { z } from 'zod';
-import type { CrmProvider } from './types.js';
+import type { TokenGrant } from './settings.js';
+import type { CrmProvider, OAuthApp } from './types.js';
 import { crmRequests } from '../../lib/metrics.js';
 import { UnsafeUrlError } from '../../lib/ssrf.js';
 
@@ -75,6 +76,30 @@ export function adapterHttpClient(provider: CrmProvider, options: CrmAdapterOpti
     ...(options.onRateLimited ? { onRateLimited: options.onRateLimited } : {}),
     defaultRetryAfterMs,
   });
+}
+
+/** The token request's fields; both providers take the same ones (Kommo as JSON, HubSpot as a form). */
+export function oauthGrantFields(app: OAuthApp, grant: TokenGrant): Record<string, string> {
+  return {
+    grant_type: grant.kind,
+    client_id: app.clientId,
+    client_secret: app.clientSecret,
+    redirect_uri: app.redirectUri,
+    ...(grant.kind === 'authorization_code' ? { code: grant.code } : { refresh_token: grant.refreshToken }),
+  };
+}
+
+/**
+ * For a token request's `.catch`: a 400 or 401 from the token endpoint means the grant is gone
+ * (used, revoked, or the app uninstalled), so the connection needs re-authorizing.
+ */
+export function grantRejected(provider: CrmProvider, label: string, grant: TokenGrant): (err: unknown) => never {
+  return (err) => {
+    if (err instanceof CrmError && (err.kind === 'validation' || err.kind === 'auth')) {
+      throw new CrmError(provider, 'auth', `${label} rejected the ${grant.kind} grant: ${err.message}`, err.details);
+    }
+    throw err;
+  };
 }
 
 export interface CrmRequest {

@@ -7,7 +7,8 @@
  * `archived=true`.
  */
 import { z } from 'zod';
-import { adapterHttpClient, CrmError, CrmHttpClient, type CrmAdapterOptions } from './http.js';
+import type { TokenGrant } from './settings.js';
+import { adapterHttpClient, CrmError, CrmHttpClient, grantRejected, oauthGrantFields, type CrmAdapterOptions } from './http.js';
 import { incomingMessageText } from './webhooks.js';
 import type {
   CrmAdapter,
@@ -362,32 +363,13 @@ export class HubspotAdapter implements CrmAdapter {
 /** HubSpot's OAuth token endpoint (form-encoded, snake_case answers). */
 export async function hubspotTokenRequest(
   opts: { baseUrl: string; app: OAuthApp; timeoutMs?: number; fetch?: typeof fetch },
-  grant: { kind: 'authorization_code'; code: string } | { kind: 'refresh_token'; refreshToken: string },
+  grant: TokenGrant,
 ): Promise<TokenSet> {
   const http = new CrmHttpClient({ provider: 'hubspot', baseUrl: opts.baseUrl, timeoutMs: opts.timeoutMs ?? 15_000, ...(opts.fetch ? { fetch: opts.fetch } : {}) });
+  // invalid_grant / BAD_REFRESH_TOKEN (400) means the grant is gone.
   const body = await http
-    .requestParsed(
-      {
-        method: 'POST',
-        path: '/oauth/v1/token',
-        anonymous: true,
-        form: {
-          grant_type: grant.kind,
-          client_id: opts.app.clientId,
-          client_secret: opts.app.clientSecret,
-          redirect_uri: opts.app.redirectUri,
-          ...(grant.kind === 'authorization_code' ? { code: grant.code } : { refresh_token: grant.refreshToken }),
-        },
-      },
-      tokenResponse,
-    )
-    .catch((err: unknown) => {
-      // invalid_grant / BAD_REFRESH_TOKEN (400) means the grant is gone: re-authorize.
-      if (err instanceof CrmError && (err.kind === 'validation' || err.kind === 'auth')) {
-        throw new CrmError('hubspot', 'auth', `HubSpot rejected the ${grant.kind} grant: ${err.message}`, err.details);
-      }
-      throw err;
-    });
+    .requestParsed({ method: 'POST', path: '/oauth/v1/token', anonymous: true, form: oauthGrantFields(opts.app, grant) }, tokenResponse)
+    .catch(grantRejected('hubspot', 'HubSpot', grant));
   return {
     accessToken: body.access_token,
     refreshToken: body.refresh_token,

@@ -5,7 +5,8 @@
  * lists, deletions only visible through the events feed.
  */
 import { z } from 'zod';
-import { adapterHttpClient, CrmError, CrmHttpClient, type CrmAdapterOptions } from './http.js';
+import type { TokenGrant } from './settings.js';
+import { adapterHttpClient, CrmError, CrmHttpClient, grantRejected, oauthGrantFields, type CrmAdapterOptions } from './http.js';
 import type {
   CrmAdapter,
   CrmDeletionsPage,
@@ -281,30 +282,13 @@ export class KommoAdapter implements CrmAdapter {
 /** OAuth token endpoint of one Kommo account (`https://{referer}/oauth2/access_token`). */
 export async function kommoTokenRequest(
   opts: { baseUrl: string; app: OAuthApp; timeoutMs?: number; fetch?: typeof fetch },
-  grant: { kind: 'authorization_code'; code: string } | { kind: 'refresh_token'; refreshToken: string },
+  grant: TokenGrant,
 ): Promise<TokenSet> {
   const http = new CrmHttpClient({ provider: 'kommo', baseUrl: opts.baseUrl, timeoutMs: opts.timeoutMs ?? 15_000, ...(opts.fetch ? { fetch: opts.fetch } : {}) });
-  const body = await http.requestParsed(
-    {
-      method: 'POST',
-      path: '/oauth2/access_token',
-      anonymous: true,
-      json: {
-        client_id: opts.app.clientId,
-        client_secret: opts.app.clientSecret,
-        redirect_uri: opts.app.redirectUri,
-        grant_type: grant.kind,
-        ...(grant.kind === 'authorization_code' ? { code: grant.code } : { refresh_token: grant.refreshToken }),
-      },
-    },
-    tokenResponse,
-  ).catch((err: unknown) => {
-    // The token endpoint answers 400/401 for a used or revoked refresh token: the grant is gone.
-    if (err instanceof CrmError && (err.kind === 'validation' || err.kind === 'auth')) {
-      throw new CrmError('kommo', 'auth', `Kommo rejected the ${grant.kind} grant: ${err.message}`, err.details);
-    }
-    throw err;
-  });
+  // The token endpoint answers 400/401 for a used or revoked refresh token.
+  const body = await http
+    .requestParsed({ method: 'POST', path: '/oauth2/access_token', anonymous: true, json: oauthGrantFields(opts.app, grant) }, tokenResponse)
+    .catch(grantRejected('kommo', 'Kommo', grant));
   return { accessToken: body.access_token, refreshToken: body.refresh_token, expiresAt: new Date(Date.now() + body.expires_in * 1000) };
 }
 
