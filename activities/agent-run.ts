@@ -145,7 +145,7 @@ async function loadAgentConfig(
   const { rows } = await tx.query<AgentConfigRow & { events: EventRow[] }>(
     `select a.id as agent_id, a.model, a.temperature, a.max_output_tokens, a.instructions, a.allowed_tools, a.approval_tools,
             a.run_token_budget, r.input, r.input_tokens + r.output_tokens as run_tokens, o.daily_token_quota,
-            coalesce((select u.input_tokens + u.output_tokens from public.usage_daily u
+            coalesce((select sum(u.input_tokens + u.output_tokens) from public.usage_daily u
                        where u.org_id = r.org_id and u.day = (now() at time zone 'utc')::date), 0) as tokens_today,
             coalesce((select json_agg(json_build_object('seq', e.seq, 'type', e.type, 'payload', e.payload) order by e.seq)
                         from public.run_events e
@@ -250,9 +250,9 @@ export function createAgentRunActivities(deps: AgentRunActivityDeps) {
       }
       if (await appendEvent(tx, step, 'run.started', {})) {
         await tx.query(
-          `insert into public.usage_daily (org_id, day, runs) values ($1, (now() at time zone 'utc')::date, 1)
-           on conflict (org_id, day) do update set runs = public.usage_daily.runs + 1`,
-          [step.orgId],
+          `insert into public.usage_daily (org_id, day, shard, runs) values ($1, (now() at time zone 'utc')::date, private.usage_shard($2), 1)
+           on conflict (org_id, day, shard) do update set runs = public.usage_daily.runs + 1`,
+          [step.orgId, step.runId],
         );
       }
       return { maxSteps: settings.max_steps, approvalTimeoutSeconds: settings.approval_timeout_seconds, busyPolicy: settings.busy_policy };
@@ -341,10 +341,10 @@ export function createAgentRunActivities(deps: AgentRunActivityDeps) {
                   llm_calls = llm_calls + 1, cost_usd = cost_usd + $7::numeric
             where id = $2 and org_id = $1 and exists (select 1 from event)
          )
-         insert into public.usage_daily (org_id, day, llm_calls, input_tokens, output_tokens, cost_usd)
-         select $1, (now() at time zone 'utc')::date, 1, $5::int, $6::int, $7::numeric
+         insert into public.usage_daily (org_id, day, shard, llm_calls, input_tokens, output_tokens, cost_usd)
+         select $1, (now() at time zone 'utc')::date, private.usage_shard($2), 1, $5::int, $6::int, $7::numeric
           where exists (select 1 from event)
-         on conflict (org_id, day) do update set
+         on conflict (org_id, day, shard) do update set
            llm_calls = public.usage_daily.llm_calls + 1,
            input_tokens = public.usage_daily.input_tokens + excluded.input_tokens,
            output_tokens = public.usage_daily.output_tokens + excluded.output_tokens,

@@ -26,8 +26,11 @@ export function createUsageService(deps: { pool: pg.Pool }) {
     return withPrincipal(deps.pool, principal, async (tx) => {
       await requireOrgRole(tx, orgId, 'member');
       const { rows } = await tx.query<{ day: string; runs: number; llm_calls: number; input_tokens: string; output_tokens: string; cost_usd: string }>(
-        `select to_char(day, 'YYYY-MM-DD') as day, runs, llm_calls, input_tokens, output_tokens, cost_usd
-           from public.usage_daily where org_id = $1 and day between $2::date and $3::date order by day`,
+        // A day is counted in up to 8 shards (see the usage_daily_shards migration).
+        `select to_char(day, 'YYYY-MM-DD') as day, sum(runs)::int as runs, sum(llm_calls)::int as llm_calls,
+                sum(input_tokens) as input_tokens, sum(output_tokens) as output_tokens, sum(cost_usd) as cost_usd
+           from public.usage_daily where org_id = $1 and day between $2::date and $3::date
+          group by day order by day`,
         [orgId, from, to],
       );
       const items: UsageDay[] = rows.map((r) => ({

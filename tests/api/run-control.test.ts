@@ -272,6 +272,28 @@ describe('runs API: list, cancel, approvals, usage, knowledge and live events', 
     expect(outsider.statusCode).toBe(404);
   });
 
+  it("adds up the shards a day of usage is counted in", async () => {
+    const org = await createOrgWithMembers(admin, ['member']);
+    const token = await signUserToken(org.userWithRole('member'));
+    // Runs of one org count into up to 8 rows a day (usage_daily_shards migration).
+    await admin.query(
+      `insert into public.usage_daily (org_id, day, shard, runs, llm_calls, input_tokens, output_tokens, cost_usd)
+       values ($1, '2026-03-01', 0, 1, 2, 100, 10, 0.25), ($1, '2026-03-01', 5, 2, 3, 50, 5, 0.5), ($1, '2026-03-02', 7, 1, 1, 7, 3, 0.125)`,
+      [org.orgId],
+    );
+    const res = await app.inject({ method: 'GET', url: `/v1/orgs/${org.orgId}/usage?from=2026-03-01&to=2026-03-31`, headers: { authorization: `Bearer ${token}` } });
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toEqual({
+      from: '2026-03-01',
+      to: '2026-03-31',
+      items: [
+        { day: '2026-03-01', runs: 3, llmCalls: 5, inputTokens: 150, outputTokens: 15, costUsd: 0.75 },
+        { day: '2026-03-02', runs: 1, llmCalls: 1, inputTokens: 7, outputTokens: 3, costUsd: 0.125 },
+      ],
+      totals: { runs: 4, llmCalls: 6, inputTokens: 157, outputTokens: 18, costUsd: 0.875 },
+    });
+  });
+
   it('manages knowledge documents: admins write, members read and search, outsiders get 404', async () => {
     const created = await inject('POST', '/knowledge', tokenAdmin, { title: 'Refund policy', body: 'Refunds within 30 days of purchase.' });
     expect(created.statusCode).toBe(201);

@@ -362,7 +362,14 @@ describe('agentRun: tools, approvals, timers, budgets', () => {
 
     expect(failure).toBeInstanceOf(WorkflowFailedError);
     expect((await runRow(second.runId)).error.type).toBe('OrgDailyQuotaExceeded');
-    const { rows } = await admin.query(`select runs, llm_calls, input_tokens, output_tokens, cost_usd from public.usage_daily where org_id = $1`, [orgId]);
+    // A day of an org is counted in shards (one per run here, when their ids hash apart): the
+    // quota check above added them up, and so does the meter.
+    const { rows } = await admin.query(
+      `select sum(runs)::int as runs, sum(llm_calls)::int as llm_calls, sum(input_tokens)::text as input_tokens,
+              sum(output_tokens)::text as output_tokens, sum(cost_usd)::text as cost_usd
+         from public.usage_daily where org_id = $1 group by day`,
+      [orgId],
+    );
     // 40 × 2 / 1e6 + 20 × 10 / 1e6 = 0.00028 USD
     expect(rows).toEqual([{ runs: 2, llm_calls: 1, input_tokens: '40', output_tokens: '20', cost_usd: '0.000280' }]);
     expect((await runRow(first.runId)).cost_usd).toBe('0.000280');
