@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createPool, TransactionRolledBackError, withPrincipal } from '../../lib/db.js';
+import { randomUUID } from 'node:crypto';
+import { createPool, MAX_PREPARED_STATEMENTS_PER_CONNECTION, TransactionRolledBackError, withPrincipal, withServiceRole } from '../../lib/db.js';
 import { databaseSettingsFor, InvalidPrincipalError } from '../../lib/principal.js';
-import { adminPool, appDatabaseUrl, createAgent, createOrgWithMembers, type OrgFixture } from '../support/db.js';
+import { adminDatabaseUrl, adminPool, appDatabaseUrl, createAgent, createOrgWithMembers, type OrgFixture } from '../support/db.js';
 
 const admin = adminPool({ max: 2 });
 let org: OrgFixture;
@@ -169,5 +170,73 @@ describe('databaseSettingsFor', () => {
   it('rejects ids that are not UUIDs before any statement runs', () => {
     expect(() => databaseSettingsFor({ kind: 'user', userId: "x' or 1=1" })).toThrow(InvalidPrincipalError);
     expect(() => databaseSettingsFor({ kind: 'worker', orgId: '' })).toThrow(InvalidPrincipalError);
+  });
+
+});
+
+describe('prepared statements on pooled connections', () => {
+  it('prepares each parameterized statement once per connection and reuses it', async () => {
+    const pool = createPool(appDatabaseUrl(), { max: 1 });
+    try {
+      const owner = { kind: 'user', userId: org.userWithRole('owner') } as const;
+      const lookup = `select name from public.agents where id = $1`;
+      const names: string[] = [];
+      for (let i = 0; i < 3; i++) {
+        names.push(await withPrincipal(pool, owner, (tx) => tx.query<{ name: string }>(lookup, [agentId]).then((r) => r.rows[0]!.name)));
+      }
+      expect(names).toEqual(['Original', 'Original', 'Original']);
+      // The statement is prepared on the connection once; queries without parameters are not.
+      const { rows } = await pool.query<{ statement: string; calls: string }>(
+        `select statement, generic_plans + custom_plans as calls from pg_prepared_statements where from_sql = false`,
+      );
+      expect(rows.map((r) => r.statement)).toEqual([lookup]);
+      expect(Number(rows[0]!.calls)).toBe(3);
+    } finally {
+      await pool.end();
+    }
+  });
+
+  it('stops preparing new statements on a connection at the cap, and still runs them', async () => {
+    const pool = createPool(appDatabaseUrl(), { max: 1 });
+    try {
+      const owner = { kind: 'user', userId: org.userWithRole('owner') } as const;
+      const extra = 3;
+      const results = await withPrincipal(pool, owner, async (tx) => {
+        const out: number[] = [];
+        // Distinct texts (a varying shape of SQL): each is a new statement.
+        for (let i = 0; i < MAX_PREPARED_STATEMENTS_PER_CONNECTION + extra; i++) {
+          out.push((await tx.query<{ n: number }>(`select $1::int + ${i} as n`, [1])).rows[0]!.n);
+        }
+        return out;
+      });
+      expect(results.at(-1)).toBe(MAX_PREPARED_STATEMENTS_PER_CONNECTION + extra);
+      const { rows } = await pool.query<{ n: number }>(`select count(*)::int as n from pg_prepared_statements where from_sql = false`);
+      expect(rows[0]!.n).toBe(MAX_PREPARED_STATEMENTS_PER_CONNECTION);
+    } finally {
+      await pool.end();
+    }
+  });
+
+  it('drops a connection whose prepared statement went stale under a migration, so the next transaction works', async () => {
+    const table = `private.prepared_probe_${randomUUID().replaceAll('-', '')}`;
+    const pool = createPool(adminDatabaseUrl(), { max: 1 });
+    try {
+      await admin.query(`create table ${table} (id int primary key)`);
+      await admin.query(`grant select on ${table} to service_role`);
+      await admin.query(`insert into ${table} values (1)`);
+      const read = () => withServiceRole(pool, (tx) => tx.query(`select * from ${table} where id = $1`, [1]).then((r) => r.rows[0]));
+      expect(await read()).toEqual({ id: 1 });
+      const pidBefore = (await pool.query<{ pid: number }>('select pg_backend_pid() as pid')).rows[0]!.pid;
+      await admin.query(`alter table ${table} add column note text default 'added'`);
+      // The statement prepared before the change cannot return the new shape: it fails once…
+      await expect(read()).rejects.toMatchObject({ code: '0A000' });
+      // …and the connection holding it is gone, so the retry prepares it afresh elsewhere.
+      expect(await read()).toEqual({ id: 1, note: 'added' });
+      const pidAfter = (await pool.query<{ pid: number }>('select pg_backend_pid() as pid')).rows[0]!.pid;
+      expect(pidAfter).not.toBe(pidBefore);
+    } finally {
+      await pool.end();
+      await admin.query(`drop table if exists ${table}`);
+    }
   });
 });
