@@ -16,11 +16,23 @@ export function createPool(connectionString: string, opts: PoolOptions = {}): pg
     connectionString,
     max: opts.max ?? 10,
     ...(opts.applicationName ? { application_name: opts.applicationName } : {}),
+    // A query is written as soon as it is issued, not after the previous one's answer: a
+    // transaction's BEGIN goes out together with its first statement (see inTransaction).
+    pipeline: true,
   });
   pool.on('error', opts.onIdleClientError ?? (() => {}));
   pool.on('connect', prepareStatementsOn);
   return pool;
 }
+
+/** Set by inTransaction on a checked-out connection: the BEGIN to send with its first statement. */
+const pendingBegin = Symbol('pendingBegin');
+interface PendingBegin {
+  text: string;
+  /** The BEGIN's own answer, once it has been sent. */
+  sent?: Promise<unknown>;
+}
+type PooledClient = pg.PoolClient & { [pendingBegin]?: PendingBegin | undefined };
 
 /** Distinct statements one connection keeps prepared; later new ones run unnamed (SQL built from a varying shape must not grow it forever). */
 export const MAX_PREPARED_STATEMENTS_PER_CONNECTION = 500;
@@ -34,10 +46,10 @@ export const MAX_PREPARED_STATEMENTS_PER_CONNECTION = 500;
  * the role it was planned for. Statements without parameters (BEGIN with the settings, COMMIT,
  * LISTEN) stay simple queries.
  */
-function prepareStatementsOn(client: pg.PoolClient): void {
+function prepareStatementsOn(client: PooledClient): void {
   const names = new Map<string, string>();
   const query = client.query.bind(client) as (...args: unknown[]) => unknown;
-  (client as { query: (...args: unknown[]) => unknown }).query = (config: unknown, values?: unknown, callback?: unknown) => {
+  const run = (config: unknown, values?: unknown, callback?: unknown) => {
     if (typeof config === 'string' && Array.isArray(values) && values.length > 0) {
       let name = names.get(config);
       if (name === undefined && names.size < MAX_PREPARED_STATEMENTS_PER_CONNECTION) {
@@ -47,6 +59,24 @@ function prepareStatementsOn(client: pg.PoolClient): void {
       if (name !== undefined) return query({ name, text: config, values }, callback);
     }
     return query(config, values, callback);
+  };
+  (client as { query: (...args: unknown[]) => unknown }).query = (config: unknown, values?: unknown, callback?: unknown) => {
+    const begin = client[pendingBegin];
+    if (begin === undefined) return run(config, values, callback);
+    client[pendingBegin] = undefined;
+    // The connection is in pipeline mode, so both are written at once; corked, they leave in one
+    // write (a syscall and, on a loaded host, a context switch each).
+    const stream = client.connection.stream;
+    stream.cork();
+    try {
+      // Through client.query (pendingBegin is cleared), so whoever observes this connection's queries sees the BEGIN too.
+      begin.sent = client.query(begin.text);
+      // Awaited by inTransaction; until then this keeps a failed BEGIN from counting as unhandled.
+      begin.sent.catch(() => undefined);
+      return run(config, values, callback);
+    } finally {
+      stream.uncork();
+    }
   };
 }
 
@@ -81,7 +111,7 @@ async function inTransaction<T>(
   fn: (tx: Tx) => Promise<T>,
   options: TransactionOptions = {},
 ): Promise<T> {
-  const client = await pool.connect();
+  const client: PooledClient = await pool.connect();
   let brokenConnection: Error | undefined;
   // A connection that dies while checked out (server restart, terminated backend) emits
   // 'error' outside any query; pg-pool only listens while the client is idle, and an
@@ -90,32 +120,43 @@ async function inTransaction<T>(
     brokenConnection = error;
   };
   client.on('error', onConnectionError);
+  // BEGIN and the transaction-local settings (is_local = true) are one simple query, and it goes
+  // out in the same write as the transaction's first statement, which the server runs right
+  // after it: every request and activity opens transactions, and each round trip and each write
+  // costs. A simple query cannot take parameters, so the values are escaped literals
+  // (escapeLiteral quotes and escapes them; the claims are built server-side). The role and
+  // claims end with the transaction, so the next user of this pooled connection starts as
+  // authenticator with no claims. Operator tooling (service_role) keeps the connection's own
+  // statement_timeout.
+  const settings = [`set_config('role', ${client.escapeLiteral(role)}, true)`, `set_config('request.jwt.claims', ${client.escapeLiteral(JSON.stringify(claims))}, true)`];
+  if (role !== 'service_role') settings.push(`set_config('statement_timeout', ${client.escapeLiteral(statementTimeoutFor[role])}, true)`);
+  if (options.skipWalFlushOnCommit) settings.push(`set_config('synchronous_commit', 'off', true)`);
+  const begin: PendingBegin = { text: `begin; select ${settings.join(', ')}` };
+  client[pendingBegin] = begin;
   try {
-    // BEGIN and the transaction-local settings (is_local = true) go in one round trip: every
-    // request and activity opens transactions, and on a loaded host each round trip costs a
-    // context switch. A simple query cannot take parameters, so the values are escaped literals
-    // (escapeLiteral quotes and escapes them; the claims are built server-side). The role and
-    // claims end with the transaction, so the next user of this pooled connection starts as
-    // authenticator with no claims. Operator tooling (service_role) keeps the connection's own
-    // statement_timeout.
-    const settings = [`set_config('role', ${client.escapeLiteral(role)}, true)`, `set_config('request.jwt.claims', ${client.escapeLiteral(JSON.stringify(claims))}, true)`];
-    if (role !== 'service_role') settings.push(`set_config('statement_timeout', ${client.escapeLiteral(statementTimeoutFor[role])}, true)`);
-    if (options.skipWalFlushOnCommit) settings.push(`set_config('synchronous_commit', 'off', true)`);
-    await client.query(`begin; select ${settings.join(', ')}`);
     const result = await fn(client);
+    // No statement ran, so no transaction was opened.
+    if (begin.sent === undefined) return result;
+    await begin.sent;
     const commit = await client.query('commit');
     // COMMIT of an aborted transaction answers ROLLBACK without an error.
     if (commit.command === 'ROLLBACK') throw new TransactionRolledBackError();
     return result;
   } catch (error) {
+    client[pendingBegin] = undefined;
     if (isStalePreparedStatement(error)) brokenConnection = error as Error;
-    try {
-      await client.query('rollback');
-    } catch (rollbackError) {
-      brokenConnection = rollbackError instanceof Error ? rollbackError : new Error(String(rollbackError));
+    // When the settings failed, the statements after them only report an aborted transaction.
+    const beginError = begin.sent === undefined ? undefined : await begin.sent.then(() => undefined, (e: unknown) => e);
+    if (begin.sent !== undefined) {
+      try {
+        await client.query('rollback');
+      } catch (rollbackError) {
+        brokenConnection = rollbackError instanceof Error ? rollbackError : new Error(String(rollbackError));
+      }
     }
-    throw error;
+    throw beginError ?? error;
   } finally {
+    client[pendingBegin] = undefined;
     client.removeListener('error', onConnectionError);
     // Releasing with an error destroys the connection instead of returning it to the pool.
     client.release(brokenConnection);

@@ -128,6 +128,34 @@ describe('withPrincipal on a pooled connection', () => {
     }
   });
 
+  it('sends BEGIN and the settings in the same write as the first statement, and nothing for an empty transaction', async () => {
+    const pool = createPool(appDatabaseUrl(), { max: 1 });
+    try {
+      const owner = { kind: 'user', userId: org.userWithRole('owner') } as const;
+      // Warm the connection (its first statement is also prepared then).
+      await withPrincipal(pool, owner, (tx) => tx.query('select name from public.agents where id = $1', [agentId]));
+      const client = await pool.connect();
+      const socket = (client as unknown as { connection: { stream: NodeJS.WritableStream & { _write: unknown; _writev: unknown } } }).connection.stream;
+      client.release();
+      let writes = 0;
+      for (const method of ['_write', '_writev'] as const) {
+        const original = socket[method] as (...args: unknown[]) => unknown;
+        socket[method] = function (this: unknown, ...args: unknown[]) {
+          writes += 1;
+          return original.apply(this, args);
+        };
+      }
+      const name = await withPrincipal(pool, owner, (tx) => tx.query<{ name: string }>('select name from public.agents where id = $1', [agentId]));
+      expect(name.rows).toEqual([{ name: 'Original' }]);
+      expect(writes).toBe(2); // BEGIN + settings + the statement, then COMMIT
+      writes = 0;
+      expect(await withPrincipal(pool, owner, async () => 'no statement')).toBe('no statement');
+      expect(writes).toBe(0);
+    } finally {
+      await pool.end();
+    }
+  });
+
   it('does not return a connection whose rollback failed to the pool', async () => {
     const pool = createPool(appDatabaseUrl(), { max: 1 });
     try {
@@ -136,7 +164,8 @@ describe('withPrincipal on a pooled connection', () => {
         return rows[0]?.pid;
       });
       await expect(
-        withPrincipal(pool, { kind: 'anon' }, async () => {
+        withPrincipal(pool, { kind: 'anon' }, async (tx) => {
+          await tx.query('select 1');
           await admin.query('select pg_terminate_backend($1)', [firstPid]);
           throw new Error('connection lost mid-transaction');
         }),
