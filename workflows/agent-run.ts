@@ -271,13 +271,15 @@ export async function agentRun(input: AgentRunInput): Promise<AgentRunResult> {
     if (result.outcome !== 'control') return;
 
     if (result.control.type === 'sleep') {
+      // Open for resumeFollowUp before the run reads as sleeping anywhere: a person who sees
+      // 'sleeping' in the API (written by setRunStatus below) and resumes must not get a 409.
+      const waiting = { resumeRequested: false };
+      followUp = waiting;
       setStatus('sleeping', `Follow-up in ${result.control.seconds} s`);
       await bookkeeping.setRunStatus({ ...ref, status: 'sleeping' });
       // A durable timer: survives worker restarts and deploys; cancelling the run cancels it, and
       // resumeFollowUp ends it early. condition() with a timeout starts the same single timer
       // that sleep() did, so histories recorded before the update existed replay unchanged.
-      const waiting = { resumeRequested: false };
-      followUp = waiting;
       const early = await condition(() => waiting.resumeRequested, result.control.seconds * 1000);
       followUp = undefined;
       setStatus('running', `Step ${step}`);

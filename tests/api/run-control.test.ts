@@ -6,6 +6,8 @@ import { startAgentTestStack, type AgentTestStack } from '../support/agent-stack
 import { signUserToken, TEST_JWT_SECRET } from '../support/auth.js';
 import { createAgent, createOrgWithMembers, createRun } from '../support/db.js';
 import { testLogger, type TestTemporal } from '../support/temporal.js';
+import { runStateQuery } from '../../workflows/agent-run.js';
+import { agentRunWorkflowId } from '../../workflows/task-queues.js';
 
 const PROBLEM = 'https://gpt-agent-platform.dev/problems/';
 
@@ -220,6 +222,52 @@ describe('runs API: list, cancel, approvals, usage, knowledge and live events', 
     const ended = await inject('POST', `/runs/${runId}/follow-up/resume`, tokenMember);
     expect(ended.statusCode).toBe(409);
     expect(ended.json().type).toBe(`${PROBLEM}conflict`);
+  });
+
+  it('accepts a resume from the moment the run decides to sleep, before "sleeping" is written', async () => {
+    // Holds this agent's runs inside the UPDATE that writes 'sleeping' (a trigger that waits
+    // while the agent is listed), so the test can act in the window between the workflow
+    // deciding to sleep and the status reaching the database. A resume there used to get 409.
+    const agentId = await toolAgent({ allowed: ['schedule_follow_up'], approval: [] });
+    const trigger = `hold_sleeping_${agentId.replaceAll('-', '')}`;
+    await admin.query(`create schema if not exists test_hooks`);
+    await admin.query(`create table if not exists test_hooks.held_agents (agent_id uuid primary key)`);
+    await admin.query(`create or replace function test_hooks.hold_while_listed() returns trigger language plpgsql security definer set search_path = '' as $$
+      begin
+        while exists (select 1 from test_hooks.held_agents h where h.agent_id = new.agent_id) loop
+          perform pg_sleep(0.02);
+        end loop;
+        return new;
+      end $$`);
+    await admin.query(`insert into test_hooks.held_agents (agent_id) values ($1)`, [agentId]);
+    await admin.query(
+      `create trigger ${trigger} before update on public.agent_runs for each row
+         when (new.status = 'sleeping' and new.agent_id = '${agentId}') execute function test_hooks.hold_while_listed()`,
+    );
+    try {
+      llm.enqueue({ kind: 'tool_calls', calls: [{ name: 'schedule_follow_up', arguments: '{"delay_seconds":86400}' }] }, { kind: 'text', content: 'Resumed in time.' });
+      const runId = await startRun('Follow up tomorrow', agentId);
+      const handle = temporal.client.workflow.getHandle(agentRunWorkflowId(runId));
+      const deadline = Date.now() + 20_000;
+      while ((await handle.query(runStateQuery)).status !== 'sleeping') {
+        if (Date.now() > deadline) throw new Error('the run never decided to sleep');
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      // The workflow has decided to sleep; the database does not say so yet.
+      expect((await inject('GET', `/runs/${runId}`)).json().status).toBe('running');
+
+      const resumed = await inject('POST', `/runs/${runId}/follow-up/resume`, tokenMember);
+      expect(resumed.statusCode).toBe(202);
+
+      await admin.query(`delete from test_hooks.held_agents where agent_id = $1`, [agentId]);
+      const run = await waitForStatus(runId, 'completed');
+      expect(run.output).toBe('Resumed in time.');
+      const { rows } = await admin.query(`select payload from public.run_events where run_id = $1 and type = 'follow_up.resumed'`, [runId]);
+      expect(rows).toEqual([{ payload: { early: true, status: 'running' } }]);
+    } finally {
+      await admin.query(`delete from test_hooks.held_agents where agent_id = $1`, [agentId]);
+      await admin.query(`drop trigger if exists ${trigger} on public.agent_runs`);
+    }
   });
 
   it('answers 409 to resuming a follow-up of a run that is not waiting for one', async () => {
