@@ -1,7 +1,7 @@
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import type pg from 'pg';
 import type { Logger } from '../lib/logger.js';
-import { withPrincipal, type Tx } from '../lib/db.js';
+import { asPrincipal, withPrincipal, type Queryable } from '../lib/db.js';
 import { NonRetryableFailureTypes } from './failure-types.js';
 import { LlmError, type ChatMessage, type LlmClient, type ToolCall } from '../integrations/llm/chat-completions.js';
 import { DeltaPublisher } from './deltas.js';
@@ -97,7 +97,7 @@ interface EventRow {
   payload: Record<string, unknown>;
 }
 
-async function appendEvent(tx: Tx, step: RunStep, type: string, payload: Record<string, unknown>): Promise<boolean> {
+async function appendEvent(tx: Queryable, step: RunStep, type: string, payload: Record<string, unknown>): Promise<boolean> {
   const result = await tx.query(
     `insert into public.run_events (org_id, run_id, seq, type, payload)
      values ($1, $2, $3, $4, $5)
@@ -136,7 +136,7 @@ interface AgentConfigRow {
  * Postgres counts (a context switch on the worker's host, the network's latency in production).
  */
 async function loadAgentConfig(
-  tx: Tx,
+  tx: Queryable,
   ref: RunRef,
   events: { transcriptWithSeq: number } | { seqs: number[] },
 ): Promise<{ config: AgentConfigRow; events: EventRow[] }> {
@@ -266,9 +266,11 @@ export function createAgentRunActivities(deps: AgentRunActivityDeps) {
    */
   async function callLlm(step: RunStep): Promise<LlmStepResult> {
     const ctx = Context.current();
-    const prepared = await withPrincipal(pool, workerOf(step.orgId), async (tx) => {
+    // Both statements of a turn are transactions of one statement each: one round trip apiece.
+    const db = asPrincipal(pool, workerOf(step.orgId));
+    const prepared = await (async () => {
       // The transcript so far, plus event `step.seq` when already recorded (a retried step).
-      const { config, events: loaded } = await loadAgentConfig(tx, step, { transcriptWithSeq: step.seq });
+      const { config, events: loaded } = await loadAgentConfig(db, step, { transcriptWithSeq: step.seq });
       const recorded = loaded.find((e) => e.seq === step.seq);
       const events = loaded.filter((e) => e.seq !== step.seq);
       if (recorded) return { config, recorded };
@@ -285,7 +287,7 @@ export function createAgentRunActivities(deps: AgentRunActivityDeps) {
         );
       }
       return { config, recorded: undefined, messages: buildTranscript(config, events) };
-    });
+    })();
     const { config } = prepared;
     if (prepared.recorded) {
       const p = prepared.recorded.payload;
@@ -327,38 +329,36 @@ export function createAgentRunActivities(deps: AgentRunActivityDeps) {
     recordLlmCall({ model: config.model, outcome: 'ok', seconds: (performance.now() - llmStarted) / 1000, ...answer.usage, costUsd: cost });
     // The event, the run's totals and the org's daily usage in one statement: totals move only
     // when the event is new, so a retried activity cannot count twice.
-    await withPrincipal(pool, workerOf(step.orgId), (tx) =>
-      tx.query(
-        `with event as (
-           insert into public.run_events (org_id, run_id, seq, type, payload)
-           values ($1, $2, $3, 'llm.completed', $4)
-           on conflict (run_id, seq) do nothing
-           returning seq
-         ),
-         totals as (
-           update public.agent_runs
-              set input_tokens = input_tokens + $5::int, output_tokens = output_tokens + $6::int,
-                  llm_calls = llm_calls + 1, cost_usd = cost_usd + $7::numeric
-            where id = $2 and org_id = $1 and exists (select 1 from event)
-         )
-         insert into public.usage_daily (org_id, day, shard, llm_calls, input_tokens, output_tokens, cost_usd)
-         select $1, (now() at time zone 'utc')::date, private.usage_shard($2), 1, $5::int, $6::int, $7::numeric
-          where exists (select 1 from event)
-         on conflict (org_id, day, shard) do update set
-           llm_calls = public.usage_daily.llm_calls + 1,
-           input_tokens = public.usage_daily.input_tokens + excluded.input_tokens,
-           output_tokens = public.usage_daily.output_tokens + excluded.output_tokens,
-           cost_usd = public.usage_daily.cost_usd + excluded.cost_usd`,
-        [
-          step.orgId,
-          step.runId,
-          step.seq,
-          { model: answer.model, content: answer.content, toolCalls: answer.toolCalls, finishReason: answer.finishReason, usage: answer.usage, costUsd: cost },
-          answer.usage.inputTokens,
-          answer.usage.outputTokens,
-          cost,
-        ],
-      ),
+    await db.query(
+      `with event as (
+         insert into public.run_events (org_id, run_id, seq, type, payload)
+         values ($1, $2, $3, 'llm.completed', $4)
+         on conflict (run_id, seq) do nothing
+         returning seq
+       ),
+       totals as (
+         update public.agent_runs
+            set input_tokens = input_tokens + $5::int, output_tokens = output_tokens + $6::int,
+                llm_calls = llm_calls + 1, cost_usd = cost_usd + $7::numeric
+          where id = $2 and org_id = $1 and exists (select 1 from event)
+       )
+       insert into public.usage_daily (org_id, day, shard, llm_calls, input_tokens, output_tokens, cost_usd)
+       select $1, (now() at time zone 'utc')::date, private.usage_shard($2), 1, $5::int, $6::int, $7::numeric
+        where exists (select 1 from event)
+       on conflict (org_id, day, shard) do update set
+         llm_calls = public.usage_daily.llm_calls + 1,
+         input_tokens = public.usage_daily.input_tokens + excluded.input_tokens,
+         output_tokens = public.usage_daily.output_tokens + excluded.output_tokens,
+         cost_usd = public.usage_daily.cost_usd + excluded.cost_usd`,
+      [
+        step.orgId,
+        step.runId,
+        step.seq,
+        { model: answer.model, content: answer.content, toolCalls: answer.toolCalls, finishReason: answer.finishReason, usage: answer.usage, costUsd: cost },
+        answer.usage.inputTokens,
+        answer.usage.outputTokens,
+        cost,
+      ],
     );
     ctx.log.info('LLM step recorded', { seq: step.seq, finishReason: answer.finishReason, toolCalls: answer.toolCalls.length, ...answer.usage });
     return {
@@ -371,7 +371,7 @@ export function createAgentRunActivities(deps: AgentRunActivityDeps) {
 
   /** The tool call of event `llmSeq`; with `alsoSeq`, event `seq` too (one query for both). */
   async function loadToolCall(
-    tx: Tx,
+    tx: Queryable,
     call: ToolCallRef,
     alsoSeq = false,
   ): Promise<{ toolCall: ToolCall; config: AgentConfigRow; recorded: EventRow | undefined }> {
@@ -391,13 +391,13 @@ export function createAgentRunActivities(deps: AgentRunActivityDeps) {
    */
   async function executeTool(call: ToolCallRef): Promise<ToolStepResult> {
     const ctx = Context.current();
-    const { toolCall, config, recorded } = await withPrincipal(pool, workerOf(call.orgId), (tx) => loadToolCall(tx, call, true));
+    // Loading the call and recording its result are one statement each: one round trip apiece.
+    const db = asPrincipal(pool, workerOf(call.orgId));
+    const { toolCall, config, recorded } = await loadToolCall(db, call, true);
     if (recorded) return { outcome: recorded.payload.error !== undefined ? 'error' : 'completed' };
 
     const record = async (payload: { result: JsonValue } | { error: string }): Promise<ToolStepResult> => {
-      await withPrincipal(pool, workerOf(call.orgId), (tx) =>
-        appendEvent(tx, call, 'tool.completed', { toolCallId: toolCall.id, name: toolCall.function.name, ...payload }),
-      );
+      await appendEvent(db, call, 'tool.completed', { toolCallId: toolCall.id, name: toolCall.function.name, ...payload });
       return { outcome: 'error' in payload ? 'error' : 'completed' };
     };
 

@@ -104,6 +104,20 @@ export class TransactionRolledBackError extends Error {
   }
 }
 
+/**
+ * BEGIN and the transaction-local settings (is_local = true), as one simple query. A simple
+ * query cannot take parameters, so the values are escaped literals (escapeLiteral quotes and
+ * escapes them; the claims are built server-side). The role and claims end with the
+ * transaction, so the next user of this pooled connection starts as authenticator with no
+ * claims. Operator tooling (service_role) keeps the connection's own statement_timeout.
+ */
+function beginWithSettings(client: pg.PoolClient, role: DatabaseRole | 'service_role', claims: Record<string, unknown>, options: TransactionOptions): string {
+  const settings = [`set_config('role', ${client.escapeLiteral(role)}, true)`, `set_config('request.jwt.claims', ${client.escapeLiteral(JSON.stringify(claims))}, true)`];
+  if (role !== 'service_role') settings.push(`set_config('statement_timeout', ${client.escapeLiteral(statementTimeoutFor[role])}, true)`);
+  if (options.skipWalFlushOnCommit) settings.push(`set_config('synchronous_commit', 'off', true)`);
+  return `begin; select ${settings.join(', ')}`;
+}
+
 async function inTransaction<T>(
   pool: pg.Pool,
   role: DatabaseRole | 'service_role',
@@ -120,18 +134,10 @@ async function inTransaction<T>(
     brokenConnection = error;
   };
   client.on('error', onConnectionError);
-  // BEGIN and the transaction-local settings (is_local = true) are one simple query, and it goes
-  // out in the same write as the transaction's first statement, which the server runs right
-  // after it: every request and activity opens transactions, and each round trip and each write
-  // costs. A simple query cannot take parameters, so the values are escaped literals
-  // (escapeLiteral quotes and escapes them; the claims are built server-side). The role and
-  // claims end with the transaction, so the next user of this pooled connection starts as
-  // authenticator with no claims. Operator tooling (service_role) keeps the connection's own
-  // statement_timeout.
-  const settings = [`set_config('role', ${client.escapeLiteral(role)}, true)`, `set_config('request.jwt.claims', ${client.escapeLiteral(JSON.stringify(claims))}, true)`];
-  if (role !== 'service_role') settings.push(`set_config('statement_timeout', ${client.escapeLiteral(statementTimeoutFor[role])}, true)`);
-  if (options.skipWalFlushOnCommit) settings.push(`set_config('synchronous_commit', 'off', true)`);
-  const begin: PendingBegin = { text: `begin; select ${settings.join(', ')}` };
+  // The BEGIN goes out in the same write as the transaction's first statement, which the server
+  // runs right after it: every request and activity opens transactions, and each round trip and
+  // each write costs.
+  const begin: PendingBegin = { text: beginWithSettings(client, role, claims, options) };
   client[pendingBegin] = begin;
   try {
     const result = await fn(client);
@@ -176,6 +182,61 @@ export interface TransactionOptions {
 export async function withPrincipal<T>(pool: pg.Pool, principal: Principal, fn: (tx: Tx) => Promise<T>, options: TransactionOptions = {}): Promise<T> {
   const { role, claims } = databaseSettingsFor(principal);
   return inTransaction(pool, role, claims, fn, options);
+}
+
+/** What runs statements: a transaction's connection, or `asPrincipal`. */
+export interface Queryable {
+  query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>>;
+}
+
+/**
+ * One statement as `principal`, in a transaction of its own that costs one round trip and one
+ * write: BEGIN with the settings, the statement and COMMIT leave together (the connection is in
+ * pipeline mode) and the server runs them in order. For the many transactions of one statement
+ * (an activity loading its inputs or recording its result); `withPrincipal` for everything
+ * else. An error of any of the three is thrown; whichever failed, the COMMIT has ended the
+ * transaction (as a ROLLBACK when something before it failed).
+ */
+export async function queryAsPrincipal<R extends pg.QueryResultRow = pg.QueryResultRow>(
+  pool: pg.Pool,
+  principal: Principal,
+  text: string,
+  values: unknown[] = [],
+  options: TransactionOptions = {},
+): Promise<pg.QueryResult<R>> {
+  const { role, claims } = databaseSettingsFor(principal);
+  const client: PooledClient = await pool.connect();
+  let brokenConnection: Error | undefined;
+  const onConnectionError = (error: Error) => {
+    brokenConnection = error;
+  };
+  client.on('error', onConnectionError);
+  try {
+    const stream = client.connection.stream;
+    let sent: [Promise<unknown>, Promise<pg.QueryResult<R>>, Promise<pg.QueryResult>];
+    stream.cork();
+    try {
+      sent = [client.query(beginWithSettings(client, role, claims, options)), client.query<R>(text, values), client.query('commit')];
+    } finally {
+      stream.uncork();
+    }
+    const [begin, statement, commit] = await Promise.allSettled(sent);
+    // The settings' failure first: the statement behind them only reports an aborted transaction.
+    for (const outcome of [begin, statement, commit]) if (outcome.status === 'rejected') throw outcome.reason;
+    if ((commit as PromiseFulfilledResult<pg.QueryResult>).value.command === 'ROLLBACK') throw new TransactionRolledBackError();
+    return (statement as PromiseFulfilledResult<pg.QueryResult<R>>).value;
+  } catch (error) {
+    if (isStalePreparedStatement(error)) brokenConnection = error as Error;
+    throw error;
+  } finally {
+    client.removeListener('error', onConnectionError);
+    client.release(brokenConnection);
+  }
+}
+
+/** A Queryable whose every query is a transaction of its own as `principal` (see queryAsPrincipal). */
+export function asPrincipal(pool: pg.Pool, principal: Principal, options: TransactionOptions = {}): Queryable {
+  return { query: (text, values) => queryAsPrincipal(pool, principal, text, values, options) };
 }
 
 /** Operator tooling, seeds and migrations only: never on a request path. */

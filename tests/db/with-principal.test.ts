@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomUUID } from 'node:crypto';
-import { createPool, MAX_PREPARED_STATEMENTS_PER_CONNECTION, TransactionRolledBackError, withPrincipal, withServiceRole } from '../../lib/db.js';
+import { createPool, MAX_PREPARED_STATEMENTS_PER_CONNECTION, queryAsPrincipal, TransactionRolledBackError, withPrincipal, withServiceRole } from '../../lib/db.js';
 import { databaseSettingsFor, InvalidPrincipalError } from '../../lib/principal.js';
 import { adminDatabaseUrl, adminPool, appDatabaseUrl, createAgent, createOrgWithMembers, type OrgFixture } from '../support/db.js';
 
@@ -176,6 +176,55 @@ describe('withPrincipal on a pooled connection', () => {
       });
       expect(secondPid).toBeTypeOf('number');
       expect(secondPid).not.toBe(firstPid);
+    } finally {
+      await pool.end();
+    }
+  });
+});
+
+describe('queryAsPrincipal: a transaction of one statement', () => {
+  it('runs the statement as the principal in one write and one round trip', async () => {
+    const pool = createPool(appDatabaseUrl(), { max: 1 });
+    try {
+      const owner = org.userWithRole('owner');
+      await queryAsPrincipal(pool, { kind: 'anon' }, 'select 1'); // connect and warm up
+      const client = await pool.connect();
+      const socket = (client as unknown as { connection: { stream: { _write: unknown; _writev: unknown } } }).connection.stream;
+      client.release();
+      let writes = 0;
+      for (const method of ['_write', '_writev'] as const) {
+        const original = socket[method] as (...args: unknown[]) => unknown;
+        socket[method] = function (this: unknown, ...args: unknown[]) {
+          writes += 1;
+          return original.apply(this, args);
+        };
+      }
+      const { rows } = await queryAsPrincipal<{ uid: string; role: string; name: string }>(
+        pool,
+        { kind: 'user', userId: owner },
+        `select auth.uid() as uid, current_user as role, (select name from public.agents where id = $1) as name`,
+        [agentId],
+      );
+      expect(rows).toEqual([{ uid: owner, role: 'authenticated', name: 'Original' }]);
+      expect(writes).toBe(1);
+    } finally {
+      await pool.end();
+    }
+  });
+
+  it('throws the statement error, writes nothing, and leaves the connection clean', async () => {
+    const pool = createPool(appDatabaseUrl(), { max: 1 });
+    try {
+      const owner = { kind: 'user', userId: org.userWithRole('owner') } as const;
+      await expect(
+        queryAsPrincipal(pool, owner, `update public.agents set name = 'Changed' where id = $1 and 1 / (select 0) = 1`, [agentId]),
+      ).rejects.toMatchObject({ code: '22012' });
+      await expect(queryAsPrincipal(pool, { kind: 'anon' }, 'select count(*) from public.agents')).rejects.toMatchObject({ code: '42501' });
+      const { rows } = await admin.query('select name from public.agents where id = $1', [agentId]);
+      expect(rows[0]?.name).toBe('Original');
+      // Same connection (max 1): no transaction left open, back to authenticator without claims.
+      const after = await pool.query(`select current_user as role, current_setting('request.jwt.claims', true) as claims, now() = statement_timestamp() as fresh`);
+      expect(after.rows[0]).toEqual({ role: 'authenticator', claims: '', fresh: true });
     } finally {
       await pool.end();
     }
