@@ -6,7 +6,7 @@ import {
   type Client,
 } from '@temporalio/client';
 import type pg from 'pg';
-import { withPrincipal, type Tx } from '../../lib/db.js';
+import { queryAsPrincipal, withPrincipal, type Tx } from '../../lib/db.js';
 import type { Principal } from '../../lib/principal.js';
 import { AgentIdSearchAttribute, OrgIdSearchAttribute } from '../../workflows/search-attributes.js';
 import { AGENT_RUNS_TASK_QUEUE, agentRunWorkflowId } from '../../workflows/task-queues.js';
@@ -168,11 +168,9 @@ export function createRunService(deps: RunServiceDeps) {
   }
 
   async function getRun(principal: Principal, orgId: string, runId: string): Promise<RunView> {
-    return withPrincipal(deps.pool, principal, async (tx) => {
-      const { rows } = await tx.query<RunRow>(`select ${runColumns} from public.agent_runs where id = $1 and org_id = $2`, [runId, orgId]);
-      if (!rows[0]) throw notFound('Run');
-      return toView(rows[0]);
-    });
+    const { rows } = await queryAsPrincipal<RunRow>(deps.pool, principal, `select ${runColumns} from public.agent_runs where id = $1 and org_id = $2`, [runId, orgId]);
+    if (!rows[0]) throw notFound('Run');
+    return toView(rows[0]);
   }
 
   async function listRuns(
