@@ -15,6 +15,22 @@ beforeAll(async () => {
 
 afterAll(() => admin.end());
 
+/** Counts the socket writes of the single connection of `pool` (max 1) from now on. */
+async function countSocketWrites(pool: ReturnType<typeof createPool>): Promise<{ count: number }> {
+  const client = await pool.connect();
+  const socket = (client as unknown as { connection: { stream: { _write: unknown; _writev: unknown } } }).connection.stream;
+  client.release();
+  const writes = { count: 0 };
+  for (const method of ['_write', '_writev'] as const) {
+    const original = socket[method] as (...args: unknown[]) => unknown;
+    socket[method] = function (this: unknown, ...args: unknown[]) {
+      writes.count += 1;
+      return original.apply(this, args);
+    };
+  }
+  return writes;
+}
+
 describe('withPrincipal on a pooled connection', () => {
   it('leaves nothing behind for the next transaction on the same connection', async () => {
     const pool = createPool(appDatabaseUrl(), { max: 1 });
@@ -134,23 +150,13 @@ describe('withPrincipal on a pooled connection', () => {
       const owner = { kind: 'user', userId: org.userWithRole('owner') } as const;
       // Warm the connection (its first statement is also prepared then).
       await withPrincipal(pool, owner, (tx) => tx.query('select name from public.agents where id = $1', [agentId]));
-      const client = await pool.connect();
-      const socket = (client as unknown as { connection: { stream: NodeJS.WritableStream & { _write: unknown; _writev: unknown } } }).connection.stream;
-      client.release();
-      let writes = 0;
-      for (const method of ['_write', '_writev'] as const) {
-        const original = socket[method] as (...args: unknown[]) => unknown;
-        socket[method] = function (this: unknown, ...args: unknown[]) {
-          writes += 1;
-          return original.apply(this, args);
-        };
-      }
+      const writes = await countSocketWrites(pool);
       const name = await withPrincipal(pool, owner, (tx) => tx.query<{ name: string }>('select name from public.agents where id = $1', [agentId]));
       expect(name.rows).toEqual([{ name: 'Original' }]);
-      expect(writes).toBe(2); // BEGIN + settings + the statement, then COMMIT
-      writes = 0;
+      expect(writes.count).toBe(2); // BEGIN + settings + the statement, then COMMIT
+      writes.count = 0;
       expect(await withPrincipal(pool, owner, async () => 'no statement')).toBe('no statement');
-      expect(writes).toBe(0);
+      expect(writes.count).toBe(0);
     } finally {
       await pool.end();
     }
@@ -188,17 +194,7 @@ describe('queryAsPrincipal: a transaction of one statement', () => {
     try {
       const owner = org.userWithRole('owner');
       await queryAsPrincipal(pool, { kind: 'anon' }, 'select 1'); // connect and warm up
-      const client = await pool.connect();
-      const socket = (client as unknown as { connection: { stream: { _write: unknown; _writev: unknown } } }).connection.stream;
-      client.release();
-      let writes = 0;
-      for (const method of ['_write', '_writev'] as const) {
-        const original = socket[method] as (...args: unknown[]) => unknown;
-        socket[method] = function (this: unknown, ...args: unknown[]) {
-          writes += 1;
-          return original.apply(this, args);
-        };
-      }
+      const writes = await countSocketWrites(pool);
       const { rows } = await queryAsPrincipal<{ uid: string; role: string; name: string }>(
         pool,
         { kind: 'user', userId: owner },
@@ -206,7 +202,7 @@ describe('queryAsPrincipal: a transaction of one statement', () => {
         [agentId],
       );
       expect(rows).toEqual([{ uid: owner, role: 'authenticated', name: 'Original' }]);
-      expect(writes).toBe(1);
+      expect(writes.count).toBe(1);
     } finally {
       await pool.end();
     }
