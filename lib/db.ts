@@ -150,7 +150,6 @@ async function inTransaction<T>(
     if (commit.command === 'ROLLBACK') throw new TransactionRolledBackError();
     return result;
   } catch (error) {
-    client[pendingBegin] = undefined;
     if (isStalePreparedStatement(error)) brokenConnection = error as Error;
     // When the settings failed, the statements after them only report an aborted transaction.
     const beginError = begin.sent === undefined ? undefined : await begin.sent.then(() => undefined, (e: unknown) => e);
