@@ -1,7 +1,7 @@
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import type pg from 'pg';
 import type { Logger } from '../lib/logger.js';
-import { asPrincipal, withPrincipal, type Queryable } from '../lib/db.js';
+import { asPrincipal, queryAsPrincipal, withPrincipal, type Queryable } from '../lib/db.js';
 import { NonRetryableFailureTypes } from './failure-types.js';
 import { LlmError, type ChatMessage, type LlmClient, type ToolCall } from '../integrations/llm/chat-completions.js';
 import { DeltaPublisher } from './deltas.js';
@@ -228,35 +228,43 @@ export function createAgentRunActivities(deps: AgentRunActivityDeps) {
   }
 
   async function startRun(step: RunStep): Promise<RunSettings> {
-    return withPrincipal(pool, workerOf(step.orgId), async (tx) => {
-      const updated = await tx.query<{ max_steps: number; approval_timeout_seconds: number; busy_policy: RunSettings['busyPolicy'] }>(
-        `update public.agent_runs r
+    const db = asPrincipal(pool, workerOf(step.orgId));
+    // One statement, so one round trip: the status, the run.started event, and the org's run
+    // count (only when the event is new, so a retried start counts once).
+    const started = await db.query<{ max_steps: number; approval_timeout_seconds: number; busy_policy: RunSettings['busyPolicy'] }>(
+      `with started as (
+         update public.agent_runs r
             set status = 'running', started_at = coalesce(started_at, now())
            from public.agents a
           where r.id = $1 and r.org_id = $2 and r.status in ('queued', 'running')
             and a.id = r.agent_id and a.org_id = r.org_id
-          returning a.max_steps, a.approval_timeout_seconds, a.busy_policy`,
-        [step.runId, step.orgId],
-      );
-      const settings = updated.rows[0];
-      if (!settings) {
-        const existing = await tx.query(`select status from public.agent_runs where id = $1 and org_id = $2`, [step.runId, step.orgId]);
-        if (existing.rowCount === 1) {
-          throw ApplicationFailure.nonRetryable(`Run ${step.runId} has already finished`, NonRetryableFailureTypes.runNotFound);
-        }
-        // The API commits the run row right after Temporal accepts the workflow, so the first
-        // attempt may race that commit. Retryable; the workflow bounds the attempts.
-        throw ApplicationFailure.retryable(`Run ${step.runId} is not visible in org ${step.orgId} (yet)`, 'RunNotVisible');
+          returning a.max_steps, a.approval_timeout_seconds, a.busy_policy
+       ),
+       event as (
+         insert into public.run_events (org_id, run_id, seq, type, payload)
+         select $2, $1, $3, 'run.started', '{}'::jsonb where exists (select 1 from started)
+         on conflict (run_id, seq) do nothing
+         returning seq
+       ),
+       usage as (
+         insert into public.usage_daily (org_id, day, shard, runs)
+         select $2, (now() at time zone 'utc')::date, private.usage_shard($1), 1 where exists (select 1 from event)
+         on conflict (org_id, day, shard) do update set runs = public.usage_daily.runs + 1
+       )
+       select max_steps, approval_timeout_seconds, busy_policy from started`,
+      [step.runId, step.orgId, step.seq],
+    );
+    const settings = started.rows[0];
+    if (!settings) {
+      const existing = await db.query(`select status from public.agent_runs where id = $1 and org_id = $2`, [step.runId, step.orgId]);
+      if (existing.rowCount === 1) {
+        throw ApplicationFailure.nonRetryable(`Run ${step.runId} has already finished`, NonRetryableFailureTypes.runNotFound);
       }
-      if (await appendEvent(tx, step, 'run.started', {})) {
-        await tx.query(
-          `insert into public.usage_daily (org_id, day, shard, runs) values ($1, (now() at time zone 'utc')::date, private.usage_shard($2), 1)
-           on conflict (org_id, day, shard) do update set runs = public.usage_daily.runs + 1`,
-          [step.orgId, step.runId],
-        );
-      }
-      return { maxSteps: settings.max_steps, approvalTimeoutSeconds: settings.approval_timeout_seconds, busyPolicy: settings.busy_policy };
-    });
+      // The API commits the run row right after Temporal accepts the workflow, so the first
+      // attempt may race that commit. Retryable; the workflow bounds the attempts.
+      throw ApplicationFailure.retryable(`Run ${step.runId} is not visible in org ${step.orgId} (yet)`, 'RunNotVisible');
+    }
+    return { maxSteps: settings.max_steps, approvalTimeoutSeconds: settings.approval_timeout_seconds, busyPolicy: settings.busy_policy };
   }
 
   /**
@@ -554,28 +562,38 @@ export function createAgentRunActivities(deps: AgentRunActivityDeps) {
 
   async function finishRun(step: RunStep & { outcome: RunOutcome }): Promise<void> {
     const { outcome } = step;
-    await withPrincipal(pool, workerOf(step.orgId), async (tx) => {
-      if (outcome.status === 'completed') {
-        await tx.query(
-          `update public.agent_runs r
-              set status = 'completed', completed_at = now(), error = null,
-                  output = (select e.payload->>'content' from public.run_events e where e.run_id = r.id and e.seq = $3)
-            where r.id = $1 and r.org_id = $2`,
-          [step.runId, step.orgId, outcome.outputSeq],
-        );
-      } else {
-        await tx.query(
-          `update public.agent_runs set status = $3, completed_at = now(), error = $4 where id = $1 and org_id = $2`,
-          [step.runId, step.orgId, outcome.status, outcome.status === 'failed' ? outcome.error : null],
-        );
-      }
-      // Nobody can decide for a run that has ended.
-      await tx.query(
-        `update public.run_approvals set status = 'cancelled', decided_at = now() where run_id = $1 and org_id = $2 and status = 'pending'`,
-        [step.runId, step.orgId],
-      );
-      await appendEvent(tx, step, `run.${outcome.status}`, outcome.status === 'failed' ? { error: outcome.error } : {});
-    });
+    // One statement, so one round trip: the run's final state, its pending approvals cancelled
+    // (nobody can decide for a run that has ended) and the run.<status> event. A completed run's
+    // output is the content of its final answer; a failed or cancelled run keeps what it had.
+    await queryAsPrincipal(
+      pool,
+      workerOf(step.orgId),
+      `with run as (
+         update public.agent_runs r
+            set status = $3, completed_at = now(), error = $4,
+                output = case when $3 = 'completed'
+                              then (select e.payload->>'content' from public.run_events e where e.run_id = r.id and e.seq = $5)
+                              else r.output end
+          where r.id = $1 and r.org_id = $2
+       ),
+       approvals as (
+         update public.run_approvals set status = 'cancelled', decided_at = now()
+          where run_id = $1 and org_id = $2 and status = 'pending'
+       )
+       insert into public.run_events (org_id, run_id, seq, type, payload)
+       values ($2, $1, $6, $7, $8)
+       on conflict (run_id, seq) do nothing`,
+      [
+        step.runId,
+        step.orgId,
+        outcome.status,
+        outcome.status === 'failed' ? outcome.error : null,
+        outcome.status === 'completed' ? outcome.outputSeq : null,
+        step.seq,
+        `run.${outcome.status}`,
+        outcome.status === 'failed' ? { error: outcome.error } : {},
+      ],
+    );
   }
 
   return { startRun, callLlm, executeTool, acceptMessage, setRunStatus, requestApproval, recordApprovalDecision, completeHumanStep, finishRun };

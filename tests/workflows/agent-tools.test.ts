@@ -336,6 +336,26 @@ describe('agentRun: tools, approvals, timers, budgets', () => {
     expect(llm.requests).toHaveLength(1);
   });
 
+  it('cancelling a run that waits for a person cancels the open approval, with no error and no output', async () => {
+    const ids = await newRun('Ask before acting', { allowedTools: ['request_human_input'] });
+    llm.enqueue({ kind: 'tool_calls', calls: [{ name: 'request_human_input', arguments: '{"question":"May I?"}' }] });
+    const handle = await start(ids);
+    const approval = await pendingApproval(ids.runId);
+
+    await handle.cancel();
+
+    const run = await waitFor('status cancelled', async () => {
+      const row = await runRow(ids.runId);
+      return row.status === 'cancelled' ? row : undefined;
+    });
+    expect(run).toMatchObject({ error: null, output: null });
+    expect(run.completed_at).toBeInstanceOf(Date);
+    const { rows } = await admin.query(`select status, decided_at from public.run_approvals where id = $1`, [approval.id]);
+    expect(rows[0].status).toBe('cancelled');
+    expect(rows[0].decided_at).toBeInstanceOf(Date);
+    expect((await events(ids.runId)).map((e) => e.type)).toEqual(['run.started', 'llm.completed', 'approval.requested', 'run.cancelled']);
+  });
+
   it('ends the run with RunBudgetExceeded once its token budget is spent, before calling the model again', async () => {
     const ids = await newRun('Expensive', { allowedTools: ['knowledge_search'], runTokenBudget: 100 });
     llm.enqueue({ kind: 'tool_calls', calls: [{ name: 'knowledge_search', arguments: '{"query":"x"}' }], usage: { inputTokens: 90, outputTokens: 20 } });
