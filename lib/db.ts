@@ -119,54 +119,67 @@ function beginWithSettings(client: pg.PoolClient, role: DatabaseRole | 'service_
   return `begin; select ${settings.join(', ')}`;
 }
 
-async function inTransaction<T>(
+/**
+ * A pooled connection for `fn`, returned to the pool afterwards, or destroyed when it broke:
+ * the connection reported an error, `fn` called `drop`, or a prepared statement on it went stale.
+ */
+async function withConnection<T>(pool: pg.Pool, fn: (client: PooledClient, drop: (error: Error) => void) => Promise<T>): Promise<T> {
+  const client: PooledClient = await pool.connect();
+  let brokenConnection: Error | undefined;
+  const drop = (error: Error) => {
+    brokenConnection = error;
+  };
+  // A connection that dies while checked out (server restart, terminated backend) emits
+  // 'error' outside any query; pg-pool only listens while the client is idle, and an
+  // unheard 'error' event would crash the process.
+  client.on('error', drop);
+  try {
+    return await fn(client, drop);
+  } catch (error) {
+    if (isStalePreparedStatement(error)) drop(error as Error);
+    throw error;
+  } finally {
+    client[pendingBegin] = undefined;
+    client.removeListener('error', drop);
+    // Releasing with an error destroys the connection instead of returning it to the pool.
+    client.release(brokenConnection);
+  }
+}
+
+function inTransaction<T>(
   pool: pg.Pool,
   role: DatabaseRole | 'service_role',
   claims: Record<string, unknown>,
   fn: (tx: Tx) => Promise<T>,
   options: TransactionOptions = {},
 ): Promise<T> {
-  const client: PooledClient = await pool.connect();
-  let brokenConnection: Error | undefined;
-  // A connection that dies while checked out (server restart, terminated backend) emits
-  // 'error' outside any query; pg-pool only listens while the client is idle, and an
-  // unheard 'error' event would crash the process.
-  const onConnectionError = (error: Error) => {
-    brokenConnection = error;
-  };
-  client.on('error', onConnectionError);
-  // The BEGIN goes out in the same write as the transaction's first statement, which the server
-  // runs right after it: every request and activity opens transactions, and each round trip and
-  // each write costs.
-  const begin: PendingBegin = { text: beginWithSettings(client, role, claims, options) };
-  client[pendingBegin] = begin;
-  try {
-    const result = await fn(client);
-    // No statement ran, so no transaction was opened.
-    if (begin.sent === undefined) return result;
-    await begin.sent;
-    const commit = await client.query('commit');
-    // COMMIT of an aborted transaction answers ROLLBACK without an error.
-    if (commit.command === 'ROLLBACK') throw new TransactionRolledBackError();
-    return result;
-  } catch (error) {
-    if (isStalePreparedStatement(error)) brokenConnection = error as Error;
-    // When the settings failed, the statements after them only report an aborted transaction.
-    const beginError = begin.sent === undefined ? undefined : await begin.sent.then(() => undefined, (e: unknown) => e);
-    if (begin.sent !== undefined) {
+  return withConnection(pool, async (client, drop) => {
+    // The BEGIN goes out in the same write as the transaction's first statement, which the
+    // server runs right after it: every request and activity opens transactions, and each round
+    // trip and each write costs.
+    const begin: PendingBegin = { text: beginWithSettings(client, role, claims, options) };
+    client[pendingBegin] = begin;
+    try {
+      const result = await fn(client);
+      // No statement ran, so no transaction was opened.
+      if (begin.sent === undefined) return result;
+      await begin.sent;
+      const commit = await client.query('commit');
+      // COMMIT of an aborted transaction answers ROLLBACK without an error.
+      if (commit.command === 'ROLLBACK') throw new TransactionRolledBackError();
+      return result;
+    } catch (error) {
+      if (begin.sent === undefined) throw error;
+      // When the settings failed, the statements after them only report an aborted transaction.
+      const beginError = await begin.sent.then(() => undefined, (e: unknown) => e);
       try {
         await client.query('rollback');
       } catch (rollbackError) {
-        brokenConnection = rollbackError instanceof Error ? rollbackError : new Error(String(rollbackError));
+        drop(rollbackError instanceof Error ? rollbackError : new Error(String(rollbackError)));
       }
+      throw beginError ?? error;
     }
-    throw beginError ?? error;
-  } finally {
-    client[pendingBegin] = undefined;
-    client.removeListener('error', onConnectionError);
-    // Releasing with an error destroys the connection instead of returning it to the pool.
-    client.release(brokenConnection);
-  }
+  });
 }
 
 /** The one way request handlers and activities touch tenant data: one transaction whose first statement sets the role and claims transaction-locally. */
@@ -205,16 +218,10 @@ export async function queryAsPrincipal<R extends pg.QueryResultRow = pg.QueryRes
   options: TransactionOptions = {},
 ): Promise<pg.QueryResult<R>> {
   const { role, claims } = databaseSettingsFor(principal);
-  const client: PooledClient = await pool.connect();
-  let brokenConnection: Error | undefined;
-  const onConnectionError = (error: Error) => {
-    brokenConnection = error;
-  };
-  client.on('error', onConnectionError);
-  try {
+  return withConnection(pool, async (client) => {
     const stream = client.connection.stream;
-    let sent: [Promise<unknown>, Promise<pg.QueryResult<R>>, Promise<pg.QueryResult>];
     stream.cork();
+    let sent: [Promise<unknown>, Promise<pg.QueryResult<R>>, Promise<pg.QueryResult>];
     try {
       sent = [client.query(beginWithSettings(client, role, claims, options)), client.query<R>(text, values), client.query('commit')];
     } finally {
@@ -225,13 +232,7 @@ export async function queryAsPrincipal<R extends pg.QueryResultRow = pg.QueryRes
     for (const outcome of [begin, statement, commit]) if (outcome.status === 'rejected') throw outcome.reason;
     if ((commit as PromiseFulfilledResult<pg.QueryResult>).value.command === 'ROLLBACK') throw new TransactionRolledBackError();
     return (statement as PromiseFulfilledResult<pg.QueryResult<R>>).value;
-  } catch (error) {
-    if (isStalePreparedStatement(error)) brokenConnection = error as Error;
-    throw error;
-  } finally {
-    client.removeListener('error', onConnectionError);
-    client.release(brokenConnection);
-  }
+  });
 }
 
 /** A Queryable whose every query is a transaction of its own as `principal` (see queryAsPrincipal). */
