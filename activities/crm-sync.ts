@@ -8,11 +8,11 @@ import { ApplicationFailure, CancelledFailure, Context } from '@temporalio/activ
 import type pg from 'pg';
 import { withPrincipal, type Tx } from '../lib/db.js';
 import type { Logger } from '../lib/logger.js';
-import { ConnectionUnavailableError, type CredentialStore } from '../integrations/crm/credentials.js';
-import { CrmError } from '../integrations/crm/http.js';
+import type { CredentialStore } from '../integrations/crm/credentials.js';
 import { tombstoneRecords, tombstoneUnseen, upsertRecords } from '../integrations/crm/record-store.js';
 import { crmObjectTypes, type CrmDeletionsPage, type CrmObjectType, type CrmPage } from '../integrations/crm/types.js';
 import { CrmFailureTypes } from './crm-failure-types.js';
+import { toActivityFailure } from './activity-failure.js';
 import { crmRecordsSynced } from '../lib/metrics.js';
 
 export type CrmSyncMode = 'incremental' | 'full';
@@ -105,25 +105,6 @@ function heartbeatWhileRunning() {
 }
 
 type FetchedPage = { kind: 'records'; page: CrmPage } | { kind: 'deletions'; page: CrmDeletionsPage };
-
-/** CRM and connection errors → Temporal failures: 429/5xx retry after the provider's wait; the rest stop the sync. */
-export function toActivityFailure(err: unknown): unknown {
-  if (err instanceof ConnectionUnavailableError) {
-    return ApplicationFailure.nonRetryable(err.message, CrmFailureTypes.connectionUnavailable, { reason: err.reason });
-  }
-  if (err instanceof CrmError) {
-    if (err.retryable) {
-      return ApplicationFailure.create({
-        message: err.message,
-        type: `CrmRetryable:${err.kind}`,
-        ...(err.details.retryAfterMs !== undefined ? { nextRetryDelay: err.details.retryAfterMs } : {}),
-      });
-    }
-    const type = err.kind === 'auth' || err.kind === 'forbidden' ? CrmFailureTypes.auth : CrmFailureTypes.rejected;
-    return ApplicationFailure.nonRetryable(err.message, type, { kind: err.kind, status: err.details.status ?? null });
-  }
-  return err;
-}
 
 interface StateRow {
   watermark: Date | null;

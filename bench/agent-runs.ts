@@ -13,14 +13,14 @@ import { fileURLToPath } from 'node:url';
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { buildApp } from '../api/app.js';
-import { createAgentRunActivities } from '../activities/agent-run.js';
+import { createAgentRunActivities } from '../activities/agent-run/index.js';
 import { LlmClient } from '../integrations/llm/chat-completions.js';
 import { createPool, withServiceRole } from '../lib/db.js';
 import { createLogger } from '../lib/logger.js';
 import { createDataConverter } from '../lib/temporal-codec.js';
 import { SignJWT } from 'jose';
 import { agentRunWorkflowId } from '../workflows/task-queues.js';
-import type { agentRun } from '../workflows/agent-run.js';
+import type { agentRun } from '../workflows/agent-run/index.js';
 import type { baselineRun } from './workflows.js';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 200);

@@ -18,7 +18,7 @@ import { createLogger } from '../lib/logger.js';
 import { createDataConverter } from '../lib/temporal-codec.js';
 import { AgentIdSearchAttribute, OrgIdSearchAttribute } from '../workflows/search-attributes.js';
 import { agentRunWorkflowId } from '../workflows/task-queues.js';
-import type { agentRun } from '../workflows/agent-run.js';
+import type { agentRun } from '../workflows/agent-run/index.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 20);

@@ -1,7 +1,7 @@
 // Workflow bundle of the benchmark: the real agentRun next to a bare baseline workflow.
 import { proxyActivities } from '@temporalio/workflow';
 
-export { agentRun } from '../workflows/agent-run.js';
+export { agentRun } from '../workflows/agent-run/index.js';
 
 const { noop } = proxyActivities<{ noop(): Promise<void> }>({ startToCloseTimeout: '30 seconds' });
 

@@ -3,7 +3,7 @@ import type { DataConverter } from '@temporalio/common';
 import type { NativeConnection} from '@temporalio/worker';
 import { Worker, type WorkerOptions } from '@temporalio/worker';
 import type pg from 'pg';
-import { createAgentRunActivities } from '../activities/agent-run.js';
+import { createAgentRunActivities } from '../activities/agent-run/index.js';
 import type { PriceTable } from '../activities/pricing.js';
 import type { ToolRegistry } from '../activities/tools/registry.js';
 import type { LlmClient } from '../integrations/llm/chat-completions.js';

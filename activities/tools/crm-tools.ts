@@ -21,7 +21,7 @@ import { ConnectionUnavailableError, type CredentialStore } from '../../integrat
 import { CrmError } from '../../integrations/crm/http.js';
 import { upsertRecords } from '../../integrations/crm/record-store.js';
 import type { CrmAdapter, CrmEntityType, CrmRecord, CrmTarget } from '../../integrations/crm/types.js';
-import { toActivityFailure } from '../crm-sync.js';
+import { toActivityFailure } from '../activity-failure.js';
 import type { JsonValue } from '../effects.js';
 import { defineTool, ToolError, type AgentTool, type ToolContext } from './registry.js';
 

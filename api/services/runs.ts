@@ -11,7 +11,7 @@ import type { Principal } from '../../lib/principal.js';
 import { AgentIdSearchAttribute, OrgIdSearchAttribute } from '../../workflows/search-attributes.js';
 import { AGENT_RUNS_TASK_QUEUE, agentRunWorkflowId } from '../../workflows/task-queues.js';
 import { WithStartWorkflowOperation } from '@temporalio/client';
-import { decideApprovalUpdate, postMessageUpdate, resumeFollowUpUpdate, type agentRun, type ApprovalState } from '../../workflows/agent-run.js';
+import { decideApprovalUpdate, postMessageUpdate, resumeFollowUpUpdate, type agentRun, type ApprovalState } from '../../workflows/agent-run/index.js';
 import { decodeCursor, toPage } from '../pagination.js';
 import { notFound, ProblemError } from '../problems.js';
 import { requireOrgRole } from './org-access.js';

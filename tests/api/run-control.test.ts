@@ -6,7 +6,7 @@ import { startAgentTestStack, type AgentTestStack } from '../support/agent-stack
 import { signUserToken, TEST_JWT_SECRET } from '../support/auth.js';
 import { createAgent, createOrgWithMembers, createRun } from '../support/db.js';
 import { testLogger, type TestTemporal } from '../support/temporal.js';
-import { runStateQuery } from '../../workflows/agent-run.js';
+import { runStateQuery } from '../../workflows/agent-run/index.js';
 import { agentRunWorkflowId } from '../../workflows/task-queues.js';
 
 const PROBLEM = 'https://gpt-agent-platform.dev/problems/';

@@ -9,7 +9,7 @@ import { createCrmTools } from '../../activities/tools/crm-tools.js';
 import { RateGovernor } from '../../integrations/crm/governor.js';
 import { withServiceRole } from '../../lib/db.js';
 import { agentRunWorkflowId } from '../../workflows/task-queues.js';
-import type { agentRun } from '../../workflows/agent-run.js';
+import type { agentRun } from '../../workflows/agent-run/index.js';
 import { startFakeKommo, type FakeKommo } from '../fakes/kommo-server.js';
 import { startFakeLlm, type FakeLlmServer } from '../fakes/llm-server.js';
 import { signUserToken, TEST_JWT_SECRET } from '../support/auth.js';

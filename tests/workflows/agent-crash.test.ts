@@ -11,7 +11,7 @@ import { adminPool, appPool, createAgent, createOrgWithMembers, createRun } from
 import { httpEffectTool } from '../support/effect-tool.js';
 import { connectTestTemporal, createTestAgentWorker, uniqueTaskQueue, type TestTemporal } from '../support/temporal.js';
 import { agentRunWorkflowId } from '../../workflows/task-queues.js';
-import type { agentRun } from '../../workflows/agent-run.js';
+import type { agentRun } from '../../workflows/agent-run/index.js';
 
 const crashWorkerPath = fileURLToPath(new URL('../support/crash-worker.ts', import.meta.url));
 

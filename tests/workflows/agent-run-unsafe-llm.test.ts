@@ -5,7 +5,7 @@ import { startAgentTestStack, type AgentTestStack } from '../support/agent-stack
 import { createAgent, createOrgWithMembers, createRun } from '../support/db.js';
 import { type TestTemporal } from '../support/temporal.js';
 import { agentRunWorkflowId } from '../../workflows/task-queues.js';
-import type { agentRun } from '../../workflows/agent-run.js';
+import type { agentRun } from '../../workflows/agent-run/index.js';
 
 /**
  * The LLM provider is untrusted input (OWASP API10): whatever it answers, a run either gets a

@@ -7,7 +7,7 @@ import { createAgent, createOrgWithMembers, createRun } from '../support/db.js';
 import { testDataConverter, type TestTemporal } from '../support/temporal.js';
 import type { Payload } from '@temporalio/common';
 import { agentRunWorkflowId } from '../../workflows/task-queues.js';
-import type { agentRun } from '../../workflows/agent-run.js';
+import type { agentRun } from '../../workflows/agent-run/index.js';
 
 describe('agentRun workflow', () => {
   let stack: AgentTestStack;

@@ -11,7 +11,7 @@ import { createAgent, createOrgWithMembers, createRun } from '../support/db.js';
 import { testDataConverter, type TestTemporal } from '../support/temporal.js';
 import type { Payload } from '@temporalio/common';
 import { agentRunWorkflowId } from '../../workflows/task-queues.js';
-import { decideApprovalUpdate, postMessageUpdate, runStateQuery, type agentRun, type AgentRunInput } from '../../workflows/agent-run.js';
+import { decideApprovalUpdate, postMessageUpdate, runStateQuery, type agentRun, type AgentRunInput } from '../../workflows/agent-run/index.js';
 import { RunStatusSearchAttribute } from '../../workflows/search-attributes.js';
 
 /** A side-effecting test tool: counts real executions, and fails once right after its effect committed. */

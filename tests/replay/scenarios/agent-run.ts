@@ -1,7 +1,7 @@
 import { createAgent, createOrgWithMembers, createRun } from '../../support/db.js';
 import { createTestAgentWorker } from '../../support/temporal.js';
 import { agentRunWorkflowId } from '../../../workflows/task-queues.js';
-import * as agentRunWorkflow from '../../../workflows/agent-run.js';
+import * as agentRunWorkflow from '../../../workflows/agent-run/index.js';
 import type { ReplayScenario, ScenarioContext, ScenarioModule } from '../scenario.js';
 
 async function startRun(ctx: ScenarioContext, input: string, tools: { allowed?: string[]; approval?: string[] } = {}): Promise<string> {

@@ -1,0 +1,33 @@
+import type pg from 'pg';
+import type { LlmClient } from '../../integrations/llm/chat-completions.js';
+import type { Logger } from '../../lib/logger.js';
+import { DEFAULT_PRICES, type PriceTable } from '../pricing.js';
+import { createToolRegistry } from '../tools/builtin.js';
+import type { ToolRegistry } from '../tools/registry.js';
+
+export interface AgentRunActivityDeps {
+  pool: pg.Pool;
+  llm: LlmClient;
+  logger: Logger;
+  /** Tools agents may call; defaults to the built-ins. */
+  tools?: ToolRegistry;
+  /** USD per million tokens by model; defaults to DEFAULT_PRICES. */
+  prices?: PriceTable;
+  /** How often a long LLM call reports liveness; must be well below the activity's heartbeatTimeout. */
+  heartbeatIntervalMs?: number;
+  /** Stream LLM answers and publish token deltas for live views (default true). */
+  streamDeltas?: boolean;
+}
+
+/** The deps with their defaults applied: what each group of activities is built from. */
+export type ResolvedAgentRunDeps = Required<Omit<AgentRunActivityDeps, 'logger'>> & Pick<AgentRunActivityDeps, 'logger'>;
+
+export function resolveDeps(deps: AgentRunActivityDeps): ResolvedAgentRunDeps {
+  return {
+    ...deps,
+    tools: deps.tools ?? createToolRegistry(),
+    prices: deps.prices ?? DEFAULT_PRICES,
+    heartbeatIntervalMs: deps.heartbeatIntervalMs ?? 5_000,
+    streamDeltas: deps.streamDeltas ?? true,
+  };
+}

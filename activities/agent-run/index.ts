@@ -1,0 +1,24 @@
+/**
+ * Activities of `agentRun`, one file per job: the workflow-facing contract (contract.ts), the
+ * shared event-log reads and writes (run-store.ts), the transcript (transcript.ts), the run's
+ * lifecycle (lifecycle.ts), an LLM turn (llm-step.ts), a tool call (tool-step.ts) and the steps
+ * a person takes (human-steps.ts).
+ */
+import { resolveDeps, type AgentRunActivityDeps } from './deps.js';
+import { createHumanStepActivities } from './human-steps.js';
+import { createLifecycleActivities } from './lifecycle.js';
+import { createLlmStepActivities } from './llm-step.js';
+import { createToolStepActivities } from './tool-step.js';
+
+export type { AgentRunActivityDeps } from './deps.js';
+
+export function createAgentRunActivities(deps: AgentRunActivityDeps) {
+  const resolved = resolveDeps(deps);
+  const { startRun, acceptMessage, setRunStatus, finishRun } = createLifecycleActivities(resolved);
+  const { callLlm } = createLlmStepActivities(resolved);
+  const { executeTool } = createToolStepActivities(resolved);
+  const { requestApproval, recordApprovalDecision, completeHumanStep } = createHumanStepActivities(resolved);
+  return { startRun, callLlm, executeTool, acceptMessage, setRunStatus, requestApproval, recordApprovalDecision, completeHumanStep, finishRun };
+}
+
+export type AgentRunActivities = ReturnType<typeof createAgentRunActivities>;

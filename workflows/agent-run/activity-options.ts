@@ -1,0 +1,88 @@
+/** Timeouts and retry policies of every activity `agentRun` calls, and the proxies that carry them. */
+import { proxyActivities, proxyLocalActivities, type ActivityOptions } from '@temporalio/workflow';
+import type { AgentRunActivities } from '../../activities/agent-run/index.js';
+import { NonRetryableFailureTypes } from '../../activities/failure-types.js';
+
+/** Overrides the default heartbeat timeout of LLM and tool calls (crash tests shorten it). */
+export type HeartbeatOverride = Pick<ActivityOptions, 'heartbeatTimeout'>;
+
+// Database bookkeeping is quick; it retries until Postgres is back (a deploy, a failover).
+const bookkeepingOptions: ActivityOptions = {
+  startToCloseTimeout: '30 seconds',
+  retry: {
+    initialInterval: '1 second',
+    backoffCoefficient: 2,
+    maximumInterval: '30 seconds',
+    nonRetryableErrorTypes: [NonRetryableFailureTypes.runNotFound],
+  },
+};
+export const bookkeeping = proxyActivities<AgentRunActivities>(bookkeepingOptions);
+
+// The run row is committed by the API just after the start; a row that never appears means the
+// API's transaction failed after Temporal accepted the workflow, and the run gives up.
+const runStartOptions: ActivityOptions = {
+  startToCloseTimeout: '30 seconds',
+  summary: 'Start run',
+  retry: {
+    initialInterval: '500 milliseconds',
+    backoffCoefficient: 2,
+    maximumInterval: '30 seconds',
+    maximumAttempts: 15,
+    nonRetryableErrorTypes: [NonRetryableFailureTypes.runNotFound],
+  },
+};
+export const runStart = proxyActivities<AgentRunActivities>(runStartOptions);
+
+/**
+ * Starting and finishing a run are one short, idempotent transaction each (keyed by the event's
+ * seq), so they run as local activities: no activity task round trip through the server and
+ * fewer history events, same timeouts and retries. Executions recorded before this change
+ * replay with the regular activities (`patched`, decided once per execution).
+ */
+export const LOCAL_BOOKKEEPING_PATCH = 'agent-run-local-start-finish';
+export const localRunStart = proxyLocalActivities<AgentRunActivities>(runStartOptions);
+export const localBookkeeping = proxyLocalActivities<AgentRunActivities>(bookkeepingOptions);
+
+// A model can think for minutes; the heartbeat timeout notices a dead worker long before that.
+// 429s wait for the provider's Retry-After (nextRetryDelay overrides the backoff below).
+const llmOptions: ActivityOptions = {
+  startToCloseTimeout: '5 minutes',
+  heartbeatTimeout: '30 seconds',
+  retry: {
+    initialInterval: '2 seconds',
+    backoffCoefficient: 2,
+    maximumInterval: '1 minute',
+    maximumAttempts: 8,
+    nonRetryableErrorTypes: [
+      NonRetryableFailureTypes.runNotFound,
+      NonRetryableFailureTypes.llmRejected,
+      NonRetryableFailureTypes.llmAuth,
+      NonRetryableFailureTypes.runBudgetExceeded,
+      NonRetryableFailureTypes.orgQuotaExceeded,
+    ],
+  },
+};
+
+/** The LLM turn's activity, labelled for the Temporal UI. */
+export const llmStep = (heartbeat: HeartbeatOverride, summary: string) =>
+  proxyActivities<AgentRunActivities>({ ...llmOptions, ...heartbeat, summary });
+
+// Tools talk to CRMs and databases: bounded retries, and a heartbeat for the long ones.
+const toolOptions: ActivityOptions = {
+  startToCloseTimeout: '2 minutes',
+  heartbeatTimeout: '30 seconds',
+  retry: {
+    initialInterval: '1 second',
+    backoffCoefficient: 2,
+    maximumInterval: '30 seconds',
+    maximumAttempts: 6,
+    nonRetryableErrorTypes: [NonRetryableFailureTypes.runNotFound],
+  },
+};
+
+/**
+ * A tool call's activity. Its id is derived from the result's seq, which survives
+ * continue-as-new, so `${workflowId}:${activityId}` is a stable idempotency key for effects.
+ */
+export const toolStep = (heartbeat: HeartbeatOverride, resultSeq: number, summary: string) =>
+  proxyActivities<AgentRunActivities>({ ...toolOptions, ...heartbeat, activityId: `tool-${resultSeq}`, summary });

@@ -1,0 +1,88 @@
+/**
+ * A conversation: the run answers messages that arrive through postMessage, one turn each, with
+ * the agent's busy policy deciding what a message arriving mid-turn does (queue, reject,
+ * interrupt), and ends after its idle timeout.
+ */
+import {
+  ApplicationFailure,
+  allHandlersFinished,
+  CancellationScope,
+  condition,
+  continueAsNew,
+  isCancellation,
+  setHandler,
+} from '@temporalio/workflow';
+import type { RunOutcome, RunSettings } from '../../activities/agent-run/contract.js';
+import { bookkeeping } from './activity-options.js';
+import { AGENT_BUSY, postMessageUpdate, type AgentRunInput, type AgentRunResult, type AgentRunWorkflow } from './definitions.js';
+import type { AgentRunState } from './state.js';
+import { answer } from './turn.js';
+
+export function registerConversationHandler(run: AgentRunState): void {
+  setHandler(
+    postMessageUpdate,
+    ({ messageId }) => {
+      const busy = run.turn !== undefined;
+      run.queue.push(messageId);
+      const interrupt = busy && run.settings?.busyPolicy === 'interrupt';
+      if (interrupt) {
+        run.interruptRequested = true;
+        run.turn!.cancel();
+      }
+      return { messageId, queued: busy && !interrupt, interrupted: interrupt };
+    },
+    {
+      validator: (_message: { messageId: string }) => {
+        if (!run.input.conversation) throw ApplicationFailure.nonRetryable('This run is not a conversation', AGENT_BUSY);
+        if (run.turn !== undefined && run.settings?.busyPolicy === 'reject') {
+          throw ApplicationFailure.nonRetryable('The agent is still working on the previous message; send this one when it has answered', AGENT_BUSY);
+        }
+      },
+    },
+  );
+}
+
+export async function converse(
+  run: AgentRunState,
+  conversation: NonNullable<AgentRunInput['conversation']>,
+  current: RunSettings,
+  finish: (outcome: RunOutcome) => Promise<void>,
+): Promise<AgentRunResult> {
+  let lastAnswerSeq = conversation.lastAnswerSeq;
+  for (;;) {
+    if (run.queue.length === 0) {
+      if (run.shouldContinueAsNew()) {
+        await condition(allHandlersFinished);
+        return await continueAsNew<AgentRunWorkflow>({
+          ...run.input,
+          conversation: { ...conversation, queue: [], ...(lastAnswerSeq !== undefined ? { lastAnswerSeq } : {}) },
+          resume: run.resumePoint(current),
+        });
+      }
+      run.setStatus('sleeping', 'Waiting for the next message');
+      await bookkeeping.setRunStatus({ ...run.ref, status: 'sleeping' });
+      const arrived = await condition(() => run.queue.length > 0, conversation.idleTimeoutSeconds * 1000);
+      if (!arrived) {
+        if (lastAnswerSeq === undefined) await finish({ status: 'cancelled' });
+        else await finish({ status: 'completed', outputSeq: lastAnswerSeq });
+        await condition(allHandlersFinished);
+        return { status: 'completed', inputTokens: run.inputTokens, outputTokens: run.outputTokens };
+      }
+      run.setStatus('running', 'Answering');
+    }
+    const messageId = run.queue.shift()!;
+    await bookkeeping.acceptMessage({ ...run.ref, seq: run.nextSeq(), messageId });
+    run.interruptRequested = false;
+    const turn = new CancellationScope();
+    run.turn = turn;
+    try {
+      lastAnswerSeq = await turn.run(() => answer(run, current));
+    } catch (err) {
+      // A newer message interrupted this turn (busy policy `interrupt`); the run goes on.
+      if (!(isCancellation(err) && run.interruptRequested && !CancellationScope.current().consideredCancelled)) throw err;
+      await bookkeeping.setRunStatus({ ...run.ref, status: 'running', event: { seq: run.nextSeq(), type: 'turn.interrupted' } });
+    } finally {
+      run.turn = undefined;
+    }
+  }
+}

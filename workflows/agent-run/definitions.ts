@@ -1,0 +1,64 @@
+/**
+ * The public face of `agentRun`: its input and result, and the update and query definitions the
+ * API uses to talk to a running run (imported there, so message names are never retyped).
+ */
+import { defineQuery, defineUpdate } from '@temporalio/workflow';
+import type { RunSettings } from '../../activities/agent-run/contract.js';
+
+export interface AgentRunInput {
+  orgId: string;
+  agentId: string;
+  runId: string;
+  /** Set by continue-as-new: where the previous execution left off. */
+  resume?: { seq: number; step: number; inputTokens: number; outputTokens: number; settings: RunSettings };
+  /** Continue as new after this many LLM turns in one execution, besides when Temporal suggests it (tests use a low value). */
+  continueAsNewAfterSteps?: number;
+  /**
+   * A conversation: instead of answering the run's input once, the run answers messages that
+   * arrive through `postMessageUpdate`, one turn each, and ends after this long without one.
+   */
+  conversation?: { idleTimeoutSeconds: number; queue?: string[]; lastAnswerSeq?: number };
+  /** How soon a dead worker's LLM or tool call is retried elsewhere (default 30 s; crash tests shorten it). */
+  heartbeatTimeoutSeconds?: number;
+}
+
+export interface AgentRunResult {
+  status: 'completed';
+  inputTokens: number;
+  outputTokens: number;
+}
+
+/** The workflow's signature, for continue-as-new from the parts of the workflow that loop. */
+export type AgentRunWorkflow = (input: AgentRunInput) => Promise<AgentRunResult>;
+
+export type RunStatus = 'running' | 'awaiting_approval' | 'sleeping' | 'completed' | 'failed' | 'cancelled';
+
+export interface ApprovalDecisionInput {
+  approvalId: string;
+  decision: 'approve' | 'reject';
+  /** The run_approval_responses row holding who decided and their comment (kept out of history). */
+  responseId: string;
+}
+
+export type ApprovalState = 'pending' | 'deciding' | 'approved' | 'rejected' | 'expired';
+
+/** Decides a pending approval (or answers a question of request_human_input). The validator refuses stale and double decisions. */
+export const decideApprovalUpdate = defineUpdate<{ approvalId: string; status: ApprovalState }, [ApprovalDecisionInput]>('decideApproval');
+
+/** The run's small live state: status, step, the approvals it waits for and queued conversation messages. */
+export const runStateQuery = defineQuery<{ status: RunStatus; step: number; pendingApprovals: string[]; queuedMessages: number }>('runState');
+
+/** Delivers a person's message (a conversation_messages row) to a conversation; used with update-with-start. */
+export const postMessageUpdate = defineUpdate<{ messageId: string; queued: boolean; interrupted: boolean }, [{ messageId: string }]>('postMessage');
+
+/** Ends a pending follow-up wait now: the run resumes at once instead of when its timer fires. */
+export const resumeFollowUpUpdate = defineUpdate<{ resumed: true }>('resumeFollowUp');
+
+/** Thrown by the resumeFollowUp validator when the run is not waiting for a follow-up; the API maps it to 409. */
+export const NO_FOLLOW_UP_PENDING = 'NoFollowUpPending';
+
+/** Thrown by the postMessage validator when the agent is busy and its policy is `reject`; the API maps it to 409. */
+export const AGENT_BUSY = 'AgentBusy';
+
+/** Thrown by the update validator; the API maps it to 409. */
+export const APPROVAL_NOT_PENDING = 'ApprovalNotPending';
