@@ -1,34 +1,43 @@
 import { z } from 'zod';
+import { searchKnowledge, type QueryEmbedding } from '../knowledge/search.js';
 import { defineTool, ToolRegistry, type AgentTool } from './registry.js';
 
 const MAX_FOLLOW_UP_SECONDS = 30 * 24 * 3600;
 
-/** Postgres full-text search over the org's knowledge documents (RLS: the run's org only). */
-export const knowledgeSearch = defineTool({
-  name: 'knowledge_search',
-  description: "Searches the organization's knowledge base (product facts, pricing, playbooks). Returns the best matching documents with an excerpt.",
-  kind: 'read',
-  parameters: z.strictObject({
-    query: z.string().min(1).max(500).describe('Words to search for'),
-    limit: z.number().int().min(1).max(10).optional().describe('How many documents to return (default 5)'),
-  }),
-  async execute(args, ctx) {
-    const rows = await ctx.withOrgScope(async (tx) => {
-      const result = await tx.query<{ id: string; title: string; excerpt: string; rank: number }>(
-        `select d.id, d.title,
-                ts_headline('simple', d.body, q, 'MaxWords=40, MinWords=15, MaxFragments=2') as excerpt,
-                ts_rank(d.search, q) as rank
-           from public.knowledge_documents d, websearch_to_tsquery('simple', $2) q
-          where d.org_id = $1 and d.search @@ q
-          order by rank desc, d.created_at desc
-          limit $3`,
-        [ctx.orgId, args.query, args.limit ?? 5],
-      );
-      return result.rows;
-    });
-    return { results: rows.map((r) => ({ id: r.id, title: r.title, excerpt: r.excerpt })) };
-  },
-});
+/** Turns a query into its embedding with the org's embedding model; absent where there is none. */
+export type QueryEmbedder = (orgId: string, query: string) => Promise<QueryEmbedding | undefined>;
+
+/**
+ * Searches the org's knowledge chunks (activities/knowledge/search.ts: stemmed full text,
+ * trigram vocabulary and, with an embedder, vectors) under the run's org scope (RLS).
+ */
+export function createKnowledgeSearchTool(opts: { embedQuery?: QueryEmbedder } = {}) {
+  return defineTool({
+    name: 'knowledge_search',
+    description:
+      "Searches the organization's knowledge base (product facts, pricing, terms, playbooks) in any language. Returns passages with their document title and position. When you use a passage, cite it as [title, passage N].",
+    kind: 'read',
+    parameters: z.strictObject({
+      query: z.string().min(1).max(500).describe('What to look for, in the words a document would use'),
+      limit: z.number().int().min(1).max(10).optional().describe('How many passages to return (default 5)'),
+    }),
+    async execute(args, ctx) {
+      const embedding = opts.embedQuery ? await opts.embedQuery(ctx.orgId, args.query) : undefined;
+      const hits = await ctx.withOrgScope((tx) => searchKnowledge(tx, { orgId: ctx.orgId, query: args.query, limit: args.limit ?? 5, embedding }));
+      return {
+        results: hits.map((h) => ({
+          documentId: h.documentId,
+          title: h.title,
+          position: h.position,
+          passage: h.passage,
+          citation: `[${h.title}, passage ${h.position + 1}]`,
+        })),
+      };
+    },
+  });
+}
+
+export const knowledgeSearch = createKnowledgeSearchTool();
 
 /** Asks a person a question; the run waits for the answer (through the approvals endpoint). */
 export const requestHumanInput = defineTool({
@@ -54,6 +63,7 @@ export const scheduleFollowUp = defineTool({
 export const builtinTools: AgentTool[] = [knowledgeSearch, requestHumanInput, scheduleFollowUp] as AgentTool[];
 
 /** The registry workers use: the built-ins plus whatever `extra` tools (CRM tools, test tools) are given. */
-export function createToolRegistry(extra: AgentTool[] = []): ToolRegistry {
-  return new ToolRegistry().register(...builtinTools, ...extra);
+export function createToolRegistry(extra: AgentTool[] = [], opts: { embedQuery?: QueryEmbedder } = {}): ToolRegistry {
+  const tools = opts.embedQuery ? builtinTools.map((t) => (t.name === 'knowledge_search' ? (createKnowledgeSearchTool(opts) as AgentTool) : t)) : builtinTools;
+  return new ToolRegistry().register(...tools, ...extra);
 }

@@ -38,6 +38,9 @@ const tenantTables: Record<string, TenantTable> = {
   effect_ledger: { tenantColumn: 'org_id', hijack: `result = '"hijacked"'::jsonb` },
   usage_daily: { tenantColumn: 'org_id', hijack: `runs = 999999` },
   knowledge_documents: { tenantColumn: 'org_id', hijack: `title = 'hijacked'` },
+  knowledge_document_files: { tenantColumn: 'org_id', hijack: `revision = 99` },
+  knowledge_chunks: { tenantColumn: 'org_id', hijack: `passage = 'hijacked'` },
+  knowledge_terms: { tenantColumn: 'org_id', hijack: `compact = 'hijacked'` },
   conversation_messages: { tenantColumn: 'org_id', hijack: `content = 'hijacked'` },
   crm_connections: { tenantColumn: 'org_id', hijack: `name = 'hijacked'` },
   crm_credentials: { tenantColumn: 'org_id', hijack: `access_token = 'v1.hijacked'`, reader: 'admin' },
@@ -104,7 +107,11 @@ beforeAll(async () => {
     runA,
   ]);
   await admin.query(`insert into public.usage_daily (org_id, day, runs) values ($1, current_date, 1)`, [orgA.orgId]);
-  await admin.query(`insert into public.knowledge_documents (org_id, title, body) values ($1, 'Isolation', 'org A only')`, [orgA.orgId]);
+  const knowledgeA = await admin.query(`insert into public.knowledge_documents (org_id, title, body) values ($1, 'Isolation', 'org A only') returning id`, [orgA.orgId]);
+  const documentA = knowledgeA.rows[0].id as string;
+  await admin.query(`insert into public.knowledge_document_files (document_id, org_id, revision, content, sha256) values ($1, $2, 1, 'org A only', repeat('c', 64))`, [documentA, orgA.orgId]);
+  await admin.query(`insert into public.knowledge_chunks (org_id, document_id, position, passage, language, search) values ($1, $2, 0, 'org A only', 'en', to_tsvector('english', 'org A only'))`, [orgA.orgId, documentA]);
+  await admin.query(`insert into public.knowledge_terms (org_id, document_id, term, compact) values ($1, $2, 'only', 'only')`, [orgA.orgId, documentA]);
   await admin.query(`insert into public.conversation_messages (org_id, run_id, author, content) values ($1, $2, $3, 'org A message')`, [
     orgA.orgId,
     runA,

@@ -87,6 +87,11 @@ const hex64 = () => randomBytes(32).toString('hex');
 const alnum8 = () => randomBytes(6).toString('base64').replace(/[^A-Za-z0-9]/g, 'x').slice(0, 8);
 const seq = () => randomInt(1, 2 ** 31 - 1);
 
+async function newKnowledgeDocument(db: Db, orgId: string): Promise<string> {
+  const row = await insertRow(db, `insert into public.knowledge_documents (org_id, title, body) values ($1, 'matrix', 'b') returning id`, [orgId]);
+  return row.id as string;
+}
+
 async function insertRow(db: Db, sql: string, params: unknown[]): Promise<Record<string, unknown>> {
   const { rows } = await db.query(sql, params);
   return rows[0] as Record<string, unknown>;
@@ -304,7 +309,48 @@ export const expectations: Record<string, TableExpectation> = {
     },
     insert: async (_db, w) => ({ sql: `insert into public.knowledge_documents (org_id, title, body) values ($1, 'new', 'b')`, params: [w.orgId] }),
     update: `title = 'changed'`,
+    // The org's worker records ingestion status and the extracted text.
+    allow: { select: MEMBERS, insert: ADMINS, update: ADMINS_AND_WORKER, delete: ADMINS },
+  },
+  knowledge_document_files: {
+    seed: async (db, w) => {
+      const id = await newKnowledgeDocument(db, w.orgId);
+      await db.query(`insert into public.knowledge_document_files (document_id, org_id, revision, content, sha256) values ($1, $2, 1, '\\x00', repeat('a', 64))`, [id, w.orgId]);
+      return { where: 'document_id = $1', params: [id] };
+    },
+    insert: async (db, w) => ({
+      sql: `insert into public.knowledge_document_files (document_id, org_id, revision, content, sha256) values ($1, $2, 1, '\\x01', repeat('b', 64))`,
+      params: [await newKnowledgeDocument(db, w.orgId), w.orgId],
+    }),
+    update: `revision = 2`,
     allow: { select: MEMBERS, insert: ADMINS, update: ADMINS, delete: ADMINS },
+  },
+  knowledge_chunks: {
+    seed: async (db, w) => {
+      const id = await newKnowledgeDocument(db, w.orgId);
+      await db.query(`insert into public.knowledge_chunks (org_id, document_id, position, passage, language, search) values ($1, $2, 0, 'seeded', 'en', to_tsvector('english', 'seeded'))`, [w.orgId, id]);
+      return { where: 'document_id = $1', params: [id] };
+    },
+    insert: async (db, w) => ({
+      sql: `insert into public.knowledge_chunks (org_id, document_id, position, passage, language, search) values ($1, $2, 0, 'new', 'en', to_tsvector('english', 'new'))`,
+      params: [w.orgId, await newKnowledgeDocument(db, w.orgId)],
+    }),
+    update: `passage = 'changed'`,
+    // Written by ingestion (the org's worker) only, and replaced rather than changed.
+    allow: { select: MEMBERS, insert: WORKER, update: SERVICE, delete: WORKER },
+  },
+  knowledge_terms: {
+    seed: async (db, w) => {
+      const id = await newKnowledgeDocument(db, w.orgId);
+      await db.query(`insert into public.knowledge_terms (org_id, document_id, term, compact) values ($1, $2, 'seeded', 'seeded')`, [w.orgId, id]);
+      return { where: 'document_id = $1', params: [id] };
+    },
+    insert: async (db, w) => ({
+      sql: `insert into public.knowledge_terms (org_id, document_id, term, compact) values ($1, $2, 'new', 'new')`,
+      params: [w.orgId, await newKnowledgeDocument(db, w.orgId)],
+    }),
+    update: `compact = 'changed'`,
+    allow: { select: MEMBERS, insert: WORKER, update: SERVICE, delete: WORKER },
   },
 
   // CRM -----------------------------------------------------------------------------------------------

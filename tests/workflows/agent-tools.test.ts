@@ -8,6 +8,7 @@ import { defineTool, type AgentTool } from '../../activities/tools/registry.js';
 import type { FakeLlmServer } from '../fakes/llm-server.js';
 import { startAgentTestStack, type AgentTestStack } from '../support/agent-stack.js';
 import { createAgent, createOrgWithMembers, createRun } from '../support/db.js';
+import { seedKnowledge } from '../support/knowledge.js';
 import { testDataConverter, type TestTemporal } from '../support/temporal.js';
 import type { Payload } from '@temporalio/common';
 import { agentRunWorkflowId } from '../../workflows/task-queues.js';
@@ -116,7 +117,8 @@ describe('agentRun: tools, approvals, timers, budgets', () => {
 
   it('calls a tool the model asks for, feeds the result back and finishes with the final answer', async () => {
     const ids = await newRun('What do we charge for the Pro plan?', { allowedTools: ['knowledge_search'] });
-    await admin.query(`insert into public.knowledge_documents (org_id, title, body) values ($1, 'Pricing', 'The Pro plan costs 49 EUR per seat and month.'), ($1, 'Holidays', 'Office closed in August.')`, [ids.orgId]);
+    await seedKnowledge({ admin, app: stack.pool }, ids.orgId, 'Pricing', 'The Pro plan costs 49 EUR per seat and month.');
+    await seedKnowledge({ admin, app: stack.pool }, ids.orgId, 'Holidays', 'Office closed in August.');
     llm.enqueue(
       { kind: 'tool_calls', calls: [{ id: 'call_1', name: 'knowledge_search', arguments: JSON.stringify({ query: 'Pro plan' }) }], usage: { inputTokens: 100, outputTokens: 10 } },
       { kind: 'text', content: 'Pro costs 49 EUR per seat.', usage: { inputTokens: 150, outputTokens: 8 } },
@@ -139,6 +141,8 @@ describe('agentRun: tools, approvals, timers, budgets', () => {
     const toolMessage = second.messages.find((m) => m.role === 'tool')!;
     expect(toolMessage.tool_call_id).toBe('call_1');
     expect(toolMessage.content).toContain('Pricing');
+    expect(toolMessage.content).toContain('49 EUR per seat');
+    expect(toolMessage.content).toContain('[Pricing, passage 1]');
     expect(toolMessage.content).not.toContain('Holidays');
     const row = await runRow(ids.runId);
     expect(row).toMatchObject({ status: 'completed', output: 'Pro costs 49 EUR per seat.', llm_calls: 2, input_tokens: 250, output_tokens: 18 });
@@ -149,7 +153,7 @@ describe('agentRun: tools, approvals, timers, budgets', () => {
 
   it('keeps tool arguments, tool results and approval comments out of the Temporal history', async () => {
     const ids = await newRun('CANARY-INPUT', { allowedTools: ['knowledge_search', 'request_human_input'] });
-    await admin.query(`insert into public.knowledge_documents (org_id, title, body) values ($1, 'CANARY-DOC', 'canarybody secret')`, [ids.orgId]);
+    await seedKnowledge({ admin, app: stack.pool }, ids.orgId, 'CANARY-DOC', 'canarybody secret');
     llm.enqueue(
       { kind: 'tool_calls', calls: [{ name: 'knowledge_search', arguments: JSON.stringify({ query: 'canarybody' }) }] },
       { kind: 'tool_calls', calls: [{ name: 'request_human_input', arguments: JSON.stringify({ question: 'CANARY-QUESTION' }) }] },

@@ -1,0 +1,107 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { withPrincipal } from '../../lib/db.js';
+import { searchKnowledge } from '../../activities/knowledge/search.js';
+import { detectLanguage } from '../../activities/knowledge/language.js';
+import { chunkText } from '../../activities/knowledge/text.js';
+import { adminPool, appPool, createOrgWithMembers } from '../support/db.js';
+import { seedKnowledge } from '../support/knowledge.js';
+
+const admin = adminPool({ max: 2 });
+const app = appPool({ max: 2 });
+afterAll(async () => {
+  await admin.end();
+  await app.end();
+});
+
+let orgA: string;
+let orgB: string;
+const docs: Record<string, string> = {};
+
+const search = (orgId: string, query: string, limit = 5) =>
+  withPrincipal(app, { kind: 'worker', orgId }, (tx) => searchKnowledge(tx, { orgId, query, limit }));
+const titles = async (orgId: string, query: string) => (await search(orgId, query)).map((h) => h.title);
+
+beforeAll(async () => {
+  orgA = (await createOrgWithMembers(admin, ['owner'])).orgId;
+  orgB = (await createOrgWithMembers(admin, ['owner'])).orgId;
+  const pools = { admin, app };
+  docs.tariff = await seedKnowledge(pools, orgA, 'Тариф', 'Тариф «Бизнес» стоит 4 900 рублей в месяц за одного менеджера. Годовая оплата даёт скидку 15 процентов.');
+  docs.delivery = await seedKnowledge(pools, orgA, 'Доставка', 'Мы доставляем заказы курьером по Москве в течение двух рабочих дней. В регионы отправляем транспортной компанией.');
+  docs.router = await seedKnowledge(pools, orgA, 'Router specs', 'The KX-2040 router supports Wi-Fi 6 and four gigabit ports. Warranty is 24 months.');
+  docs.refunds = await seedKnowledge(pools, orgA, 'Refund policy', 'Customers may return unused licences within 30 days for a full refund of the purchase price.');
+  // Org B has a document that would match every query above: it must never appear for org A.
+  docs.other = await seedKnowledge(pools, orgB, 'Тариф другой организации', 'Тарифы, доставка, KX-2040, refund, Бизнес: секрет организации B.');
+});
+
+describe('knowledge search', () => {
+  it('detects Russian, English and other languages per chunk', () => {
+    expect(detectLanguage('Тариф «Бизнес» стоит 4 900 рублей в месяц за одного менеджера.')).toBe('ru');
+    expect(detectLanguage('The router supports four gigabit ports and the warranty is two years for all of the models we sell.')).toBe('en');
+    expect(detectLanguage('Unsere Preise gelten für alle Kunden in Deutschland und Österreich ab dem ersten Januar.')).toBe('simple');
+    expect(detectLanguage('Ціни для всіх клієнтів в Україні діють з першого січня.')).toBe('simple');
+  });
+
+  it('chunks long text into overlapping passages at sentence borders', () => {
+    const sentences = Array.from({ length: 40 }, (_, i) => `Sentence number ${i} says something about pricing.`);
+    const chunks = chunkText(sentences.join(' '), { targetChars: 300, maxChars: 400, overlapChars: 80 });
+    expect(chunks.length).toBeGreaterThan(4);
+    for (const c of chunks) expect(c.passage.length).toBeLessThanOrEqual(400 + 80);
+    // Each passage starts with the last sentence of the one before.
+    const lastOfFirst = chunks[0]!.passage.split(/(?<=\.)\s+/).at(-1)!;
+    expect(chunks[1]!.passage.startsWith(lastOfFirst)).toBe(true);
+    expect(chunks.map((c) => c.position)).toEqual(chunks.map((_, i) => i));
+  });
+
+  it('stores each chunk with the stemming of its language', async () => {
+    const { rows } = await admin.query(`select language, search::text from public.knowledge_chunks where document_id = $1`, [docs.tariff]);
+    expect(rows[0].language).toBe('ru');
+    expect(rows[0].search).toContain("'тариф'");
+    expect(rows[0].search).toContain("'рубл'");
+  });
+
+  it('finds the document «Тариф» for the Russian query «тарифы» (morphology)', async () => {
+    expect((await titles(orgA, 'тарифы'))[0]).toBe('Тариф');
+    expect((await titles(orgA, 'сколько стоят тарифы?'))[0]).toBe('Тариф');
+    expect((await titles(orgA, 'доставки курьером'))[0]).toBe('Доставка');
+  });
+
+  it('stems English too: "refunds" and "returning" find the refund policy', async () => {
+    expect((await titles(orgA, 'refunds'))[0]).toBe('Refund policy');
+    expect((await titles(orgA, 'returning licenses'))[0]).toBe('Refund policy');
+  });
+
+  it('finds documents despite typos, through trigram similarity to the org vocabulary', async () => {
+    expect((await titles(orgA, 'тарриф'))[0]).toBe('Тариф');
+    expect((await titles(orgA, 'достовка'))[0]).toBe('Доставка');
+    expect((await titles(orgA, 'warrenty'))[0]).toBe('Router specs');
+  });
+
+  it('finds product codes written differently', async () => {
+    expect((await titles(orgA, 'KX2040'))[0]).toBe('Router specs');
+    expect((await titles(orgA, 'kx 2040'))[0]).toBe('Router specs');
+    expect((await titles(orgA, 'KX-2040'))[0]).toBe('Router specs');
+  });
+
+  it('returns the document, passage and position of each hit', async () => {
+    const [hit] = await search(orgA, 'гигабитные порты router');
+    expect(hit).toMatchObject({ documentId: docs.router, title: 'Router specs', position: 0, language: 'en' });
+    expect(hit!.passage).toContain('KX-2040');
+  });
+
+  it("never returns another org's chunks, even when they match better", async () => {
+    for (const q of ['тарифы', 'KX2040', 'refund', 'секрет организации B', 'доставка']) {
+      const hits = await search(orgA, q, 10);
+      expect(hits.map((h) => h.documentId)).not.toContain(docs.other);
+    }
+    // …and org B finds its own document.
+    expect((await search(orgB, 'секрет'))[0]?.documentId).toBe(docs.other);
+    // A worker of org B asking for org A's chunks by id gets nothing either (RLS, not just the filter).
+    const leaked = await withPrincipal(app, { kind: 'worker', orgId: orgB }, (tx) => tx.query(`select count(*)::int as n from public.knowledge_chunks where org_id = $1`, [orgA]));
+    expect(leaked.rows[0].n).toBe(0);
+  });
+
+  it('answers nothing rather than an error for queries without words', async () => {
+    expect(await search(orgA, '?!')).toEqual([]);
+    expect(await search(orgA, '"-')).toEqual([]);
+  });
+});
