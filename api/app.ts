@@ -14,7 +14,7 @@ import { createAuthenticator, type AuthOptions } from './auth.js';
 import { ProblemError, toProblem, type Problem, type ProblemKind } from './problems.js';
 import fastifyCors from '@fastify/cors';
 import fastifyHelmet from '@fastify/helmet';
-import { defaultRateLimits, registerRateLimits, type RateLimitOptions } from './plugins/limits.js';
+import { createWindowLimiter, defaultRateLimits, registerPublicRateLimits, registerRateLimits, type RateLimitOptions } from './plugins/limits.js';
 import { registerOpenApi } from './plugins/openapi.js';
 import { registerStandardResponses } from './plugins/standard-responses.js';
 import { registerRequestMetrics } from './plugins/metrics.js';
@@ -70,6 +70,8 @@ export interface AppDeps {
   /** Browser origins allowed to call the API (exact matches); none by default. */
   corsAllowedOrigins?: readonly string[];
   rateLimits?: RateLimitOptions;
+  /** Proxies whose X-Forwarded-For names the client (addresses/CIDRs); per-IP budgets key on it. */
+  trustProxy?: string;
   /** Shared with the process so SIGTERM can fail readiness at once. */
   lifecycle?: Lifecycle;
 }
@@ -81,6 +83,7 @@ export async function buildApp(deps: AppDeps) {
     // Typed as Fastify's logger interface so plugins written against plain FastifyInstance fit.
     loggerInstance: deps.logger as FastifyBaseLogger,
     bodyLimit: deps.bodyLimitBytes ?? 1024 * 1024,
+    ...(deps.trustProxy !== undefined ? { trustProxy: deps.trustProxy } : {}),
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
     // Accept a caller's request id for correlation when it is harmless, else mint one.
@@ -162,15 +165,19 @@ export async function buildApp(deps: AppDeps) {
   const crmService = deps.crm
     ? createCrmService({ pool: deps.pool, temporal: deps.temporal, keyring: deps.crm.keyring, settings: deps.crm.settings, ...(deps.crm.syncTaskQueue ? { syncTaskQueue: deps.crm.syncTaskQueue } : {}) })
     : undefined;
+  const rateLimits = deps.rateLimits ?? defaultRateLimits;
+  // One set of windows for both scopes, so an IP's failures count the same wherever they happen.
+  const limiter = createWindowLimiter(rateLimits.windowMs, rateLimits.now);
   await app.register(
     async (v1) => {
       // Every /v1 route requires a verified principal; authentication runs before body parsing
       // so an anonymous caller cannot make us parse or validate anything.
       v1.decorateRequest('principal', null as never);
-      v1.addHook('onRequest', async (request) => {
+      const { beforeAuthentication } = registerRateLimits(v1, { ...rateLimits, pool: deps.pool, limiter });
+      v1.addHook('onRequest', async (request, reply) => {
+        await beforeAuthentication(request, reply);
         request.principal = await authenticate(request);
       });
-      registerRateLimits(v1, deps.rateLimits ?? defaultRateLimits);
       await v1.register(runRoutes(runs));
       await v1.register(agentRoutes(createAgentService({ pool: deps.pool })));
       const runStreams = new RunStreamHub(deps.pool);
@@ -191,7 +198,10 @@ export async function buildApp(deps: AppDeps) {
   if (crmService && deps.crm) {
     const credentials = new CredentialStore({ pool: deps.pool, keyring: deps.crm.keyring, settings: deps.crm.settings, governor: deps.crm.governor ?? new RateGovernor(deps.pool) });
     const webhooks = createCrmWebhookService({ pool: deps.pool, credentials, settings: deps.crm.settings, runs });
-    await app.register(crmPublicRoutes({ crm: crmService, webhooks, ...(deps.bodyLimitBytes ? { bodyLimitBytes: deps.bodyLimitBytes } : {}) }), { prefix: '/v1' });
+    await app.register(async (publicScope) => {
+      registerPublicRateLimits(publicScope, { ...rateLimits, limiter });
+      await publicScope.register(crmPublicRoutes({ crm: crmService, webhooks, ...(deps.bodyLimitBytes ? { bodyLimitBytes: deps.bodyLimitBytes } : {}) }));
+    }, { prefix: '/v1' });
   }
 
   return app;

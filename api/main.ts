@@ -29,10 +29,12 @@ async function main(): Promise<void> {
     temporal,
     logger,
     corsAllowedOrigins: config.CORS_ALLOWED_ORIGINS,
+    ...(config.TRUST_PROXY !== undefined ? { trustProxy: config.TRUST_PROXY } : {}),
     rateLimits: {
       perOrg: config.RATE_LIMIT_PER_ORG_PER_MINUTE,
       perApiKey: config.RATE_LIMIT_PER_API_KEY_PER_MINUTE,
-      perUser: config.RATE_LIMIT_PER_API_KEY_PER_MINUTE,
+      perUser: config.RATE_LIMIT_PER_USER_PER_MINUTE,
+      perIp: config.RATE_LIMIT_FAILURES_PER_IP_PER_MINUTE,
       windowMs: 60_000,
     },
     auth: {

@@ -55,7 +55,7 @@ async function main() {
     logger: createLogger({ name: 'bench-api', level: 'silent' }),
     auth: { jwtSecret: JWT_SECRET },
     agentRunsTaskQueue: taskQueue,
-    rateLimits: { perOrg: 1e9, perApiKey: 1e9, perUser: 1e9, windowMs: 60_000 },
+    rateLimits: { perOrg: 1e9, perApiKey: 1e9, perUser: 1e9, perIp: 1e9, windowMs: 60_000 },
   });
   const baseUrl = await app.listen({ host: '127.0.0.1', port: 0 });
   const token = await new SignJWT({ role: 'authenticated' })

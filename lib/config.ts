@@ -68,6 +68,17 @@ const apiSchema = baseSchema.extend({
   SHUTDOWN_DRAIN_DELAY_MS: z.coerce.number().int().min(0).max(120_000).default(0),
   RATE_LIMIT_PER_ORG_PER_MINUTE: z.coerce.number().int().positive().default(1200),
   RATE_LIMIT_PER_API_KEY_PER_MINUTE: z.coerce.number().int().positive().default(300),
+  // One user's requests across all their orgs (api/plugins/limits.ts).
+  RATE_LIMIT_PER_USER_PER_MINUTE: z.coerce.number().int().positive().default(600),
+  // Failed authentications and failed unauthenticated calls (webhooks, OAuth callbacks) per client IP.
+  RATE_LIMIT_FAILURES_PER_IP_PER_MINUTE: z.coerce.number().int().positive().default(120),
+  // Proxies in front of the API whose X-Forwarded-For is believed (Fastify trustProxy):
+  // comma-separated addresses/CIDRs. Unset: the socket's peer is the client. Per-IP budgets need it
+  // behind a load balancer, or every client shares the balancer's address.
+  TRUST_PROXY: z
+    .string()
+    .regex(/^[0-9a-fA-F.:/]+(,[0-9a-fA-F.:/]+)*$/, 'addresses/CIDRs like 10.0.0.0/8,127.0.0.1')
+    .optional(),
 });
 
 const workerSchema = baseSchema.extend({

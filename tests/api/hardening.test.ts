@@ -29,7 +29,7 @@ describe('API limits and headers', () => {
       auth: { jwtSecret: TEST_JWT_SECRET },
       corsAllowedOrigins: ['https://app.example.com'],
       bodyLimitBytes: 64 * 1024,
-      rateLimits: { perOrg: 3, perApiKey: 100, perUser: 100, windowMs: 60_000 },
+      rateLimits: { perOrg: 3, perApiKey: 100, perUser: 8, perIp: 4, windowMs: 60_000 },
     });
     const a = await createOrgWithMembers(admin, ['owner']);
     const b = await createOrgWithMembers(admin, ['owner']);
@@ -48,17 +48,75 @@ describe('API limits and headers', () => {
 
   const getRun = (org: string, token: string) =>
     app.inject({ method: 'GET', url: `/v1/orgs/${org}/runs/${randomUUID()}`, headers: { authorization: `Bearer ${token}` } });
+  const listRuns = (org: string, token: string) =>
+    app.inject({ method: 'GET', url: `/v1/orgs/${org}/runs`, headers: { authorization: `Bearer ${token}` } });
 
   it("limits an organization's request rate with 429 and Retry-After, without touching other orgs", async () => {
     const answers = [];
-    for (let i = 0; i < 4; i++) answers.push(await getRun(orgA, tokenA));
+    for (let i = 0; i < 4; i++) answers.push(await listRuns(orgA, tokenA));
 
-    expect(answers.slice(0, 3).map((r) => r.statusCode)).toEqual([404, 404, 404]);
+    expect(answers.slice(0, 3).map((r) => r.statusCode)).toEqual([200, 200, 200]);
     const limited = answers[3]!;
     expect(limited.statusCode).toBe(429);
     expect(Number(limited.headers['retry-after'])).toBeGreaterThan(0);
     expect(limited.json()).toMatchObject({ type: `${PROBLEM}rate-limited`, status: 429 });
-    expect((await getRun(orgB, tokenB)).statusCode).toBe(404);
+    expect((await listRuns(orgB, tokenB)).statusCode).toBe(200);
+  });
+
+  it("charges a stranger's requests to the stranger, never to the org in the path", async () => {
+    const org = await createOrgWithMembers(admin, ['owner']);
+    const member = await signUserToken(org.userWithRole('owner'));
+    const stranger = await signUserToken(randomUUID());
+
+    // The stranger spends their own budget (8) on 404s, then is refused themselves.
+    const probes = [];
+    for (let i = 0; i < 10; i++) probes.push((await (i % 2 ? getRun(org.orgId, stranger) : listRuns(org.orgId, stranger))).statusCode);
+    expect(probes.slice(0, 8)).toEqual(Array(8).fill(404));
+    expect(probes.slice(8)).toEqual([429, 429]);
+
+    // The org's own budget is untouched: its member gets all three of its requests.
+    const served = [];
+    for (let i = 0; i < 3; i++) served.push((await listRuns(org.orgId, member)).statusCode);
+    expect(served).toEqual([200, 200, 200]);
+    // Once it is spent, the member is refused, but a stranger still gets the 404 that reveals nothing.
+    expect((await listRuns(org.orgId, member)).statusCode).toBe(429);
+    const outsider = await signUserToken(randomUUID());
+    expect((await listRuns(org.orgId, outsider)).statusCode).toBe(404);
+  });
+
+  it('keys budgets by the org, however its id is cased', async () => {
+    const org = await createOrgWithMembers(admin, ['owner', 'member']);
+    const owner = await signUserToken(org.userWithRole('owner'));
+    const member = await signUserToken(org.userWithRole('member'));
+    for (let i = 0; i < 3; i++) expect((await listRuns(org.orgId, owner)).statusCode).toBe(200);
+    const upper = await listRuns(org.orgId.toUpperCase(), member);
+    expect(upper.statusCode).toBe(429);
+  });
+
+  it("gives a user one budget across all their orgs", async () => {
+    const userId = randomUUID();
+    const orgs = [];
+    for (let i = 0; i < 3; i++) orgs.push(await createOrgWithMembers(admin, ['owner']));
+    await admin.query(`insert into public.organization_members (org_id, user_id, role) select unnest($1::uuid[]), $2, 'member'`, [orgs.map((o) => o.orgId), userId]);
+    const token = await signUserToken(userId);
+    const answers = [];
+    // Three orgs with three requests each would stay inside every org's budget; the user's own (8) runs out.
+    for (const org of orgs) for (let i = 0; i < 3; i++) answers.push((await listRuns(org.orgId, token)).statusCode);
+    expect(answers.slice(0, 8)).toEqual(Array(8).fill(200));
+    expect(answers[8]).toBe(429);
+  });
+
+  it('counts failed authentications against the client IP, not against anyone else', async () => {
+    const org = await createOrgWithMembers(admin, ['owner']);
+    const bad = [];
+    for (let i = 0; i < 5; i++) {
+      bad.push((await app.inject({ method: 'GET', url: `/v1/orgs/${org.orgId}/runs`, headers: { authorization: 'Bearer gap_not-a-real-key' }, remoteAddress: '203.0.113.9' })).statusCode);
+    }
+    expect(bad).toEqual([401, 401, 401, 401, 429]);
+    // Another address, and the org itself, are unaffected.
+    const member = await signUserToken(org.userWithRole('owner'));
+    const fromElsewhere = await app.inject({ method: 'GET', url: `/v1/orgs/${org.orgId}/runs`, headers: { authorization: `Bearer ${member}` }, remoteAddress: '203.0.113.10' });
+    expect(fromElsewhere.statusCode).toBe(200);
   });
 
   it('answers 413 for a body over the limit, and rejects prototype poisoning', async () => {
