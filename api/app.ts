@@ -74,6 +74,8 @@ export interface AppDeps {
   trustProxy?: string;
   /** Shared with the process so SIGTERM can fail readiness at once. */
   lifecycle?: Lifecycle;
+  /** Explains a failing Temporal readiness check (lib/temporal.ts `diagnoseTemporalConnection`). */
+  diagnoseTemporal?: () => Promise<string>;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,100}$/;
@@ -152,7 +154,14 @@ export async function buildApp(deps: AppDeps) {
   });
   registerStandardResponses(app);
   await registerOpenApi(app);
-  await app.register(healthRoutes({ pool: deps.pool, temporal: deps.temporal, ...(deps.lifecycle ? { lifecycle: deps.lifecycle } : {}) }));
+  await app.register(
+    healthRoutes({
+      pool: deps.pool,
+      temporal: deps.temporal,
+      ...(deps.lifecycle ? { lifecycle: deps.lifecycle } : {}),
+      ...(deps.diagnoseTemporal ? { diagnoseTemporal: deps.diagnoseTemporal } : {}),
+    }),
+  );
 
   const authenticate = createAuthenticator(deps.auth, { authenticateApiKey: createApiKeyAuthenticator(deps.pool) });
   const runs = createRunService({

@@ -1,7 +1,7 @@
 import { ConfigError, loadApiConfig } from '../lib/config.js';
 import { createPool } from '../lib/db.js';
 import { createLogger } from '../lib/logger.js';
-import { createTemporalClient } from '../lib/temporal.js';
+import { createTemporalClient, describeTemporalConnection, diagnoseTemporalConnection } from '../lib/temporal.js';
 import { startMetricsServer } from '../lib/metrics.js';
 import { initSentry } from '../lib/sentry.js';
 import { codecKeyringFrom, createDataConverter } from '../lib/temporal-codec.js';
@@ -14,17 +14,17 @@ async function main(): Promise<void> {
   const logger = createLogger({ name: 'api', level: config.LOG_LEVEL });
   if (initSentry(config, 'api')) logger.info('Sentry error reporting on');
   const pool = createPool(config.DATABASE_URL, { max: config.DATABASE_POOL_MAX, applicationName: 'api' });
-  const temporal = await createTemporalClient({
-    address: config.TEMPORAL_ADDRESS,
-    namespace: config.TEMPORAL_NAMESPACE,
-    dataConverter: createDataConverter(codecKeyringFrom(config)),
-  });
+  // Lazy: a Temporal that refuses us (a wrong client certificate, say) keeps /readyz red with
+  // the reason instead of ending the process before anyone can ask.
+  const temporal = await createTemporalClient(config, { lazy: true, dataConverter: createDataConverter(codecKeyringFrom(config)) });
+  logger.info({ temporal: describeTemporalConnection(config) }, 'temporal client');
   const lifecycle = { draining: false };
   const crmKeyring = keyringFromConfig(config);
   const app = await buildApp({
     // CRM routes need the secrets keyring; without it the API serves everything else.
     ...(crmKeyring ? { crm: { keyring: crmKeyring, settings: crmSettingsFromConfig(config) } } : {}),
     lifecycle,
+    diagnoseTemporal: () => diagnoseTemporalConnection(config),
     pool,
     temporal,
     logger,

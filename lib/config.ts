@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 
 /**
@@ -11,13 +12,58 @@ const environment = z.enum(['development', 'test', 'production']);
 const port = z.coerce.number().int().min(0).max(65535);
 const positiveMs = z.coerce.number().int().positive();
 
+/**
+ * A certificate or key for the Temporal connection: the PEM text itself (a secret injected as an
+ * environment variable) or the path of a file holding it (a mounted secret). Read once, here, so
+ * a missing file or a non-PEM value stops the process at start-up with the variable's name.
+ */
+const pem = (what: string) =>
+  z.string().transform((value, ctx) => {
+    const text = value.trimStart().startsWith('-----BEGIN') ? value : readPemFile(value, ctx);
+    if (text !== undefined && !text.includes('-----BEGIN')) {
+      ctx.addIssue({ code: 'custom', message: `must be ${what} in PEM form (-----BEGIN …) or the path of a file holding it` });
+      return z.NEVER;
+    }
+    return text ?? z.NEVER;
+  });
+
+function readPemFile(path: string, ctx: z.RefinementCtx): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: `cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` });
+    return undefined;
+  }
+}
+
+const flag = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
+
+/**
+ * How every process reaches Temporal (lib/temporal.ts `temporalConnectionOptions`): a plaintext
+ * dev server, a TLS or mTLS cluster, or Temporal Cloud (mTLS or an API key).
+ */
+const temporalConnectionShape = {
+  TEMPORAL_ADDRESS: z.string().min(1).default('127.0.0.1:7233'),
+  TEMPORAL_NAMESPACE: z.string().min(1).default('default'),
+  /** TLS on (`true`) with the system's trusted CAs; implied by any of the variables below. */
+  TEMPORAL_TLS: flag.optional(),
+  /** The CA that signed the server's certificate, when it is not publicly trusted. */
+  TEMPORAL_TLS_CA: pem('a CA certificate').optional(),
+  /** Client certificate and key for mutual TLS; both or neither. */
+  TEMPORAL_TLS_CERT: pem('a client certificate').optional(),
+  TEMPORAL_TLS_KEY: pem('a private key').optional(),
+  /** The name to verify in the server's certificate when it differs from TEMPORAL_ADDRESS's host. */
+  TEMPORAL_TLS_SERVER_NAME: z.string().min(1).optional(),
+  /** Temporal Cloud API key (sent as a bearer token; implies TLS). */
+  TEMPORAL_API_KEY: z.string().min(1).optional(),
+};
+
 const baseSchema = z.object({
   APP_ENV: environment.default('development'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   DATABASE_URL: z.string().url({ message: 'must be a postgres:// URL of the application role (authenticator)' }),
   DATABASE_POOL_MAX: z.coerce.number().int().min(1).max(200).default(10),
-  TEMPORAL_ADDRESS: z.string().min(1).default('127.0.0.1:7233'),
-  TEMPORAL_NAMESPACE: z.string().min(1).default('default'),
+  ...temporalConnectionShape,
   // Payload encryption (lib/temporal-codec.ts): `kid:base64key,…`, 32-byte keys; the active key
   // encrypts (default: the last listed), every listed key decrypts. Required in production.
   TEMPORAL_CODEC_KEYS: z.string().min(1).optional(),
@@ -116,9 +162,30 @@ const codecServerSchema = z.object({
   CODEC_SERVER_CORS_ORIGINS: z.string().min(1).default('http://127.0.0.1:8233,http://localhost:8233'),
 });
 
+/** `npm run deploy:setup`, `npm run replay` and other one-shot tools that only talk to Temporal. */
+const temporalToolSchema = z.object({
+  ...temporalConnectionShape,
+  TEMPORAL_CODEC_KEYS: z.string().min(1).optional(),
+  TEMPORAL_CODEC_ACTIVE_KEY_ID: z.string().min(1).optional(),
+});
+
+/** `npm run deploy:setup`: the one-shot job before a release (scripts/deploy-setup.ts). */
+const setupSchema = temporalToolSchema.extend({
+  DATABASE_MIGRATION_URL: z.string().url({ message: 'must be a postgres:// URL of a role that owns the schema (migrations)' }),
+  // Self-hosted Postgres only: the password `authenticator` (the API's and workers' role) logs in with.
+  AUTHENTICATOR_PASSWORD: z.string().min(1).optional(),
+  // Retention of closed workflows when setup has to create the namespace (self-hosted Temporal).
+  TEMPORAL_NAMESPACE_RETENTION_DAYS: z.coerce.number().int().min(1).max(3650).default(30),
+  // How long setup waits for Temporal to answer before giving up (a fresh cluster starts slowly).
+  SETUP_TEMPORAL_WAIT_MS: positiveMs.default(120_000),
+});
+
 export type ApiConfig = z.infer<typeof apiSchema>;
 export type WorkerConfig = z.infer<typeof workerSchema>;
 export type CodecServerConfig = z.infer<typeof codecServerSchema>;
+export type TemporalToolConfig = z.infer<typeof temporalToolSchema>;
+export type SetupConfig = z.infer<typeof setupSchema>;
+export type TemporalConnectionConfig = z.infer<z.ZodObject<typeof temporalConnectionShape>>;
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
@@ -134,7 +201,22 @@ function parse<S extends z.ZodType>(schema: S, env: NodeJS.ProcessEnv): z.infer<
   if (!result.success) {
     throw new ConfigError(result.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`));
   }
+  const problems = temporalConnectionProblems(result.data as Partial<TemporalConnectionConfig>);
+  if (problems.length > 0) throw new ConfigError(problems);
   return result.data;
+}
+
+function temporalConnectionProblems(config: Partial<TemporalConnectionConfig>): string[] {
+  if (!('TEMPORAL_ADDRESS' in config)) return [];
+  const problems: string[] = [];
+  if (Boolean(config.TEMPORAL_TLS_CERT) !== Boolean(config.TEMPORAL_TLS_KEY)) {
+    problems.push(`${config.TEMPORAL_TLS_CERT ? 'TEMPORAL_TLS_KEY' : 'TEMPORAL_TLS_CERT'}: required with ${config.TEMPORAL_TLS_CERT ? 'TEMPORAL_TLS_CERT' : 'TEMPORAL_TLS_KEY'} (mutual TLS needs the certificate and its key)`);
+  }
+  const tlsSettings = (['TEMPORAL_TLS_CA', 'TEMPORAL_TLS_CERT', 'TEMPORAL_TLS_SERVER_NAME'] as const).filter((k) => config[k]);
+  if (config.TEMPORAL_TLS === false && tlsSettings.length > 0) {
+    problems.push(`TEMPORAL_TLS: is false but ${tlsSettings.join(', ')} ${tlsSettings.length === 1 ? 'is' : 'are'} set; remove one or the other`);
+  }
+  return problems;
 }
 
 export function loadApiConfig(env: NodeJS.ProcessEnv = process.env): ApiConfig {
@@ -161,6 +243,14 @@ export function loadCodecServerConfig(env: NodeJS.ProcessEnv = process.env): Cod
   return config;
 }
 
+export function loadTemporalToolConfig(env: NodeJS.ProcessEnv = process.env): TemporalToolConfig {
+  return parse(temporalToolSchema, env);
+}
+
+export function loadSetupConfig(env: NodeJS.ProcessEnv = process.env): SetupConfig {
+  return parse(setupSchema, env);
+}
+
 export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerConfig {
   const config = parse(workerSchema, env);
   // A real provider without a key would fail every run at the first LLM call; refuse to start
@@ -177,4 +267,5 @@ export const configReference = {
   api: apiSchema.shape,
   worker: workerSchema.shape,
   codecServer: codecServerSchema.shape,
+  setup: setupSchema.shape,
 };

@@ -185,10 +185,38 @@ export interface MetricsServer {
  * network (a Kubernetes NetworkPolicy, compose's internal network) restrict who scrapes
  * without an auth scheme Prometheus would need credentials for.
  */
-export async function startMetricsServer(opts: { host: string; port: number; registry?: Registry }): Promise<MetricsServer> {
+export interface Readiness {
+  ready: boolean;
+  /** One line per dependency: `ok`, or what is wrong with it. */
+  checks: Record<string, string>;
+}
+
+export async function startMetricsServer(opts: {
+  host: string;
+  port: number;
+  registry?: Registry;
+  /**
+   * Processes without an HTTP server of their own (the worker) answer Kubernetes' probes here:
+   * GET /healthz (the process is alive) and GET /readyz (200 or 503 with the checks as JSON).
+   */
+  readiness?: () => Promise<Readiness>;
+}): Promise<MetricsServer> {
   const source = opts.registry ?? registry;
+  const readiness = opts.readiness;
   const server: Server = createServer((req, res) => {
-    if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') {
+    const route = req.method === 'GET' ? (req.url ?? '').split('?')[0] : undefined;
+    if (readiness && route === '/healthz') {
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}\n');
+      return;
+    }
+    if (readiness && route === '/readyz') {
+      readiness().then(
+        (result) => res.writeHead(result.ready ? 200 : 503, { 'content-type': 'application/json' }).end(`${JSON.stringify({ status: result.ready ? 'ok' : 'unavailable', checks: result.checks })}\n`),
+        (err: unknown) => res.writeHead(503, { 'content-type': 'application/json' }).end(`${JSON.stringify({ status: 'unavailable', error: (err as Error).message })}\n`),
+      );
+      return;
+    }
+    if (route !== '/metrics') {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
       return;
     }

@@ -14,9 +14,9 @@
 import { readFile } from 'node:fs/promises';
 import type { HistoryAndWorkflowId } from '@temporalio/client';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
-import { ConfigError } from '../lib/config.js';
+import { ConfigError, loadTemporalToolConfig } from '../lib/config.js';
 import { codecKeyringFrom, createDataConverter } from '../lib/temporal-codec.js';
-import { createTemporalClient } from '../lib/temporal.js';
+import { createTemporalClient, describeTemporalConnection } from '../lib/temporal.js';
 import { describeOutcome, historyFromFile, replayHistories } from '../workers/replay.js';
 
 const usage = `usage:
@@ -24,7 +24,8 @@ const usage = `usage:
   npm run replay -- --query '<visibility query>'      replay every workflow the query lists
   npm run replay -- --file <history.json> […]         replay saved histories (no cluster needed)
 options: --limit N (with --query, default 100)
-env: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_CODEC_KEYS (to decrypt payloads)`;
+env: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_CODEC_KEYS (to decrypt payloads),
+     TEMPORAL_TLS*, TEMPORAL_API_KEY (secured clusters, docs/configuration.md)`;
 
 interface Args {
   ids: string[];
@@ -65,8 +66,8 @@ async function main(): Promise<number> {
   }
   // The replay worker's bundling and state changes are noise here; problems still print.
   Runtime.install({ logger: new DefaultLogger('WARN') });
-  const env = Object.fromEntries(Object.entries(process.env).filter(([, v]) => v));
-  const dataConverter = createDataConverter(codecKeyringFrom(env));
+  const config = loadTemporalToolConfig();
+  const dataConverter = createDataConverter(codecKeyringFrom(config));
   const histories: HistoryAndWorkflowId[] = [];
   for (const file of args.files) {
     const history = historyFromFile(JSON.parse(await readFile(file, 'utf8')));
@@ -76,11 +77,9 @@ async function main(): Promise<number> {
   let source: AsyncIterable<HistoryAndWorkflowId> | Iterable<HistoryAndWorkflowId> = histories;
   let close = async () => {};
   if (args.ids.length > 0 || args.query !== undefined) {
-    const address = env.TEMPORAL_ADDRESS ?? '127.0.0.1:7233';
-    const namespace = env.TEMPORAL_NAMESPACE ?? 'default';
-    const client = await createTemporalClient({ address, namespace, dataConverter });
+    const client = await createTemporalClient(config, { dataConverter });
     close = () => client.connection.close();
-    console.log(`replaying against the workflow code in this checkout; histories from ${address} (${namespace})`);
+    console.log(`replaying against the workflow code in this checkout; histories from ${describeTemporalConnection(config)}`);
     const fromIds = args.ids.map(async (workflowId) => ({ workflowId, history: await client.workflow.getHandle(workflowId).fetchHistory() }));
     const query = args.query;
     const limit = args.limit;

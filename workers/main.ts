@@ -1,8 +1,10 @@
 import { NativeConnection, Runtime } from '@temporalio/worker';
 import { LlmClient } from '../integrations/llm/chat-completions.js';
-import { ConfigError, loadWorkerConfig } from '../lib/config.js';
+import { ConfigError, loadWorkerConfig, type WorkerConfig } from '../lib/config.js';
 import { createPool } from '../lib/db.js';
-import { createLogger } from '../lib/logger.js';
+import { createLogger, type Logger } from '../lib/logger.js';
+import { describeTemporalConnection, diagnoseTemporalConnection, temporalConnectionOptions } from '../lib/temporal.js';
+import { WorkerHealth } from './health.js';
 import { startMetricsServer, trackDatabaseMetrics } from '../lib/metrics.js';
 import { flushSentry, initSentry } from '../lib/sentry.js';
 import { runtimeLogger, workerTelemetryOptions } from './telemetry.js';
@@ -13,6 +15,46 @@ import { crmCredentialStoreFromConfig, startCrmSyncWorker } from './crm-sync-wor
 import { createToolRegistry } from '../activities/tools/builtin.js';
 import { createCrmTools } from '../activities/tools/crm-tools.js';
 
+
+/**
+ * Connects to Temporal, retrying with backoff until it succeeds or the process is told to stop.
+ * Meanwhile /readyz stays red with the reason, so a refused certificate shows in the pod's
+ * status and the log instead of a crash loop that hides it.
+ */
+async function connectUntilStopped(config: WorkerConfig, health: WorkerHealth, logger: Logger): Promise<NativeConnection | undefined> {
+  let stopping = false;
+  let wake = () => {};
+  const stop = () => {
+    stopping = true;
+    wake();
+  };
+  process.once('SIGTERM', stop).once('SIGINT', stop);
+  logger.info({ temporal: describeTemporalConnection(config) }, 'connecting to Temporal');
+  try {
+    for (let attempt = 1; !stopping; attempt++) {
+      try {
+        return await NativeConnection.connect(temporalConnectionOptions(config));
+      } catch (err) {
+        // The SDK's "transport error" hides a refused certificate; the diagnosis names it.
+        const diagnosis = await diagnoseTemporalConnection(config);
+        health.connectFailed(err, diagnosis);
+        const delayMs = Math.min(30_000, 1_000 * 2 ** Math.min(attempt - 1, 5));
+        logger.error({ err, diagnosis, attempt, retryInMs: delayMs }, 'cannot connect to Temporal');
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, delayMs);
+          wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+      }
+    }
+    logger.info('stopped before Temporal could be reached');
+    return undefined;
+  } finally {
+    process.off('SIGTERM', stop).off('SIGINT', stop);
+  }
+}
 
 async function main(): Promise<void> {
   const config = loadWorkerConfig();
@@ -29,9 +71,17 @@ async function main(): Promise<void> {
 
   const pool = createPool(config.DATABASE_URL, { max: config.DATABASE_POOL_MAX, applicationName: 'worker' });
   trackDatabaseMetrics(pool);
-  const metrics = await startMetricsServer({ host: config.METRICS_HOST, port: config.METRICS_PORT ?? 9092 });
-  logger.info({ metrics: metrics.url }, 'metrics listening');
-  const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
+  const health = new WorkerHealth(pool);
+  const metrics = await startMetricsServer({ host: config.METRICS_HOST, port: config.METRICS_PORT ?? 9092, readiness: () => health.readiness() });
+  logger.info({ metrics: metrics.url }, 'metrics and probes listening');
+  const connection = await connectUntilStopped(config, health, logger);
+  if (!connection) {
+    await pool.end();
+    await metrics.close();
+    await flushSentry();
+    return;
+  }
+  health.connected(connection);
   // One credential store (and rate governor) for syncs and the agents' CRM tools; both need ENCRYPTION_KEYS.
   const crmCredentials = crmCredentialStoreFromConfig(config, pool);
   try {
@@ -54,7 +104,9 @@ async function main(): Promise<void> {
     logger.info({ taskQueue: worker.options.taskQueue, temporal: config.TEMPORAL_ADDRESS }, 'worker started');
     // CRM syncs run on their own task queue in the same process; they need ENCRYPTION_KEYS.
     const crmWorker = await startCrmSyncWorker({ config, connection, pool, logger, dataConverter: createDataConverter(codecKeyringFrom(config)), credentials: crmCredentials });
-    await Promise.all([worker.run(), crmWorker?.run()]);
+    const running = Promise.all([worker.run(), crmWorker?.run()]);
+    health.running(crmWorker ? [worker, crmWorker] : [worker]);
+    await running;
     logger.info('worker stopped');
   } finally {
     await connection.close();

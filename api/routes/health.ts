@@ -12,12 +12,18 @@ function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
   ]);
 }
 
+/** The gRPC status and message of a failed Temporal call, without the stack. */
+export function temporalFailureReason(err: unknown): string {
+  const message = err instanceof Error ? err.message : String(err);
+  return message.replace(/\s+/g, ' ').slice(0, 500);
+}
+
 /** Flipped by the process on SIGTERM so load balancers stop sending traffic before we close. */
 export interface Lifecycle {
   draining: boolean;
 }
 
-export function healthRoutes(deps: { pool: pg.Pool; temporal: Client; lifecycle?: Lifecycle }): FastifyPluginAsyncZod {
+export function healthRoutes(deps: { pool: pg.Pool; temporal: Client; lifecycle?: Lifecycle; diagnoseTemporal?: () => Promise<string> }): FastifyPluginAsyncZod {
   return async (app) => {
     app.get('/healthz', { schema: { security: [], response: { 200: z.object({ status: z.literal('ok') }) } } }, async () => ({ status: 'ok' as const }));
 
@@ -33,7 +39,13 @@ export function healthRoutes(deps: { pool: pg.Pool; temporal: Client; lifecycle?
         ),
         withTimeout(deps.temporal.workflowService.getSystemInfo({}), READINESS_TIMEOUT_MS).then(
           () => 'ok',
-          () => 'unreachable',
+          async (err: unknown) => {
+            // The SDK says "Failed to connect" or "timed out" for a refused certificate as for an
+            // outage; the diagnosis says which, here and in the log.
+            const reason = deps.diagnoseTemporal ? `${temporalFailureReason(err)}; ${await deps.diagnoseTemporal()}` : temporalFailureReason(err);
+            app.log.warn({ reason }, 'temporal not ready');
+            return `unreachable: ${reason}`;
+          },
         ),
       ]);
       const ready = postgres === 'ok' && temporal === 'ok';

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { bundleWorkflowCode } from '@temporalio/worker';
 import { startSuiteStack } from '../../scripts/stack/suite-stack.js';
+import { createTestCertificates, startTlsTerminator, type TlsTerminator } from '../../scripts/stack/tls-terminator.js';
 import { workflowsPath } from '../../workers/agent-runs-worker.js';
 import { failureConverterPath } from '../../lib/temporal-codec.js';
 import { workflowInterceptorModules } from '../../workers/observability.js';
@@ -37,13 +38,29 @@ export default async function setup(): Promise<() => Promise<void>> {
   const bundlePath = path.join(artifacts, `workflow-bundle-${process.pid}.js`);
   await writeFile(bundlePath, bundleResult.value.code);
 
+  // Mutual TLS in front of the same dev server, for the suites that prove secured connections.
+  // openssl makes the certificates; a machine without it fails here, loudly, instead of skipping.
+  let terminator: TlsTerminator;
+  try {
+    const certificates = await createTestCertificates(path.join(runDir, 'tls'));
+    terminator = await startTlsTerminator({ certificates, upstreamPort: Number(stack.temporal.address.split(':').pop()) });
+    process.env.TEST_TEMPORAL_TLS_DIR = certificates.dir;
+  } catch (err) {
+    await stack.stop();
+    throw err;
+  }
+  process.env.TEST_TEMPORAL_TLS_ADDRESS = terminator.address;
+
   process.env.TEST_TEMPORAL_ADDRESS = stack.temporal.address;
   process.env.TEST_TEMPORAL_NAMESPACE = stack.temporal.namespace;
   process.env.TEST_DATABASE_ADMIN_URL = stack.adminUrl;
   process.env.TEST_DATABASE_URL = stack.appUrl;
   process.env.TEST_WORKFLOW_BUNDLE = bundlePath;
   log(`ready in ${((Date.now() - started) / 1000).toFixed(1)} s (temporal ${stack.temporal.address}, postgres ${stack.postgres.embedded ? 'embedded' : 'DATABASE_URL'})`);
-  return stack.stop;
+  return async () => {
+    await terminator.stop();
+    await stack.stop();
+  };
 }
 
 // The bundler logs every module at info; only problems matter in test output.
