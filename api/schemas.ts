@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { runStatusSchema } from '../lib/run-status.js';
 
 /** Zod schemas shared by routes: the single source for validation, types and (later) OpenAPI. */
 
@@ -12,7 +13,7 @@ export const problemSchema = z.object({
   errors: z.array(z.object({ path: z.string(), message: z.string() })).optional(),
 });
 
-export const runStatusSchema = z.enum(['queued', 'running', 'awaiting_approval', 'sleeping', 'completed', 'failed', 'cancelled']);
+export { runStatusSchema } from '../lib/run-status.js';
 
 export const runSchema = z.object({
   id: z.uuid(),

@@ -7,7 +7,7 @@ import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/commo
  */
 export const OrgIdSearchAttribute = defineSearchAttributeKey('OrgId', SearchAttributeType.KEYWORD);
 export const AgentIdSearchAttribute = defineSearchAttributeKey('AgentId', SearchAttributeType.KEYWORD);
-/** running | awaiting_approval | sleeping | completed | failed | cancelled, kept current by agentRun. */
+/** A `WorkflowRunStatus` (lib/run-status.ts), kept current by agentRun. */
 export const RunStatusSearchAttribute = defineSearchAttributeKey('RunStatus', SearchAttributeType.KEYWORD);
 
 /** Name → type as the CLI's `--search-attribute Name=Type` expects, for registering them on a cluster. */

@@ -5,6 +5,7 @@
  * run_approvals), so Temporal histories hold no tenant text. Types only: the workflow bundle
  * imports this file without pulling in activity code.
  */
+import type { FinalRunStatus } from '../../lib/run-status.js';
 import type { ToolControl, ToolKind } from '../tools/registry.js';
 
 export interface RunRef {
@@ -52,10 +53,8 @@ export type ToolStepResult =
 
 export type HumanOutcome = 'rejected' | 'expired' | 'answered';
 
-/** The statuses a live run moves between; the final ones are written by `finishRun`. */
-export type RunStatus = 'running' | 'awaiting_approval' | 'sleeping';
-
+/** How a run ended; `finishRun` writes it. */
 export type RunOutcome =
-  | { status: 'completed'; outputSeq: number }
-  | { status: 'failed'; error: { type: string; message: string } }
-  | { status: 'cancelled' };
+  | { status: Extract<FinalRunStatus, 'completed'>; outputSeq: number }
+  | { status: Extract<FinalRunStatus, 'failed'>; error: { type: string; message: string } }
+  | { status: Extract<FinalRunStatus, 'cancelled'> };

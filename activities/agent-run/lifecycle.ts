@@ -3,7 +3,8 @@ import { ApplicationFailure } from '@temporalio/activity';
 import { asPrincipal, queryAsPrincipal, withPrincipal } from '../../lib/db.js';
 import type { JsonValue } from '../effects.js';
 import { NonRetryableFailureTypes } from '../failure-types.js';
-import type { RunOutcome, RunRef, RunSettings, RunStatus, RunStep } from './contract.js';
+import type { LiveRunStatus } from '../../lib/run-status.js';
+import type { RunOutcome, RunRef, RunSettings, RunStep } from './contract.js';
 import type { ResolvedAgentRunDeps } from './deps.js';
 import { appendEvent, runGone, workerOf } from './run-store.js';
 
@@ -66,7 +67,7 @@ export function createLifecycleActivities({ pool }: Pick<ResolvedAgentRunDeps, '
     });
   }
 
-  async function setRunStatus(input: RunRef & { status: RunStatus; event?: { seq: number; type: string; payload?: Record<string, JsonValue> } }): Promise<void> {
+  async function setRunStatus(input: RunRef & { status: LiveRunStatus; event?: { seq: number; type: string; payload?: Record<string, JsonValue> } }): Promise<void> {
     await withPrincipal(pool, workerOf(input.orgId), async (tx) => {
       await tx.query(
         `update public.agent_runs set status = $3 where id = $1 and org_id = $2 and status in ('running', 'awaiting_approval', 'sleeping')`,

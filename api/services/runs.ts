@@ -8,6 +8,7 @@ import {
 import type pg from 'pg';
 import { queryAsPrincipal, withPrincipal, type Tx } from '../../lib/db.js';
 import type { Principal } from '../../lib/principal.js';
+import { finalRunStatusSchema, type RunStatus } from '../../lib/run-status.js';
 import { AgentIdSearchAttribute, OrgIdSearchAttribute } from '../../workflows/search-attributes.js';
 import { AGENT_RUNS_TASK_QUEUE, agentRunWorkflowId } from '../../workflows/task-queues.js';
 import { WithStartWorkflowOperation } from '@temporalio/client';
@@ -35,7 +36,7 @@ export interface RunView {
   id: string;
   orgId: string;
   agentId: string;
-  status: 'queued' | 'running' | 'awaiting_approval' | 'sleeping' | 'completed' | 'failed' | 'cancelled';
+  status: RunStatus;
   workflowId: string;
   output: string | null;
   error: { type: string; message: string } | null;
@@ -65,7 +66,7 @@ interface RunRow {
 
 const runColumns = `id, org_id, agent_id, status, workflow_id, input, output, error, input_tokens, output_tokens, llm_calls, cost_usd, created_at, started_at, completed_at`;
 
-const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
+const TERMINAL: ReadonlySet<RunStatus> = new Set(finalRunStatusSchema.options);
 
 function toView(row: RunRow): RunView {
   return {

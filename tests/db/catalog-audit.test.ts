@@ -1,4 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest';
+import { runStatusSchema } from '../../lib/run-status.js';
 import { adminPool } from '../support/db.js';
 
 // Each query lists violations straight from the catalog, so a table, view, function or role
@@ -20,6 +21,13 @@ describe('catalog audit', () => {
     expect(rows.map((r) => r.relname)).toEqual(
       expect.arrayContaining(['agent_runs', 'agents', 'api_keys', 'audit_log', 'invites', 'organization_members', 'organizations', 'run_events', 'crm_connections', 'crm_records']),
     );
+  });
+
+  it("agent_runs.status accepts exactly the run statuses of lib/run-status.ts", async () => {
+    const [row] = await violations(`
+      select pg_get_constraintdef(oid) as def from pg_constraint where conname = 'agent_runs_status_check'`);
+    const allowed = [...String(row?.def).matchAll(/'([a-z_]+)'::text/g)].map((m) => m[1]).sort();
+    expect(allowed).toEqual([...runStatusSchema.options].sort());
   });
 
   it('every table in public has row-level security enabled and forced, and at least one policy', async () => {

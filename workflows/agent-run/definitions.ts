@@ -4,6 +4,7 @@
  */
 import { defineQuery, defineUpdate } from '@temporalio/workflow';
 import type { RunSettings } from '../../activities/agent-run/contract.js';
+import type { WorkflowRunStatus } from '../../lib/run-status.js';
 
 export interface AgentRunInput {
   orgId: string;
@@ -31,8 +32,6 @@ export interface AgentRunResult {
 /** The workflow's signature, for continue-as-new from the parts of the workflow that loop. */
 export type AgentRunWorkflow = (input: AgentRunInput) => Promise<AgentRunResult>;
 
-export type RunStatus = 'running' | 'awaiting_approval' | 'sleeping' | 'completed' | 'failed' | 'cancelled';
-
 export interface ApprovalDecisionInput {
   approvalId: string;
   decision: 'approve' | 'reject';
@@ -46,7 +45,7 @@ export type ApprovalState = 'pending' | 'deciding' | 'approved' | 'rejected' | '
 export const decideApprovalUpdate = defineUpdate<{ approvalId: string; status: ApprovalState }, [ApprovalDecisionInput]>('decideApproval');
 
 /** The run's small live state: status, step, the approvals it waits for and queued conversation messages. */
-export const runStateQuery = defineQuery<{ status: RunStatus; step: number; pendingApprovals: string[]; queuedMessages: number }>('runState');
+export const runStateQuery = defineQuery<{ status: WorkflowRunStatus; step: number; pendingApprovals: string[]; queuedMessages: number }>('runState');
 
 /** Delivers a person's message (a conversation_messages row) to a conversation; used with update-with-start. */
 export const postMessageUpdate = defineUpdate<{ messageId: string; queued: boolean; interrupted: boolean }, [{ messageId: string }]>('postMessage');

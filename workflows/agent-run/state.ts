@@ -3,7 +3,8 @@ import { setCurrentDetails, upsertSearchAttributes, workflowInfo, type Cancellat
 import type { RunRef, RunSettings } from '../../activities/agent-run/contract.js';
 import { RunStatusSearchAttribute } from '../search-attributes.js';
 import type { HeartbeatOverride } from './activity-options.js';
-import type { AgentRunInput, ApprovalState, RunStatus } from './definitions.js';
+import type { WorkflowRunStatus } from '../../lib/run-status.js';
+import type { AgentRunInput, ApprovalState } from './definitions.js';
 
 export class AgentRunState {
   readonly ref: RunRef;
@@ -16,7 +17,7 @@ export class AgentRunState {
   step: number;
   inputTokens: number;
   outputTokens: number;
-  status: RunStatus = 'running';
+  status: WorkflowRunStatus = 'running';
   settings: RunSettings | undefined;
   readonly approvals = new Map<string, { state: ApprovalState }>();
   /** Conversation state: queued message ids (ids only; the text stays in conversation_messages). */
@@ -43,7 +44,7 @@ export class AgentRunState {
     return ++this.seq;
   }
 
-  setStatus(next: RunStatus, details: string): void {
+  setStatus(next: WorkflowRunStatus, details: string): void {
     this.status = next;
     upsertSearchAttributes([{ key: RunStatusSearchAttribute, value: next }]);
     setCurrentDetails(details);
