@@ -42,6 +42,7 @@ import { createOrgService } from './services/orgs.js';
 import { crmConnectionRoutes } from './routes/crm-connections.js';
 import { crmPublicRoutes } from './routes/crm-webhooks.js';
 import { createCrmService } from './services/crm-connections.js';
+import { createRunDispatcher } from './services/run-dispatch.js';
 import { createCrmWebhookService } from './services/crm-webhooks.js';
 import { CredentialStore } from '../integrations/crm/credentials.js';
 import { RateGovernor } from '../integrations/crm/governor.js';
@@ -67,6 +68,13 @@ export interface AppDeps {
   conversationIdleTimeoutSeconds?: number;
   /** How long approvals and conversation messages wait for a worker to accept them (default 20 s). */
   updateDeadlineMs?: number;
+  /** How long starts, cancels and schedule changes wait for Temporal before answering 503 (default 5 s). */
+  temporalDeadlineMs?: number;
+  /**
+   * Sweep for task runs whose workflow start was never confirmed this often (see
+   * services/run-dispatch.ts); off when absent. Tests sweep by hand.
+   */
+  runDispatchIntervalMs?: number;
   /** Browser origins allowed to call the API (exact matches); none by default. */
   corsAllowedOrigins?: readonly string[];
   rateLimits?: RateLimitOptions;
@@ -164,15 +172,34 @@ export async function buildApp(deps: AppDeps) {
   );
 
   const authenticate = createAuthenticator(deps.auth, { authenticateApiKey: createApiKeyAuthenticator(deps.pool) });
+  const dispatcher = createRunDispatcher({
+    pool: deps.pool,
+    temporal: deps.temporal,
+    ...(deps.agentRunsTaskQueue ? { taskQueue: deps.agentRunsTaskQueue } : {}),
+    ...(deps.temporalDeadlineMs ? { deadlineMs: deps.temporalDeadlineMs } : {}),
+  });
+  if (deps.runDispatchIntervalMs) {
+    const stopSweeping = dispatcher.sweepEvery(deps.runDispatchIntervalMs, deps.logger);
+    app.addHook('onClose', stopSweeping);
+  }
   const runs = createRunService({
     pool: deps.pool,
     temporal: deps.temporal,
+    dispatcher,
+    ...(deps.temporalDeadlineMs ? { temporalDeadlineMs: deps.temporalDeadlineMs } : {}),
     ...(deps.agentRunsTaskQueue ? { taskQueue: deps.agentRunsTaskQueue } : {}),
     ...(deps.conversationIdleTimeoutSeconds ? { conversationIdleTimeoutSeconds: deps.conversationIdleTimeoutSeconds } : {}),
     ...(deps.updateDeadlineMs ? { updateDeadlineMs: deps.updateDeadlineMs } : {}),
   });
   const crmService = deps.crm
-    ? createCrmService({ pool: deps.pool, temporal: deps.temporal, keyring: deps.crm.keyring, settings: deps.crm.settings, ...(deps.crm.syncTaskQueue ? { syncTaskQueue: deps.crm.syncTaskQueue } : {}) })
+    ? createCrmService({
+        pool: deps.pool,
+        temporal: deps.temporal,
+        keyring: deps.crm.keyring,
+        settings: deps.crm.settings,
+        ...(deps.crm.syncTaskQueue ? { syncTaskQueue: deps.crm.syncTaskQueue } : {}),
+        ...(deps.temporalDeadlineMs ? { temporalDeadlineMs: deps.temporalDeadlineMs } : {}),
+      })
     : undefined;
   const rateLimits = deps.rateLimits ?? defaultRateLimits;
   // One set of windows for both scopes, so an IP's failures count the same wherever they happen.

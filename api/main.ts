@@ -30,6 +30,8 @@ async function main(): Promise<void> {
     logger,
     corsAllowedOrigins: config.CORS_ALLOWED_ORIGINS,
     ...(config.TRUST_PROXY !== undefined ? { trustProxy: config.TRUST_PROXY } : {}),
+    temporalDeadlineMs: config.TEMPORAL_CALL_DEADLINE_MS,
+    runDispatchIntervalMs: config.RUN_DISPATCH_INTERVAL_MS,
     rateLimits: {
       perOrg: config.RATE_LIMIT_PER_ORG_PER_MINUTE,
       perApiKey: config.RATE_LIMIT_PER_API_KEY_PER_MINUTE,

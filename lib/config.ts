@@ -125,6 +125,8 @@ const apiSchema = baseSchema.extend({
     .string()
     .regex(/^[0-9a-fA-F.:/]+(,[0-9a-fA-F.:/]+)*$/, 'addresses/CIDRs like 10.0.0.0/8,127.0.0.1')
     .optional(),
+  TEMPORAL_CALL_DEADLINE_MS: positiveMs.max(60_000).default(5_000),
+  RUN_DISPATCH_INTERVAL_MS: positiveMs.max(3_600_000).default(15_000),
 });
 
 const workerSchema = baseSchema.extend({

@@ -18,6 +18,7 @@ import { decodeCursor, toPage } from '../pagination.js';
 import { notFound, ProblemError } from '../problems.js';
 import { recordAudit } from './audit.js';
 import { requireOrgRole } from './org-access.js';
+import { callTemporal, DEFAULT_TEMPORAL_CALL_DEADLINE_MS } from './temporal-calls.js';
 
 export interface CrmServiceDeps {
   pool: pg.Pool;
@@ -27,6 +28,8 @@ export interface CrmServiceDeps {
   /** Tests give each suite its own queue. */
   syncTaskQueue?: string;
   fetch?: typeof fetch;
+  /** How long a schedule change or a sync start waits for Temporal (default 5 s); then 503. */
+  temporalDeadlineMs?: number;
 }
 
 export const OAUTH_STATE_TTL_MINUTES = 15;
@@ -151,6 +154,7 @@ export interface WebhookDeliveryView {
 export function createCrmService(deps: CrmServiceDeps) {
   const { pool, temporal, keyring, settings } = deps;
   const taskQueue = deps.syncTaskQueue ?? CRM_SYNC_TASK_QUEUE;
+  const temporalDeadlineMs = deps.temporalDeadlineMs ?? DEFAULT_TEMPORAL_CALL_DEADLINE_MS;
   const credentials = new CredentialStore({ pool, keyring, settings, ...(deps.fetch ? { fetch: deps.fetch } : {}) });
 
   async function getRow(tx: Tx, orgId: string, connectionId: string): Promise<ConnectionRow> {
@@ -306,20 +310,36 @@ export function createCrmService(deps: CrmServiceDeps) {
     });
   }
 
+  /**
+   * Deletes the Temporal schedule, then the row, each on its own: no transaction is open while
+   * Temporal is called. The schedule goes first: if deleting it fails, the connection (and its
+   * credentials) stay and the admin can retry, instead of a schedule that fires for a connection
+   * that is gone. A crash between the two leaves a connection without a schedule, which a
+   * retried DELETE finishes.
+   */
   async function remove(principal: Principal, orgId: string, connectionId: string): Promise<void> {
     await withPrincipal(pool, principal, async (tx) => {
       await requireOrgRole(tx, orgId, 'admin');
       await getRow(tx, orgId, connectionId);
-      // The schedule goes first: if deleting it fails, the connection (and its credentials) stay
-      // and the admin can retry, instead of a schedule that fires for a connection that is gone.
-      try {
-        await temporal.schedule.getHandle(crmSyncScheduleId(connectionId)).delete();
-      } catch (err) {
-        if (!(err instanceof ScheduleNotFoundError)) throw err;
-      }
+    });
+    await callTemporal(
+      temporal,
+      temporalDeadlineMs,
+      async () => {
+        try {
+          await temporal.schedule.getHandle(crmSyncScheduleId(connectionId)).delete();
+        } catch (err) {
+          if (!(err instanceof ScheduleNotFoundError)) throw err;
+        }
+      },
+      'Temporal did not answer in time; the connection was not deleted. Retry.',
+    );
+    await withPrincipal(pool, principal, async (tx) => {
+      await requireOrgRole(tx, orgId, 'admin');
       // Credentials, states, records, runs and checkpoints go with the row (on delete cascade).
-      await tx.query(`delete from public.crm_connections where id = $1 and org_id = $2`, [connectionId, orgId]);
-      await recordAudit(tx, { orgId, action: 'crm_connection.deleted', targetType: 'crm_connection', targetId: connectionId });
+      const { rowCount } = await tx.query(`delete from public.crm_connections where id = $1 and org_id = $2`, [connectionId, orgId]);
+      // Deleted by a concurrent request meanwhile: the outcome the caller asked for.
+      if (rowCount === 1) await recordAudit(tx, { orgId, action: 'crm_connection.deleted', targetType: 'crm_connection', targetId: connectionId });
     });
   }
 
@@ -350,29 +370,49 @@ export function createCrmService(deps: CrmServiceDeps) {
     return result;
   }
 
+  /** The Temporal schedule that `schedule` describes, created or replaced. */
+  async function applySchedule(orgId: string, connectionId: string, schedule: ScheduleInput): Promise<void> {
+    const spec = schedule.intervalSeconds
+      ? { intervals: [{ every: `${schedule.intervalSeconds} seconds` as const }] }
+      : { cronExpressions: [schedule.cron!], ...(schedule.timeZone ? { timezone: schedule.timeZone } : {}) };
+    const action = {
+      type: 'startWorkflow' as const,
+      workflowType: 'crmSync',
+      workflowId: crmSyncWorkflowId(connectionId),
+      taskQueue,
+      args: [{ orgId, connectionId, mode: schedule.mode, trigger: 'schedule' as const }] as Parameters<typeof crmSync>,
+      typedSearchAttributes: [{ key: OrgIdSearchAttribute, value: orgId }],
+    };
+    const scheduleId = crmSyncScheduleId(connectionId);
+    await callTemporal(
+      temporal,
+      temporalDeadlineMs,
+      async () => {
+        try {
+          await temporal.schedule
+            .getHandle(scheduleId)
+            .update((previous) => ({ ...previous, spec, action, policies: { ...previous.policies, overlap: ScheduleOverlapPolicy.SKIP }, state: { ...previous.state, paused: schedule.paused } }));
+        } catch (err) {
+          if (!(err instanceof ScheduleNotFoundError)) throw err;
+          await temporal.schedule.create({ scheduleId, spec, action, policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: '1 minute' }, state: { paused: schedule.paused } });
+        }
+      },
+      'The schedule is saved but Temporal did not apply it in time; repeat the request to apply it.',
+    );
+  }
+
+  /**
+   * The row holds the schedule asked for; Temporal's schedule follows it. The row is written
+   * first (a short transaction), then Temporal is called with no transaction open, then the row
+   * is read again: a concurrent PUT may have saved another schedule while this one was applied
+   * in Temporal, and whichever request sees the row change applies the newer one, so row and
+   * Temporal end up agreeing. A request that fails after saving answers 503; repeating it
+   * applies what the row says.
+   */
   async function putSchedule(principal: Principal, orgId: string, connectionId: string, schedule: ScheduleInput): Promise<ConnectionView> {
-    return withPrincipal(pool, principal, async (tx) => {
+    let view = await withPrincipal(pool, principal, async (tx) => {
       await requireOrgRole(tx, orgId, 'admin');
       await getRow(tx, orgId, connectionId);
-      const spec = schedule.intervalSeconds
-        ? { intervals: [{ every: `${schedule.intervalSeconds} seconds` as const }] }
-        : { cronExpressions: [schedule.cron!], ...(schedule.timeZone ? { timezone: schedule.timeZone } : {}) };
-      const action = {
-        type: 'startWorkflow' as const,
-        workflowType: 'crmSync',
-        workflowId: crmSyncWorkflowId(connectionId),
-        taskQueue,
-        args: [{ orgId, connectionId, mode: schedule.mode, trigger: 'schedule' as const }] as Parameters<typeof crmSync>,
-        typedSearchAttributes: [{ key: OrgIdSearchAttribute, value: orgId }],
-      };
-      const scheduleId = crmSyncScheduleId(connectionId);
-      const handle = temporal.schedule.getHandle(scheduleId);
-      try {
-        await handle.update((previous) => ({ ...previous, spec, action, policies: { ...previous.policies, overlap: ScheduleOverlapPolicy.SKIP }, state: { ...previous.state, paused: schedule.paused } }));
-      } catch (err) {
-        if (!(err instanceof ScheduleNotFoundError)) throw err;
-        await temporal.schedule.create({ scheduleId, spec, action, policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: '1 minute' }, state: { paused: schedule.paused } });
-      }
       const { rows } = await tx.query<ConnectionRow>(`update public.crm_connections set schedule = $3 where id = $1 and org_id = $2 returning ${columns}`, [
         connectionId,
         orgId,
@@ -380,6 +420,12 @@ export function createCrmService(deps: CrmServiceDeps) {
       ]);
       return toView(rows[0]!);
     });
+    for (let applied: ScheduleInput | null = null; view.schedule !== null && JSON.stringify(view.schedule) !== JSON.stringify(applied); ) {
+      applied = view.schedule;
+      await applySchedule(orgId, connectionId, applied);
+      view = await withPrincipal(pool, principal, async (tx) => toView(await getRow(tx, orgId, connectionId)));
+    }
+    return view;
   }
 
   async function startSync(principal: Principal, orgId: string, connectionId: string, mode: 'incremental' | 'full'): Promise<{ workflowId: string }> {
@@ -390,12 +436,18 @@ export function createCrmService(deps: CrmServiceDeps) {
     if (row.status !== 'active') throw new ProblemError('conflict', `The connection is ${row.status}; authorize or fix it before syncing.`);
     const workflowId = crmSyncWorkflowId(connectionId);
     try {
-      await temporal.workflow.start<typeof crmSync>('crmSync', {
-        workflowId,
-        taskQueue,
-        args: [{ orgId, connectionId, mode, trigger: 'api' }],
-        typedSearchAttributes: [{ key: OrgIdSearchAttribute, value: orgId }],
-      });
+      await callTemporal(
+        temporal,
+        temporalDeadlineMs,
+        () =>
+          temporal.workflow.start<typeof crmSync>('crmSync', {
+            workflowId,
+            taskQueue,
+            args: [{ orgId, connectionId, mode, trigger: 'api' }],
+            typedSearchAttributes: [{ key: OrgIdSearchAttribute, value: orgId }],
+          }),
+        'Temporal did not accept the sync in time; retry.',
+      );
     } catch (err) {
       if (err instanceof WorkflowExecutionAlreadyStartedError) throw new ProblemError('conflict', 'A sync of this connection is already running.');
       throw err;

@@ -1,5 +1,4 @@
 import {
-  WorkflowExecutionAlreadyStartedError,
   WorkflowNotFoundError,
   WorkflowUpdateFailedError,
   WorkflowUpdateRPCTimeoutOrCancelledError,
@@ -11,6 +10,8 @@ import type { Principal } from '../../lib/principal.js';
 import { finalRunStatusSchema, type RunStatus } from '../../lib/run-status.js';
 import { AgentIdSearchAttribute, OrgIdSearchAttribute } from '../../workflows/search-attributes.js';
 import { AGENT_RUNS_TASK_QUEUE, agentRunWorkflowId } from '../../workflows/task-queues.js';
+import { createRunDispatcher, type RunDispatcher } from './run-dispatch.js';
+import { callTemporal, DEFAULT_TEMPORAL_CALL_DEADLINE_MS, isTemporalUnanswered } from './temporal-calls.js';
 import { WithStartWorkflowOperation } from '@temporalio/client';
 import { decideApprovalUpdate, postMessageUpdate, resumeFollowUpUpdate, type agentRun, type ApprovalState } from '../../workflows/agent-run/index.js';
 import { decodeCursor, toPage } from '../pagination.js';
@@ -30,6 +31,10 @@ export interface RunServiceDeps {
    * so a worker outage becomes a 503 the caller can retry instead of a hung request.
    */
   updateDeadlineMs?: number;
+  /** How long a start or a cancel waits for Temporal (default 5 s); then the request answers 503. */
+  temporalDeadlineMs?: number;
+  /** Starts task runs' workflows after their rows commit; built from the other deps when absent. */
+  dispatcher?: RunDispatcher;
 }
 
 export interface RunView {
@@ -62,9 +67,10 @@ interface RunRow {
   created_at: Date;
   started_at: Date | null;
   completed_at: Date | null;
+  dispatched_at: Date | null;
 }
 
-const runColumns = `id, org_id, agent_id, status, workflow_id, input, output, error, input_tokens, output_tokens, llm_calls, cost_usd, created_at, started_at, completed_at`;
+const runColumns = `id, org_id, agent_id, status, workflow_id, input, output, error, input_tokens, output_tokens, llm_calls, cost_usd, created_at, started_at, completed_at, dispatched_at`;
 
 const TERMINAL: ReadonlySet<RunStatus> = new Set(finalRunStatusSchema.options);
 
@@ -91,39 +97,12 @@ export interface StartRunRequest {
   idempotencyKey?: string;
 }
 
-/** gRPC DEADLINE_EXCEEDED, however the SDK wraps it. */
-function isDeadlineExceeded(err: unknown): boolean {
-  for (let e: unknown = err; e instanceof Error; e = (e as { cause?: unknown }).cause) {
-    if ((e as { code?: unknown }).code === 4 /* DEADLINE_EXCEEDED */) return true;
-  }
-  return false;
-}
-
 export function createRunService(deps: RunServiceDeps) {
   const withUpdateDeadline = <T>(fn: () => Promise<T>): Promise<T> =>
     deps.temporal.connection.withDeadline(Date.now() + (deps.updateDeadlineMs ?? 20_000), fn);
-
-  async function startWorkflow(row: RunRow): Promise<void> {
-    try {
-      await deps.temporal.workflow.start<typeof agentRun>('agentRun', {
-        taskQueue: deps.taskQueue ?? AGENT_RUNS_TASK_QUEUE,
-        workflowId: agentRunWorkflowId(row.id),
-        args: [{ orgId: row.org_id, agentId: row.agent_id, runId: row.id }],
-        // Starting is idempotent: a retried request finds the open workflow, or learns the
-        // closed one already ran (REJECT_DUPLICATE), and never starts a second execution.
-        workflowIdConflictPolicy: 'USE_EXISTING',
-        workflowIdReusePolicy: 'REJECT_DUPLICATE',
-        typedSearchAttributes: [
-          { key: OrgIdSearchAttribute, value: row.org_id },
-          { key: AgentIdSearchAttribute, value: row.agent_id },
-        ],
-        staticSummary: `Agent run ${row.id} of agent ${row.agent_id}`,
-      });
-    } catch (err) {
-      if (err instanceof WorkflowExecutionAlreadyStartedError) return;
-      throw err;
-    }
-  }
+  const temporalDeadlineMs = deps.temporalDeadlineMs ?? DEFAULT_TEMPORAL_CALL_DEADLINE_MS;
+  const dispatcher =
+    deps.dispatcher ?? createRunDispatcher({ pool: deps.pool, temporal: deps.temporal, deadlineMs: temporalDeadlineMs, ...(deps.taskQueue ? { taskQueue: deps.taskQueue } : {}) });
 
   async function findByIdempotencyKey(tx: Tx, orgId: string, key: string): Promise<RunRow | undefined> {
     const { rows } = await tx.query<RunRow>(
@@ -134,12 +113,15 @@ export function createRunService(deps: RunServiceDeps) {
   }
 
   /**
-   * Creates the run row and starts its workflow in one transaction: the row commits only once
-   * Temporal has accepted the workflow, so a failed start leaves nothing behind and the client
-   * can simply retry. The workflow's first activity waits for the row to become visible.
+   * Commits the run row, then starts its workflow, never both in one transaction: a Temporal
+   * call inside one would hold a pooled connection for as long as Temporal takes to answer, and
+   * a stalled frontend would starve every other request of connections. The row comes first so a
+   * workflow never exists without its row; a row whose start was not confirmed (Temporal timed
+   * out, the process died in between) is started by a retry with the same Idempotency-Key or by
+   * the dispatcher's sweep (api/services/run-dispatch.ts), idempotently under `agent-run:<runId>`.
    */
   async function startRun(principal: Principal, request: StartRunRequest): Promise<{ run: RunView; created: boolean }> {
-    return withPrincipal(deps.pool, principal, async (tx) => {
+    const { row, created } = await withPrincipal(deps.pool, principal, async (tx) => {
       // The agent check is folded into the insert (one round trip): no visible agent, no row.
       const inserted = await tx.query<RunRow>(
         `insert into public.agent_runs (org_id, agent_id, input, idempotency_key, created_by)
@@ -148,24 +130,21 @@ export function createRunService(deps: RunServiceDeps) {
          returning ${runColumns}`,
         [request.orgId, request.agentId, request.input, request.idempotencyKey ?? null],
       );
-      let row = inserted.rows[0];
-      let created = true;
-      if (!row) {
-        // Nothing inserted: either the agent is not visible (404, checked first as before) or
-        // the Idempotency-Key was used already.
-        const agent = await tx.query(`select id from public.agents where id = $1 and org_id = $2`, [request.agentId, request.orgId]);
-        if (agent.rowCount !== 1 || request.idempotencyKey === undefined) throw notFound('Agent');
-        // Same key: the earlier run, provided it was the same request.
-        row = await findByIdempotencyKey(tx, request.orgId, request.idempotencyKey!);
-        if (!row) throw new ProblemError('conflict', 'A request with this Idempotency-Key is still being processed; retry shortly.');
-        if (row.agent_id !== request.agentId || row.input !== request.input) {
-          throw new ProblemError('conflict', 'This Idempotency-Key was already used for a different request; use a new key.');
-        }
-        created = false;
+      if (inserted.rows[0]) return { row: inserted.rows[0], created: true };
+      // Nothing inserted: either the agent is not visible (404, checked first as before) or
+      // the Idempotency-Key was used already.
+      const agent = await tx.query(`select id from public.agents where id = $1 and org_id = $2`, [request.agentId, request.orgId]);
+      if (agent.rowCount !== 1 || request.idempotencyKey === undefined) throw notFound('Agent');
+      // Same key: the earlier run, provided it was the same request.
+      const earlier = await findByIdempotencyKey(tx, request.orgId, request.idempotencyKey);
+      if (!earlier) throw new ProblemError('conflict', 'A request with this Idempotency-Key is still being processed; retry shortly.');
+      if (earlier.agent_id !== request.agentId || earlier.input !== request.input) {
+        throw new ProblemError('conflict', 'This Idempotency-Key was already used for a different request; use a new key.');
       }
-      await startWorkflow(row);
-      return { run: toView(row), created };
+      return { row: earlier, created: false };
     });
+    if (row.dispatched_at === null) await dispatcher.dispatch({ runId: row.id, orgId: row.org_id, agentId: row.agent_id });
+    return { run: toView(row), created };
   }
 
   async function getRun(principal: Principal, orgId: string, runId: string): Promise<RunView> {
@@ -201,7 +180,7 @@ export function createRunService(deps: RunServiceDeps) {
     const run = await getRun(principal, orgId, runId);
     if (TERMINAL.has(run.status)) throw new ProblemError('conflict', `The run has already ended (${run.status}); there is nothing to cancel.`);
     try {
-      await deps.temporal.workflow.getHandle(run.workflowId).cancel();
+      await callTemporal(deps.temporal, temporalDeadlineMs, () => deps.temporal.workflow.getHandle(run.workflowId).cancel(), 'Temporal did not accept the cancellation in time; retry.');
     } catch (err) {
       if (err instanceof WorkflowNotFoundError) throw new ProblemError('conflict', 'The run is no longer running; there is nothing to cancel.');
       throw err;
@@ -221,7 +200,7 @@ export function createRunService(deps: RunServiceDeps) {
     } catch (err) {
       if (err instanceof WorkflowUpdateFailedError) throw new ProblemError('conflict', 'The run is not waiting for a follow-up; there is nothing to resume.');
       if (err instanceof WorkflowNotFoundError) throw new ProblemError('conflict', 'The run is no longer running; there is nothing to resume.');
-      if (err instanceof WorkflowUpdateRPCTimeoutOrCancelledError || isDeadlineExceeded(err)) {
+      if (err instanceof WorkflowUpdateRPCTimeoutOrCancelledError || isTemporalUnanswered(err)) {
         throw new ProblemError('service-unavailable', 'The run did not answer in time; retry.');
       }
       throw err;
@@ -270,7 +249,7 @@ export function createRunService(deps: RunServiceDeps) {
         throw new ProblemError('conflict', `The decision was not accepted: ${err.cause?.message ?? 'the approval is no longer pending'}.`);
       }
       if (err instanceof WorkflowNotFoundError) throw new ProblemError('conflict', 'The run is no longer running; the approval cannot be decided.');
-      if (err instanceof WorkflowUpdateRPCTimeoutOrCancelledError || isDeadlineExceeded(err)) {
+      if (err instanceof WorkflowUpdateRPCTimeoutOrCancelledError || isTemporalUnanswered(err)) {
         throw new ProblemError('service-unavailable', 'The run did not answer in time; retry the decision.');
       }
       throw err;
@@ -371,7 +350,7 @@ export function createRunService(deps: RunServiceDeps) {
       if (err instanceof WorkflowUpdateFailedError) {
         throw new ProblemError('conflict', `The message was not accepted: ${err.cause?.message ?? 'the agent is busy'}.`);
       }
-      if (err instanceof WorkflowUpdateRPCTimeoutOrCancelledError || isDeadlineExceeded(err)) {
+      if (err instanceof WorkflowUpdateRPCTimeoutOrCancelledError || isTemporalUnanswered(err)) {
         throw new ProblemError('service-unavailable', 'The agent did not pick up the message in time; retry shortly.');
       }
       throw err;

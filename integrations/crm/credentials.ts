@@ -3,11 +3,12 @@
  * refreshes OAuth tokens before they expire (and once more when the provider answers 401),
  * and builds a governed adapter. Secrets never leave this module except as the bearer header.
  *
- * Refresh is serialized per connection with `select … for update` on the credentials row: the
- * refresh token rotates and the old one dies on use (Kommo, reference A1), so two refreshers
- * racing with the same token would leave one of them with a dead grant and, if it won the
- * write, the connection with a dead refresh token. The loser of the lock sees a newer `version`
- * and uses the token the winner stored.
+ * Refresh is serialized per connection by a claim on the credentials row: the refresh token
+ * rotates and the old one dies on use (Kommo, reference A1), so two refreshers racing with the
+ * same token would leave one of them with a dead grant and, if it won the write, the connection
+ * with a dead refresh token. The claim (`refresh_claimed_until`) is taken in a short transaction
+ * and the CRM is called with none open, so a slow token endpoint never pins a pooled
+ * connection; the others wait for the winner's newer `version` and use the token it stored.
  */
 import type pg from 'pg';
 import { decryptSecret, encryptSecret, type Keyring } from '../../lib/crypto.js';
@@ -46,6 +47,14 @@ const column = {
 const INLINE_RATE_LIMIT_REPLAYS = 3;
 const INLINE_RATE_LIMIT_MAX_WAIT_MS = 5_000;
 
+/**
+ * How long a refresher owns a connection's refresh. Longer than a token request can take
+ * (CRM_HTTP_TIMEOUT_MS, 30 s by default), so a live refresher never loses its claim; a
+ * refresher that died is replaced after it.
+ */
+const REFRESH_CLAIM_SECONDS = 90;
+const REFRESH_WAIT_POLL_MS = 100;
+
 /** Refresh this long before the provider's expiry, so a page fetch never starts on a dying token. */
 const REFRESH_SKEW_MS = 60_000;
 
@@ -80,7 +89,8 @@ export async function storeTokens(tx: Tx, keyring: Keyring, ref: { orgId: string
      values ($1, $2, $3, $4, $5)
      on conflict (connection_id) do update
        set access_token = excluded.access_token, refresh_token = excluded.refresh_token,
-           access_token_expires_at = excluded.access_token_expires_at, version = crm_credentials.version + 1`,
+           access_token_expires_at = excluded.access_token_expires_at, version = crm_credentials.version + 1,
+           refresh_claimed_until = null`,
     [
       ref.orgId,
       ref.connectionId,
@@ -99,8 +109,8 @@ export class CredentialStore {
   }
 
   private async readToken(tx: Tx, ref: { orgId: string; connectionId: string }, lock: boolean) {
-    const { rows } = await tx.query<{ access_token: string; refresh_token: string | null; access_token_expires_at: Date | null; version: number }>(
-      `select access_token, refresh_token, access_token_expires_at, version from public.crm_credentials
+    const { rows } = await tx.query<{ access_token: string; refresh_token: string | null; access_token_expires_at: Date | null; version: number; refresh_claimed: boolean }>(
+      `select access_token, refresh_token, access_token_expires_at, version, coalesce(refresh_claimed_until > now(), false) as refresh_claimed from public.crm_credentials
         where connection_id = $1 and org_id = $2 ${lock ? 'for update' : ''}`,
       [ref.connectionId, ref.orgId],
     );
@@ -112,41 +122,57 @@ export class CredentialStore {
       refreshToken: row.refresh_token ? decryptSecret(this.deps.keyring, row.refresh_token, ctx(column.refresh)) : null,
       expiresAt: row.access_token_expires_at,
       version: row.version,
+      refreshClaimed: row.refresh_claimed,
     };
   }
 
   /**
-   * Refreshes the access token unless someone already did since `seenVersion`. Serialized by the
-   * row lock; the provider call happens while the lock is held so nobody else spends the
-   * refresh token meanwhile.
+   * Refreshes the access token unless someone already did since `seenVersion`. Claims the
+   * refresh in one short transaction, asks the CRM with no transaction open, and stores the new
+   * tokens (clearing the claim) in another. While someone else holds the claim, waits for their
+   * newer version, or for the claim to lapse if they died.
    */
   async refresh(info: ConnectionInfo, seenVersion: number, principal: Principal = this.worker(info.orgId)): Promise<CachedToken> {
-    let revoked: CrmError | undefined;
-    const result = await withPrincipal(this.deps.pool, principal, async (tx) => {
-      const current = await this.readToken(tx, info, true);
-      if (!current) throw new ConnectionUnavailableError('not-authorized', 'the connection has no credentials');
-      if (current.version !== seenVersion) return { accessToken: current.accessToken, expiresAt: current.expiresAt, version: current.version };
-      if (!current.refreshToken) throw new ConnectionUnavailableError('reauthorization-required', 'the token was rejected and this connection has no refresh token; enter a new token');
+    for (;;) {
+      const claim = await withPrincipal(this.deps.pool, principal, async (tx) => {
+        const current = await this.readToken(tx, info, true);
+        if (!current) throw new ConnectionUnavailableError('not-authorized', 'the connection has no credentials');
+        if (current.version !== seenVersion) return { kind: 'refreshed' as const, token: { accessToken: current.accessToken, expiresAt: current.expiresAt, version: current.version } };
+        if (!current.refreshToken) throw new ConnectionUnavailableError('reauthorization-required', 'the token was rejected and this connection has no refresh token; enter a new token');
+        if (current.refreshClaimed) return { kind: 'wait' as const };
+        await tx.query(`update public.crm_credentials set refresh_claimed_until = now() + make_interval(secs => $3) where connection_id = $1 and org_id = $2`, [
+          info.connectionId,
+          info.orgId,
+          REFRESH_CLAIM_SECONDS,
+        ]);
+        return { kind: 'claimed' as const, refreshToken: current.refreshToken };
+      });
+      if (claim.kind === 'refreshed') return claim.token;
+      if (claim.kind === 'wait') {
+        await new Promise((resolve) => setTimeout(resolve, REFRESH_WAIT_POLL_MS));
+        continue;
+      }
       let issued: TokenSet;
       try {
-        issued = await requestToken(this.deps.settings, info, { kind: 'refresh_token', refreshToken: current.refreshToken });
+        issued = await requestToken(this.deps.settings, info, { kind: 'refresh_token', refreshToken: claim.refreshToken });
       } catch (err) {
-        if (err instanceof CrmError && err.kind === 'auth') {
-          revoked = err;
-          await tx.query(`update public.crm_connections set status = 'error', last_error = $3 where id = $1 and org_id = $2`, [
-            info.connectionId,
-            info.orgId,
-            { type: 'reauthorization-required', message: 'The CRM rejected the refresh token; connect the account again.' },
-          ]);
-          return null;
-        }
+        const revoked = err instanceof CrmError && err.kind === 'auth';
+        await withPrincipal(this.deps.pool, principal, async (tx) => {
+          await tx.query(`update public.crm_credentials set refresh_claimed_until = null where connection_id = $1 and org_id = $2 and version = $3`, [info.connectionId, info.orgId, seenVersion]);
+          if (revoked) {
+            await tx.query(`update public.crm_connections set status = 'error', last_error = $3 where id = $1 and org_id = $2`, [
+              info.connectionId,
+              info.orgId,
+              { type: 'reauthorization-required', message: 'The CRM rejected the refresh token; connect the account again.' },
+            ]);
+          }
+        });
+        if (revoked) throw new ConnectionUnavailableError('reauthorization-required', (err as CrmError).message);
         throw err;
       }
-      await storeTokens(tx, this.deps.keyring, info, issued);
-      return { accessToken: issued.accessToken, expiresAt: issued.expiresAt, version: current.version + 1 };
-    });
-    if (!result) throw new ConnectionUnavailableError('reauthorization-required', revoked?.message ?? 'the refresh token was rejected');
-    return result;
+      await withPrincipal(this.deps.pool, principal, (tx) => storeTokens(tx, this.deps.keyring, info, issued));
+      return { accessToken: issued.accessToken, expiresAt: issued.expiresAt, version: seenVersion + 1 };
+    }
   }
 
   /**
