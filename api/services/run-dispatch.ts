@@ -2,7 +2,7 @@ import { WorkflowExecutionAlreadyStartedError, type Client } from '@temporalio/c
 import type pg from 'pg';
 import { queryAsPrincipal } from '../../lib/db.js';
 import type { Logger } from '../../lib/logger.js';
-import type { agentRun } from '../../workflows/agent-run.js';
+import type { agentRun } from '../../workflows/agent-run/index.js';
 import { AgentIdSearchAttribute, OrgIdSearchAttribute } from '../../workflows/search-attributes.js';
 import { AGENT_RUNS_TASK_QUEUE, agentRunWorkflowId } from '../../workflows/task-queues.js';
 import { callTemporal, DEFAULT_TEMPORAL_CALL_DEADLINE_MS } from './temporal-calls.js';
