@@ -22,6 +22,7 @@ import { SignJWT } from 'jose';
 import { agentRunWorkflowId } from '../workflows/task-queues.js';
 import type { agentRun } from '../workflows/agent-run/index.js';
 import type { baselineRun } from './workflows.js';
+import { postgresCpuMeter } from './postgres-cpu.js';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 200);
 const PARKED = Number(process.env.BENCH_PARKED ?? 500);
@@ -119,14 +120,19 @@ async function main() {
   // 16 to 23 runs/s in consecutive runs on the 2-core machine), and measuring both sides back to
   // back in each round keeps that drift out of the ratio.
   const ratios: number[] = [];
+  const postgresCpuPerRun: number[] = [];
+  const postgresCpu = await postgresCpuMeter(admin);
   let firstRunId: string | undefined;
   for (let round = 1; round <= ROUNDS; round++) {
     const runIds = await newRuns(agentId, RUNS);
     firstRunId ??= runIds[0];
+    const cpuBefore = postgresCpu();
     const agentRate = await measure(
       `round ${round}: agent runs (3 LLM turns, 2 tool calls)`,
       runIds.map((runId) => () => client.workflow.start<typeof agentRun>('agentRun', { taskQueue, workflowId: agentRunWorkflowId(runId), args: [{ orgId, agentId, runId }] })),
     );
+    postgresCpuPerRun.push((postgresCpu() - cpuBefore) / runIds.length);
+    log(`round ${round}: Postgres CPU per agent run ${ms(postgresCpuPerRun.at(-1)!)}`);
     const baselineRate = await measure(
       `round ${round}: baseline (${ACTIVITIES_PER_RUN} no-op activities)`,
       Array.from({ length: RUNS }, () => () =>
@@ -135,6 +141,7 @@ async function main() {
     );
     ratios.push(agentRate / baselineRate);
   }
+  log(`Postgres CPU per agent run (server processes, the agent phase), median of rounds: ${ms(percentile(postgresCpuPerRun, 50))}`);
   log(`ratio agent/baseline runs/s, per round: ${ratios.map((r) => r.toFixed(2)).join(', ')}; median ${percentile(ratios, 50).toFixed(2)} (goal ≥ 0.7)`);
 
   const history = await client.workflow.getHandle(agentRunWorkflowId(firstRunId!)).fetchHistory();
