@@ -16,6 +16,7 @@ import fastifyCors from '@fastify/cors';
 import fastifyHelmet from '@fastify/helmet';
 import { createWindowLimiter, defaultRateLimits, registerPublicRateLimits, registerRateLimits, type RateLimitOptions } from './plugins/limits.js';
 import { registerOpenApi } from './plugins/openapi.js';
+import { registerConsole, type ConsoleOptions } from './plugins/console.js';
 import { registerStandardResponses } from './plugins/standard-responses.js';
 import { registerRequestMetrics } from './plugins/metrics.js';
 import { registerErrorReporting } from './plugins/error-reporting.js';
@@ -84,6 +85,8 @@ export interface AppDeps {
   lifecycle?: Lifecycle;
   /** Explains a failing Temporal readiness check (lib/temporal.ts `diagnoseTemporalConnection`). */
   diagnoseTemporal?: () => Promise<string>;
+  /** The tenant console (web/), served at / on the API's origin. */
+  console?: ConsoleOptions;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,100}$/;
@@ -170,6 +173,7 @@ export async function buildApp(deps: AppDeps) {
       ...(deps.diagnoseTemporal ? { diagnoseTemporal: deps.diagnoseTemporal } : {}),
     }),
   );
+  if (deps.console) registerConsole(app, deps.console);
 
   const authenticate = createAuthenticator(deps.auth, { authenticateApiKey: createApiKeyAuthenticator(deps.pool) });
   const dispatcher = createRunDispatcher({

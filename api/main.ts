@@ -8,6 +8,7 @@ import { codecKeyringFrom, createDataConverter } from '../lib/temporal-codec.js'
 import { buildApp } from './app.js';
 import { crmSettingsFromConfig } from '../integrations/crm/settings.js';
 import { keyringFromConfig } from '../lib/crypto.js';
+import { fileURLToPath } from 'node:url';
 
 async function main(): Promise<void> {
   const config = loadApiConfig();
@@ -25,6 +26,12 @@ async function main(): Promise<void> {
     ...(crmKeyring ? { crm: { keyring: crmKeyring, settings: crmSettingsFromConfig(config) } } : {}),
     lifecycle,
     diagnoseTemporal: () => diagnoseTemporalConnection(config),
+    console: {
+      dir: config.CONSOLE_DIR ?? fileURLToPath(new URL('../web/dist', import.meta.url)),
+      ...(config.SUPABASE_URL ? { supabaseUrl: config.SUPABASE_URL } : {}),
+      ...(config.SUPABASE_ANON_KEY ? { supabaseAnonKey: config.SUPABASE_ANON_KEY } : {}),
+      ...(config.TEMPORAL_UI_URL ? { temporalUiUrl: config.TEMPORAL_UI_URL } : {}),
+    },
     pool,
     temporal,
     logger,

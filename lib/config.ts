@@ -106,6 +106,14 @@ const apiSchema = baseSchema.extend({
   SUPABASE_JWT_ISSUER: z.string().min(1).optional(),
   /** Supabase's JWKS for asymmetric (ES256/RS256) access tokens; requires SUPABASE_JWT_ISSUER. */
   SUPABASE_JWKS_URL: z.string().url().optional(),
+  // The console (web/) signs in against this Supabase project; both are public by design (the
+  // anon key is meant for browsers) and are handed to the page by /console-config.json.
+  SUPABASE_URL: z.string().url().optional(),
+  SUPABASE_ANON_KEY: z.string().min(1).optional(),
+  // Linked from a run's timeline for operators; no link when unset.
+  TEMPORAL_UI_URL: z.string().url().optional(),
+  // The built console (npm run build:console); the API serves it at / when the folder exists.
+  CONSOLE_DIR: z.string().min(1).optional(),
   CORS_ALLOWED_ORIGINS: z
     .string()
     .default('')

@@ -1,13 +1,16 @@
 /**
  * `npm run dev`: the whole stack on one machine with a sandbox LLM and a demo organization.
- * Starts Temporal (with its UI), Postgres, the sandbox LLM, the API and a worker; seeds a demo
- * org, user and agent; prints how to start a run. Ctrl-C stops everything.
+ * Starts Temporal (with its UI), Postgres, the sandbox LLM, the sandbox Supabase Auth, the API
+ * (which serves the console) and a worker; seeds a demo org, user and agent; prints how to sign in
+ * and start a run. Ctrl-C stops everything.
  *
  * Every real part can be swapped for an existing one with the same variables production uses:
- * TEMPORAL_ADDRESS, DATABASE_URL (a superuser URL here, used to migrate), LLM_BASE_URL/LLM_API_KEY.
+ * TEMPORAL_ADDRESS, DATABASE_URL (a superuser URL here, used to migrate), LLM_BASE_URL/LLM_API_KEY,
+ * SUPABASE_URL/SUPABASE_ANON_KEY (then SUPABASE_JWT_SECRET must be that project's secret).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,6 +23,7 @@ import { createDatabase, startPostgres, type PostgresHandle } from './stack/post
 import { ensureTemporalCli } from './stack/temporal-cli.js';
 import { startTemporalDevServer, type TemporalDevServer } from './stack/temporal-server.js';
 import { waitForPort } from './stack/ports.js';
+import { startSandboxAuth, type SandboxAuth } from './stack/sandbox-auth.js';
 import { buildCodecServer } from '../api/codec-server.js';
 import { createLogger } from '../lib/logger.js';
 import { codecKeyringFrom } from '../lib/temporal-codec.js';
@@ -33,6 +37,8 @@ const DEMO = {
   userId: '00000000-0000-4000-8000-00000000d002',
   agentId: '00000000-0000-4000-8000-00000000d003',
   email: 'demo@example.com',
+  // A local sandbox login, printed in the banner; never a credential of anything real.
+  password: 'demo-sales-2026',
 };
 const API_PORT = Number(process.env.API_PORT ?? 3000);
 const TEMPORAL_PORT = 7233;
@@ -202,7 +208,24 @@ async function main(): Promise<void> {
     log(`sandbox LLM (a local fake, not a real model) on ${llmBaseUrl}`);
   }
 
-  const { jwtSecret } = await devSecrets();
+  const jwtSecret = process.env.SUPABASE_JWT_SECRET ?? secrets.jwtSecret;
+
+  // Identity: Supabase Auth cannot run here; the sandbox speaks its HTTP API and knows the demo user.
+  let supabaseUrl = process.env.SUPABASE_URL;
+  let supabaseAnonKey = process.env.SUPABASE_ANON_KEY;
+  let sandboxAuth: SandboxAuth | undefined;
+  if (!supabaseUrl) {
+    sandboxAuth = await startSandboxAuth({
+      jwtSecret,
+      port: Number(process.env.SANDBOX_AUTH_PORT ?? 9999),
+      users: [{ id: DEMO.userId, email: DEMO.email, password: DEMO.password }],
+      stateFile: path.join(dataDir, 'sandbox-auth-users.json'),
+    });
+    cleanups.push(() => sandboxAuth!.close());
+    supabaseUrl = sandboxAuth.url;
+    supabaseAnonKey = sandboxAuth.anonKey;
+    log(`sandbox Supabase Auth (a local stand-in, not Supabase) on ${supabaseUrl}`);
+  }
   const common = {
     APP_ENV: 'development',
     DATABASE_URL: appUrl,
@@ -211,7 +234,14 @@ async function main(): Promise<void> {
     TEMPORAL_CODEC_KEYS: codecKeys,
   };
   startChild('worker', 'workers/main.ts', { ...common, LLM_BASE_URL: llmBaseUrl });
-  startChild('api', 'api/main.ts', { ...common, API_PORT: String(API_PORT), SUPABASE_JWT_SECRET: jwtSecret });
+  startChild('api', 'api/main.ts', {
+    ...common,
+    API_PORT: String(API_PORT),
+    SUPABASE_JWT_SECRET: jwtSecret,
+    SUPABASE_URL: supabaseUrl,
+    ...(supabaseAnonKey ? { SUPABASE_ANON_KEY: supabaseAnonKey } : {}),
+    ...(temporalUi ? { TEMPORAL_UI_URL: temporalUi } : {}),
+  });
   await waitForPort('127.0.0.1', API_PORT, 60_000);
   const apiUrl = `http://127.0.0.1:${API_PORT}`;
   await waitForReady(`${apiUrl}/readyz`, 60_000);
@@ -225,11 +255,14 @@ async function main(): Promise<void> {
     .sign(new TextEncoder().encode(jwtSecret));
 
   const startUrl = `${apiUrl}/v1/orgs/${DEMO.orgId}/agents/${DEMO.agentId}/runs`;
+  const consoleBuilt = existsSync(path.join(root, 'web', 'dist', 'index.html'));
   console.log(`
 ──────────────────────────────────────────────────────────────────────────────
  gpt-agent-platform is running (sandbox LLM: ${sandbox ? 'yes, answers are canned' : 'no, ' + llmBaseUrl})
 
  API           ${apiUrl}
+ Console       ${apiUrl}/${consoleBuilt ? '' : '   (not built: npm run build:console)'}
+ Demo login    ${sandboxAuth ? `${DEMO.email} / ${DEMO.password}` : `(your Supabase project at ${supabaseUrl})`}
  Temporal UI   ${temporalUi ?? '(external Temporal: ' + temporalAddress + ')'}
  Demo org      ${DEMO.orgId}
  Demo agent    ${DEMO.agentId}

@@ -1,6 +1,6 @@
 /**
  * `npm test`: lint, typecheck, then every Vitest suite against real Temporal and Postgres
- * (the suite's globalSetup starts them). Extra arguments go to Vitest and skip lint and
+ * (the suite's globalSetup starts them and builds the console, web/, when its build is stale). Extra arguments go to Vitest and skip lint and
  * typecheck: `npm test -- tests/api`.
  */
 import { spawn } from 'node:child_process';
@@ -29,6 +29,7 @@ async function main(): Promise<number> {
   if (vitestArgs.length === 0) {
     if ((await run('lint', bin('eslint'), ['.'])) !== 0) failures.push('lint');
     if ((await run('typecheck', bin('tsc'), ['--noEmit'])) !== 0) failures.push('typecheck');
+    if ((await run('typecheck console', bin('tsc'), ['--noEmit', '-p', 'web'])) !== 0) failures.push('typecheck console');
   }
 
   const report = path.join(root, 'tests', '.artifacts', 'vitest-report.json');

@@ -28,7 +28,7 @@ function liveRoutes(tree: string): string[] {
   return out.sort();
 }
 
-const UNAUTHENTICATED_ALLOWED = [/^\/healthz$/, /^\/readyz$/, /^\/openapi\.json$/, /^\/docs(\/.*)?$/, /^\/v1\/webhooks\//, /^\/v1\/crm\/oauth\/callback\//];
+const UNAUTHENTICATED_ALLOWED = [/^\/$/, /^\/assets\/:file$/, /^\/console-config\.json$/, /^\/healthz$/, /^\/readyz$/, /^\/openapi\.json$/, /^\/docs(\/.*)?$/, /^\/v1\/webhooks\//, /^\/v1\/crm\/oauth\/callback\//];
 
 describe('route inventory (api/route-inventory.json)', () => {
   let full: FullTestApp;
@@ -73,7 +73,7 @@ describe('route inventory (api/route-inventory.json)', () => {
     }
   });
 
-  it('leaves only health, docs, webhook intake and the OAuth callback unauthenticated', () => {
+  it('leaves only health, docs, the console, webhook intake and the OAuth callback unauthenticated', () => {
     const open = inventory.filter((r) => r.auth !== 'bearer');
     for (const route of open) expect(UNAUTHENTICATED_ALLOWED.some((re) => re.test(route.path)), key(route)).toBe(true);
   });

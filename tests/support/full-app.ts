@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
+import { fileURLToPath } from 'node:url';
 import { buildApp, type App, type AppDeps } from '../../api/app.js';
+import type { ConsoleOptions } from '../../api/plugins/console.js';
 import { RateGovernor } from '../../integrations/crm/governor.js';
 import type { CrmSettings } from '../../integrations/crm/settings.js';
 import { withServiceRole } from '../../lib/db.js';
@@ -39,7 +41,11 @@ export interface FullTestAppOptions extends Partial<Pick<AppDeps, 'rateLimits' |
   hubspotDataset?: Partial<HubspotDatasetSize>;
   /** Also run an agent worker (and a fake LLM) on the API's queue, so started runs run. */
   agentWorker?: boolean;
+  /** The console's settings (it is always served, from web/dist unless `dir` says otherwise). */
+  console?: Partial<ConsoleOptions>;
 }
+
+export const CONSOLE_DIST = fileURLToPath(new URL('../../web/dist', import.meta.url));
 
 export async function startFullTestApp(overrides: FullTestAppOptions = {}): Promise<FullTestApp> {
   const temporal = await connectTestTemporal();
@@ -61,6 +67,7 @@ export async function startFullTestApp(overrides: FullTestAppOptions = {}): Prom
     crm: { keyring: testKeyring, settings, syncTaskQueue: taskQueue, governor: new RateGovernor(pool, { budgets: { kommo: fastBudget, hubspot: fastBudget } }) },
     rateLimits: overrides.rateLimits ?? { perOrg: 1_000_000, perApiKey: 1_000_000, perUser: 1_000_000, perIp: 1_000_000, windowMs: 60_000 },
     ...(overrides.bodyLimitBytes ? { bodyLimitBytes: overrides.bodyLimitBytes } : {}),
+    console: { dir: CONSOLE_DIST, ...overrides.console },
   });
   await app.ready();
   const llm = overrides.agentWorker ? await startFakeLlm() : undefined;
