@@ -39,7 +39,7 @@ export function AgentEditor({ orgId, agentId, admin }: { orgId: string; agentId?
     [orgId, agentId],
   );
   const connections = useLoad(
-    async () => ok(await api.GET('/v1/orgs/{orgId}/crm/connections', { params: { path: { orgId }, query: { limit: 100 } } })).items,
+    async () => ok(await api.GET('/v1/orgs/{orgId}/crm/connections', { params: { path: { orgId } } })).items,
     [orgId],
   );
   const save = useAction(async (form: HTMLFormElement) => {
