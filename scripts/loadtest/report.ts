@@ -6,6 +6,8 @@
 
 export interface RouteStats {
   route: string;
+  /** The steady rate the route was driven at; `req/s` below it means the stack could not keep up. */
+  targetPerSecond?: number;
   /** Answers by status code; transport errors and timeouts under `errors`. */
   statuses: Map<number, number>;
   latenciesMs: number[];
@@ -80,10 +82,11 @@ const ms = (v: number) => (Number.isNaN(v) ? '-' : v < 10 ? v.toFixed(1) : v.toF
 
 /** A fixed-width table a person reads in a CI log, then the verdict. */
 export function formatReport(report: LoadReport, verdict: Verdict): string {
-  const header = ['route', 'requests', 'req/s', 'p50 ms', 'p95 ms', 'p99 ms', '2xx', '4xx', '5xx', 'unexpected', 'no answer', 'cross-org'];
+  const header = ['route', 'requests', 'target/s', 'req/s', 'p50 ms', 'p95 ms', 'p99 ms', '2xx', '4xx', '5xx', 'unexpected', 'no answer', 'cross-org'];
   const rows = report.routes.map((s) => [
     s.route,
     String(answers(s) + s.errors),
+    s.targetPerSecond === undefined ? '-' : String(s.targetPerSecond),
     ((answers(s) + s.errors) / report.durationSeconds).toFixed(1),
     ms(percentile(s.latenciesMs, 50)),
     ms(percentile(s.latenciesMs, 95)),
@@ -116,6 +119,7 @@ export function reportJson(report: LoadReport, verdict: Verdict) {
     routes: report.routes.map((s) => ({
       route: s.route,
       requests: answers(s) + s.errors,
+      targetPerSecond: s.targetPerSecond ?? null,
       perSecond: Number(((answers(s) + s.errors) / report.durationSeconds).toFixed(2)),
       p50Ms: percentile(s.latenciesMs, 50),
       p95Ms: percentile(s.latenciesMs, 95),
