@@ -6,7 +6,6 @@ import type { ApiKeyScope, Principal } from '../../lib/principal.js';
 import type { ApiKeyPrincipal } from '../auth.js';
 import { decodeCursor, toPage } from '../pagination.js';
 import { notFound } from '../problems.js';
-import { recordAudit } from './audit.js';
 import { requireOrgRole, requireUser } from './org-access.js';
 
 /**
@@ -95,7 +94,6 @@ export function createApiKeyService(deps: { pool: pg.Pool }) {
         [orgId, input.name, prefix, hash, input.scope, user.userId],
       );
       const row = rows[0]!;
-      await recordAudit(tx, { orgId, action: 'api_key.created', targetType: 'api_key', targetId: row.id, metadata: { prefix, scope: row.scope, name: row.name } });
       return { ...toView(row), key };
     });
   }
@@ -127,7 +125,6 @@ export function createApiKeyService(deps: { pool: pg.Pool }) {
       if (!key) throw notFound('API key');
       if (key.revoked_at) return;
       await tx.query(`update public.api_keys set revoked_at = now(), revoked_by = $2 where id = $1`, [key.id, revokedBy]);
-      await recordAudit(tx, { orgId, action: 'api_key.revoked', targetType: 'api_key', targetId: key.id, metadata: { prefix: key.prefix } });
     });
   }
 

@@ -1,34 +1,17 @@
 import type pg from 'pg';
 import { z } from 'zod';
-import { withPrincipal, type Tx } from '../../lib/db.js';
+import { withPrincipal } from '../../lib/db.js';
 import type { Principal } from '../../lib/principal.js';
 import { MAX_PAGE_SIZE } from '../pagination.js';
 import { ProblemError } from '../problems.js';
 import { requireOrgRole } from './org-access.js';
 
 /**
- * The audit log of security-relevant actions. Written with `recordAudit` inside the same
- * transaction as the action it records, so an action and its record commit or vanish together.
- * The actor is filled in by the database from the transaction's principal and cannot be
- * forged; rows are append-only (no update or delete grant for anyone but the owner).
+ * The audit log of security-relevant actions. Entries are written by the database itself
+ * (private.audit_change, one trigger per audited table) in the transaction that makes the change,
+ * so an action and its record commit or vanish together and no caller can write, edit or forge
+ * one; the actor comes from the transaction's principal. This service only reads them.
  */
-export interface AuditEntry {
-  orgId: string;
-  /** `<target type>.<verb>`, e.g. `member.role_changed`, `crm_connection.created`. */
-  action: string;
-  targetType?: string;
-  targetId?: string;
-  /** Small, non-secret facts (old and new role, key prefix); never tokens or credentials. */
-  metadata?: Record<string, unknown>;
-}
-
-export async function recordAudit(tx: Tx, entry: AuditEntry): Promise<void> {
-  await tx.query(
-    `insert into public.audit_log (org_id, action, target_type, target_id, metadata) values ($1, $2, $3, $4, $5)`,
-    [entry.orgId, entry.action, entry.targetType ?? null, entry.targetId ?? null, JSON.stringify(entry.metadata ?? {})],
-  );
-}
-
 export interface AuditView {
   id: string;
   actor: { type: 'user' | 'api_key' | 'worker' | 'system'; id: string | null };

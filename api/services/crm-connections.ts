@@ -16,7 +16,6 @@ import type { crmSync } from '../../workflows/crm-sync.js';
 import { OrgIdSearchAttribute } from '../../workflows/search-attributes.js';
 import { decodeCursor, toPage } from '../pagination.js';
 import { notFound, ProblemError } from '../problems.js';
-import { recordAudit } from './audit.js';
 import { requireOrgRole } from './org-access.js';
 import { callTemporal, DEFAULT_TEMPORAL_CALL_DEADLINE_MS } from './temporal-calls.js';
 
@@ -207,7 +206,6 @@ export function createCrmService(deps: CrmServiceDeps) {
           [sha256Hex(state), orgId, row.id, principal.kind === 'user' ? principal.userId : null, OAUTH_STATE_TTL_MINUTES],
         );
       }
-      await recordAudit(tx, { orgId, action: 'crm_connection.created', targetType: 'crm_connection', targetId: row.id, metadata: { provider: input.provider, authKind: input.auth.kind } });
       return toView(row);
     });
     let authorizeUrl: string | null = null;
@@ -337,9 +335,9 @@ export function createCrmService(deps: CrmServiceDeps) {
     await withPrincipal(pool, principal, async (tx) => {
       await requireOrgRole(tx, orgId, 'admin');
       // Credentials, states, records, runs and checkpoints go with the row (on delete cascade).
-      const { rowCount } = await tx.query(`delete from public.crm_connections where id = $1 and org_id = $2`, [connectionId, orgId]);
-      // Deleted by a concurrent request meanwhile: the outcome the caller asked for.
-      if (rowCount === 1) await recordAudit(tx, { orgId, action: 'crm_connection.deleted', targetType: 'crm_connection', targetId: connectionId });
+      // Deleted by a concurrent request meanwhile: the outcome the caller asked for (the audit
+      // trigger records only the deletion that happened).
+      await tx.query(`delete from public.crm_connections where id = $1 and org_id = $2`, [connectionId, orgId]);
     });
   }
 

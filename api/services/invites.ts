@@ -4,7 +4,6 @@ import { withPrincipal } from '../../lib/db.js';
 import type { Principal } from '../../lib/principal.js';
 import { decodeCursor, toPage } from '../pagination.js';
 import { notFound, ProblemError } from '../problems.js';
-import { recordAudit } from './audit.js';
 import { requireOrgRole, requireUser } from './org-access.js';
 
 /**
@@ -74,7 +73,6 @@ export function createInviteService(deps: { pool: pg.Pool }) {
         [orgId, email, input.role, hashToken(token), principal.kind === 'user' ? principal.userId : null, input.expiresInHours ?? DEFAULT_INVITE_TTL_HOURS],
       );
       const row = rows[0]!;
-      await recordAudit(tx, { orgId, action: 'invite.created', targetType: 'invite', targetId: row.id, metadata: { email, role: row.role } });
       return { ...toView(row), token };
     });
   }
@@ -102,7 +100,6 @@ export function createInviteService(deps: { pool: pg.Pool }) {
       if (invite.accepted_at) throw new ProblemError('invite-used', 'This invite was already accepted; remove the member instead.');
       if (invite.revoked_at) return;
       await tx.query(`update public.invites set revoked_at = now() where id = $1`, [inviteId]);
-      await recordAudit(tx, { orgId, action: 'invite.revoked', targetType: 'invite', targetId: inviteId, metadata: { email: invite.email } });
     });
   }
 
@@ -130,8 +127,6 @@ export function createInviteService(deps: { pool: pg.Pool }) {
 
       await tx.query(`insert into public.organization_members (org_id, user_id, role) values ($1, $2, $3)`, [invite.org_id, user.userId, invite.role]);
       await tx.query(`update public.invites set accepted_at = now(), accepted_by = $2 where id = $1`, [invite.id, user.userId]);
-      await recordAudit(tx, { orgId: invite.org_id, action: 'invite.accepted', targetType: 'invite', targetId: invite.id, metadata: { role: invite.role } });
-      await recordAudit(tx, { orgId: invite.org_id, action: 'member.joined', targetType: 'user', targetId: user.userId, metadata: { role: invite.role, via: 'invite' } });
       return { orgId: invite.org_id, role: invite.role };
     });
   }

@@ -3,7 +3,6 @@ import { withPrincipal, type Tx } from '../../lib/db.js';
 import type { Principal } from '../../lib/principal.js';
 import { decodeCursor, toPage } from '../pagination.js';
 import { notFound, ProblemError } from '../problems.js';
-import { recordAudit } from './audit.js';
 import { outranks, requireOrgRole, type OrgRole } from './org-access.js';
 
 export interface MemberView {
@@ -78,7 +77,6 @@ export function createMemberService(deps: { pool: pg.Pool }) {
           `update public.organization_members set role = $3 where org_id = $1 and user_id = $2 returning user_id as id, role, created_at`,
           [orgId, userId, role],
         );
-        await recordAudit(tx, { orgId, action: 'member.role_changed', targetType: 'user', targetId: userId, metadata: { from: member.role, to: role } });
         return toView(rows[0]!);
       });
     } catch (error) {
@@ -97,14 +95,6 @@ export function createMemberService(deps: { pool: pg.Pool }) {
         if (!leaving && member.role === 'owner' && !outranks(callerRole, 'owner')) {
           throw new ProblemError('forbidden', 'Only an owner can remove an owner.');
         }
-        // Recorded first: once the membership is gone, a person who left no longer acts for the org.
-        await recordAudit(tx, {
-          orgId,
-          action: leaving ? 'member.left' : 'member.removed',
-          targetType: 'user',
-          targetId: userId,
-          metadata: { role: member.role },
-        });
         await tx.query(`delete from public.organization_members where org_id = $1 and user_id = $2`, [orgId, userId]);
       });
     } catch (error) {

@@ -4,7 +4,6 @@ import { withPrincipal, type Tx } from '../../lib/db.js';
 import type { Principal } from '../../lib/principal.js';
 import { decodeCursor, toPage } from '../pagination.js';
 import { notFound } from '../problems.js';
-import { recordAudit } from './audit.js';
 import { requireOrgRole, requireUser, type OrgRole } from './org-access.js';
 
 export interface OrgView {
@@ -46,7 +45,6 @@ export function createOrgService(deps: { pool: pg.Pool }) {
       // membership exists, so INSERT … RETURNING would fail its own select policy.
       const orgId = randomUUID();
       await tx.query(`insert into public.organizations (id, name) values ($1, $2)`, [orgId, input.name]);
-      await recordAudit(tx, { orgId, action: 'organization.created', targetType: 'organization', targetId: orgId, metadata: { name: input.name } });
       return loadOrg(tx, orgId);
     });
   }
@@ -78,7 +76,6 @@ export function createOrgService(deps: { pool: pg.Pool }) {
         [orgId, input.name],
       );
       if (!rows[0]) throw notFound('Organization');
-      await recordAudit(tx, { orgId, action: 'organization.renamed', targetType: 'organization', targetId: orgId, metadata: { from: rows[0].old_name, to: input.name } });
       return loadOrg(tx, orgId);
     });
   }

@@ -43,6 +43,8 @@ export interface World {
   ownerId: string;
   adminId: string;
   memberId: string;
+  /** A signed-in person outside the org, the addressee of the org's invites in the transition cases. */
+  inviteeId: string;
   agentId: string;
   runId: string;
   approvalId: string;
@@ -123,7 +125,7 @@ export async function createWorld(db: Db): Promise<World> {
     [approvalId, orgId, run.id],
   );
   const connectionId = await newConnection(db, orgId);
-  return { orgId, ownerId, adminId, memberId, agentId: agent.id as string, runId: run.id as string, approvalId, connectionId };
+  return { orgId, ownerId, adminId, memberId, inviteeId: randomUUID(), agentId: agent.id as string, runId: run.id as string, approvalId, connectionId };
 }
 
 export const expectations: Record<string, TableExpectation> = {
@@ -189,8 +191,9 @@ export const expectations: Record<string, TableExpectation> = {
     },
     insert: async (_db, w) => ({ sql: `insert into public.audit_log (org_id, action) values ($1, 'matrix.inserted')`, params: [w.orgId] }),
     update: `action = 'matrix.tampered'`,
-    // Append-only, even for operator tooling.
-    allow: { select: ADMINS, insert: MEMBERS, update: NOBODY, delete: NOBODY },
+    // Append-only, even for operator tooling. The API's entries are written by triggers on the rows
+    // its actions change (private.audit_change); by hand, only a worker for its own org.
+    allow: { select: ADMINS, insert: WORKER, update: NOBODY, delete: NOBODY },
   },
 
   // Agents and runs -------------------------------------------------------------------------------
@@ -489,3 +492,115 @@ export const expectations: Record<string, TableExpectation> = {
     allow: { select: ADMINS_AND_WORKER, insert: WORKER, update: WORKER, delete: SERVICE },
   },
 };
+
+/** Who attempts a transition: an actor of the matrix, or the invitee of the world's invites. */
+export type TransitionActor = Actor | 'invitee';
+
+/**
+ * State that only moves one way, whoever asks (rls-matrix.test.ts "one-way transitions"). Each
+ * case seeds a row in a state (as the superuser), has each actor attempt `attempt`, and expects
+ * every attempt to be refused (42501 or no row) with the row unchanged; `allowed` actors succeed.
+ */
+export interface TransitionCase {
+  name: string;
+  table: string;
+  seed(db: Db, w: World): Promise<RowRef>;
+  attempt(w: World, row: RowRef): Statement;
+  refused: readonly TransitionActor[];
+  allowed?: readonly TransitionActor[];
+}
+
+const inviteEmail = (w: World) => `${w.inviteeId}@example.test`;
+
+function seedInvite(state: 'pending' | 'revoked' | 'accepted' | 'expired') {
+  return async (db: Db, w: World): Promise<RowRef> => {
+    const row = await insertRow(
+      db,
+      `insert into public.invites (org_id, email, role, token_hash, expires_at, revoked_at, accepted_at, accepted_by)
+       values ($1, $2, 'member', $3, now() + case when $4 = 'expired' then interval '-1 minute' else interval '1 day' end,
+               case when $4 = 'revoked' then now() end, case when $4 = 'accepted' then now() end, case when $4 = 'accepted' then $5::uuid end)
+       returning id`,
+      [w.orgId, inviteEmail(w), hash32(), state, w.inviteeId],
+    );
+    return { where: 'id = $1', params: [row.id] };
+  };
+}
+
+async function seedRevokedKey(db: Db, w: World): Promise<RowRef> {
+  const row = await insertRow(
+    db,
+    `insert into public.api_keys (org_id, name, prefix, key_hash, created_by, revoked_at, revoked_by) values ($1, 'revoked', $2, $3, $4::uuid, now(), 'user:' || $4::text) returning id`,
+    [w.orgId, `gap_live_${alnum8()}`, hash32(), w.adminId],
+  );
+  return { where: 'id = $1', params: [row.id] };
+}
+
+const update = (table: string, set: string) => (_w: World, row: RowRef): Statement => ({ sql: `update public.${table} set ${set} where ${row.where}`, params: row.params });
+const ACCEPT = `accepted_at = now(), accepted_by = (select auth.uid())`;
+
+export const transitions: readonly TransitionCase[] = [
+  {
+    name: 'a revoked invite is not re-opened',
+    table: 'invites',
+    seed: seedInvite('revoked'),
+    attempt: update('invites', 'revoked_at = null'),
+    refused: ['owner', 'admin', 'apiKeyAdmin', 'invitee', 'serviceRole'],
+  },
+  {
+    name: 'a revoked invite is not accepted',
+    table: 'invites',
+    seed: seedInvite('revoked'),
+    attempt: update('invites', ACCEPT),
+    refused: ['invitee', 'owner'],
+  },
+  {
+    name: 'a used invite is not re-opened',
+    table: 'invites',
+    seed: seedInvite('accepted'),
+    attempt: update('invites', 'accepted_at = null, accepted_by = null'),
+    refused: ['invitee', 'owner', 'admin', 'apiKeyAdmin', 'serviceRole'],
+  },
+  {
+    name: 'a used invite is neither revoked nor re-dated',
+    table: 'invites',
+    seed: seedInvite('accepted'),
+    attempt: update('invites', `revoked_at = now(), accepted_at = accepted_at + interval '1 day'`),
+    refused: ['invitee', 'owner', 'admin', 'serviceRole'],
+  },
+  {
+    name: 'an expired invite is not accepted',
+    table: 'invites',
+    seed: seedInvite('expired'),
+    attempt: update('invites', ACCEPT),
+    refused: ['invitee'],
+  },
+  {
+    name: 'a pending invite is accepted only by its invitee, in their own name',
+    table: 'invites',
+    seed: seedInvite('pending'),
+    attempt: update('invites', ACCEPT),
+    refused: ['owner', 'admin', 'apiKeyAdmin', 'member', 'serviceRole'],
+    allowed: ['invitee'],
+  },
+  {
+    name: 'a used invite does not let its invitee join again',
+    table: 'invites',
+    seed: seedInvite('accepted'),
+    attempt: (w) => ({ sql: `insert into public.organization_members (org_id, user_id, role) values ($1, $2, 'member')`, params: [w.orgId, w.inviteeId] }),
+    refused: ['invitee'],
+  },
+  {
+    name: 'a revoked API key is not un-revoked',
+    table: 'api_keys',
+    seed: seedRevokedKey,
+    attempt: update('api_keys', 'revoked_at = null, revoked_by = null'),
+    refused: ['owner', 'admin', 'apiKeyAdmin', 'serviceRole'],
+  },
+  {
+    name: "a revoked API key's revocation is not re-dated",
+    table: 'api_keys',
+    seed: seedRevokedKey,
+    attempt: update('api_keys', `revoked_at = now() + interval '1 year'`),
+    refused: ['owner', 'admin', 'apiKeyAdmin', 'serviceRole'],
+  },
+];

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { withPrincipal, withServiceRole } from '../../lib/db.js';
 import type { Principal } from '../../lib/principal.js';
 import { adminPool, appPool } from '../support/db.js';
-import { ACTORS, createWorld, expectations, type Actor, type Operation, type RowRef, type TableExpectation, type World } from './rls-expectations.js';
+import { ACTORS, createWorld, expectations, transitions, type Actor, type Operation, type RowRef, type TableExpectation, type TransitionActor, type World } from './rls-expectations.js';
 
 // The RLS matrix: every table the catalog lists in public × SELECT/INSERT/UPDATE/DELETE × every
 // kind of principal, against the expectations declared in rls-expectations.ts. Actors run through
@@ -67,12 +67,12 @@ function principalOf(actor: Exclude<Actor, 'serviceRole'>, w: World): Principal 
 
 type Outcome = { rowCount: number } | { errorCode: string; message: string };
 
-async function run(actor: Actor, w: World, sql: string, params: unknown[]): Promise<Outcome> {
+async function run(actor: TransitionActor, w: World, sql: string, params: unknown[]): Promise<Outcome> {
   try {
     const result =
       actor === 'serviceRole'
         ? await withServiceRole(admin, (tx) => tx.query(sql, params))
-        : await withPrincipal(app, principalOf(actor, w), (tx) => tx.query(sql, params));
+        : await withPrincipal(app, actor === 'invitee' ? user(w.inviteeId) : principalOf(actor, w), (tx) => tx.query(sql, params));
     return { rowCount: result.rowCount ?? 0 };
   } catch (error) {
     const code = (error as { code?: unknown }).code;
@@ -162,5 +162,28 @@ describe.each(publicTables)('%s', (table) => {
       expectRefused(outcome);
       expect(after).toEqual(before);
     }
+  });
+});
+
+describe('one-way transitions', () => {
+  describe.each(transitions)('$name', (transition) => {
+    it.each(transition.refused)('refused for %s', async (actor) => {
+      const world = await createWorld(admin);
+      const row = await transition.seed(admin, world);
+      const before = await snapshot(transition.table, row);
+      expect(before).toHaveLength(1);
+      const statement = transition.attempt(world, row);
+      expectRefused(await run(actor, world, statement.sql, statement.params));
+      expect(await snapshot(transition.table, row)).toEqual(before);
+    });
+
+    if (transition.allowed) it.each(transition.allowed)('allowed for %s', async (actor) => {
+      const world = await createWorld(admin);
+      const row = await transition.seed(admin, world);
+      const before = await snapshot(transition.table, row);
+      const statement = transition.attempt(world, row);
+      expectSucceeded(await run(actor, world, statement.sql, statement.params), 1);
+      expect(await snapshot(transition.table, row)).not.toEqual(before);
+    });
   });
 });
