@@ -1,16 +1,8 @@
 import type pg from 'pg';
-
-/** The Postgres channel live token deltas travel on; the API's SSE endpoint listens to it. */
-export const RUN_DELTAS_CHANNEL = 'run_deltas';
+import { RUN_DELTAS_CHANNEL, type RunDelta } from '../lib/run-channels.js';
 
 /** NOTIFY payloads are limited to 8000 bytes; stay well below with room for the JSON envelope. */
 const MAX_TEXT_CHARS = 1500;
-
-export interface RunDelta {
-  runId: string;
-  seq: number;
-  text: string;
-}
 
 /**
  * Publishes an LLM step's token deltas while it streams, through Postgres LISTEN/NOTIFY (no new

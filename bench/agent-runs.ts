@@ -20,8 +20,8 @@ import { createLogger } from '../lib/logger.js';
 import { createDataConverter } from '../lib/temporal-codec.js';
 import { SignJWT } from 'jose';
 import { agentRunWorkflowId } from '../workflows/task-queues.js';
-import type { agentRun } from '../workflows/agent-run/index.js';
-import type { baselineRun } from './workflows.js';
+import { agentRun } from '../workflows/agent-run/index.js';
+import { baselineRun } from './workflows.js';
 import { postgresCpuMeter } from './postgres-cpu.js';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 200);
@@ -111,7 +111,7 @@ async function main() {
   // Warm-up (bundle caches, connections), not measured.
   await Promise.all(
     (await newRuns(agentId, 5)).map((runId) =>
-      client.workflow.execute<typeof agentRun>('agentRun', { taskQueue, workflowId: agentRunWorkflowId(runId), args: [{ orgId, agentId, runId }] }),
+      client.workflow.execute(agentRun, { taskQueue, workflowId: agentRunWorkflowId(runId), args: [{ orgId, agentId, runId }] }),
     ),
   );
 
@@ -129,14 +129,14 @@ async function main() {
     const cpuBefore = postgresCpu();
     const agentRate = await measure(
       `round ${round}: agent runs (3 LLM turns, 2 tool calls)`,
-      runIds.map((runId) => () => client.workflow.start<typeof agentRun>('agentRun', { taskQueue, workflowId: agentRunWorkflowId(runId), args: [{ orgId, agentId, runId }] })),
+      runIds.map((runId) => () => client.workflow.start(agentRun, { taskQueue, workflowId: agentRunWorkflowId(runId), args: [{ orgId, agentId, runId }] })),
     );
     postgresCpuPerRun.push((postgresCpu() - cpuBefore) / runIds.length);
     log(`round ${round}: Postgres CPU per agent run ${ms(postgresCpuPerRun.at(-1)!)}`);
     const baselineRate = await measure(
       `round ${round}: baseline (${ACTIVITIES_PER_RUN} no-op activities)`,
       Array.from({ length: RUNS }, () => () =>
-        client.workflow.start<typeof baselineRun>('baselineRun', { taskQueue, workflowId: `baseline-${randomUUID()}`, args: [ACTIVITIES_PER_RUN] }),
+        client.workflow.start(baselineRun, { taskQueue, workflowId: `baseline-${randomUUID()}`, args: [ACTIVITIES_PER_RUN] }),
       ),
     );
     ratios.push(agentRate / baselineRate);
@@ -153,7 +153,7 @@ async function main() {
   const parkedIds = await newRuns(parkedAgent, PARKED);
   await Promise.all(
     parkedIds.map((runId) =>
-      client.workflow.start<typeof agentRun>('agentRun', { taskQueue, workflowId: agentRunWorkflowId(runId), args: [{ orgId, agentId: parkedAgent, runId }] }),
+      client.workflow.start(agentRun, { taskQueue, workflowId: agentRunWorkflowId(runId), args: [{ orgId, agentId: parkedAgent, runId }] }),
     ),
   );
   for (;;) {
@@ -181,7 +181,7 @@ async function main() {
     const stream = await fetch(`${baseUrl}/v1/orgs/${orgId}/runs/${runId}/events`, { headers: { authorization: `Bearer ${token}` } });
     const reader = stream.body!.getReader();
     const requestsBefore = (await llm.requests()).length;
-    await client.workflow.start<typeof agentRun>('agentRun', { taskQueue, workflowId: agentRunWorkflowId(runId!), args: [{ orgId, agentId: plainAgent, runId: runId! }] });
+    await client.workflow.start(agentRun, { taskQueue, workflowId: agentRunWorkflowId(runId!), args: [{ orgId, agentId: plainAgent, runId: runId! }] });
     let text = '';
     for (;;) {
       const { value, done } = await reader.read();

@@ -18,7 +18,7 @@ import { createLogger } from '../lib/logger.js';
 import { createDataConverter } from '../lib/temporal-codec.js';
 import { AgentIdSearchAttribute, OrgIdSearchAttribute } from '../workflows/search-attributes.js';
 import { agentRunWorkflowId } from '../workflows/task-queues.js';
-import type { agentRun } from '../workflows/agent-run/index.js';
+import { agentRun } from '../workflows/agent-run/index.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 20);
@@ -90,7 +90,7 @@ async function main() {
           const t0 = performance.now();
           // The options the API's start sends (api/services/runs.ts), so the ratio is the API's
           // own cost and not a difference in what the server is asked to store.
-          await client.workflow.start<typeof agentRun>('agentRun', {
+          await client.workflow.start(agentRun, {
             taskQueue,
             workflowId: agentRunWorkflowId(runId),
             args: [{ orgId, agentId, runId }],

@@ -29,7 +29,7 @@ import { createDataConverter } from '../lib/temporal-codec.js';
 import { startFakeKommo, type KommoFakeOptions } from '../tests/fakes/kommo-server.js';
 import { createCrmSyncWorker } from '../workers/crm-sync-worker.js';
 import { crmSyncWorkflowId } from '../workflows/crm-sync-ids.js';
-import type { crmSync } from '../workflows/crm-sync.js';
+import { crmSync } from '../workflows/crm-sync.js';
 
 const RECORDS = Number(process.env.BENCH_CRM_RECORDS ?? 100_000);
 const LIMIT = Number(process.env.BENCH_CRM_LIMIT ?? 10);
@@ -109,7 +109,7 @@ async function main() {
   const unlimited: RateBudget = { capacity: 1_000_000, refillPerSecond: 1_000_000 };
   const { syncMs, outcome } = await withWorker(unlimited, KOMMO_MAX_PAGE, async (taskQueue) => {
     const t0 = performance.now();
-    const result = await client.workflow.execute<typeof crmSync>('crmSync', {
+    const result = await client.workflow.execute(crmSync, {
       taskQueue,
       workflowId: crmSyncWorkflowId(syncConnection),
       args: [{ orgId, connectionId: syncConnection, mode: 'full', trigger: 'manual' }],
@@ -191,7 +191,7 @@ async function main() {
   await withWorker(budget, 10, async (taskQueue, credentials) => {
     let syncing = true;
     const sync = client.workflow
-      .execute<typeof crmSync>('crmSync', {
+      .execute(crmSync, {
         taskQueue,
         workflowId: crmSyncWorkflowId(limitedConnection),
         args: [{ orgId, connectionId: limitedConnection, mode: 'full', trigger: 'manual' }],

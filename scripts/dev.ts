@@ -16,7 +16,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SignJWT } from 'jose';
 import pg from 'pg';
-import { startFakeLlm, type FakeLlmServer } from '../tests/fakes/llm-server.js';
+import { startFakeLlm, type FakeLlmServer } from './stack/sandbox-llm.js';
 import { customSearchAttributes } from '../workflows/search-attributes.js';
 import { prepareAppDatabase } from './stack/app-database.js';
 import { createDatabase, startPostgres, type PostgresHandle } from './stack/postgres.js';

@@ -14,7 +14,7 @@ import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Worker } from '@temporalio/worker';
 import setupTestStack from '../tests/support/global-setup.js';
-import { startFakeLlm } from '../tests/fakes/llm-server.js';
+import { startFakeLlm } from './stack/sandbox-llm.js';
 import { adminPool, appPool } from '../tests/support/db.js';
 import { connectTestTemporal, uniqueTaskQueue } from '../tests/support/temporal.js';
 import type { ScenarioContext, ScenarioModule } from '../tests/replay/scenario.js';

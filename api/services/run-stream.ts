@@ -1,14 +1,12 @@
 import type pg from 'pg';
-import { RUN_DELTAS_CHANNEL, type RunDelta } from '../../activities/deltas.js';
-
-const RUN_EVENTS_CHANNEL = 'run_events';
+import { RUN_DELTAS_CHANNEL, RUN_EVENTS_CHANNEL, type RunDelta } from '../../lib/run-channels.js';
 
 type Listener = { onEvent(seq: number): void; onDelta(delta: RunDelta): void; onClose(): void };
 
 /**
  * One LISTEN connection per API process, fanned out to the SSE streams of each run. Durable
  * events arrive as `runId:seq` (a trigger on run_events, at commit); live token deltas as JSON
- * from the workers (activities/deltas.ts). Readers fetch durable events through their own
+ * from the workers (activities/deltas.ts; the contract is lib/run-channels.ts). Readers fetch durable events through their own
  * RLS-scoped query; a notification only tells them to look.
  */
 export class RunStreamHub {

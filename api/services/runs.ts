@@ -13,7 +13,7 @@ import { AGENT_RUNS_TASK_QUEUE, agentRunWorkflowId } from '../../workflows/task-
 import { createRunDispatcher, type RunDispatcher } from './run-dispatch.js';
 import { callTemporal, DEFAULT_TEMPORAL_CALL_DEADLINE_MS, isTemporalUnanswered } from './temporal-calls.js';
 import { WithStartWorkflowOperation } from '@temporalio/client';
-import { decideApprovalUpdate, postMessageUpdate, resumeFollowUpUpdate, type agentRun, type ApprovalState } from '../../workflows/agent-run/index.js';
+import { decideApprovalUpdate, postMessageUpdate, resumeFollowUpUpdate, agentRun, type ApprovalState } from '../../workflows/agent-run/index.js';
 import { decodeCursor, toPage } from '../pagination.js';
 import { notFound, ProblemError } from '../problems.js';
 import { requireOrgRole } from './org-access.js';
@@ -328,7 +328,7 @@ export function createRunService(deps: RunServiceDeps) {
       );
       return { row: found, messageId: message.rows[0]!.id };
     });
-    const start = new WithStartWorkflowOperation<typeof agentRun>('agentRun', {
+    const start = new WithStartWorkflowOperation(agentRun, {
       taskQueue: deps.taskQueue ?? AGENT_RUNS_TASK_QUEUE,
       workflowId: agentRunWorkflowId(row.id),
       args: [{ orgId: row.org_id, agentId: row.agent_id, runId: row.id, conversation: { idleTimeoutSeconds: deps.conversationIdleTimeoutSeconds ?? 7 * 86400 } }],

@@ -10,7 +10,7 @@
  * The script, decided by how many tool results the model has seen: two knowledge_search calls,
  * then a streamed answer; with no tools offered, a slowly streamed answer (the TTFT agent).
  */
-import { startFakeLlm, type FakeLlmRequestBody } from '../../tests/fakes/llm-server.js';
+import { startFakeLlm, type FakeLlmRequestBody } from '../../scripts/stack/sandbox-llm.js';
 
 const llm = await startFakeLlm();
 llm.setReplyFor(

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { buildApp, type App } from '../../api/app.js';
-import type { FakeLlmRequestBody, FakeLlmServer } from '../fakes/llm-server.js';
+import type { FakeLlmRequestBody, FakeLlmServer } from '../../scripts/stack/sandbox-llm.js';
 import { startAgentTestStack, type AgentTestStack } from '../support/agent-stack.js';
 import { signUserToken, TEST_JWT_SECRET } from '../support/auth.js';
 import { createAgent, createOrgWithMembers } from '../support/db.js';

@@ -9,9 +9,9 @@ import { createCrmTools } from '../../activities/tools/crm-tools.js';
 import { RateGovernor } from '../../integrations/crm/governor.js';
 import { withServiceRole } from '../../lib/db.js';
 import { agentRunWorkflowId } from '../../workflows/task-queues.js';
-import type { agentRun } from '../../workflows/agent-run/index.js';
+import { agentRun } from '../../workflows/agent-run/index.js';
 import { startFakeKommo, type FakeKommo } from '../fakes/kommo-server.js';
-import { startFakeLlm, type FakeLlmServer } from '../fakes/llm-server.js';
+import { startFakeLlm, type FakeLlmServer } from '../../scripts/stack/sandbox-llm.js';
 import { signUserToken, TEST_JWT_SECRET } from '../support/auth.js';
 import { adminPool, appPool, createAgent, createOrgWithMembers, createRun } from '../support/db.js';
 import { connectTestTemporal, createTestAgentWorker, testLogger, uniqueTaskQueue, type TestTemporal } from '../support/temporal.js';
@@ -119,7 +119,7 @@ describe('agent CRM tools (real Temporal, real Postgres, fake Kommo)', { timeout
       { kind: 'text', content: 'Done.' },
     );
 
-    const handle = await temporal.client.workflow.start<typeof agentRun>('agentRun', { taskQueue, workflowId: agentRunWorkflowId(ids.runId), args: [ids] });
+    const handle = await temporal.client.workflow.start(agentRun, { taskQueue, workflowId: agentRunWorkflowId(ids.runId), args: [ids] });
     expect((await handle.result()).status).toBe('completed');
 
     const [search, get, note, task, stage, missing] = await toolEvents(ids.runId);
@@ -152,7 +152,7 @@ describe('agent CRM tools (real Temporal, real Postgres, fake Kommo)', { timeout
       { kind: 'tool_calls', calls: [{ id: 'c1', name: 'crm_add_note', arguments: JSON.stringify({ type: 'deals', id: '1000001', text: 'hello' }) }] },
       { kind: 'text', content: 'I cannot.' },
     );
-    const handle = await temporal.client.workflow.start<typeof agentRun>('agentRun', { taskQueue, workflowId: agentRunWorkflowId(ids.runId), args: [ids] });
+    const handle = await temporal.client.workflow.start(agentRun, { taskQueue, workflowId: agentRunWorkflowId(ids.runId), args: [ids] });
     expect((await handle.result()).status).toBe('completed');
     expect((await toolEvents(ids.runId))[0]?.error).toMatch(/not connected to a CRM/);
     expect(kommo.notes.length).toBe(notesBefore);
@@ -181,7 +181,7 @@ describe('agent CRM tools (real Temporal, real Postgres, fake Kommo)', { timeout
       { kind: 'text', content: 'Noted.' },
     );
     const requestsBefore = kommo.apiRequests().length;
-    const handle = await temporal.client.workflow.start<typeof agentRun>('agentRun', {
+    const handle = await temporal.client.workflow.start(agentRun, {
       taskQueue,
       workflowId: agentRunWorkflowId(ids.runId),
       args: [{ ...ids, heartbeatTimeoutSeconds: 3 }],

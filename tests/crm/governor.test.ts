@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultBudgets } from '../../integrations/crm/governor.js';
 import { createCrmSyncWorker } from '../../workers/crm-sync-worker.js';
 import { crmSyncWorkflowId } from '../../workflows/crm-sync-ids.js';
-import type { crmSync } from '../../workflows/crm-sync.js';
+import { crmSync } from '../../workflows/crm-sync.js';
 import { startFakeKommo, type FakeKommo } from '../fakes/kommo-server.js';
 import { adminPool, appPool, createOrgWithMembers } from '../support/db.js';
 import { connectTestTemporal, testDataConverter, testLogger, uniqueTaskQueue, type TestTemporal } from '../support/temporal.js';
@@ -63,7 +63,7 @@ describe('rate governor: a sync and agent calls share one budget below the provi
         authKind: 'token',
         tokens: { accessToken: TOKEN, refreshToken: null, expiresAt: null },
       });
-      const sync = temporal.client.workflow.execute<typeof crmSync>('crmSync', {
+      const sync = temporal.client.workflow.execute(crmSync, {
         taskQueue,
         workflowId: crmSyncWorkflowId(connectionId),
         args: [{ orgId, connectionId, mode: 'full', trigger: 'manual' }],

@@ -5,7 +5,7 @@ import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCrmSyncWorker } from '../../workers/crm-sync-worker.js';
 import { crmSyncWorkflowId } from '../../workflows/crm-sync-ids.js';
-import type { crmSync } from '../../workflows/crm-sync.js';
+import { crmSync } from '../../workflows/crm-sync.js';
 import { startFakeKommo, type FakeKommo } from '../fakes/kommo-server.js';
 import { adminPool, appPool, createOrgWithMembers } from '../support/db.js';
 import { connectTestTemporal, testDataConverter, testLogger, uniqueTaskQueue, type TestTemporal } from '../support/temporal.js';
@@ -74,7 +74,7 @@ describe('crmSync: a worker SIGKILLed mid-sync is replaced and resumes from its 
     });
     const exited = new Promise<NodeJS.Signals | null>((resolve) => proc.once('exit', (_code, signal) => resolve(signal)));
 
-    const handle = await temporal.client.workflow.start<typeof crmSync>('crmSync', {
+    const handle = await temporal.client.workflow.start(crmSync, {
       taskQueue,
       workflowId: crmSyncWorkflowId(connectionId),
       args: [{ orgId, connectionId, mode: 'incremental', trigger: 'manual', heartbeatTimeoutSeconds: 2 }],

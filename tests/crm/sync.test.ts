@@ -6,7 +6,7 @@ import { hubspotTokenRequest } from '../../integrations/crm/hubspot.js';
 import type { CredentialStore } from '../../integrations/crm/credentials.js';
 import { createCrmSyncWorker } from '../../workers/crm-sync-worker.js';
 import { crmSyncWorkflowId } from '../../workflows/crm-sync-ids.js';
-import type { crmSync } from '../../workflows/crm-sync.js';
+import { crmSync } from '../../workflows/crm-sync.js';
 import { startFakeHubspot, type FakeHubspot } from '../fakes/hubspot-server.js';
 import { startFakeKommo, type FakeKommo } from '../fakes/kommo-server.js';
 import { adminPool, appPool, createOrgWithMembers } from '../support/db.js';
@@ -72,7 +72,7 @@ describe('crmSync against the fakes (real Temporal, real Postgres)', () => {
   });
 
   const sync = (connectionId: string, mode: 'incremental' | 'full', extra: { continueAsNewAfterPages?: number } = {}) =>
-    temporal.client.workflow.execute<typeof crmSync>('crmSync', {
+    temporal.client.workflow.execute(crmSync, {
       workflowId: crmSyncWorkflowId(connectionId),
       taskQueue,
       args: [{ orgId: orgA, connectionId, mode, trigger: 'manual', ...extra }],

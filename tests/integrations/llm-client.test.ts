@@ -5,7 +5,7 @@ import {
   type ChatCompletionRequest,
   type LlmClientOptions,
 } from '../../integrations/llm/chat-completions.js';
-import { startFakeLlm, type FakeLlmServer } from '../fakes/llm-server.js';
+import { startFakeLlm, type FakeLlmServer } from '../../scripts/stack/sandbox-llm.js';
 
 const API_KEY = 'sk-test-7f3a9c1e5b2d4f6a8c0e';
 

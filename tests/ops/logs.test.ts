@@ -15,7 +15,7 @@ import { createLogger } from '../../lib/logger.js';
 import { createAgentRunsWorker } from '../../workers/agent-runs-worker.js';
 import { runtimeLogger } from '../../workers/telemetry.js';
 import { agentRunWorkflowId } from '../../workflows/task-queues.js';
-import { startFakeLlm, type FakeLlmServer } from '../fakes/llm-server.js';
+import { startFakeLlm, type FakeLlmServer } from '../../scripts/stack/sandbox-llm.js';
 import { signUserToken, TEST_JWT_SECRET } from '../support/auth.js';
 import { adminPool, appPool, createAgent, createOrgWithMembers, createRun } from '../support/db.js';
 import { connectTestTemporal, testDataConverter, uniqueTaskQueue, type TestTemporal } from '../support/temporal.js';

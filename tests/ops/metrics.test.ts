@@ -19,7 +19,7 @@ import { buildApp, type App } from '../../api/app.js';
 import { CrmHttpClient } from '../../integrations/crm/http.js';
 import { startMetricsServer, trackDatabaseMetrics, type MetricsServer } from '../../lib/metrics.js';
 import { freePort } from '../../scripts/stack/ports.js';
-import { startFakeLlm, type FakeLlmServer } from '../fakes/llm-server.js';
+import { startFakeLlm, type FakeLlmServer } from '../../scripts/stack/sandbox-llm.js';
 import { TEST_JWT_SECRET } from '../support/auth.js';
 import { adminPool, appPool, attempt, createOrgWithMembers } from '../support/db.js';
 import { connectTestTemporal, testLogger, uniqueTaskQueue, type TestTemporal } from '../support/temporal.js';

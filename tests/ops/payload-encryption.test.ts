@@ -8,7 +8,7 @@ import { buildCodecServer } from '../../api/codec-server.js';
 import { parseKeyring } from '../../lib/crypto.js';
 import { AesGcmPayloadCodec, ENCRYPTED_ENCODING } from '../../lib/temporal-codec.js';
 import { agentRunWorkflowId } from '../../workflows/task-queues.js';
-import type { FakeLlmServer } from '../fakes/llm-server.js';
+import type { FakeLlmServer } from '../../scripts/stack/sandbox-llm.js';
 import { startAgentTestStack, type AgentTestStack } from '../support/agent-stack.js';
 import { createAgent, createOrgWithMembers, createRun } from '../support/db.js';
 import { TEST_CODEC_KEYS, testLogger, type TestTemporal } from '../support/temporal.js';

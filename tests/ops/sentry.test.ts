@@ -3,7 +3,7 @@ import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp, type App } from '../../api/app.js';
 import { flushSentry, initSentry, scrubString } from '../../lib/sentry.js';
-import { startFakeLlm, type FakeLlmServer } from '../fakes/llm-server.js';
+import { startFakeLlm, type FakeLlmServer } from '../../scripts/stack/sandbox-llm.js';
 import { startFakeSentryIngest, type FakeSentryIngest } from '../fakes/sentry-ingest.js';
 import { signUserToken, TEST_JWT_SECRET } from '../support/auth.js';
 import { adminPool, appPool, createAgent, createOrgWithMembers, createRun } from '../support/db.js';

@@ -23,7 +23,7 @@ import { freePort } from '../../scripts/stack/ports.js';
 import { startTemporalDevServer, type TemporalDevServer } from '../../scripts/stack/temporal-server.js';
 import { AgentIdSearchAttribute, customSearchAttributes, OrgIdSearchAttribute } from '../../workflows/search-attributes.js';
 import { agentRunWorkflowId } from '../../workflows/task-queues.js';
-import { startFakeLlm, type FakeLlmServer } from '../fakes/llm-server.js';
+import { startFakeLlm, type FakeLlmServer } from '../../scripts/stack/sandbox-llm.js';
 import { adminPool, appPool, createAgent, createOrgWithMembers, createRun } from '../support/db.js';
 import { connectTestTemporal, createTestAgentWorker, TEST_CODEC_KEYS, testDataConverter, testLogger, uniqueTaskQueue } from '../support/temporal.js';
 

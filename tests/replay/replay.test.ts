@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as workflows from '../../workflows/index.js';
 import { failureConverterPath } from '../../lib/temporal-codec.js';
 import { historyFromFile, replayHistories, type ReplayOutcome } from '../../workers/replay.js';
-import { startFakeLlm, type FakeLlmServer } from '../fakes/llm-server.js';
+import { startFakeLlm, type FakeLlmServer } from '../../scripts/stack/sandbox-llm.js';
 import { adminPool, appPool } from '../support/db.js';
 import { connectTestTemporal, TEST_CODEC_KEYS, testDataConverter, uniqueTaskQueue, type TestTemporal } from '../support/temporal.js';
 import { scenarios, startWorkers } from './scenarios/agent-run.js';

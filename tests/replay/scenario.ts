@@ -6,7 +6,7 @@
  */
 import type { Worker } from '@temporalio/worker';
 import type pg from 'pg';
-import type { FakeLlmServer } from '../fakes/llm-server.js';
+import type { FakeLlmServer } from '../../scripts/stack/sandbox-llm.js';
 import type { TestTemporal } from '../support/temporal.js';
 
 export interface ScenarioContext {

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { startFakeLlm, type FakeLlmServer } from '../fakes/llm-server.js';
+import { startFakeLlm, type FakeLlmServer } from '../../scripts/stack/sandbox-llm.js';
 import { adminPool, appPool } from './db.js';
 import { connectTestTemporal, createTestAgentWorker, uniqueTaskQueue, type TestTemporal } from './temporal.js';
 

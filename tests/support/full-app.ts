@@ -9,7 +9,7 @@ import { withServiceRole } from '../../lib/db.js';
 import { crmSettingsFor, fastBudget, testKeyring } from '../crm/support.js';
 import { startFakeHubspot, type FakeHubspot, type HubspotDatasetSize } from '../fakes/hubspot-server.js';
 import { startFakeKommo, type FakeKommo, type KommoDatasetSize } from '../fakes/kommo-server.js';
-import { startFakeLlm, type FakeLlmServer } from '../fakes/llm-server.js';
+import { startFakeLlm, type FakeLlmServer } from '../../scripts/stack/sandbox-llm.js';
 import { signUserToken, TEST_JWT_SECRET } from './auth.js';
 import { adminPool, appPool, createAgent, createOrgWithMembers, createRun } from './db.js';
 import { connectTestTemporal, createTestAgentWorker, testLogger, uniqueTaskQueue, type TestTemporal } from './temporal.js';

@@ -6,12 +6,12 @@ import type { Worker } from '@temporalio/worker';
 import type pg from 'pg';
 import { afterAll, beforeAll, afterEach, describe, expect, it } from 'vitest';
 import { createToolRegistry } from '../../activities/tools/builtin.js';
-import { startFakeLlm, type FakeLlmServer } from '../fakes/llm-server.js';
+import { startFakeLlm, type FakeLlmServer } from '../../scripts/stack/sandbox-llm.js';
 import { adminPool, appPool, createAgent, createOrgWithMembers, createRun } from '../support/db.js';
 import { httpEffectTool } from '../support/effect-tool.js';
 import { connectTestTemporal, createTestAgentWorker, uniqueTaskQueue, type TestTemporal } from '../support/temporal.js';
 import { agentRunWorkflowId } from '../../workflows/task-queues.js';
-import type { agentRun } from '../../workflows/agent-run/index.js';
+import { agentRun } from '../../workflows/agent-run/index.js';
 
 const crashWorkerPath = fileURLToPath(new URL('../support/crash-worker.ts', import.meta.url));
 
@@ -116,7 +116,7 @@ describe('crash safety: a worker SIGKILLed mid-run is replaced and the run compl
     child = await spawnCrashWorker(taskQueue, false);
     llm.enqueue({ kind: 'text', content: 'never delivered', delayMs: 30_000 }, { kind: 'text', content: 'answered after the crash' });
     const ids = await newRun([]);
-    const handle = await temporal.client.workflow.start<typeof agentRun>('agentRun', {
+    const handle = await temporal.client.workflow.start(agentRun, {
       taskQueue,
       workflowId: agentRunWorkflowId(ids.runId),
       args: [{ ...ids, heartbeatTimeoutSeconds: 3 }],
@@ -146,7 +146,7 @@ describe('crash safety: a worker SIGKILLed mid-run is replaced and the run compl
     );
     const ids = await newRun(['test_http_effect']);
     const callsBefore = effects.calls.length;
-    const handle = await temporal.client.workflow.start<typeof agentRun>('agentRun', {
+    const handle = await temporal.client.workflow.start(agentRun, {
       taskQueue,
       workflowId: agentRunWorkflowId(ids.runId),
       args: [{ ...ids, heartbeatTimeoutSeconds: 3 }],

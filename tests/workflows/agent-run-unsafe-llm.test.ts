@@ -1,11 +1,11 @@
 import type pg from 'pg';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { FakeLlmReply, FakeLlmServer } from '../fakes/llm-server.js';
+import type { FakeLlmReply, FakeLlmServer } from '../../scripts/stack/sandbox-llm.js';
 import { startAgentTestStack, type AgentTestStack } from '../support/agent-stack.js';
 import { createAgent, createOrgWithMembers, createRun } from '../support/db.js';
 import { type TestTemporal } from '../support/temporal.js';
 import { agentRunWorkflowId } from '../../workflows/task-queues.js';
-import type { agentRun } from '../../workflows/agent-run/index.js';
+import { agentRun } from '../../workflows/agent-run/index.js';
 
 /**
  * The LLM provider is untrusted input (OWASP API10): whatever it answers, a run either gets a
@@ -45,7 +45,7 @@ describe('agentRun against a misbehaving LLM provider', () => {
     const agentId = await createAgent(admin, orgId, { model: 'test/model' });
     const runId = await createRun(admin, orgId, agentId, { input: 'Hello' });
 
-    const result = await temporal.client.workflow.execute<typeof agentRun>('agentRun', {
+    const result = await temporal.client.workflow.execute(agentRun, {
       taskQueue,
       workflowId: agentRunWorkflowId(runId),
       args: [{ orgId, agentId, runId }],

@@ -1,13 +1,13 @@
 import { WorkflowFailedError } from '@temporalio/client';
 import type pg from 'pg';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { FakeLlmServer } from '../fakes/llm-server.js';
+import type { FakeLlmServer } from '../../scripts/stack/sandbox-llm.js';
 import { startAgentTestStack, type AgentTestStack } from '../support/agent-stack.js';
 import { createAgent, createOrgWithMembers, createRun } from '../support/db.js';
 import { testDataConverter, type TestTemporal } from '../support/temporal.js';
 import type { Payload } from '@temporalio/common';
 import { agentRunWorkflowId } from '../../workflows/task-queues.js';
-import type { agentRun } from '../../workflows/agent-run/index.js';
+import { agentRun } from '../../workflows/agent-run/index.js';
 
 describe('agentRun workflow', () => {
   let stack: AgentTestStack;
@@ -35,7 +35,7 @@ describe('agentRun workflow', () => {
   }
 
   function execute(ids: { orgId: string; agentId: string; runId: string }) {
-    return temporal.client.workflow.execute<typeof agentRun>('agentRun', {
+    return temporal.client.workflow.execute(agentRun, {
       taskQueue,
       workflowId: agentRunWorkflowId(ids.runId),
       args: [ids],

@@ -5,14 +5,14 @@ import { z } from 'zod';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createToolRegistry } from '../../activities/tools/builtin.js';
 import { defineTool, type AgentTool } from '../../activities/tools/registry.js';
-import type { FakeLlmServer } from '../fakes/llm-server.js';
+import type { FakeLlmServer } from '../../scripts/stack/sandbox-llm.js';
 import { startAgentTestStack, type AgentTestStack } from '../support/agent-stack.js';
 import { createAgent, createOrgWithMembers, createRun } from '../support/db.js';
 import { seedKnowledge } from '../support/knowledge.js';
 import { testDataConverter, type TestTemporal } from '../support/temporal.js';
 import type { Payload } from '@temporalio/common';
 import { agentRunWorkflowId } from '../../workflows/task-queues.js';
-import { decideApprovalUpdate, postMessageUpdate, runStateQuery, type agentRun, type AgentRunInput } from '../../workflows/agent-run/index.js';
+import { decideApprovalUpdate, postMessageUpdate, runStateQuery, agentRun, type AgentRunInput } from '../../workflows/agent-run/index.js';
 import { RunStatusSearchAttribute } from '../../workflows/search-attributes.js';
 
 /** A side-effecting test tool: counts real executions, and fails once right after its effect committed. */
@@ -70,7 +70,7 @@ describe('agentRun: tools, approvals, timers, budgets', () => {
   }
 
   function start(ids: { orgId: string; agentId: string; runId: string }, extra: Partial<AgentRunInput> = {}) {
-    return temporal.client.workflow.start<typeof agentRun>('agentRun', {
+    return temporal.client.workflow.start(agentRun, {
       taskQueue,
       workflowId: agentRunWorkflowId(ids.runId),
       args: [{ ...ids, ...extra }],

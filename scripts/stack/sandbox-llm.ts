@@ -1,6 +1,6 @@
 /**
- * A fake OpenAI-compatible Chat Completions server on loopback, for tests, benchmarks and the
- * sandbox. It speaks the real wire format (chat.completion objects, SSE chat.completion.chunk
+ * The sandbox LLM: a fake OpenAI-compatible Chat Completions server on loopback, for
+ * `npm run dev` (labelled as a sandbox there), tests and benchmarks. It speaks the real wire format (chat.completion objects, SSE chat.completion.chunk
  * streams with tool-call deltas and a usage chunk, OpenAI error JSON), so the client under test
  * cannot tell it from a provider. Importing this module has no side effects.
  */
