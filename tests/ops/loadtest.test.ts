@@ -48,7 +48,7 @@ async function loadtest(args: string[]): Promise<{ code: number | null; output: 
   return { code, output, report };
 }
 
-const small = ['--jwt-secret', TEST_JWT_SECRET, '--orgs', '3', '--users', '2', '--duration', '5', '--rate', '30'];
+const small = ['--jwt-secret', TEST_JWT_SECRET, '--orgs', '3', '--users', '2', '--duration', '8', '--rate', '24'];
 
 describe('npm run loadtest against the test stack', () => {
   let full: FullTestApp;
