@@ -45,8 +45,7 @@ import { crmPublicRoutes } from './routes/crm-webhooks.js';
 import { createCrmService } from './services/crm-connections.js';
 import { createRunDispatcher } from './services/run-dispatch.js';
 import { createCrmWebhookService } from './services/crm-webhooks.js';
-import { CredentialStore } from '../integrations/crm/credentials.js';
-import { RateGovernor } from '../integrations/crm/governor.js';
+import type { RateGovernor } from '../integrations/crm/governor.js';
 import type { CrmSettings } from '../integrations/crm/settings.js';
 import type { Keyring } from '../lib/crypto.js';
 
@@ -236,8 +235,13 @@ export async function buildApp(deps: AppDeps) {
     { prefix: '/v1' },
   );
   if (crmService && deps.crm) {
-    const credentials = new CredentialStore({ pool: deps.pool, keyring: deps.crm.keyring, settings: deps.crm.settings, governor: deps.crm.governor ?? new RateGovernor(deps.pool) });
-    const webhooks = createCrmWebhookService({ pool: deps.pool, credentials, settings: deps.crm.settings, runs });
+    const webhooks = createCrmWebhookService({
+      pool: deps.pool,
+      settings: deps.crm.settings,
+      temporal: deps.temporal,
+      logger: deps.logger,
+      ...(deps.crm.syncTaskQueue ? { intakeTaskQueue: deps.crm.syncTaskQueue } : {}),
+    });
     await app.register(async (publicScope) => {
       registerPublicRateLimits(publicScope, { ...rateLimits, limiter });
       await publicScope.register(crmPublicRoutes({ crm: crmService, webhooks, ...(deps.bodyLimitBytes ? { bodyLimitBytes: deps.bodyLimitBytes } : {}) }));

@@ -1,6 +1,7 @@
 import type { DataConverter } from '@temporalio/common';
 import { Worker, type NativeConnection, type WorkerOptions } from '@temporalio/worker';
 import type pg from 'pg';
+import { createCrmIntakeActivities, type AgentRunHandoff } from '../activities/crm-intake.js';
 import { createCrmSyncActivities } from '../activities/crm-sync.js';
 import { CredentialStore } from '../integrations/crm/credentials.js';
 import { RateGovernor } from '../integrations/crm/governor.js';
@@ -29,23 +30,28 @@ export interface CrmSyncWorkerDeps {
   dataConverter?: DataConverter;
   /** Page activities in flight at once (different connections sync in parallel). */
   maxConcurrentActivityTaskExecutions?: number;
+  /** Where webhook intake starts agent runs and posts lead messages (workers/run-handoff.ts); without it, this worker only syncs. */
+  handoff?: AgentRunHandoff;
 }
 
-/** The `crm-sync` task queue: crmSync workflows and their page activities. */
+/** The `crm-sync` task queue: crmSync and crmIntake workflows and their activities. */
 export async function createCrmSyncWorker(deps: CrmSyncWorkerDeps): Promise<Worker> {
   return Worker.create({
     connection: deps.connection,
     namespace: deps.namespace,
     taskQueue: deps.taskQueue ?? CRM_SYNC_TASK_QUEUE,
     ...(deps.workflowBundle ? { workflowBundle: deps.workflowBundle } : { workflowsPath }),
-    activities: createCrmSyncActivities({
-      pool: deps.pool,
-      credentials: deps.credentials,
-      logger: deps.logger,
-      ...(deps.pageSize ? { pageSize: deps.pageSize } : {}),
-      ...(deps.overlapMs !== undefined ? { overlapMs: deps.overlapMs } : {}),
-      ...(deps.pagesPerActivity !== undefined ? { pagesPerActivity: deps.pagesPerActivity } : {}),
-    }),
+    activities: {
+      ...createCrmSyncActivities({
+        pool: deps.pool,
+        credentials: deps.credentials,
+        logger: deps.logger,
+        ...(deps.pageSize ? { pageSize: deps.pageSize } : {}),
+        ...(deps.overlapMs !== undefined ? { overlapMs: deps.overlapMs } : {}),
+        ...(deps.pagesPerActivity !== undefined ? { pagesPerActivity: deps.pagesPerActivity } : {}),
+      }),
+      ...(deps.handoff ? createCrmIntakeActivities({ pool: deps.pool, credentials: deps.credentials, handoff: deps.handoff, logger: deps.logger }) : {}),
+    },
     maxConcurrentActivityTaskExecutions: deps.maxConcurrentActivityTaskExecutions ?? 20,
     shutdownGraceTime: deps.shutdownGraceTime ?? '30 seconds',
     dataConverter: deps.dataConverter ?? createDataConverter(undefined),
@@ -72,6 +78,7 @@ export async function startCrmSyncWorker(opts: {
   logger: Logger;
   dataConverter: DataConverter;
   credentials?: CredentialStore | null;
+  handoff: AgentRunHandoff;
 }): Promise<Worker | null> {
   const credentials = opts.credentials ?? crmCredentialStoreFromConfig(opts.config, opts.pool);
   if (!credentials) {
@@ -86,6 +93,7 @@ export async function startCrmSyncWorker(opts: {
     logger: opts.logger,
     shutdownGraceTime: opts.config.WORKER_SHUTDOWN_GRACE_MS,
     dataConverter: opts.dataConverter,
+    handoff: opts.handoff,
   });
   opts.logger.info({ taskQueue: worker.options.taskQueue }, 'crm-sync worker started');
   return worker;

@@ -1,3 +1,4 @@
+import { Client } from '@temporalio/client';
 import { NativeConnection, Runtime } from '@temporalio/worker';
 import { LlmClient } from '../integrations/llm/chat-completions.js';
 import { ConfigError, loadWorkerConfig, type WorkerConfig } from '../lib/config.js';
@@ -14,6 +15,7 @@ import { parsePriceTable } from '../activities/pricing.js';
 import { crmCredentialStoreFromConfig, startCrmSyncWorker } from './crm-sync-worker.js';
 import { createToolRegistry } from '../activities/tools/builtin.js';
 import { createCrmTools } from '../activities/tools/crm-tools.js';
+import { createAgentRunHandoff } from './run-handoff.js';
 
 
 /**
@@ -103,7 +105,10 @@ async function main(): Promise<void> {
     });
     logger.info({ taskQueue: worker.options.taskQueue, temporal: config.TEMPORAL_ADDRESS }, 'worker started');
     // CRM syncs run on their own task queue in the same process; they need ENCRYPTION_KEYS.
-    const crmWorker = await startCrmSyncWorker({ config, connection, pool, logger, dataConverter: createDataConverter(codecKeyringFrom(config)), credentials: crmCredentials });
+    const dataConverter = createDataConverter(codecKeyringFrom(config));
+    // Webhook intake starts runs and posts lead messages on the agent-runs queue through this client.
+    const handoff = createAgentRunHandoff({ temporal: new Client({ connection, namespace: config.TEMPORAL_NAMESPACE, dataConverter }) });
+    const crmWorker = await startCrmSyncWorker({ config, connection, pool, logger, dataConverter, credentials: crmCredentials, handoff });
     const running = Promise.all([worker.run(), crmWorker?.run()]);
     health.running(crmWorker ? [worker, crmWorker] : [worker]);
     await running;

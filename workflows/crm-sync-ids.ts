@@ -9,3 +9,11 @@ export function crmSyncWorkflowId(connectionId: string): string {
 export function crmSyncScheduleId(connectionId: string): string {
   return `crm-sync-schedule:${connectionId}`;
 }
+
+/**
+ * One intake workflow per connection drains its recorded webhook deliveries in order; the API
+ * wakes it with signal-with-start, so a burst of deliveries is one workflow, not one per event.
+ */
+export function crmIntakeWorkflowId(connectionId: string): string {
+  return `crm-intake:${connectionId}`;
+}

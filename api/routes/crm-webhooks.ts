@@ -22,7 +22,7 @@ export function crmPublicRoutes(deps: { crm: CrmService; webhooks: CrmWebhookSer
         security: [],
         params: z.object({ provider, connectionId: z.uuid() }),
         querystring: z.object({ secret: z.string().max(200).optional() }),
-        response: { 200: z.object({ received: z.number(), processed: z.number(), duplicates: z.number() }), 400: problemSchema, 401: problemSchema, 404: problemSchema },
+        response: { 200: z.object({ received: z.number(), accepted: z.number(), duplicates: z.number() }), 400: problemSchema, 401: problemSchema, 404: problemSchema, 503: problemSchema },
       },
       handler: async (request) =>
         deps.webhooks.receive({

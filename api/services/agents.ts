@@ -3,7 +3,7 @@ import { withPrincipal, type Tx } from '../../lib/db.js';
 import type { Principal } from '../../lib/principal.js';
 import { decodeCursor, toPage } from '../pagination.js';
 import { notFound, ProblemError } from '../problems.js';
-import type { AgentTrigger } from './crm-webhooks.js';
+import type { AgentTrigger } from '../../lib/agent-triggers.js';
 import { requireOrgRole } from './org-access.js';
 
 export type BusyPolicy = 'queue' | 'reject' | 'interrupt';

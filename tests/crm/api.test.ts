@@ -4,13 +4,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp, type App } from '../../api/app.js';
 import { RateGovernor } from '../../integrations/crm/governor.js';
 import { createCrmSyncWorker } from '../../workers/crm-sync-worker.js';
+import { createAgentRunHandoff } from '../../workers/run-handoff.js';
 import { crmSyncScheduleId } from '../../workflows/crm-sync-ids.js';
 import { startFakeHubspot, type FakeHubspot } from '../fakes/hubspot-server.js';
 import { startFakeKommo, type FakeKommo } from '../fakes/kommo-server.js';
 import { signUserToken, TEST_JWT_SECRET } from '../support/auth.js';
 import { adminPool, appPool, createOrgWithMembers } from '../support/db.js';
 import { connectTestTemporal, testDataConverter, testLogger, uniqueTaskQueue, type TestTemporal } from '../support/temporal.js';
-import { crmSettingsFor, fastBudget, testCredentialStore, testKeyring } from './support.js';
+import { crmSettingsFor, fastBudget, intakeSettled, testCredentialStore, testKeyring } from './support.js';
 
 describe('CRM API: connections, OAuth, schedules, syncs, records, webhooks', () => {
   let temporal: TestTemporal;
@@ -47,6 +48,8 @@ describe('CRM API: connections, OAuth, schedules, syncs, records, webhooks', () 
       workflowBundle: { codePath: process.env.TEST_WORKFLOW_BUNDLE! },
       shutdownGraceTime: '2 seconds',
       dataConverter: testDataConverter,
+      // No agent here has triggers, so nothing is ever handed over; the queue is a dead end on purpose.
+      handoff: createAgentRunHandoff({ temporal: temporal.client, taskQueue: uniqueTaskQueue('crm-api-no-agents') }),
     });
     running = worker.run();
     const a = await createOrgWithMembers(admin, ['owner', 'admin', 'member']);
@@ -164,10 +167,12 @@ describe('CRM API: connections, OAuth, schedules, syncs, records, webhooks', () 
       app.inject({ method: 'POST', url: `${url.pathname}?secret=${secret}`, headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: body });
     expect((await post('wrong')).statusCode).toBe(401);
     const first = await post(url.searchParams.get('secret')!);
-    expect(first.json()).toEqual({ received: 1, processed: 1, duplicates: 0 });
+    expect(first.json()).toEqual({ received: 1, accepted: 1, duplicates: 0 });
+    await intakeSettled(admin, kommoConnection);
     const reads = kommo.apiRequests().filter((r) => r.path === '/api/v4/leads/1000001').length;
     const second = await post(url.searchParams.get('secret')!);
-    expect(second.json()).toEqual({ received: 1, processed: 0, duplicates: 1 });
+    expect(second.json()).toEqual({ received: 1, accepted: 0, duplicates: 1 });
+    await intakeSettled(admin, kommoConnection);
     expect(kommo.apiRequests().filter((r) => r.path === '/api/v4/leads/1000001')).toHaveLength(reads);
     const { rows } = await admin.query(`select name from public.crm_records where connection_id = $1 and object_type = 'deals' and external_id = '1000001'`, [kommoConnection]);
     expect(rows).toEqual([{ name: 'Changed in Kommo' }]);
@@ -183,9 +188,10 @@ describe('CRM API: connections, OAuth, schedules, syncs, records, webhooks', () 
     const forged = hubspot.webhookDelivery(`https://api.example.test${path}`, [{ subscriptionType: 'deal.creation', objectId: 100_005 }], { secret: 'not-the-app-secret' });
     expect((await app.inject({ method: 'POST', url: path, headers: forged.headers, payload: forged.body })).statusCode).toBe(401);
     const ok = await app.inject({ method: 'POST', url: path, headers: delivery.headers, payload: delivery.body });
-    expect(ok.json()).toEqual({ received: 1, processed: 1, duplicates: 0 });
+    expect(ok.json()).toEqual({ received: 1, accepted: 1, duplicates: 0 });
     const dup = await app.inject({ method: 'POST', url: path, headers: delivery.headers, payload: delivery.body });
-    expect(dup.json()).toEqual({ received: 1, processed: 0, duplicates: 1 });
+    expect(dup.json()).toEqual({ received: 1, accepted: 0, duplicates: 1 });
+    await intakeSettled(admin, hubspotConnection);
     const { rows } = await admin.query(`select name from public.crm_records where connection_id = $1 and external_id = '100003'`, [hubspotConnection]);
     expect(rows).toEqual([{ name: 'Webhook deal' }]);
     const deliveries = await admin.query(`select count(*)::int as n from public.crm_webhook_deliveries where connection_id = $1`, [hubspotConnection]);

@@ -8,7 +8,7 @@ import { startFakeHubspot, type FakeHubspot } from '../fakes/hubspot-server.js';
 import { signUserToken } from '../support/auth.js';
 import { createOrgWithMembers } from '../support/db.js';
 import { startFullTestApp, type FullTestApp } from '../support/full-app.js';
-import { createCrmConnection } from './support.js';
+import { createCrmConnection, intakeSettled } from './support.js';
 
 /** A `conversation.newMessage` event as HubSpot sends it (no text: only the thread and message ids). */
 const newMessageEvent = (eventId: number, threadId: number, messageId: string, messageType = 'MESSAGE') => ({
@@ -158,9 +158,11 @@ describe('HubSpot incoming chat messages reach the contact conversation of trigg
 
     const post = deliver(connectionId, [newMessageEvent(510_001, thread, messageId)]);
     const first = await post();
-    expect(first.json()).toEqual({ received: 1, processed: 1, duplicates: 0 });
+    expect(first.json()).toEqual({ received: 1, accepted: 1, duplicates: 0 });
+    await intakeSettled(admin, connectionId);
     const second = await post();
-    expect(second.json()).toEqual({ received: 1, processed: 0, duplicates: 1 });
+    expect(second.json()).toEqual({ received: 1, accepted: 0, duplicates: 1 });
+    await intakeSettled(admin, connectionId);
 
     expect(await messagesOf(triggered)).toEqual([
       { thread_key: `crm:${connectionId}:30003`, author: null, source: 'crm_webhook', content: 'Is the annual plan still discounted?' },
@@ -191,7 +193,8 @@ describe('HubSpot incoming chat messages reach the contact conversation of trigg
       newMessageEvent(520_004, thread, blank),
       newMessageEvent(520_005, visitorThread, fromVisitor),
     ])();
-    expect(res.json()).toEqual({ received: 4, processed: 4, duplicates: 0 });
+    expect(res.json()).toEqual({ received: 4, accepted: 4, duplicates: 0 });
+    await intakeSettled(admin, connectionId);
     expect(await messagesOf(agentId)).toEqual([]);
     expect(await runsOf(agentId)).toEqual([]);
     expect(await openDeliveries(connectionId)).toEqual([]);
@@ -209,13 +212,14 @@ describe('HubSpot incoming chat messages reach the contact conversation of trigg
     const messageId = hubspot.addConversationMessage(thread, { direction: 'INCOMING', text: 'Hello?' });
 
     const res = await deliver(connectionId, [newMessageEvent(530_001, thread, messageId)])();
-    expect(res.json()).toEqual({ received: 1, processed: 1, duplicates: 0 });
+    expect(res.json()).toEqual({ received: 1, accepted: 1, duplicates: 0 });
+    await intakeSettled(admin, connectionId);
     expect(await runsOf(stageOnly)).toEqual([]);
     expect(await runsOf(untriggered)).toEqual([]);
     expect(conversationReads(thread)).toEqual([]);
   });
 
-  it('a failed API read leaves the delivery open, and the redelivery delivers the message once', async () => {
+  it('a failed API read after the 200 is retried by the intake, and the message lands once; a redelivery adds nothing', async () => {
     const connectionId = await newConnection();
     const agentId = await createAgent(connectionId, [{ event: 'incoming_message' }]);
     const thread = hubspot.addConversationThread({ contactId: 30_002 });
@@ -223,17 +227,14 @@ describe('HubSpot incoming chat messages reach the contact conversation of trigg
     hubspot.injectFailure({ status: 502, body: { status: 'error', message: 'Bad gateway' }, pathPattern: new RegExp(`^/conversations/v3/conversations/threads/${thread}/messages/`) });
 
     const post = deliver(connectionId, [newMessageEvent(540_001, thread, messageId)]);
-    const failed = await post();
-    expect(failed.statusCode).toBe(500);
-    expect(failed.headers['content-type']).toContain('application/problem+json');
-    expect(failed.body).not.toContain(token);
-    expect(await openDeliveries(connectionId)).toEqual(['hubspot:540001']);
-    expect(await runsOf(agentId)).toEqual([]);
-
-    const retried = await post();
-    expect(retried.json()).toEqual({ received: 1, processed: 1, duplicates: 0 });
-    expect((await post()).json()).toEqual({ received: 1, processed: 0, duplicates: 1 });
+    const answered = await post();
+    expect(answered.statusCode).toBe(200);
+    expect(answered.json()).toEqual({ received: 1, accepted: 1, duplicates: 0 });
+    await intakeSettled(admin, connectionId);
+    expect(conversationReads(thread).filter((p) => p.includes('/messages/'))).toHaveLength(2);
+    expect((await post()).json()).toEqual({ received: 1, accepted: 0, duplicates: 1 });
+    await intakeSettled(admin, connectionId);
     expect(await messagesOf(agentId)).toEqual([{ thread_key: `crm:${connectionId}:30002`, author: null, source: 'crm_webhook', content: 'Can I get a demo?' }]);
-    expect(await openDeliveries(connectionId)).toEqual([]);
+    expect(await runsOf(agentId)).toHaveLength(1);
   });
 });

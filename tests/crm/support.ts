@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { expect } from 'vitest';
 import type pg from 'pg';
 import { CredentialStore, storeTokens } from '../../integrations/crm/credentials.js';
 import { RateGovernor, type RateBudget } from '../../integrations/crm/governor.js';
@@ -55,4 +56,17 @@ export async function createCrmConnection(
     await storeTokens(tx, testKeyring, { orgId, connectionId }, opts.tokens);
   });
   return connectionId;
+}
+
+/**
+ * Waits until the intake workflow has processed every recorded webhook delivery of the
+ * connection (webhooks answer before processing, so tests assert on effects after this).
+ */
+export async function intakeSettled(admin: pg.Pool, connectionId: string, timeoutMs = 30_000): Promise<void> {
+  await expect
+    .poll(
+      async () => (await admin.query<{ n: number }>(`select count(*)::int as n from public.crm_webhook_deliveries where connection_id = $1 and processed_at is null`, [connectionId])).rows[0]!.n,
+      { timeout: timeoutMs, interval: 50 },
+    )
+    .toBe(0);
 }

@@ -9,7 +9,7 @@ import type { FakeKommo } from '../fakes/kommo-server.js';
 import { signUserToken } from '../support/auth.js';
 import { attempt, createOrgWithMembers } from '../support/db.js';
 import { startFullTestApp, type FullTestApp } from '../support/full-app.js';
-import { createCrmConnection } from './support.js';
+import { createCrmConnection, intakeSettled } from './support.js';
 
 describe('CRM webhooks start and message agent runs according to agent triggers', () => {
   let full: FullTestApp;
@@ -128,7 +128,8 @@ describe('CRM webhooks start and message agent runs according to agent triggers'
         { eventId: Math.floor(Math.random() * 1e12), subscriptionType: 'deal.propertyChange', objectId: 100_003, propertyName: 'dealstage', propertyValue: 'appointmentscheduled' },
       ]);
       const res = await app.inject({ method: 'POST', url: path, headers: delivery.headers, payload: delivery.body });
-      expect(res.json()).toEqual({ received: 1, processed: 1, duplicates: 0 });
+      expect(res.json()).toEqual({ received: 1, accepted: 1, duplicates: 0 });
+      await intakeSettled(admin, hubspotA);
     };
 
     await enter();
@@ -158,7 +159,8 @@ describe('CRM webhooks start and message agent runs according to agent triggers'
     const delivery = hubspot.webhookDelivery(`https://api.example.test${path}`, [
       { eventId, subscriptionType: 'deal.propertyChange', objectId: 100_004, propertyName: 'dealstage', propertyValue: 'contractsent' },
     ]);
-    expect((await app.inject({ method: 'POST', url: path, headers: delivery.headers, payload: delivery.body })).json()).toMatchObject({ processed: 1 });
+    expect((await app.inject({ method: 'POST', url: path, headers: delivery.headers, payload: delivery.body })).json()).toMatchObject({ accepted: 1 });
+    await intakeSettled(admin, hubspotA);
     expect(await runsOf(agentId)).toHaveLength(1);
   });
 
@@ -175,7 +177,8 @@ describe('CRM webhooks start and message agent runs according to agent triggers'
       { eventId: 424_242, subscriptionType: 'deal.propertyChange', objectId: 100_002, propertyName: 'dealstage', propertyValue: 'closedwon' },
     ]);
     const first = await app.inject({ method: 'POST', url: path, headers: delivery.headers, payload: delivery.body });
-    expect(first.json()).toEqual({ received: 1, processed: 1, duplicates: 0 });
+    expect(first.json()).toEqual({ received: 1, accepted: 1, duplicates: 0 });
+    await intakeSettled(admin, hubspotA);
 
     const runs = await runsOf(triggered);
     expect(runs).toHaveLength(1);
@@ -187,28 +190,28 @@ describe('CRM webhooks start and message agent runs according to agent triggers'
     for (const agentId of [otherStage, untriggered, foreign]) expect(await runsOf(agentId)).toEqual([]);
 
     const again = await app.inject({ method: 'POST', url: path, headers: delivery.headers, payload: delivery.body });
-    expect(again.json()).toEqual({ received: 1, processed: 0, duplicates: 1 });
+    expect(again.json()).toEqual({ received: 1, accepted: 0, duplicates: 1 });
+    await intakeSettled(admin, hubspotA);
     expect(await runsOf(triggered)).toHaveLength(1);
   });
 
-  it("admins see the connection's recent webhook deliveries and whether they were processed; members 403, other orgs 404", async () => {
+  it("admins see the connection's recent webhook deliveries: open while the CRM fails, processed once it answers; members 403, other orgs 404", async () => {
     const path = `/v1/webhooks/crm/hubspot/${hubspotA}`;
     const eventId = Math.floor(Math.random() * 1e12);
-    hubspot.injectFailure({ status: 502, body: { status: 'error', message: 'bad gateway' }, pathPattern: /^\/crm\/v3\/objects\/deals\/100001/, times: 1 });
+    // Two failed reads: the intake retries after 1 s and 2 s, so the delivery stays open a while.
+    hubspot.injectFailure({ status: 502, body: { status: 'error', message: 'bad gateway' }, pathPattern: /^\/crm\/v3\/objects\/deals\/100001/, times: 2 });
     const delivery = hubspot.webhookDelivery(`https://api.example.test${path}`, [{ eventId, subscriptionType: 'deal.propertyChange', objectId: 100_001, propertyName: 'amount', propertyValue: '5' }]);
-    const failed = await app.inject({ method: 'POST', url: path, headers: delivery.headers, payload: delivery.body });
-    expect(failed.statusCode).toBeGreaterThanOrEqual(500);
+    const answered = await app.inject({ method: 'POST', url: path, headers: delivery.headers, payload: delivery.body });
+    expect(answered.statusCode).toBe(200);
+    expect(answered.json()).toEqual({ received: 1, accepted: 1, duplicates: 0 });
 
     const url = `/v1/orgs/${orgA}/crm/connections/${hubspotA}/webhook-deliveries?limit=100`;
-    const listed = await app.inject({ method: 'GET', url, headers: { authorization: `Bearer ${adminA}` } });
-    expect(listed.statusCode).toBe(200);
-    const open = listed.json().items.find((d: { dedupeKey: string }) => d.dedupeKey === `hubspot:${eventId}`);
-    expect(open).toMatchObject({ kind: 'deal.propertyChange', objectType: 'deals', externalId: '100001', change: 'upsert', processedAt: null });
-
-    // HubSpot's redelivery succeeds; the list shows it processed.
-    expect((await app.inject({ method: 'POST', url: path, headers: delivery.headers, payload: delivery.body })).json()).toMatchObject({ processed: 1 });
-    const after = (await app.inject({ method: 'GET', url, headers: { authorization: `Bearer ${adminA}` } })).json();
-    expect(after.items.find((d: { dedupeKey: string }) => d.dedupeKey === `hubspot:${eventId}`).processedAt).toEqual(expect.any(String));
+    const find = async () =>
+      (await app.inject({ method: 'GET', url, headers: { authorization: `Bearer ${adminA}` } })).json().items.find((d: { dedupeKey: string }) => d.dedupeKey === `hubspot:${eventId}`);
+    expect(await find()).toMatchObject({ kind: 'deal.propertyChange', objectType: 'deals', externalId: '100001', change: 'upsert', processedAt: null });
+    await expect.poll(async () => (await find()).processedAt, { timeout: 30_000, interval: 100 }).toEqual(expect.any(String));
+    const reads = hubspot.apiRequests().filter((r) => r.path.startsWith('/crm/v3/objects/deals/100001'));
+    expect(reads.map((r) => r.status)).toEqual([502, 502, 200]);
 
     expect((await app.inject({ method: 'GET', url, headers: { authorization: `Bearer ${memberA}` } })).statusCode).toBe(403);
     expect((await app.inject({ method: 'GET', url, headers: { authorization: `Bearer ${adminB}` } })).statusCode).toBe(404);
@@ -232,8 +235,9 @@ describe('CRM webhooks start and message agent runs according to agent triggers'
         headers: { 'content-type': 'application/x-www-form-urlencoded' },
         payload: form,
       });
-    expect((await post()).json()).toEqual({ received: 1, processed: 1, duplicates: 0 });
-    expect((await post()).json()).toEqual({ received: 1, processed: 0, duplicates: 1 });
+    expect((await post()).json()).toEqual({ received: 1, accepted: 1, duplicates: 0 });
+    expect((await post()).json()).toEqual({ received: 1, accepted: 0, duplicates: 1 });
+    await intakeSettled(admin, kommoA);
 
     const { rows } = await admin.query<{ thread_key: string; author: string | null; source: string; content: string }>(
       `select r.thread_key, m.author, m.source, m.content from public.conversation_messages m join public.agent_runs r on r.id = m.run_id where r.agent_id = $1`,

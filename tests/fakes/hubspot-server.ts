@@ -56,6 +56,8 @@ export interface FakeHubspot {
   requests: RecordedCrmRequest[];
   engagements: Array<{ kind: 'notes' | 'tasks'; id: number; properties: Record<string, string>; associations: Array<{ toId: string; typeId: number }>; createdAtMs: number }>;
   injectFailure(failure: InjectedFailure): void;
+  /** Ends every injected failure at once (an outage is over). */
+  clearFailures(): void;
   setRateLimit(limit: { max: number; windowMs: number } | null): void;
   authorize(): string;
   addPrivateAppToken(token: string): void;
@@ -361,6 +363,7 @@ export async function startFakeHubspot(options: HubspotFakeOptions = {}): Promis
     requests: http.requests,
     engagements,
     injectFailure: (f) => http.failures.push(f),
+    clearFailures: () => void http.failures.splice(0),
     setRateLimit: (limit) => {
       limiter = limit === null ? null : new SlidingWindow(limit.max, limit.windowMs);
     },

@@ -59,6 +59,8 @@ export interface FakeKommo {
   onNoteStored: ((note: FakeKommo['notes'][number]) => void) | null;
   pipelines: Array<{ id: number; name: string; statuses: Array<{ id: number; name: string }> }>;
   injectFailure(failure: InjectedFailure): void;
+  /** Ends every injected failure at once (an outage is over). */
+  clearFailures(): void;
   setRateLimit(perSecond: number | null): void;
   /** Issues an authorization code, as the consent screen would. */
   authorize(): string;
@@ -309,6 +311,7 @@ export async function startFakeKommo(options: KommoFakeOptions = {}): Promise<Fa
     },
     pipelines,
     injectFailure: (f) => http.failures.push(f),
+    clearFailures: () => void http.failures.splice(0),
     setRateLimit: (perSecond) => {
       limiter = perSecond === null ? null : new SlidingWindow(perSecond, 1000);
     },

@@ -4,15 +4,17 @@ import { fileURLToPath } from 'node:url';
 import { buildApp, type App, type AppDeps } from '../../api/app.js';
 import type { ConsoleOptions } from '../../api/plugins/console.js';
 import { RateGovernor } from '../../integrations/crm/governor.js';
+import { createCrmSyncWorker } from '../../workers/crm-sync-worker.js';
+import { createAgentRunHandoff } from '../../workers/run-handoff.js';
 import type { CrmSettings } from '../../integrations/crm/settings.js';
 import { withServiceRole } from '../../lib/db.js';
-import { crmSettingsFor, fastBudget, testKeyring } from '../crm/support.js';
+import { crmSettingsFor, fastBudget, testCredentialStore, testKeyring } from '../crm/support.js';
 import { startFakeHubspot, type FakeHubspot, type HubspotDatasetSize } from '../fakes/hubspot-server.js';
 import { startFakeKommo, type FakeKommo, type KommoDatasetSize } from '../fakes/kommo-server.js';
 import { startFakeLlm, type FakeLlmServer } from '../../scripts/stack/sandbox-llm.js';
 import { signUserToken, TEST_JWT_SECRET } from './auth.js';
 import { adminPool, appPool, createAgent, createOrgWithMembers, createRun } from './db.js';
-import { connectTestTemporal, createTestAgentWorker, testLogger, uniqueTaskQueue, type TestTemporal } from './temporal.js';
+import { connectTestTemporal, createTestAgentWorker, testDataConverter, testLogger, uniqueTaskQueue, type TestTemporal } from './temporal.js';
 
 /**
  * The API with every optional part switched on (CRM routes with fake Kommo and HubSpot), for
@@ -27,8 +29,10 @@ export interface FullTestApp {
   kommo: FakeKommo;
   hubspot: FakeHubspot;
   settings: CrmSettings;
-  /** The queue the API starts agent runs and syncs on. */
+  /** The queue the API starts agent runs on. */
   taskQueue: string;
+  /** The queue the API starts syncs and webhook intake on. */
+  crmTaskQueue: string;
   /** With `agentWorker` only: the fake model the worker's runs talk to. */
   llm?: FakeLlmServer;
   close(): Promise<void>;
@@ -39,7 +43,10 @@ export interface FullTestAppOptions extends Partial<Pick<AppDeps, 'rateLimits' |
   /** Dataset sizes of the fakes (default 3 Kommo leads, 3 HubSpot deals). */
   kommoDataset?: Partial<KommoDatasetSize>;
   hubspotDataset?: Partial<HubspotDatasetSize>;
-  /** Also run an agent worker (and a fake LLM) on the API's queue, so started runs run. */
+  /**
+   * Also run an agent worker (and a fake LLM) on the API's queue, so started runs run, and a
+   * crm-sync worker that processes webhook deliveries and starts runs on it.
+   */
   agentWorker?: boolean;
   /** The console's settings (it is always served, from web/dist unless `dir` says otherwise). */
   console?: Partial<ConsoleOptions>;
@@ -56,6 +63,7 @@ export async function startFullTestApp(overrides: FullTestAppOptions = {}): Prom
   const base = crmSettingsFor({ kommo, hubspot });
   const settings = overrides.crmSettings ? overrides.crmSettings(base) : base;
   const taskQueue = uniqueTaskQueue('full-app');
+  const crmTaskQueue = uniqueTaskQueue('full-app-crm');
   const app = await buildApp({
     pool,
     temporal: temporal.client,
@@ -64,7 +72,7 @@ export async function startFullTestApp(overrides: FullTestAppOptions = {}): Prom
     // Without `agentWorker` no worker polls this queue: started workflows just wait, which is
     // all the API sees.
     agentRunsTaskQueue: taskQueue,
-    crm: { keyring: testKeyring, settings, syncTaskQueue: taskQueue, governor: new RateGovernor(pool, { budgets: { kommo: fastBudget, hubspot: fastBudget } }) },
+    crm: { keyring: testKeyring, settings, syncTaskQueue: crmTaskQueue, governor: new RateGovernor(pool, { budgets: { kommo: fastBudget, hubspot: fastBudget } }) },
     rateLimits: overrides.rateLimits ?? { perOrg: 1_000_000, perApiKey: 1_000_000, perUser: 1_000_000, perIp: 1_000_000, windowMs: 60_000 },
     ...(overrides.bodyLimitBytes ? { bodyLimitBytes: overrides.bodyLimitBytes } : {}),
     console: { dir: CONSOLE_DIST, ...overrides.console },
@@ -72,7 +80,21 @@ export async function startFullTestApp(overrides: FullTestAppOptions = {}): Prom
   await app.ready();
   const llm = overrides.agentWorker ? await startFakeLlm() : undefined;
   const worker = llm ? await createTestAgentWorker({ temporal, pool, llmBaseUrl: llm.url, taskQueue }) : undefined;
-  const workerRunning = worker?.run();
+  const crmWorker = llm
+    ? await createCrmSyncWorker({
+        connection: temporal.nativeConnection,
+        namespace: temporal.namespace,
+        pool,
+        credentials: testCredentialStore(pool, settings),
+        logger: testLogger,
+        taskQueue: crmTaskQueue,
+        workflowBundle: { codePath: process.env.TEST_WORKFLOW_BUNDLE! },
+        shutdownGraceTime: '2 seconds',
+        dataConverter: testDataConverter,
+        handoff: createAgentRunHandoff({ temporal: temporal.client, taskQueue }),
+      })
+    : undefined;
+  const workerRunning = Promise.all([worker?.run(), crmWorker?.run()]);
   return {
     app,
     pool,
@@ -82,9 +104,11 @@ export async function startFullTestApp(overrides: FullTestAppOptions = {}): Prom
     hubspot,
     settings,
     taskQueue,
+    crmTaskQueue,
     ...(llm ? { llm } : {}),
     close: async () => {
       worker?.shutdown();
+      crmWorker?.shutdown();
       await workerRunning;
       await llm?.close();
       await app.close();

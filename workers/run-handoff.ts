@@ -1,0 +1,54 @@
+import { WithStartWorkflowOperation, WorkflowExecutionAlreadyStartedError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
+import type { AgentRunHandoff, RunRef } from '../activities/crm-intake.js';
+import { postMessageUpdate, type agentRun } from '../workflows/agent-run/index.js';
+import { AgentIdSearchAttribute, OrgIdSearchAttribute } from '../workflows/search-attributes.js';
+import { AGENT_RUNS_TASK_QUEUE, agentRunWorkflowId } from '../workflows/task-queues.js';
+
+/**
+ * How the CRM intake hands committed runs and messages to Temporal. It lives with the workers
+ * because it needs the workflow definitions, which activities must not import. The same start
+ * options as the API's (api/services/runs.ts): a business-key workflow id, so a retried start
+ * finds the existing execution, and an update id per message, so a retried delivery counts once.
+ */
+export function createAgentRunHandoff(deps: { temporal: Client; taskQueue?: string; conversationIdleTimeoutSeconds?: number }): AgentRunHandoff {
+  const taskQueue = deps.taskQueue ?? AGENT_RUNS_TASK_QUEUE;
+  const searchAttributes = (run: RunRef) => [
+    { key: OrgIdSearchAttribute, value: run.orgId },
+    { key: AgentIdSearchAttribute, value: run.agentId },
+  ];
+  return {
+    async startRun(run) {
+      try {
+        await deps.temporal.workflow.start<typeof agentRun>('agentRun', {
+          taskQueue,
+          workflowId: agentRunWorkflowId(run.runId),
+          args: [{ orgId: run.orgId, agentId: run.agentId, runId: run.runId }],
+          workflowIdConflictPolicy: 'USE_EXISTING',
+          workflowIdReusePolicy: 'REJECT_DUPLICATE',
+          typedSearchAttributes: searchAttributes(run),
+          staticSummary: `Agent run ${run.runId} of agent ${run.agentId} (CRM trigger)`,
+        });
+      } catch (err) {
+        if (err instanceof WorkflowExecutionAlreadyStartedError) return;
+        throw err;
+      }
+    },
+    async deliverMessage(run, messageId) {
+      const start = new WithStartWorkflowOperation<typeof agentRun>('agentRun', {
+        taskQueue,
+        workflowId: agentRunWorkflowId(run.runId),
+        args: [{ orgId: run.orgId, agentId: run.agentId, runId: run.runId, conversation: { idleTimeoutSeconds: deps.conversationIdleTimeoutSeconds ?? 7 * 86400 } }],
+        workflowIdConflictPolicy: 'USE_EXISTING',
+        typedSearchAttributes: searchAttributes(run),
+        staticSummary: `Conversation ${run.runId} of agent ${run.agentId} (CRM lead)`,
+      });
+      try {
+        await deps.temporal.workflow.executeUpdateWithStart(postMessageUpdate, { args: [{ messageId }], updateId: `message:${messageId}`, startWorkflowOperation: start });
+        return 'accepted';
+      } catch (err) {
+        if (err instanceof WorkflowUpdateFailedError) return 'busy';
+        throw err;
+      }
+    },
+  };
+}
