@@ -83,7 +83,7 @@ export const scenarios: ReplayScenario[] = [
   {
     workflowType: 'crmIntake',
     path: 'drain-then-idle',
-    description: 'signal-with-start drains a stage change (starts a run) and a lead message (into its conversation), then ends idle',
+    description: 'signal-with-start drains a stage change (starts a run) and a lead message no agent listens to, then ends idle',
     run: async (ctx) => drain(ctx, await recorded(ctx)),
   },
   {
