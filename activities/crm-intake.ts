@@ -220,6 +220,10 @@ export function createCrmIntakeActivities(deps: CrmIntakeActivityDeps) {
         `webhook:${deliveryId}:${agent.id}`,
       );
       await deps.handoff.startRun({ orgId: ref.orgId, agentId: agent.id, runId });
+      // Temporal accepted it: the dispatcher's sweep (api/services/run-dispatch.ts) may skip it.
+      await withPrincipal(pool, worker(ref.orgId), (tx) =>
+        tx.query(`update public.agent_runs set dispatched_at = now() where id = $1 and org_id = $2 and dispatched_at is null`, [runId, ref.orgId]),
+      );
     }
   }
 
