@@ -1,6 +1,6 @@
 import { WithStartWorkflowOperation, WorkflowExecutionAlreadyStartedError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import type { AgentRunHandoff, RunRef } from '../activities/crm-intake.js';
-import { postMessageUpdate, type agentRun } from '../workflows/agent-run/index.js';
+import { agentRun, postMessageUpdate } from '../workflows/agent-run/index.js';
 import { AgentIdSearchAttribute, OrgIdSearchAttribute } from '../workflows/search-attributes.js';
 import { AGENT_RUNS_TASK_QUEUE, agentRunWorkflowId } from '../workflows/task-queues.js';
 
@@ -19,7 +19,7 @@ export function createAgentRunHandoff(deps: { temporal: Client; taskQueue?: stri
   return {
     async startRun(run) {
       try {
-        await deps.temporal.workflow.start<typeof agentRun>('agentRun', {
+        await deps.temporal.workflow.start(agentRun, {
           taskQueue,
           workflowId: agentRunWorkflowId(run.runId),
           args: [{ orgId: run.orgId, agentId: run.agentId, runId: run.runId }],
@@ -34,7 +34,7 @@ export function createAgentRunHandoff(deps: { temporal: Client; taskQueue?: stri
       }
     },
     async deliverMessage(run, messageId) {
-      const start = new WithStartWorkflowOperation<typeof agentRun>('agentRun', {
+      const start = new WithStartWorkflowOperation(agentRun, {
         taskQueue,
         workflowId: agentRunWorkflowId(run.runId),
         args: [{ orgId: run.orgId, agentId: run.agentId, runId: run.runId, conversation: { idleTimeoutSeconds: deps.conversationIdleTimeoutSeconds ?? 7 * 86400 } }],

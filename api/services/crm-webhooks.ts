@@ -17,7 +17,7 @@ import type { CrmProvider, CrmWebhookEvent } from '../../integrations/crm/types.
 import { parseHubspotEvents, parseKommoWebhook, verifyHubspotV3, WebhookPayloadError } from '../../integrations/crm/webhooks.js';
 import { constantTimeEqual, sha256Hex } from '../../lib/crypto.js';
 import { withPrincipal } from '../../lib/db.js';
-import { deliveriesRecordedSignal, type crmIntake } from '../../workflows/crm-intake.js';
+import { crmIntake, deliveriesRecordedSignal } from '../../workflows/crm-intake.js';
 import { CRM_SYNC_TASK_QUEUE, crmIntakeWorkflowId } from '../../workflows/crm-sync-ids.js';
 import { OrgIdSearchAttribute } from '../../workflows/search-attributes.js';
 import { notFound, ProblemError } from '../problems.js';
@@ -133,7 +133,7 @@ export function createCrmWebhookService(deps: {
 
   async function handOver(orgId: string, connectionId: string): Promise<void> {
     try {
-      await deps.temporal.workflow.signalWithStart<typeof crmIntake>('crmIntake', {
+      await deps.temporal.workflow.signalWithStart(crmIntake, {
         taskQueue: deps.intakeTaskQueue ?? CRM_SYNC_TASK_QUEUE,
         workflowId: crmIntakeWorkflowId(connectionId),
         args: [{ orgId, connectionId }],

@@ -9,7 +9,7 @@ import { sha256Hex } from '../../lib/crypto.js';
 import { createCrmSyncWorker } from '../../workers/crm-sync-worker.js';
 import { createAgentRunHandoff } from '../../workers/run-handoff.js';
 import { crmIntakeWorkflowId } from '../../workflows/crm-sync-ids.js';
-import type { crmIntake } from '../../workflows/crm-intake.js';
+import { crmIntake } from '../../workflows/crm-intake.js';
 import { signUserToken } from '../support/auth.js';
 import { createOrgWithMembers } from '../support/db.js';
 import { startFullTestApp, type FullTestApp } from '../support/full-app.js';
@@ -149,7 +149,7 @@ describe('durable webhook intake: the 200 comes first, and nothing is lost or do
 
       // The intake of this connection runs on the crash worker's queue, with a short heartbeat
       // timeout so the dead worker's batch moves on quickly; the API's signal-with-start finds it.
-      await full.temporal.client.workflow.start<typeof crmIntake>('crmIntake', {
+      await full.temporal.client.workflow.start(crmIntake, {
         taskQueue,
         workflowId: crmIntakeWorkflowId(connectionId),
         args: [{ orgId, connectionId, heartbeatTimeoutSeconds: 2, idleSeconds: 120 }],

@@ -3,7 +3,7 @@ import { sha256Hex } from '../../../lib/crypto.js';
 import { withServiceRole } from '../../../lib/db.js';
 import { createCrmSyncWorker } from '../../../workers/crm-sync-worker.js';
 import { createAgentRunHandoff } from '../../../workers/run-handoff.js';
-import { deliveriesRecordedSignal, type crmIntake } from '../../../workflows/crm-intake.js';
+import { crmIntake, deliveriesRecordedSignal } from '../../../workflows/crm-intake.js';
 import { crmIntakeWorkflowId } from '../../../workflows/crm-sync-ids.js';
 import { createCrmConnection, crmSettingsFor, testCredentialStore } from '../../crm/support.js';
 import { startFakeKommo, type FakeKommo } from '../../fakes/kommo-server.js';
@@ -69,7 +69,7 @@ async function recorded(ctx: ScenarioContext) {
 
 async function drain(ctx: ScenarioContext, ids: { orgId: string; connectionId: string }) {
   const workflowId = crmIntakeWorkflowId(ids.connectionId);
-  const handle = await ctx.temporal.client.workflow.signalWithStart<typeof crmIntake>('crmIntake', {
+  const handle = await ctx.temporal.client.workflow.signalWithStart(crmIntake, {
     taskQueue: ctx.taskQueue,
     workflowId,
     args: [{ ...ids, idleSeconds: 2 }],
