@@ -63,6 +63,9 @@ const baseSchema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   DATABASE_URL: z.string().url({ message: 'must be a postgres:// URL of the application role (authenticator)' }),
   DATABASE_POOL_MAX: z.coerce.number().int().min(1).max(200).default(10),
+  // node-postgres' pipeline mode and named prepared statements (lib/db.ts, PoolOptions).
+  DATABASE_PIPELINE: flag.default(true),
+  DATABASE_PREPARED_STATEMENTS: flag.default(true),
   ...temporalConnectionShape,
   // Payload encryption (lib/temporal-codec.ts): `kid:base64key,…`, 32-byte keys; the active key
   // encrypts (default: the last listed), every listed key decrypts. Required in production.

@@ -1,7 +1,18 @@
 import pg from 'pg';
 import { databaseSettingsFor, type DatabaseRole, type Principal } from './principal.js';
 
-export type Tx = pg.PoolClient;
+/** What runs statements: a transaction (Tx), or a runner whose statements each commit alone. */
+export interface Queryable {
+  // Rows default to `any` as in node-postgres' own query(): callers name a row type when they read one.
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  query<R extends pg.QueryResultRow = any>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>>;
+}
+
+/** The statements of one org-scoped transaction (see withPrincipal); they commit together or not at all. */
+export interface Tx extends Queryable {
+  /** Tells a transaction apart from an autocommitting Queryable at compile time. */
+  readonly atomic: true;
+}
 
 export type PoolOptions = {
   max?: number;
@@ -9,76 +20,64 @@ export type PoolOptions = {
   /** Errors of idle pooled connections (e.g. the server restarted). pg already discards the
    * connection; without a listener the 'error' event would crash the process. */
   onIdleClientError?: (error: Error) => void;
+  /**
+   * node-postgres' `pipeline` mode (DATABASE_PIPELINE, default on): a query is written as soon
+   * as it is issued, not after the previous one's answer, so a transaction's BEGIN travels with
+   * its first statement and a one-statement transaction costs one round trip instead of three.
+   * The option is young in node-postgres; turned off, every query waits for the previous answer
+   * and everything else behaves the same (tests/db, tests/workflows run in both modes).
+   */
+  pipeline?: boolean;
+  /**
+   * Parameterized statements run as named prepared statements (DATABASE_PREPARED_STATEMENTS,
+   * default on), through node-postgres' `{ name, text, values }` query config: Postgres parses,
+   * applies the RLS policies to and plans each statement once per connection instead of on every
+   * call. RLS is unaffected: the policies read the transaction's claims when the statement runs,
+   * and a plan is only reused for the role it was planned for. Turn off behind a pooler in
+   * transaction mode that does not track prepared statements.
+   */
+  preparedStatements?: boolean;
 };
+
+interface PoolSettings {
+  preparedStatements: boolean;
+}
+const poolSettings = new WeakMap<pg.Pool, PoolSettings>();
 
 export function createPool(connectionString: string, opts: PoolOptions = {}): pg.Pool {
   const pool = new pg.Pool({
     connectionString,
     max: opts.max ?? 10,
     ...(opts.applicationName ? { application_name: opts.applicationName } : {}),
-    // A query is written as soon as it is issued, not after the previous one's answer: a
-    // transaction's BEGIN goes out together with its first statement (see inTransaction).
-    pipeline: true,
+    pipeline: opts.pipeline ?? true,
   });
+  poolSettings.set(pool, { preparedStatements: opts.preparedStatements ?? true });
   pool.on('error', opts.onIdleClientError ?? (() => {}));
-  pool.on('connect', prepareAndPipeline);
   return pool;
 }
-
-/** Set by inTransaction on a checked-out connection: the BEGIN to send with its first statement. */
-const pendingBegin = Symbol('pendingBegin');
-interface PendingBegin {
-  text: string;
-  /** The BEGIN's own answer, once it has been sent. */
-  sent?: Promise<unknown>;
-}
-type PooledClient = pg.PoolClient & { [pendingBegin]?: PendingBegin | undefined };
 
 /** Distinct statements one connection keeps prepared; later new ones run unnamed (SQL built from a varying shape must not grow it forever). */
 export const MAX_PREPARED_STATEMENTS_PER_CONNECTION = 500;
 
+/** Per connection: the name each statement text was prepared under. */
+const preparedNames = new WeakMap<pg.PoolClient, Map<string, string>>();
+
 /**
- * How a pooled connection sends queries:
- * - Every parameterized query runs as a named prepared statement, keyed by its text: Postgres
- *   parses it, applies the RLS policies and plans it once per connection instead of on every
- *   call (in `npm run bench`, Postgres CPU per agent run went from 18–19 to 13.6–16 ms). RLS is
- *   unaffected: the policies read the transaction's claims when the statement runs, and a plan
- *   is only reused for the role it was planned for. Statements without parameters (BEGIN with
- *   the settings, COMMIT, LISTEN) stay simple queries.
- * - A BEGIN that inTransaction left pending goes out in the same write as the next query.
+ * The query config for `text`: a parameterized statement gets a stable per-connection name, so
+ * node-postgres prepares it on first use and afterwards only binds and executes it. Statements
+ * without parameters (BEGIN with the settings, COMMIT) stay simple queries.
  */
-function prepareAndPipeline(client: PooledClient): void {
-  const names = new Map<string, string>();
-  const query = client.query.bind(client) as (...args: unknown[]) => unknown;
-  const run = (config: unknown, values?: unknown, callback?: unknown) => {
-    if (typeof config === 'string' && Array.isArray(values) && values.length > 0) {
-      let name = names.get(config);
-      if (name === undefined && names.size < MAX_PREPARED_STATEMENTS_PER_CONNECTION) {
-        name = `s${names.size}`;
-        names.set(config, name);
-      }
-      if (name !== undefined) return query({ name, text: config, values }, callback);
-    }
-    return query(config, values, callback);
-  };
-  (client as { query: (...args: unknown[]) => unknown }).query = (config: unknown, values?: unknown, callback?: unknown) => {
-    const begin = client[pendingBegin];
-    if (begin === undefined) return run(config, values, callback);
-    client[pendingBegin] = undefined;
-    // The connection is in pipeline mode, so both are written at once; corked, they leave in one
-    // write (a syscall and, on a loaded host, a context switch each).
-    const stream = client.connection.stream;
-    stream.cork();
-    try {
-      // Through client.query (pendingBegin is cleared), so whoever observes this connection's queries sees the BEGIN too.
-      begin.sent = client.query(begin.text);
-      // Awaited by inTransaction; until then this keeps a failed BEGIN from counting as unhandled.
-      begin.sent.catch(() => undefined);
-      return run(config, values, callback);
-    } finally {
-      stream.uncork();
-    }
-  };
+function queryConfig(pool: pg.Pool, client: pg.PoolClient, text: string, values: unknown[] | undefined): pg.QueryConfig {
+  if (!values || values.length === 0) return { text };
+  if (!(poolSettings.get(pool)?.preparedStatements ?? true)) return { text, values };
+  let names = preparedNames.get(client);
+  if (!names) preparedNames.set(client, (names = new Map()));
+  let name = names.get(text);
+  if (name === undefined && names.size < MAX_PREPARED_STATEMENTS_PER_CONNECTION) {
+    name = `s${names.size}`;
+    names.set(text, name);
+  }
+  return name === undefined ? { text, values } : { name, text, values };
 }
 
 /**
@@ -112,9 +111,9 @@ export class TransactionRolledBackError extends Error {
  * transaction, so the next user of this pooled connection starts as authenticator with no
  * claims. Operator tooling (service_role) keeps the connection's own statement_timeout.
  */
-function beginWithSettings(client: pg.PoolClient, role: DatabaseRole | 'service_role', claims: Record<string, unknown>, options: TransactionOptions): string {
-  const settings = [`set_config('role', ${client.escapeLiteral(role)}, true)`, `set_config('request.jwt.claims', ${client.escapeLiteral(JSON.stringify(claims))}, true)`];
-  if (role !== 'service_role') settings.push(`set_config('statement_timeout', ${client.escapeLiteral(statementTimeoutFor[role])}, true)`);
+function beginWithSettings(role: DatabaseRole | 'service_role', claims: Record<string, unknown>, options: TransactionOptions): string {
+  const settings = [`set_config('role', ${pg.escapeLiteral(role)}, true)`, `set_config('request.jwt.claims', ${pg.escapeLiteral(JSON.stringify(claims))}, true)`];
+  if (role !== 'service_role') settings.push(`set_config('statement_timeout', ${pg.escapeLiteral(statementTimeoutFor[role])}, true)`);
   if (options.skipWalFlushOnCommit) settings.push(`set_config('synchronous_commit', 'off', true)`);
   return `begin; select ${settings.join(', ')}`;
 }
@@ -123,8 +122,8 @@ function beginWithSettings(client: pg.PoolClient, role: DatabaseRole | 'service_
  * A pooled connection for `fn`, returned to the pool afterwards, or destroyed when it broke:
  * the connection reported an error, `fn` called `drop`, or a prepared statement on it went stale.
  */
-async function withConnection<T>(pool: pg.Pool, fn: (client: PooledClient, drop: (error: Error) => void) => Promise<T>): Promise<T> {
-  const client: PooledClient = await pool.connect();
+async function withConnection<T>(pool: pg.Pool, fn: (client: pg.PoolClient, drop: (error: Error) => void) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
   let brokenConnection: Error | undefined;
   const drop = (error: Error) => {
     brokenConnection = error;
@@ -139,7 +138,6 @@ async function withConnection<T>(pool: pg.Pool, fn: (client: PooledClient, drop:
     if (isStalePreparedStatement(error)) drop(error as Error);
     throw error;
   } finally {
-    client[pendingBegin] = undefined;
     client.removeListener('error', drop);
     // Releasing with an error destroys the connection instead of returning it to the pool.
     client.release(brokenConnection);
@@ -154,24 +152,33 @@ function inTransaction<T>(
   options: TransactionOptions = {},
 ): Promise<T> {
   return withConnection(pool, async (client, drop) => {
-    // The BEGIN goes out in the same write as the transaction's first statement, which the
-    // server runs right after it: every request and activity opens transactions, and each round
-    // trip and each write costs.
-    const begin: PendingBegin = { text: beginWithSettings(client, role, claims, options) };
-    client[pendingBegin] = begin;
+    // BEGIN goes out with the transaction's first statement, not before it: in pipeline mode
+    // both are written before either answer arrives (one round trip fewer per transaction), and
+    // a transaction that runs no statement costs nothing.
+    let begun: Promise<unknown> | undefined;
+    const tx: Tx = {
+      atomic: true,
+      query: <R extends pg.QueryResultRow>(text: string, values?: unknown[]) => {
+        if (begun === undefined) {
+          begun = client.query(beginWithSettings(role, claims, options));
+          // Awaited below; until then this keeps a failed BEGIN from counting as unhandled.
+          begun.catch(() => undefined);
+        }
+        return client.query<R>(queryConfig(pool, client, text, values));
+      },
+    };
     try {
-      const result = await fn(client);
-      // No statement ran, so no transaction was opened.
-      if (begin.sent === undefined) return result;
-      await begin.sent;
+      const result = await fn(tx);
+      if (begun === undefined) return result;
+      await begun;
       const commit = await client.query('commit');
       // COMMIT of an aborted transaction answers ROLLBACK without an error.
       if (commit.command === 'ROLLBACK') throw new TransactionRolledBackError();
       return result;
     } catch (error) {
-      if (begin.sent === undefined) throw error;
+      if (begun === undefined) throw error;
       // When the settings failed, the statements after them only report an aborted transaction.
-      const beginError = await begin.sent.then(() => undefined, (e: unknown) => e);
+      const beginError = await begun.then(() => undefined, (e: unknown) => e);
       try {
         await client.query('rollback');
       } catch (rollbackError) {
@@ -182,7 +189,7 @@ function inTransaction<T>(
   });
 }
 
-/** The one way request handlers and activities touch tenant data: one transaction whose first statement sets the role and claims transaction-locally. */
+/** Options of one org-scoped transaction. */
 export interface TransactionOptions {
   /**
    * COMMIT without waiting for the WAL flush (synchronous_commit off, this transaction only). For
@@ -192,25 +199,26 @@ export interface TransactionOptions {
   skipWalFlushOnCommit?: boolean;
 }
 
+/**
+ * The one way to open an org-scoped transaction: request handlers and activities touch tenant
+ * data inside `fn`, in one transaction whose first statement sets the role and claims
+ * transaction-locally. Never call a network service (Temporal, a CRM, an LLM) inside `fn`: the
+ * transaction holds a pooled connection until it ends.
+ */
 export async function withPrincipal<T>(pool: pg.Pool, principal: Principal, fn: (tx: Tx) => Promise<T>, options: TransactionOptions = {}): Promise<T> {
   const { role, claims } = databaseSettingsFor(principal);
   return inTransaction(pool, role, claims, fn, options);
 }
 
-/** What runs statements: a transaction's connection, or `asPrincipal`. */
-export interface Queryable {
-  query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>>;
-}
-
 /**
- * One statement as `principal`, in a transaction of its own that costs one round trip and one
- * write: BEGIN with the settings, the statement and COMMIT leave together (the connection is in
- * pipeline mode) and the server runs them in order. For the many transactions of one statement
- * (an activity loading its inputs or recording its result); `withPrincipal` for everything
- * else. An error of any of the three is thrown; whichever failed, the COMMIT has ended the
- * transaction (as a ROLLBACK when something before it failed).
+ * One statement as `principal`, committed on its own (autocommit): BEGIN with the settings, the
+ * statement and COMMIT are issued together, and in pipeline mode they travel in one round trip.
+ * For the many one-statement transactions (an activity loading its inputs or recording its
+ * result); `withPrincipal` whenever two statements must commit together. An error of any of the
+ * three is thrown; whichever failed, the COMMIT has ended the transaction (as a ROLLBACK when
+ * something before it failed).
  */
-export async function queryAsPrincipal<R extends pg.QueryResultRow = pg.QueryResultRow>(
+export async function autocommitAsPrincipal<R extends pg.QueryResultRow = pg.QueryResultRow>(
   pool: pg.Pool,
   principal: Principal,
   text: string,
@@ -219,14 +227,7 @@ export async function queryAsPrincipal<R extends pg.QueryResultRow = pg.QueryRes
 ): Promise<pg.QueryResult<R>> {
   const { role, claims } = databaseSettingsFor(principal);
   return withConnection(pool, async (client) => {
-    const stream = client.connection.stream;
-    stream.cork();
-    let sent: [Promise<unknown>, Promise<pg.QueryResult<R>>, Promise<pg.QueryResult>];
-    try {
-      sent = [client.query(beginWithSettings(client, role, claims, options)), client.query<R>(text, values), client.query('commit')];
-    } finally {
-      stream.uncork();
-    }
+    const sent = [client.query(beginWithSettings(role, claims, options)), client.query<R>(queryConfig(pool, client, text, values)), client.query('commit')] as const;
     const [begin, statement, commit] = await Promise.allSettled(sent);
     // The settings' failure first: the statement behind them only reports an aborted transaction.
     for (const outcome of [begin, statement, commit]) if (outcome.status === 'rejected') throw outcome.reason;
@@ -235,9 +236,13 @@ export async function queryAsPrincipal<R extends pg.QueryResultRow = pg.QueryRes
   });
 }
 
-/** A Queryable whose every query is a transaction of its own as `principal` (see queryAsPrincipal). */
-export function asPrincipal(pool: pg.Pool, principal: Principal, options: TransactionOptions = {}): Queryable {
-  return { query: (text, values) => queryAsPrincipal(pool, principal, text, values, options) };
+/**
+ * A runner whose every statement is a transaction of its own as `principal`
+ * (autocommitAsPrincipal), for code that runs single statements through helpers taking a
+ * Queryable. It is not a transaction: two statements through it never commit together.
+ */
+export function autocommitEachAsPrincipal(pool: pg.Pool, principal: Principal, options: TransactionOptions = {}): Queryable {
+  return { query: (text, values) => autocommitAsPrincipal(pool, principal, text, values, options) };
 }
 
 /** Operator tooling, seeds and migrations only: never on a request path. */

@@ -37,6 +37,14 @@ async function main(): Promise<number> {
   const code = await run('tests', bin('vitest'), ['run', '--reporter=default', '--reporter=json', `--outputFile.json=${report}`, ...vitestArgs]);
   if (code !== 0) failures.push('tests');
 
+  // lib/db.ts' pipeline mode and named prepared statements are settings (DATABASE_PIPELINE,
+  // DATABASE_PREPARED_STATEMENTS); the suites above ran with both on, the focused suite runs
+  // again on plain node-postgres.
+  if (vitestArgs.length === 0) {
+    const label = 'database and agent-run suites on plain node-postgres (no pipeline, no prepared statements)';
+    if ((await run(label, 'npm', ['run', 'test:plain-pg'])) !== 0) failures.push(label);
+  }
+
   // Migrations and RLS must hold on every Postgres we support, not only the embedded one:
   // with TEST_DB_ALSO_ON (a superuser URL, e.g. the machine's PostgreSQL 15) the database
   // suites run a second time against that server.

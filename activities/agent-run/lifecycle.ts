@@ -1,6 +1,6 @@
 /** The run's lifecycle in Postgres: started, messages taken in, status changes, finished. */
 import { ApplicationFailure } from '@temporalio/activity';
-import { asPrincipal, queryAsPrincipal, withPrincipal } from '../../lib/db.js';
+import { autocommitAsPrincipal, autocommitEachAsPrincipal, withPrincipal } from '../../lib/db.js';
 import type { JsonValue } from '../effects.js';
 import { NonRetryableFailureTypes } from '../failure-types.js';
 import type { LiveRunStatus } from '../../lib/run-status.js';
@@ -10,7 +10,7 @@ import { appendEvent, runGone, workerOf } from './run-store.js';
 
 export function createLifecycleActivities({ pool }: Pick<ResolvedAgentRunDeps, 'pool'>) {
   async function startRun(step: RunStep): Promise<RunSettings> {
-    const db = asPrincipal(pool, workerOf(step.orgId));
+    const db = autocommitEachAsPrincipal(pool, workerOf(step.orgId));
     // One statement, so one round trip: the status, the run.started event, and the org's run
     // count (only when the event is new, so a retried start counts once).
     const started = await db.query<{ max_steps: number; approval_timeout_seconds: number; busy_policy: RunSettings['busyPolicy'] }>(
@@ -82,7 +82,7 @@ export function createLifecycleActivities({ pool }: Pick<ResolvedAgentRunDeps, '
     // One statement, so one round trip: the run's final state, its pending approvals cancelled
     // (nobody can decide for a run that has ended) and the run.<status> event. A completed run's
     // output is the content of its final answer; a failed or cancelled run keeps what it had.
-    await queryAsPrincipal(
+    await autocommitAsPrincipal(
       pool,
       workerOf(step.orgId),
       `with run as (

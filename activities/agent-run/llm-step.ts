@@ -1,6 +1,6 @@
 /** One LLM turn: the transcript so far to the model, its answer recorded and metered as one event. */
 import { ApplicationFailure, Context } from '@temporalio/activity';
-import { asPrincipal } from '../../lib/db.js';
+import { autocommitEachAsPrincipal } from '../../lib/db.js';
 import { recordLlmCall } from '../../lib/metrics.js';
 import { LlmError, type ToolCall } from '../../integrations/llm/chat-completions.js';
 import { toActivityFailure } from '../activity-failure.js';
@@ -57,7 +57,7 @@ export function createLlmStepActivities(deps: Pick<ResolvedAgentRunDeps, 'pool' 
   async function callLlm(step: RunStep): Promise<LlmStepResult> {
     const ctx = Context.current();
     // Both statements of a turn are transactions of one statement each: one round trip apiece.
-    const db = asPrincipal(pool, workerOf(step.orgId));
+    const db = autocommitEachAsPrincipal(pool, workerOf(step.orgId));
     // The transcript so far, plus event `step.seq` when already recorded (a retried step).
     const { config, events: loaded } = await loadAgentConfig(db, step, { transcriptWithSeq: step.seq });
     const recorded = loaded.find((e) => e.seq === step.seq);

@@ -1,6 +1,6 @@
 /** One tool call: arguments validated against the tool's schema, executed, its result recorded as one event. */
 import { Context } from '@temporalio/activity';
-import { asPrincipal, withPrincipal } from '../../lib/db.js';
+import { autocommitEachAsPrincipal, withPrincipal } from '../../lib/db.js';
 import { runEffectOnce, type JsonValue } from '../effects.js';
 import { ToolError, type AgentTool, type ToolContext } from '../tools/registry.js';
 import type { ToolCallRef, ToolStepResult } from './contract.js';
@@ -35,7 +35,7 @@ export function createToolStepActivities({ pool, tools }: Pick<ResolvedAgentRunD
   async function executeTool(call: ToolCallRef): Promise<ToolStepResult> {
     const ctx = Context.current();
     // Loading the call and recording its result are one statement each: one round trip apiece.
-    const db = asPrincipal(pool, workerOf(call.orgId));
+    const db = autocommitEachAsPrincipal(pool, workerOf(call.orgId));
     const { toolCall, config, recorded } = await loadToolCall(db, call, true);
     if (recorded) return { outcome: recorded.payload.error !== undefined ? 'error' : 'completed' };
 

@@ -1,6 +1,6 @@
 import { WorkflowExecutionAlreadyStartedError, type Client } from '@temporalio/client';
 import type pg from 'pg';
-import { queryAsPrincipal } from '../../lib/db.js';
+import { autocommitAsPrincipal } from '../../lib/db.js';
 import type { Logger } from '../../lib/logger.js';
 import type { agentRun } from '../../workflows/agent-run/index.js';
 import { AgentIdSearchAttribute, OrgIdSearchAttribute } from '../../workflows/search-attributes.js';
@@ -69,7 +69,7 @@ export function createRunDispatcher(deps: RunDispatcherDeps) {
     await callTemporal(deps.temporal, deadlineMs, () => startWorkflow(run), 'The run is recorded but Temporal did not accept it in time; it starts once Temporal answers. Retry with the same Idempotency-Key to learn its state.');
     // As the org's worker: the run's creator may be an API key or a member, neither of whom
     // updates runs; the worker principal is what the runtime writes runs as.
-    await queryAsPrincipal(deps.pool, { kind: 'worker', orgId: run.orgId }, `update public.agent_runs set dispatched_at = now() where id = $1 and org_id = $2 and dispatched_at is null`, [run.runId, run.orgId]);
+    await autocommitAsPrincipal(deps.pool, { kind: 'worker', orgId: run.orgId }, `update public.agent_runs set dispatched_at = now() where id = $1 and org_id = $2 and dispatched_at is null`, [run.runId, run.orgId]);
   }
 
   /** One sweep: dispatches the undispatched runs older than the grace period (of one org, with `orgId`). */

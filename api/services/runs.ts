@@ -5,7 +5,7 @@ import {
   type Client,
 } from '@temporalio/client';
 import type pg from 'pg';
-import { queryAsPrincipal, withPrincipal, type Tx } from '../../lib/db.js';
+import { autocommitAsPrincipal, withPrincipal, type Tx } from '../../lib/db.js';
 import type { Principal } from '../../lib/principal.js';
 import { finalRunStatusSchema, type RunStatus } from '../../lib/run-status.js';
 import { AgentIdSearchAttribute, OrgIdSearchAttribute } from '../../workflows/search-attributes.js';
@@ -148,7 +148,7 @@ export function createRunService(deps: RunServiceDeps) {
   }
 
   async function getRun(principal: Principal, orgId: string, runId: string): Promise<RunView> {
-    const { rows } = await queryAsPrincipal<RunRow>(deps.pool, principal, `select ${runColumns} from public.agent_runs where id = $1 and org_id = $2`, [runId, orgId]);
+    const { rows } = await autocommitAsPrincipal<RunRow>(deps.pool, principal, `select ${runColumns} from public.agent_runs where id = $1 and org_id = $2`, [runId, orgId]);
     if (!rows[0]) throw notFound('Run');
     return toView(rows[0]);
   }

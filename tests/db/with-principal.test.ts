@@ -1,8 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomUUID } from 'node:crypto';
-import { createPool, MAX_PREPARED_STATEMENTS_PER_CONNECTION, queryAsPrincipal, TransactionRolledBackError, withPrincipal, withServiceRole } from '../../lib/db.js';
+import { createPool, MAX_PREPARED_STATEMENTS_PER_CONNECTION, autocommitAsPrincipal, TransactionRolledBackError, withPrincipal, withServiceRole } from '../../lib/db.js';
 import { databaseSettingsFor, InvalidPrincipalError } from '../../lib/principal.js';
-import { adminDatabaseUrl, adminPool, appDatabaseUrl, createAgent, createOrgWithMembers, type OrgFixture } from '../support/db.js';
+import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { adminDatabaseUrl, adminPool, appDatabaseUrl, createAgent, createOrgWithMembers, testPoolMode, type OrgFixture } from '../support/db.js';
 
 const admin = adminPool({ max: 2 });
 let org: OrgFixture;
@@ -15,25 +16,46 @@ beforeAll(async () => {
 
 afterAll(() => admin.end());
 
-/** Counts the socket writes of the single connection of `pool` (max 1) from now on. */
-async function countSocketWrites(pool: ReturnType<typeof createPool>): Promise<{ count: number }> {
-  const client = await pool.connect();
-  const socket = (client as unknown as { connection: { stream: { _write: unknown; _writev: unknown } } }).connection.stream;
-  client.release();
-  const writes = { count: 0 };
-  for (const method of ['_write', '_writev'] as const) {
-    const original = socket[method] as (...args: unknown[]) => unknown;
-    socket[method] = function (this: unknown, ...args: unknown[]) {
-      writes.count += 1;
-      return original.apply(this, args);
-    };
-  }
-  return writes;
+/**
+ * A TCP proxy in front of the test database that holds every answer of the server for `delayMs`:
+ * the time a transaction takes is then its number of round trips times `delayMs`.
+ */
+async function startSlowProxy(databaseUrl: string, delayMs: number): Promise<{ url: string; close(): Promise<void> }> {
+  const target = new URL(databaseUrl);
+  const sockets = new Set<Socket>();
+  const server: Server = createServer((client) => {
+    const upstream = connect(Number(target.port || 5432), target.hostname);
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('error', () => {
+        client.destroy();
+        upstream.destroy();
+      });
+      s.on('close', () => sockets.delete(s));
+    }
+    client.on('data', (chunk) => upstream.write(chunk));
+    upstream.on('data', (chunk) => setTimeout(() => client.write(chunk), delayMs));
+    client.on('end', () => upstream.end());
+    upstream.on('end', () => setTimeout(() => client.end(), delayMs));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const url = new URL(databaseUrl);
+  url.hostname = '127.0.0.1';
+  url.port = String((server.address() as AddressInfo).port);
+  return {
+    url: url.toString(),
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
 }
+
+const testPool = (opts: Parameters<typeof createPool>[1] = {}) => createPool(appDatabaseUrl(), { ...testPoolMode(), max: 1, ...opts });
 
 describe('withPrincipal on a pooled connection', () => {
   it('leaves nothing behind for the next transaction on the same connection', async () => {
-    const pool = createPool(appDatabaseUrl(), { max: 1 });
+    const pool = testPool();
     try {
       const owner = org.userWithRole('owner');
       const asUser = await withPrincipal(pool, { kind: 'user', userId: owner }, async (tx) => {
@@ -80,7 +102,7 @@ describe('withPrincipal on a pooled connection', () => {
   });
 
   it('carries claims with quotes, backslashes and SQL in them verbatim (they are sent as escaped literals)', async () => {
-    const pool = createPool(appDatabaseUrl(), { max: 1 });
+    const pool = testPool();
     try {
       const owner = org.userWithRole('owner');
       const email = `o'brien\\"x'); drop table public.agents; --@example.com`;
@@ -97,7 +119,7 @@ describe('withPrincipal on a pooled connection', () => {
   });
 
   it('skips the WAL flush only for the transaction that asks, and the setting does not outlive it', async () => {
-    const pool = createPool(appDatabaseUrl(), { max: 1 });
+    const pool = testPool();
     try {
       const worker = { kind: 'worker', orgId: org.orgId } as const;
       const setting = (tx: { query: (sql: string) => Promise<{ rows: Array<{ s: string }> }> }) =>
@@ -110,7 +132,7 @@ describe('withPrincipal on a pooled connection', () => {
   });
 
   it('rolls back everything when the callback throws', async () => {
-    const pool = createPool(appDatabaseUrl(), { max: 1 });
+    const pool = testPool();
     try {
       const owner = { kind: 'user', userId: org.userWithRole('owner') } as const;
       await expect(
@@ -127,7 +149,7 @@ describe('withPrincipal on a pooled connection', () => {
   });
 
   it('refuses to report success when a caught statement error aborted the transaction', async () => {
-    const pool = createPool(appDatabaseUrl(), { max: 1 });
+    const pool = testPool();
     try {
       const owner = { kind: 'user', userId: org.userWithRole('owner') } as const;
       await expect(
@@ -144,26 +166,41 @@ describe('withPrincipal on a pooled connection', () => {
     }
   });
 
-  it('sends BEGIN and the settings in the same write as the first statement, and nothing for an empty transaction', async () => {
-    const pool = createPool(appDatabaseUrl(), { max: 1 });
+  it('sends BEGIN with the first statement (one round trip fewer in pipeline mode) and nothing for an empty transaction', async () => {
+    const delayMs = 200;
+    const proxy = await startSlowProxy(appDatabaseUrl(), delayMs);
     try {
       const owner = { kind: 'user', userId: org.userWithRole('owner') } as const;
-      // Warm the connection (its first statement is also prepared then).
-      await withPrincipal(pool, owner, (tx) => tx.query('select name from public.agents where id = $1', [agentId]));
-      const writes = await countSocketWrites(pool);
-      const name = await withPrincipal(pool, owner, (tx) => tx.query<{ name: string }>('select name from public.agents where id = $1', [agentId]));
-      expect(name.rows).toEqual([{ name: 'Original' }]);
-      expect(writes.count).toBe(2); // BEGIN + settings + the statement, then COMMIT
-      writes.count = 0;
-      expect(await withPrincipal(pool, owner, async () => 'no statement')).toBe('no statement');
-      expect(writes.count).toBe(0);
+      for (const pipeline of [true, false]) {
+        const pool = createPool(proxy.url, { max: 1, pipeline });
+        try {
+          // Connect and prepare first: only the transaction's own round trips are timed.
+          await withPrincipal(pool, owner, (tx) => tx.query('select name from public.agents where id = $1', [agentId]));
+          const timed = async <T>(fn: () => Promise<T>) => {
+            const t0 = performance.now();
+            const value = await fn();
+            return { value, roundTrips: Math.floor((performance.now() - t0) / delayMs) };
+          };
+          const read = await timed(() => withPrincipal(pool, owner, (tx) => tx.query<{ name: string }>('select name from public.agents where id = $1', [agentId])));
+          expect(read.value.rows).toEqual([{ name: 'Original' }]);
+          // Pipelined: BEGIN + statement, then COMMIT. Plain: BEGIN, statement, COMMIT.
+          expect(read.roundTrips, `pipeline ${pipeline}`).toBe(pipeline ? 2 : 3);
+          const one = await timed(() => autocommitAsPrincipal(pool, owner, 'select name from public.agents where id = $1', [agentId]));
+          expect(one.value.rows).toEqual([{ name: 'Original' }]);
+          expect(one.roundTrips, `pipeline ${pipeline}`).toBe(pipeline ? 1 : 3);
+          const empty = await timed(() => withPrincipal(pool, owner, async () => 'no statement'));
+          expect(empty).toEqual({ value: 'no statement', roundTrips: 0 });
+        } finally {
+          await pool.end();
+        }
+      }
     } finally {
-      await pool.end();
+      await proxy.close();
     }
   });
 
   it('does not return a connection whose rollback failed to the pool', async () => {
-    const pool = createPool(appDatabaseUrl(), { max: 1 });
+    const pool = testPool();
     try {
       const firstPid = await withPrincipal(pool, { kind: 'anon' }, async (tx) => {
         const { rows } = await tx.query<{ pid: number }>('select pg_backend_pid() as pid');
@@ -188,34 +225,34 @@ describe('withPrincipal on a pooled connection', () => {
   });
 });
 
-describe('queryAsPrincipal: a transaction of one statement', () => {
-  it('runs the statement as the principal in one write and one round trip', async () => {
-    const pool = createPool(appDatabaseUrl(), { max: 1 });
+describe('autocommitAsPrincipal: a transaction of one statement', () => {
+  it('runs the statement as the principal and commits it', async () => {
+    const pool = testPool();
     try {
       const owner = org.userWithRole('owner');
-      await queryAsPrincipal(pool, { kind: 'anon' }, 'select 1'); // connect and warm up
-      const writes = await countSocketWrites(pool);
-      const { rows } = await queryAsPrincipal<{ uid: string; role: string; name: string }>(
+      const { rows } = await autocommitAsPrincipal<{ uid: string; role: string; name: string }>(
         pool,
         { kind: 'user', userId: owner },
         `select auth.uid() as uid, current_user as role, (select name from public.agents where id = $1) as name`,
         [agentId],
       );
       expect(rows).toEqual([{ uid: owner, role: 'authenticated', name: 'Original' }]);
-      expect(writes.count).toBe(1);
+      await autocommitAsPrincipal(pool, { kind: 'user', userId: owner }, `update public.agents set name = $2 where id = $1`, [agentId, 'Committed']);
+      expect((await admin.query('select name from public.agents where id = $1', [agentId])).rows[0]?.name).toBe('Committed');
+      await admin.query(`update public.agents set name = 'Original' where id = $1`, [agentId]);
     } finally {
       await pool.end();
     }
   });
 
   it('throws the statement error, writes nothing, and leaves the connection clean', async () => {
-    const pool = createPool(appDatabaseUrl(), { max: 1 });
+    const pool = testPool();
     try {
       const owner = { kind: 'user', userId: org.userWithRole('owner') } as const;
       await expect(
-        queryAsPrincipal(pool, owner, `update public.agents set name = 'Changed' where id = $1 and 1 / (select 0) = 1`, [agentId]),
+        autocommitAsPrincipal(pool, owner, `update public.agents set name = 'Changed' where id = $1 and 1 / (select 0) = 1`, [agentId]),
       ).rejects.toMatchObject({ code: '22012' });
-      await expect(queryAsPrincipal(pool, { kind: 'anon' }, 'select count(*) from public.agents')).rejects.toMatchObject({ code: '42501' });
+      await expect(autocommitAsPrincipal(pool, { kind: 'anon' }, 'select count(*) from public.agents')).rejects.toMatchObject({ code: '42501' });
       const { rows } = await admin.query('select name from public.agents where id = $1', [agentId]);
       expect(rows[0]?.name).toBe('Original');
       // Same connection (max 1): no transaction left open, back to authenticator without claims.
@@ -248,9 +285,9 @@ describe('databaseSettingsFor', () => {
 
 });
 
-describe('prepared statements on pooled connections', () => {
+describe('prepared statements on pooled connections (DATABASE_PREPARED_STATEMENTS on)', () => {
   it('prepares each parameterized statement once per connection and reuses it', async () => {
-    const pool = createPool(appDatabaseUrl(), { max: 1 });
+    const pool = testPool({ preparedStatements: true });
     try {
       const owner = { kind: 'user', userId: org.userWithRole('owner') } as const;
       const lookup = `select name from public.agents where id = $1`;
@@ -271,7 +308,7 @@ describe('prepared statements on pooled connections', () => {
   });
 
   it('stops preparing new statements on a connection at the cap, and still runs them', async () => {
-    const pool = createPool(appDatabaseUrl(), { max: 1 });
+    const pool = testPool({ preparedStatements: true });
     try {
       const owner = { kind: 'user', userId: org.userWithRole('owner') } as const;
       const extra = 3;
@@ -293,7 +330,7 @@ describe('prepared statements on pooled connections', () => {
 
   it('drops a connection whose prepared statement went stale under a migration, so the next transaction works', async () => {
     const table = `private.prepared_probe_${randomUUID().replaceAll('-', '')}`;
-    const pool = createPool(adminDatabaseUrl(), { max: 1 });
+    const pool = createPool(adminDatabaseUrl(), { ...testPoolMode(), max: 1, preparedStatements: true });
     try {
       await admin.query(`create table ${table} (id int primary key)`);
       await admin.query(`grant select on ${table} to service_role`);

@@ -26,14 +26,24 @@ export function appDatabaseUrl(): string {
   return requiredEnv('TEST_DATABASE_URL');
 }
 
+/**
+ * How the suite's pools talk to Postgres: TEST_DATABASE_PIPELINE and
+ * TEST_DATABASE_PREPARED_STATEMENTS (`on` by default, as DATABASE_PIPELINE and
+ * DATABASE_PREPARED_STATEMENTS are in production) set `off` run a suite on plain node-postgres
+ * (`npm run test:db-modes` runs the focused suite both ways).
+ */
+export function testPoolMode(): { pipeline: boolean; preparedStatements: boolean } {
+  return { pipeline: process.env.TEST_DATABASE_PIPELINE !== 'off', preparedStatements: process.env.TEST_DATABASE_PREPARED_STATEMENTS !== 'off' };
+}
+
 /** Superuser pool: for checking results from outside RLS and for catalog queries. The caller ends it. */
 export function adminPool(opts: { max?: number } = {}): pg.Pool {
-  return createPool(adminDatabaseUrl(), { max: opts.max ?? 4, applicationName: 'tests-admin' });
+  return createPool(adminDatabaseUrl(), { max: opts.max ?? 4, applicationName: 'tests-admin', ...testPoolMode() });
 }
 
 /** Pool connected as `authenticator`, as the API and workers are. The caller ends it. */
 export function appPool(opts: { max?: number } = {}): pg.Pool {
-  return createPool(appDatabaseUrl(), { max: opts.max ?? 4, applicationName: 'tests-app' });
+  return createPool(appDatabaseUrl(), { max: opts.max ?? 4, applicationName: 'tests-app', ...testPoolMode() });
 }
 
 export type MemberRole = 'owner' | 'admin' | 'member';
