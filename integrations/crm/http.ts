@@ -4,8 +4,7 @@
  * as a CrmError the activities map onto retryable or non-retryable failures.
  */
 import type { z } from 'zod';
-import type { TokenGrant } from './settings.js';
-import type { CrmProvider, OAuthApp } from './types.js';
+import type { CrmProvider, OAuthApp, TokenGrant } from './types.js';
 import { crmRequests } from '../../lib/metrics.js';
 import { UnsafeUrlError } from '../../lib/ssrf.js';
 

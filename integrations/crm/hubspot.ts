@@ -7,7 +7,6 @@
  * `archived=true`.
  */
 import { z } from 'zod';
-import type { TokenGrant } from './settings.js';
 import { adapterHttpClient, CrmError, CrmHttpClient, grantRejected, oauthGrantFields, type CrmAdapterOptions } from './http.js';
 import { incomingMessageText } from './webhooks.js';
 import type {
@@ -22,6 +21,7 @@ import type {
   CrmTarget,
   OAuthApp,
   PageRequest,
+  TokenGrant,
   TokenSet,
 } from './types.js';
 

@@ -5,7 +5,6 @@
  * lists, deletions only visible through the events feed.
  */
 import { z } from 'zod';
-import type { TokenGrant } from './settings.js';
 import { adapterHttpClient, CrmError, CrmHttpClient, grantRejected, oauthGrantFields, type CrmAdapterOptions } from './http.js';
 import type {
   CrmAdapter,
@@ -17,6 +16,7 @@ import type {
   CrmTarget,
   OAuthApp,
   PageRequest,
+  TokenGrant,
   TokenSet,
 } from './types.js';
 

@@ -5,7 +5,7 @@
 import { HubspotAdapter, hubspotTokenRequest } from './hubspot.js';
 import type { CrmRequestHooks } from './http.js';
 import { KommoAdapter, kommoTokenRequest } from './kommo.js';
-import type { CrmAdapter, CrmProvider, OAuthApp, TokenSet } from './types.js';
+import type { CrmAdapter, CrmProvider, OAuthApp, TokenGrant, TokenSet } from './types.js';
 import { createGuardedFetch, type GuardedFetch, type SsrfPolicy } from '../../lib/ssrf.js';
 
 export interface CrmSettings {
@@ -94,7 +94,6 @@ export function createAdapter(
   return new HubspotAdapter({ baseUrl: connection.apiBaseUrl ?? settings.hubspot.apiBaseUrl, ...common });
 }
 
-export type TokenGrant = { kind: 'authorization_code'; code: string } | { kind: 'refresh_token'; refreshToken: string };
 
 export function requestToken(settings: CrmSettings, connection: { provider: CrmProvider; apiBaseUrl: string | null }, grant: TokenGrant): Promise<TokenSet> {
   if (connection.provider === 'kommo') {

@@ -128,3 +128,6 @@ export interface CrmWebhookEvent {
   /** The change moved the record (a deal/lead) into a stage: HubSpot `dealstage` change, Kommo `status`. */
   stageChange?: boolean;
 }
+
+/** What an OAuth token request presents: the code of a fresh authorization, or a refresh token. */
+export type TokenGrant = { kind: 'authorization_code'; code: string } | { kind: 'refresh_token'; refreshToken: string };
