@@ -17,6 +17,7 @@ import { decideApprovalUpdate, postMessageUpdate, resumeFollowUpUpdate, agentRun
 import { decodeCursor, toPage } from '../pagination.js';
 import { notFound, ProblemError } from '../problems.js';
 import { requireOrgRole } from './org-access.js';
+import { updateRefusedProblem } from './update-refusals.js';
 
 export interface RunServiceDeps {
   pool: pg.Pool;
@@ -178,11 +179,11 @@ export function createRunService(deps: RunServiceDeps) {
   /** Requests cancellation: the workflow aborts its in-flight activity and records the run as cancelled. */
   async function cancelRun(principal: Principal, orgId: string, runId: string): Promise<RunView> {
     const run = await getRun(principal, orgId, runId);
-    if (TERMINAL.has(run.status)) throw new ProblemError('conflict', `The run has already ended (${run.status}); there is nothing to cancel.`);
+    if (TERMINAL.has(run.status)) throw new ProblemError('run-ended', `The run has already ended (${run.status}); there is nothing to cancel.`);
     try {
       await callTemporal(deps.temporal, temporalDeadlineMs, () => deps.temporal.workflow.getHandle(run.workflowId).cancel(), 'Temporal did not accept the cancellation in time; retry.');
     } catch (err) {
-      if (err instanceof WorkflowNotFoundError) throw new ProblemError('conflict', 'The run is no longer running; there is nothing to cancel.');
+      if (err instanceof WorkflowNotFoundError) throw new ProblemError('run-ended', 'The run is no longer running; there is nothing to cancel.');
       throw err;
     }
     return run;
@@ -194,12 +195,12 @@ export function createRunService(deps: RunServiceDeps) {
    */
   async function resumeFollowUp(principal: Principal, orgId: string, runId: string): Promise<RunView> {
     const run = await getRun(principal, orgId, runId);
-    if (TERMINAL.has(run.status)) throw new ProblemError('conflict', `The run has already ended (${run.status}); it has no follow-up to resume.`);
+    if (TERMINAL.has(run.status)) throw new ProblemError('run-ended', `The run has already ended (${run.status}); it has no follow-up to resume.`);
     try {
       await withUpdateDeadline(() => deps.temporal.workflow.getHandle(run.workflowId).executeUpdate(resumeFollowUpUpdate));
     } catch (err) {
-      if (err instanceof WorkflowUpdateFailedError) throw new ProblemError('conflict', 'The run is not waiting for a follow-up; there is nothing to resume.');
-      if (err instanceof WorkflowNotFoundError) throw new ProblemError('conflict', 'The run is no longer running; there is nothing to resume.');
+      if (err instanceof WorkflowUpdateFailedError) throw updateRefusedProblem(err, 'The resume');
+      if (err instanceof WorkflowNotFoundError) throw new ProblemError('run-ended', 'The run is no longer running; there is nothing to resume.');
       if (err instanceof WorkflowUpdateRPCTimeoutOrCancelledError || isTemporalUnanswered(err)) {
         throw new ProblemError('service-unavailable', 'The run did not answer in time; retry.');
       }
@@ -230,7 +231,7 @@ export function createRunService(deps: RunServiceDeps) {
       );
       const approval = rows[0];
       if (!approval) throw notFound('Approval');
-      if (approval.status !== 'pending') throw new ProblemError('conflict', `The approval is already ${approval.status}; it cannot be decided again.`);
+      if (approval.status !== 'pending') throw new ProblemError('approval-not-pending', `The approval is already ${approval.status}; it cannot be decided again.`);
       const inserted = await tx.query<{ id: string }>(
         `insert into public.run_approval_responses (org_id, approval_id, author, decision, comment)
          values ($1, $2, (select auth.uid()), $3, $4) returning id`,
@@ -245,10 +246,8 @@ export function createRunService(deps: RunServiceDeps) {
           .executeUpdate(decideApprovalUpdate, { args: [{ approvalId, decision: decision.decision, responseId }] }),
       );
     } catch (err) {
-      if (err instanceof WorkflowUpdateFailedError) {
-        throw new ProblemError('conflict', `The decision was not accepted: ${err.cause?.message ?? 'the approval is no longer pending'}.`);
-      }
-      if (err instanceof WorkflowNotFoundError) throw new ProblemError('conflict', 'The run is no longer running; the approval cannot be decided.');
+      if (err instanceof WorkflowUpdateFailedError) throw updateRefusedProblem(err, 'The decision');
+      if (err instanceof WorkflowNotFoundError) throw new ProblemError('run-ended', 'The run is no longer running; the approval cannot be decided.');
       if (err instanceof WorkflowUpdateRPCTimeoutOrCancelledError || isTemporalUnanswered(err)) {
         throw new ProblemError('service-unavailable', 'The run did not answer in time; retry the decision.');
       }
@@ -347,9 +346,7 @@ export function createRunService(deps: RunServiceDeps) {
       );
       return { runId: row.id, workflowId: row.workflow_id, ...accepted };
     } catch (err) {
-      if (err instanceof WorkflowUpdateFailedError) {
-        throw new ProblemError('conflict', `The message was not accepted: ${err.cause?.message ?? 'the agent is busy'}.`);
-      }
+      if (err instanceof WorkflowUpdateFailedError) throw updateRefusedProblem(err, 'The message');
       if (err instanceof WorkflowUpdateRPCTimeoutOrCancelledError || isTemporalUnanswered(err)) {
         throw new ProblemError('service-unavailable', 'The agent did not pick up the message in time; retry shortly.');
       }

@@ -6,6 +6,7 @@ import { startAgentTestStack, type AgentTestStack } from '../support/agent-stack
 import { signUserToken, TEST_JWT_SECRET } from '../support/auth.js';
 import { createAgent, createOrgWithMembers } from '../support/db.js';
 import { testLogger, type TestTemporal } from '../support/temporal.js';
+import { agentRun } from '../../workflows/agent-run/index.js';
 
 const PROBLEM = 'https://gpt-agent-platform.dev/problems/';
 const lastUser = (body: FakeLlmRequestBody) => [...body.messages].reverse().find((m) => m.role === 'user')?.content ?? '';
@@ -44,10 +45,11 @@ describe('conversations: update-with-start, queued, rejected and interrupting me
 
   beforeEach(() => {
     llm.reset();
-    // Answers name the message they answer; "slow" messages take a while.
+    // Answers name the message they answer; "slow" messages take a while, "stalled" ones longer than any test.
+    const delayFor = (content: string) => (content.startsWith('slow') ? 1500 : content.startsWith('stalled') ? 60_000 : 0);
     llm.setReplyFor(
       () => true,
-      (body) => ({ kind: 'text', content: `answer to ${lastUser(body)}`, delayMs: lastUser(body).startsWith('slow') ? 1500 : 0 }),
+      (body) => ({ kind: 'text', content: `answer to ${lastUser(body)}`, delayMs: delayFor(lastUser(body)) }),
     );
   });
 
@@ -135,13 +137,36 @@ describe('conversations: update-with-start, queued, rejected and interrupting me
 
     const rejected = await send(agentId, 'reject-thread', 'impatient');
     expect(rejected.statusCode).toBe(409);
-    expect(rejected.json().type).toBe(`${PROBLEM}conflict`);
+    expect(rejected.json().type).toBe(`${PROBLEM}agent-busy`);
 
     expect(await waitForAnswers(runId, 1)).toEqual(['answer to slow question']);
     const { rows } = await admin.query(`select content from public.conversation_messages where run_id = $1 order by created_at`, [runId]);
     // The refused message is kept (it was written before the workflow refused it) but never reaches the model.
     expect((await eventsOf(runId)).filter((e) => e.type === 'user.message').map((e) => e.payload.content)).toEqual(['slow question']);
     expect(rows).toHaveLength(2);
+  });
+
+  it('refuses a message to a thread whose run answers a single task (409 not-a-conversation)', async () => {
+    // A task run that holds a thread key: the API finds it as the thread's open run, and the
+    // workflow, which takes no messages, refuses the update.
+    const agentId = await agentWith('queue');
+    const { rows } = await admin.query<{ id: string; workflow_id: string }>(
+      `insert into public.agent_runs (org_id, agent_id, input, thread_key) values ($1, $2, 'stalled task', 'task-thread') returning id, workflow_id`,
+      [orgId, agentId],
+    );
+    const run = rows[0]!;
+    const handle = await temporal.client.workflow.start(agentRun, { taskQueue, workflowId: run.workflow_id, args: [{ orgId, agentId, runId: run.id }] });
+    try {
+      await llmReceived('stalled task');
+
+      const refused = await send(agentId, 'task-thread', 'hello?');
+
+      expect(refused.statusCode).toBe(409);
+      expect(refused.json()).toMatchObject({ type: `${PROBLEM}not-a-conversation`, detail: expect.stringMatching(/not a conversation/) });
+      expect((await eventsOf(run.id)).filter((e) => e.type === 'user.message')).toEqual([]);
+    } finally {
+      await handle.cancel();
+    }
   });
 
   it('interrupts the current turn for a newer message when its busy policy is interrupt', async () => {

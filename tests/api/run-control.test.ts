@@ -170,7 +170,9 @@ describe('runs API: list, cancel, approvals, usage, knowledge and live events', 
     expect(run.output).toBeNull();
     const { rows } = await admin.query(`select type from public.run_events where run_id = $1 order by seq`, [runId]);
     expect(rows.map((r) => r.type)).toEqual(['run.started', 'run.cancelled']);
-    expect((await inject('POST', `/runs/${runId}/cancel`)).statusCode).toBe(409);
+    const again = await inject('POST', `/runs/${runId}/cancel`);
+    expect(again.statusCode).toBe(409);
+    expect(again.json().type).toBe(`${PROBLEM}run-ended`);
     expect((await app.inject({ method: 'POST', url: `/v1/orgs/${orgA}/runs/${runId}/cancel`, headers: { authorization: `Bearer ${tokenOutsider}` } })).statusCode).toBe(404);
   });
 
@@ -196,7 +198,7 @@ describe('runs API: list, cancel, approvals, usage, knowledge and live events', 
 
     const again = await inject('POST', `/runs/${runId}/approvals/${approvalId}`, tokenAdmin, { decision: 'reject' });
     expect(again.statusCode).toBe(409);
-    expect(again.json().type).toBe(`${PROBLEM}conflict`);
+    expect(again.json().type).toBe(`${PROBLEM}approval-not-pending`);
 
     const run = await waitForStatus(runId, 'completed');
     expect(run.output).toBe('Followed up.');
@@ -221,7 +223,7 @@ describe('runs API: list, cancel, approvals, usage, knowledge and live events', 
 
     const ended = await inject('POST', `/runs/${runId}/follow-up/resume`, tokenMember);
     expect(ended.statusCode).toBe(409);
-    expect(ended.json().type).toBe(`${PROBLEM}conflict`);
+    expect(ended.json().type).toBe(`${PROBLEM}run-ended`);
   });
 
   it('accepts a resume from the moment the run decides to sleep, before "sleeping" is written', async () => {
@@ -276,7 +278,7 @@ describe('runs API: list, cancel, approvals, usage, knowledge and live events', 
     await waitForStatus(runId, 'running');
     const res = await inject('POST', `/runs/${runId}/follow-up/resume`, tokenMember);
     expect(res.statusCode).toBe(409);
-    expect(res.json().detail).toMatch(/not waiting for a follow-up/);
+    expect(res.json()).toMatchObject({ type: `${PROBLEM}no-follow-up-pending`, detail: expect.stringMatching(/not waiting for a follow-up/) });
     await waitForStatus(runId, 'completed');
   });
 
@@ -289,7 +291,7 @@ describe('runs API: list, cancel, approvals, usage, knowledge and live events', 
 
     const late = await inject('POST', `/runs/${runId}/approvals/${approvalId}`, tokenMember, { decision: 'approve' });
     expect(late.statusCode).toBe(409);
-    expect(late.json().detail).toMatch(/expired/);
+    expect(late.json()).toMatchObject({ type: `${PROBLEM}approval-not-pending`, detail: expect.stringMatching(/expired/) });
   });
 
   it('reports usage per day with totals, and validates the range', async () => {

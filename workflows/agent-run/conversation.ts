@@ -14,7 +14,7 @@ import {
 } from '@temporalio/workflow';
 import type { RunOutcome, RunSettings } from '../../activities/agent-run/contract.js';
 import { bookkeeping } from './activity-options.js';
-import { AGENT_BUSY, postMessageUpdate, type AgentRunInput, type AgentRunResult, type AgentRunWorkflow } from './definitions.js';
+import { postMessageUpdate, RunUpdateFailureTypes, type AgentRunInput, type AgentRunResult, type AgentRunWorkflow } from './definitions.js';
 import type { AgentRunState } from './state.js';
 import { answer } from './turn.js';
 
@@ -33,9 +33,9 @@ export function registerConversationHandler(run: AgentRunState): void {
     },
     {
       validator: (_message: { messageId: string }) => {
-        if (!run.input.conversation) throw ApplicationFailure.nonRetryable('This run is not a conversation', AGENT_BUSY);
+        if (!run.input.conversation) throw ApplicationFailure.nonRetryable('This run answers a single task; it is not a conversation', RunUpdateFailureTypes.notAConversation);
         if (run.turn !== undefined && run.settings?.busyPolicy === 'reject') {
-          throw ApplicationFailure.nonRetryable('The agent is still working on the previous message; send this one when it has answered', AGENT_BUSY);
+          throw ApplicationFailure.nonRetryable('The agent is still working on the previous message; send this one when it has answered', RunUpdateFailureTypes.agentBusy);
         }
       },
     },

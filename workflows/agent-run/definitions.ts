@@ -53,11 +53,20 @@ export const postMessageUpdate = defineUpdate<{ messageId: string; queued: boole
 /** Ends a pending follow-up wait now: the run resumes at once instead of when its timer fires. */
 export const resumeFollowUpUpdate = defineUpdate<{ resumed: true }>('resumeFollowUp');
 
-/** Thrown by the resumeFollowUp validator when the run is not waiting for a follow-up; the API maps it to 409. */
-export const NO_FOLLOW_UP_PENDING = 'NoFollowUpPending';
+/**
+ * Why the run's validators refuse an Update: the `ApplicationFailure` type each one throws.
+ * Part of the updates' contract, so they live beside the definitions; the API maps each to a
+ * problem type of its own (api/services/update-refusals.ts, docs/api.md).
+ */
+export const RunUpdateFailureTypes = {
+  /** resumeFollowUp: the run is not waiting for a follow-up (or a resume was already accepted). */
+  noFollowUpPending: 'NoFollowUpPending',
+  /** decideApproval: the approval is not open on this run, or already decided or expired. */
+  approvalNotPending: 'ApprovalNotPending',
+  /** postMessage: the agent is answering the previous message and its busy policy is `reject`. */
+  agentBusy: 'AgentBusy',
+  /** postMessage: the run answers a single task; it takes no messages. */
+  notAConversation: 'NotAConversation',
+} as const;
 
-/** Thrown by the postMessage validator when the agent is busy and its policy is `reject`; the API maps it to 409. */
-export const AGENT_BUSY = 'AgentBusy';
-
-/** Thrown by the update validator; the API maps it to 409. */
-export const APPROVAL_NOT_PENDING = 'ApprovalNotPending';
+export type RunUpdateFailureType = (typeof RunUpdateFailureTypes)[keyof typeof RunUpdateFailureTypes];

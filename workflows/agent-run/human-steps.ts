@@ -5,7 +5,7 @@
 import { ApplicationFailure, condition, setHandler, uuid4 } from '@temporalio/workflow';
 import type { ToolCallRef } from '../../activities/agent-run/contract.js';
 import { bookkeeping } from './activity-options.js';
-import { APPROVAL_NOT_PENDING, decideApprovalUpdate, NO_FOLLOW_UP_PENDING, resumeFollowUpUpdate } from './definitions.js';
+import { decideApprovalUpdate, resumeFollowUpUpdate, RunUpdateFailureTypes } from './definitions.js';
 import type { AgentRunState } from './state.js';
 
 /** The updates through which people act on a run: resumeFollowUp, then decideApproval. */
@@ -18,7 +18,7 @@ export function registerHumanStepHandlers(run: AgentRunState): void {
     },
     {
       validator: () => {
-        if (!run.followUp || run.followUp.resumeRequested) throw ApplicationFailure.nonRetryable('The run is not waiting for a follow-up', NO_FOLLOW_UP_PENDING);
+        if (!run.followUp || run.followUp.resumeRequested) throw ApplicationFailure.nonRetryable('The run is not waiting for a follow-up', RunUpdateFailureTypes.noFollowUpPending);
       },
     },
   );
@@ -36,9 +36,9 @@ export function registerHumanStepHandlers(run: AgentRunState): void {
     {
       validator: ({ approvalId }) => {
         const approval = run.approvals.get(approvalId);
-        if (!approval) throw ApplicationFailure.nonRetryable(`Approval ${approvalId} is not open on this run`, APPROVAL_NOT_PENDING);
+        if (!approval) throw ApplicationFailure.nonRetryable(`Approval ${approvalId} is not open on this run`, RunUpdateFailureTypes.approvalNotPending);
         if (approval.state !== 'pending') {
-          throw ApplicationFailure.nonRetryable(`Approval ${approvalId} is already ${approval.state}`, APPROVAL_NOT_PENDING);
+          throw ApplicationFailure.nonRetryable(`Approval ${approvalId} is already ${approval.state}`, RunUpdateFailureTypes.approvalNotPending);
         }
       },
     },
