@@ -28,6 +28,7 @@ import { runControlRoutes } from './routes/runs.js';
 import { createAgentService } from './services/agents.js';
 import { createKnowledgeService } from './services/knowledge.js';
 import { RunStreamHub } from './services/run-stream.js';
+import { defaultStreamLimits, StreamGuard, type StreamLimits } from './services/stream-guard.js';
 import { createUsageService } from './services/usage.js';
 import { createRunService } from './services/runs.js';
 import { apiKeyRoutes } from './routes/api-keys.js';
@@ -78,6 +79,8 @@ export interface AppDeps {
   /** Browser origins allowed to call the API (exact matches); none by default. */
   corsAllowedOrigins?: readonly string[];
   rateLimits?: RateLimitOptions;
+  /** Caps, lifetime, access re-check and buffering of event streams (api/services/stream-guard.ts). */
+  streamLimits?: Partial<StreamLimits>;
   /** Proxies whose X-Forwarded-For names the client (addresses/CIDRs); per-IP budgets key on it. */
   trustProxy?: string;
   /** Shared with the process so SIGTERM can fail readiness at once. */
@@ -222,7 +225,8 @@ export async function buildApp(deps: AppDeps) {
       const runStreams = new RunStreamHub(deps.pool);
       // preClose: open event streams would otherwise keep the server from closing.
       v1.addHook('preClose', () => runStreams.close());
-      await v1.register(runControlRoutes(runs, runStreams));
+      const streamGuard = new StreamGuard({ ...defaultStreamLimits, ...deps.streamLimits });
+      await v1.register(runControlRoutes(runs, { hub: runStreams, guard: streamGuard, reauthenticate: authenticate }));
       await v1.register(knowledgeRoutes(createKnowledgeService({ pool: deps.pool })));
       await v1.register(usageRoutes(createUsageService({ pool: deps.pool })));
       await v1.register(orgRoutes(createOrgService({ pool: deps.pool })));

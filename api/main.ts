@@ -36,6 +36,7 @@ async function main(): Promise<void> {
     temporal,
     logger,
     corsAllowedOrigins: config.CORS_ALLOWED_ORIGINS,
+    streamLimits: { maxPerUser: config.STREAM_MAX_PER_USER, maxPerOrg: config.STREAM_MAX_PER_ORG, maxLifetimeMs: config.STREAM_MAX_LIFETIME_SECONDS * 1000 },
     ...(config.TRUST_PROXY !== undefined ? { trustProxy: config.TRUST_PROXY } : {}),
     temporalDeadlineMs: config.TEMPORAL_CALL_DEADLINE_MS,
     runDispatchIntervalMs: config.RUN_DISPATCH_INTERVAL_MS,

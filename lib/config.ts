@@ -129,6 +129,10 @@ const apiSchema = baseSchema.extend({
   RATE_LIMIT_PER_USER_PER_MINUTE: z.coerce.number().int().positive().default(600),
   // Failed authentications and failed unauthenticated calls (webhooks, OAuth callbacks) per client IP.
   RATE_LIMIT_FAILURES_PER_IP_PER_MINUTE: z.coerce.number().int().positive().default(120),
+  // Event streams (SSE, api/services/stream-guard.ts): concurrent per user or API key, per org, and lifetime.
+  STREAM_MAX_PER_USER: z.coerce.number().int().positive().default(10),
+  STREAM_MAX_PER_ORG: z.coerce.number().int().positive().default(100),
+  STREAM_MAX_LIFETIME_SECONDS: z.coerce.number().int().min(10).max(86_400).default(900),
   // Proxies in front of the API whose X-Forwarded-For is believed (Fastify trustProxy):
   // comma-separated addresses/CIDRs. Unset: the socket's peer is the client. Per-IP budgets need it
   // behind a load balancer, or every client shares the balancer's address.

@@ -1,7 +1,10 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { RunService } from '../services/runs.js';
+import type { FastifyRequest } from 'fastify';
+import type { RequestPrincipal } from '../auth.js';
 import type { RunStreamHub } from '../services/run-stream.js';
+import { superviseStream, type StreamGuard } from '../services/stream-guard.js';
 import { pageQuery } from '../pagination.js';
 import { problemSchema, runSchema, runStatusSchema } from '../schemas.js';
 
@@ -59,7 +62,15 @@ const TERMINAL_EVENTS = new Set(['run.completed', 'run.failed', 'run.cancelled']
 const SSE_KEEPALIVE_MS = 15_000;
 
 /** Listing, cancelling, approvals and the live event stream of runs. */
-export function runControlRoutes(runs: RunService, hub: RunStreamHub): FastifyPluginAsyncZod {
+export interface RunStreamDeps {
+  hub: RunStreamHub;
+  guard: StreamGuard;
+  /** The request's credential verified again, as at the start of the request (a revoked key or an expired token throws). */
+  reauthenticate(request: FastifyRequest): Promise<RequestPrincipal>;
+}
+
+export function runControlRoutes(runs: RunService, streams: RunStreamDeps): FastifyPluginAsyncZod {
+  const hub = streams.hub;
   return async (app) => {
     app.post('/orgs/:orgId/agents/:agentId/conversations/:threadKey/messages', {
       schema: {
@@ -143,7 +154,8 @@ export function runControlRoutes(runs: RunService, hub: RunStreamHub): FastifyPl
         const { orgId, runId } = request.params;
         await runs.getRun(request.principal, orgId, runId);
         let lastSeq = Number(request.headers['last-event-id'] ?? 0);
-        const principal = request.principal;
+        let principal = request.principal;
+        const release = streams.guard.admit(principal.kind === 'api_key' ? `key:${principal.keyId}` : principal.kind === 'user' ? `user:${principal.userId}` : principal.kind, orgId);
 
         reply.hijack();
         const res = reply.raw;
@@ -154,36 +166,43 @@ export function runControlRoutes(runs: RunService, hub: RunStreamHub): FastifyPl
           'x-accel-buffering': 'no',
           'x-request-id': request.id,
         });
-        res.write(': stream of run events\n\n');
 
-        let closed = false;
         let finished = false;
         let draining: Promise<void> = Promise.resolve();
         let unsubscribe: () => void = () => {};
-        const keepalive = setInterval(() => res.write(': keepalive\n\n'), SSE_KEEPALIVE_MS);
-        const close = () => {
-          if (closed) return;
-          closed = true;
-          clearInterval(keepalive);
-          unsubscribe();
-          res.end();
-        };
-        request.raw.on('close', close);
+        // Access is re-checked as it was at the start: the credential again (a revoked key or an
+        // expired token fails), then the run through RLS (a removed member or a deleted org fails).
+        const stream = superviseStream(
+          res,
+          streams.guard.limits,
+          async () => {
+            principal = await streams.reauthenticate(request);
+            await runs.getRun(principal, orgId, runId);
+          },
+          () => {
+            clearInterval(keepalive);
+            unsubscribe();
+            release();
+          },
+        );
+        const keepalive = setInterval(() => stream.write(': keepalive\n\n'), SSE_KEEPALIVE_MS);
+        stream.write(': stream of run events\n\n');
 
         // Serialized so durable events go out once each and in order, however notifications interleave.
         const drain = () => {
           draining = draining.then(async () => {
-            while (!closed && !finished) {
+            while (!stream.ended && !finished) {
               const events = await runs.eventsAfter(principal, orgId, runId, lastSeq);
               for (const event of events) {
-                res.write(`id: ${event.seq}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
+                if (stream.ended) return;
+                stream.write(`id: ${event.seq}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
                 lastSeq = event.seq;
                 if (TERMINAL_EVENTS.has(event.type)) finished = true;
               }
               if (events.length < 500) break;
             }
-            if (finished) close();
-          }).catch(() => close());
+            if (finished) stream.end();
+          }).catch(() => stream.end());
           return draining;
         };
 
@@ -197,18 +216,18 @@ export function runControlRoutes(runs: RunService, hub: RunStreamHub): FastifyPl
               // (Postgres notifies in commit order) go out first, so a client never sees a step's
               // tokens before the events that precede it. Deltas of a step already recorded are stale.
               draining = draining.then(() => {
-                if (!closed && delta.seq > lastSeq) res.write(`event: delta\ndata: ${JSON.stringify({ seq: delta.seq, text: delta.text })}\n\n`);
+                if (delta.seq > lastSeq) stream.write(`event: delta\ndata: ${JSON.stringify({ seq: delta.seq, text: delta.text })}\n\n`);
               });
             },
-            onClose: close,
+            onClose: () => stream.end(),
           });
         } catch {
           // Shutting down, or Postgres is unreachable: the client reconnects with Last-Event-ID.
-          close();
+          stream.end();
           return;
         }
         // The client may have gone while we subscribed.
-        if (closed) unsubscribe();
+        if (stream.ended) unsubscribe();
         await drain();
       },
     });
