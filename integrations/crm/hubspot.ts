@@ -6,6 +6,8 @@
  * Retry-After (limits roll over 10 s); deletions are archived records listed with
  * `archived=true`.
  */
+import { HubspotThreadMessenger } from './messaging/hubspot-thread.js';
+import type { CrmMessenger, MessagingSettings } from './messaging/types.js';
 import { z } from 'zod';
 import { adapterHttpClient, CrmError, CrmHttpClient, grantRejected, oauthGrantFields, type CrmAdapterOptions } from './http.js';
 import { incomingMessageText } from './webhooks.js';
@@ -352,6 +354,10 @@ export class HubspotAdapter implements CrmAdapter {
       if (err instanceof CrmError && err.kind === 'not-found') return null;
       throw err;
     }
+  }
+
+  messenger(settings: MessagingSettings): CrmMessenger {
+    return new HubspotThreadMessenger(this.http, settings);
   }
 
   async whoAmI(): Promise<{ accountId: string }> {

@@ -4,6 +4,8 @@
  * `[]` for missing custom fields, unix-second timestamps, companies and contacts as separate
  * lists, deletions only visible through the events feed.
  */
+import { KommoTalkMessenger } from './messaging/kommo-talk.js';
+import type { CrmMessenger, MessagingSettings } from './messaging/types.js';
 import { z } from 'zod';
 import { adapterHttpClient, CrmError, CrmHttpClient, grantRejected, oauthGrantFields, type CrmAdapterOptions } from './http.js';
 import type {
@@ -271,6 +273,10 @@ export class KommoAdapter implements CrmAdapter {
     const record = await this.getRecord('deals', dealId);
     if (!record) throw new CrmError('kommo', 'not-found', `lead ${dealId} vanished after its stage changed`);
     return record;
+  }
+
+  messenger(settings: MessagingSettings): CrmMessenger {
+    return new KommoTalkMessenger(this.http, settings);
   }
 
   async whoAmI(): Promise<{ accountId: string }> {

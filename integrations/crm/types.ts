@@ -3,6 +3,7 @@
  * behind it (integrations/crm/kommo.ts, integrations/crm/hubspot.ts); nothing here knows about
  * Temporal or Postgres.
  */
+import type { CrmMessenger, MessagingSettings } from './messaging/types.js';
 export type CrmProvider = 'kommo' | 'hubspot';
 export const crmProviders = ['kommo', 'hubspot'] as const satisfies readonly CrmProvider[];
 
@@ -79,6 +80,8 @@ export interface CrmAdapter {
    * the text itself).
    */
   getIncomingMessage?(ref: CrmMessageRef): Promise<CrmIncomingMessage | null>;
+  /** Sends replies into a lead's thread through this adapter's client (same token, same rate budget). */
+  messenger(settings: MessagingSettings): CrmMessenger;
 }
 
 /** A conversation message as a webhook names it (HubSpot: thread id and message id). */

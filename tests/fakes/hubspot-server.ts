@@ -72,6 +72,15 @@ export interface FakeHubspot {
    * internal note and has no direction.
    */
   addConversationMessage(threadId: number, message: { type?: 'MESSAGE'; direction: 'INCOMING' | 'OUTGOING'; text: string } | { type: 'COMMENT'; text: string }): string;
+  /**
+   * The thread's messages as the inbox shows them, oldest first: incoming from the contact,
+   * outgoing from a rep (`clientType` HUBSPOT) or posted through the API (`INTEGRATION`).
+   */
+  threadMessages(threadId: number): Array<{ id: string; direction: 'INCOMING' | 'OUTGOING' | null; text: string; senderActorId: string | null; clientType: 'HUBSPOT' | 'INTEGRATION' }>;
+  /** Called after a message posted through the API is stored and before the 201 is sent (crash tests kill the caller here). */
+  onThreadMessageStored: ((threadId: number, messageId: string) => void) | null;
+  /** The app id HubSpot stamps on messages our app posts (`client.integrationAppId`). */
+  appId: number;
   /** A delivery as HubSpot would POST it to `targetUrl`, with v1 and v3 signature headers. */
   webhookDelivery(targetUrl: string, events: Array<Record<string, unknown>>, opts?: { timestampMs?: number; secret?: string }): { body: string; headers: Record<string, string> };
   apiRequests(): RecordedCrmRequest[];
@@ -92,7 +101,18 @@ export async function startFakeHubspot(options: HubspotFakeOptions = {}): Promis
   const searchLimiter = new SlidingWindow(5, 1000);
   const engagements: FakeHubspot['engagements'] = [];
   let nextEngagementId = 80_000_000;
-  type FakeMessage = { id: string; type: 'MESSAGE' | 'COMMENT'; direction: 'INCOMING' | 'OUTGOING' | null; text: string; createdAtMs: number };
+  type FakeMessage = {
+    id: string;
+    type: 'MESSAGE' | 'COMMENT';
+    direction: 'INCOMING' | 'OUTGOING' | null;
+    text: string;
+    createdAtMs: number;
+    /** Set on messages posted through the API: who sent them, as `A-<userId>`. */
+    senderActorId?: string;
+  };
+  const appId = 7_700_001;
+  // Messages posted through the API are stored in this order; the hook lets crash tests act after the store.
+  const hooks: { onThreadMessageStored: FakeHubspot['onThreadMessageStored'] } = { onThreadMessageStored: null };
   const threads = new Map<number, { id: number; contactId: number | null; spam: boolean; createdAtMs: number; messages: Map<string, FakeMessage> }>();
   let nextThreadId = 9_100_000_000;
   const inboxId = '147000001';
@@ -202,13 +222,42 @@ export async function startFakeHubspot(options: HubspotFakeOptions = {}): Promis
       });
     }
 
-    const conversation = /^\/conversations\/v3\/conversations\/threads\/(\d+)(?:\/messages\/([^/]+))?$/.exec(path);
-    if (conversation && method === 'GET') {
+    const conversation = /^\/conversations\/v3\/conversations\/threads\/(\d+)(?:\/messages(?:\/([^/]+))?)?$/.exec(path);
+    if (conversation) {
       const thread = threads.get(Number(conversation[1]));
       if (!thread) return error(ctx, 404, `Thread ${conversation[1]} not found`, 'OBJECT_NOT_FOUND');
       const visitor = { actorId: `V-${thread.contactId ?? thread.id}`, name: thread.contactId === null ? 'Visitor' : `Contact ${thread.contactId}` };
       const rep = { actorId: `A-${ownerIds[0] ?? '601'}`, name: 'Owner 1' };
-      if (!conversation[2]) {
+      const render = (message: FakeMessage) => {
+        const common = {
+          type: message.type,
+          id: message.id,
+          conversationsThreadId: String(thread.id),
+          createdAt: iso(message.createdAtMs),
+          updatedAt: iso(message.createdAtMs),
+          client: message.senderActorId ? { clientType: 'INTEGRATION', integrationAppId: appId } : { clientType: 'HUBSPOT' },
+          archived: false,
+          text: message.text,
+          richText: `<div>${message.text.replace(/[<>&]/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;' })[c]!)}</div>`,
+          attachments: [],
+        };
+        if (message.type === 'COMMENT') return { ...common, createdBy: rep.actorId, senders: [rep] };
+        const sender = message.senderActorId ? { actorId: message.senderActorId, name: 'Agent user' } : rep;
+        const [from, to] = message.direction === 'INCOMING' ? [visitor, sender] : [sender, visitor];
+        return {
+          ...common,
+          createdBy: from.actorId,
+          senders: [from],
+          recipients: [to],
+          truncationStatus: 'NOT_TRUNCATED',
+          status: { statusType: 'SENT' },
+          direction: message.direction,
+          channelId: chatChannelId,
+          channelAccountId: chatChannelAccountId,
+        };
+      };
+      const isMessages = path.endsWith('/messages');
+      if (method === 'GET' && !isMessages && !conversation[2]) {
         const latest = Math.max(thread.createdAtMs, ...[...thread.messages.values()].map((x) => x.createdAtMs));
         return ok(200, {
           id: String(thread.id),
@@ -223,33 +272,43 @@ export async function startFakeHubspot(options: HubspotFakeOptions = {}): Promis
           archived: false,
         });
       }
-      const message = thread.messages.get(decodeURIComponent(conversation[2]));
-      if (!message) return error(ctx, 404, `Message ${conversation[2]} not found in thread ${thread.id}`, 'OBJECT_NOT_FOUND');
-      const common = {
-        type: message.type,
-        id: message.id,
-        conversationsThreadId: String(thread.id),
-        createdAt: iso(message.createdAtMs),
-        updatedAt: iso(message.createdAtMs),
-        client: { clientType: 'HUBSPOT' },
-        archived: false,
-        text: message.text,
-        richText: `<div>${message.text.replace(/[<>&]/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;' })[c]!)}</div>`,
-        attachments: [],
-      };
-      if (message.type === 'COMMENT') return ok(200, { ...common, createdBy: rep.actorId, senders: [rep] });
-      const [from, to] = message.direction === 'INCOMING' ? [visitor, rep] : [rep, visitor];
-      return ok(200, {
-        ...common,
-        createdBy: from.actorId,
-        senders: [from],
-        recipients: [to],
-        truncationStatus: 'NOT_TRUNCATED',
-        status: { statusType: 'SENT' },
-        direction: message.direction,
-        channelId: chatChannelId,
-        channelAccountId: chatChannelAccountId,
-      });
+      if (method === 'GET' && conversation[2]) {
+        const message = thread.messages.get(decodeURIComponent(conversation[2]));
+        if (!message) return error(ctx, 404, `Message ${conversation[2]} not found in thread ${thread.id}`, 'OBJECT_NOT_FOUND');
+        return ok(200, render(message));
+      }
+      if (method === 'GET' && isMessages) {
+        const limit = Math.min(500, Number(url.searchParams.get('limit') ?? 20));
+        const offset = decodeAfter(url.searchParams.get('after'));
+        const all = [...thread.messages.values()].sort((a, b) => a.createdAtMs - b.createdAtMs);
+        if (url.searchParams.get('sort') === '-createdAt') all.reverse();
+        const slice = all.slice(offset, offset + limit);
+        return ok(200, { results: slice.map(render), ...(offset + limit < all.length ? { paging: { next: { after: encodeAfter(offset + limit), link: '' } } } : {}) });
+      }
+      if (method === 'POST' && isMessages) {
+        // Validated as the public spec does (PublicConversationsMessageEgg); no deduplication: a
+        // repeated POST is a second message, as on the real API.
+        let egg: Record<string, unknown>;
+        try {
+          egg = JSON.parse(body) as Record<string, unknown>;
+        } catch {
+          return error(ctx, 400, 'Invalid JSON', 'VALIDATION_ERROR');
+        }
+        const missing = ['type', 'text', 'senderActorId', 'channelId', 'channelAccountId', 'recipients', 'attachments'].filter((k) => egg[k] === undefined);
+        if (missing.length > 0) return error(ctx, 400, `Missing required fields: ${missing.join(', ')}`, 'VALIDATION_ERROR');
+        if (egg.type !== 'MESSAGE' && egg.type !== 'COMMENT') return error(ctx, 400, 'type must be MESSAGE or COMMENT', 'VALIDATION_ERROR');
+        if (typeof egg.text !== 'string' || egg.text.trim() === '' || egg.text.length > 65_536) return error(ctx, 400, 'text must be a non-empty string of at most 65536 characters', 'VALIDATION_ERROR');
+        const actor = typeof egg.senderActorId === 'string' ? /^A-(\d+)$/.exec(egg.senderActorId) : null;
+        if (!actor || !ownerIds.some((o) => String(Number(o) + 1000) === actor[1])) return error(ctx, 400, `senderActorId must be the agent actor of a user of this account (A-<userId>)`, 'VALIDATION_ERROR');
+        if (egg.channelId !== chatChannelId || egg.channelAccountId !== chatChannelAccountId) return error(ctx, 400, 'channelId and channelAccountId must match the thread', 'VALIDATION_ERROR');
+        if (!Array.isArray(egg.recipients) || !Array.isArray(egg.attachments)) return error(ctx, 400, 'recipients and attachments must be arrays', 'VALIDATION_ERROR');
+        const id = randomBytes(16).toString('hex');
+        const stored: FakeMessage = { id, type: egg.type, direction: egg.type === 'COMMENT' ? null : 'OUTGOING', text: egg.text, createdAtMs: Date.now(), senderActorId: actor[0] };
+        thread.messages.set(id, stored);
+        hooks.onThreadMessageStored?.(thread.id, id);
+        return ok(201, render(stored));
+      }
+      return error(ctx, 405, `Method ${method} not allowed`, 'METHOD_NOT_ALLOWED');
     }
 
     const m = /^\/crm\/v3\/objects\/(\w+)(?:\/([^/]+))?$/.exec(path);
@@ -372,6 +431,17 @@ export async function startFakeHubspot(options: HubspotFakeOptions = {}): Promis
     updateObject: (type, id, properties) => void store.update(type, id, properties),
     archiveObject: (type, id) => store.remove(type, id),
     addObject: (type, properties) => store.insert(type, properties).id,
+    appId,
+    get onThreadMessageStored() {
+      return hooks.onThreadMessageStored;
+    },
+    set onThreadMessageStored(fn) {
+      hooks.onThreadMessageStored = fn;
+    },
+    threadMessages: (threadId) =>
+      [...(threads.get(threadId)?.messages.values() ?? [])]
+        .sort((a, b) => a.createdAtMs - b.createdAtMs)
+        .map((m) => ({ id: m.id, direction: m.direction, text: m.text, senderActorId: m.senderActorId ?? null, clientType: m.senderActorId ? ('INTEGRATION' as const) : ('HUBSPOT' as const) })),
     addConversationThread: ({ contactId, spam = false }) => {
       const id = nextThreadId++;
       threads.set(id, { id, contactId, spam, createdAtMs: Date.now(), messages: new Map() });

@@ -20,6 +20,7 @@ import {
   type InjectedFailure,
   type RecordedCrmRequest,
 } from './crm-fake-common.js';
+import { FakeKommoTalks, type FakeKommoTalksOptions } from './kommo-talks.js';
 
 export interface KommoFakeOptions {
   clientId?: string;
@@ -34,6 +35,8 @@ export interface KommoFakeOptions {
   dataset?: Partial<KommoDatasetSize>;
   seed?: number;
   latencyMs?: number;
+  /** The Chats API add-on: monthly `send_message` quota and whether the scope is granted. */
+  talks?: FakeKommoTalksOptions;
 }
 
 export interface KommoDatasetSize {
@@ -69,6 +72,8 @@ export interface FakeKommo {
   updateLead(id: number, fields: Record<string, unknown>): void;
   deleteLead(id: number): void;
   addLead(fields: Record<string, unknown>): number;
+  /** Talks (lead chats), `send_message` with its quota, and Salesbots (tests/fakes/kommo-talks.ts). */
+  talks: FakeKommoTalks;
   apiRequests(): RecordedCrmRequest[];
   close(): Promise<void>;
 }
@@ -85,6 +90,7 @@ export async function startFakeKommo(options: KommoFakeOptions = {}): Promise<Fa
   let limiter = options.rateLimitPerSecond === null ? null : new SlidingWindow(options.rateLimitPerSecond ?? 7, 1000);
   const notes: FakeKommo['notes'] = [];
   let onNoteStored: FakeKommo['onNoteStored'] = null;
+  const talks = new FakeKommoTalks(options.talks);
   const tasks: FakeKommo['tasks'] = [];
   let nextWriteId = 9_000_000;
 
@@ -278,10 +284,18 @@ export async function startFakeKommo(options: KommoFakeOptions = {}): Promise<Fa
       });
       return ctx.send(200, { _links: {}, _embedded: { tasks: created } });
     }
+    if (talks.handle(ctx, method, segments, (id) => store.get('leads', id) !== undefined, problem)) return;
     if (method === 'PATCH' && type === 'leads' && segments.length === 2) {
       const id = Number(segments[1]);
       if (!store.get('leads', id)) return problem(ctx, 404, 'Not Found', 'Lead not found');
       const patch = JSON.parse(body) as Record<string, unknown>;
+      // Custom field values (`[{field_id, values: [{value}]}]`), which a Salesbot step can send.
+      if (Array.isArray(patch.custom_fields_values)) {
+        for (const f of patch.custom_fields_values as Array<{ field_id?: unknown; values?: Array<{ value?: unknown }> }>) {
+          if (typeof f.field_id !== 'number' || typeof f.values?.[0]?.value !== 'string') return problem(ctx, 400, 'Bad Request', 'custom_fields_values: field_id and values[0].value are required');
+          talks.setLeadField(id, f.field_id, f.values[0].value);
+        }
+      }
       const allowed = Object.fromEntries(Object.entries(patch).filter(([k]) => ['status_id', 'pipeline_id', 'name', 'price', 'responsible_user_id'].includes(k)));
       const r = store.update('leads', id, allowed);
       return ctx.send(200, { id, updated_at: Math.floor(r.updatedAtMs / 1000), _links: { self: { href: `${http.url}/api/v4/leads/${id}` } } });
@@ -320,6 +334,7 @@ export async function startFakeKommo(options: KommoFakeOptions = {}): Promise<Fa
     updateLead: (id, fields) => void store.update('leads', id, fields),
     deleteLead: (id) => store.remove('leads', id),
     addLead: (fields) => store.insert('leads', { custom_fields_values: null, ...fields }).id,
+    talks,
     apiRequests: () => http.requests.filter((r) => r.path.startsWith('/api/v4/')),
     close: () => http.close(),
   };
