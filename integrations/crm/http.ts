@@ -4,6 +4,7 @@
  * as a CrmError the activities map onto retryable or non-retryable failures.
  */
 import type { z } from 'zod';
+import { parseRetryAfter } from '../../lib/retry-after.js';
 import type { CrmProvider, OAuthApp, TokenGrant } from './types.js';
 import { crmRequests } from '../../lib/metrics.js';
 import { UnsafeUrlError } from '../../lib/ssrf.js';
@@ -119,14 +120,6 @@ export interface CrmResponse {
 
 const MESSAGE_MAX = 300;
 
-export function parseRetryAfterMs(value: string | null, nowMs = Date.now()): number | undefined {
-  if (!value) return undefined;
-  const seconds = Number(value);
-  if (Number.isFinite(seconds) && seconds >= 0) return Math.round(seconds * 1000);
-  const at = Date.parse(value);
-  return Number.isNaN(at) ? undefined : Math.max(0, at - nowMs);
-}
-
 export class CrmHttpClient {
   readonly provider: CrmProvider;
   private readonly fetchImpl: typeof fetch;
@@ -208,7 +201,7 @@ export class CrmHttpClient {
       // Kommo documents `retry_after` (seconds) in the body; HubSpot sends neither header nor
       // field on REST 429s, so the default applies (its limits roll over 10 s windows).
       const retryAfterMs =
-        parseRetryAfterMs(res.headers.get('retry-after')) ??
+        parseRetryAfter(res.headers.get('retry-after')) ??
         bodyRetryAfterMs(body) ??
         this.options.defaultRetryAfterMs ??
         1_000;
@@ -220,7 +213,7 @@ export class CrmHttpClient {
     if (status === 404) return new CrmError(this.provider, 'not-found', text, { status });
     if (status === 409) return new CrmError(this.provider, 'conflict', text, { status });
     if (status === 423 || status >= 500) {
-      const retryAfterMs = parseRetryAfterMs(res.headers.get('retry-after'));
+      const retryAfterMs = parseRetryAfter(res.headers.get('retry-after'));
       return new CrmError(this.provider, 'unavailable', text, { status, ...(retryAfterMs !== undefined ? { retryAfterMs } : {}) });
     }
     if (status >= 300 && status < 400) return new CrmError(this.provider, 'invalid-response', `${this.provider} redirected (${status}); check the account's API domain`, { status });

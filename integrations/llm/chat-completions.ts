@@ -6,6 +6,8 @@
  * Everything the provider answers is untrusted input and is validated before use.
  */
 import { z } from 'zod';
+import { ServerSentEventParser } from '../../lib/sse.js';
+import { retryDelayFromHeaders } from './rate-limit-headers.js';
 
 export interface ToolCall {
   id: string;
@@ -409,32 +411,6 @@ function hasChoices(json: unknown): boolean {
   return typeof json === 'object' && json !== null && Array.isArray((json as { choices?: unknown }).choices);
 }
 
-/** Collects `data:` payloads per event; comments (OpenRouter sends `: OPENROUTER PROCESSING`) are ignored. */
-class ServerSentEventParser {
-  #buffer = '';
-  #data: string[] = [];
-
-  push(text: string): string[] {
-    this.#buffer += text;
-    const events: string[] = [];
-    let newline: number;
-    while ((newline = this.#buffer.search(/\r\n|\r|\n/)) !== -1) {
-      const line = this.#buffer.slice(0, newline);
-      const separatorLength = this.#buffer.startsWith('\r\n', newline) ? 2 : 1;
-      // A lone \r at the end may be the first half of \r\n still in flight.
-      if (separatorLength === 1 && this.#buffer[newline] === '\r' && newline === this.#buffer.length - 1) break;
-      this.#buffer = this.#buffer.slice(newline + separatorLength);
-      if (line === '') {
-        if (this.#data.length > 0) events.push(this.#data.join('\n'));
-        this.#data = [];
-      } else if (line.startsWith('data:')) {
-        this.#data.push(line.slice(line.startsWith('data: ') ? 6 : 5));
-      }
-    }
-    return events;
-  }
-}
-
 class StreamAssembly {
   readonly #redact: (text: string) => string;
   done = false;
@@ -578,44 +554,4 @@ function describeNetworkError(error: unknown): string {
     return `${error.message} (${typeof code === 'string' ? `${code}: ` : ''}${cause.message})`;
   }
   return error.message;
-}
-
-/**
- * How long the provider asks us to wait, in order of precision:
- * `retry-after-ms` (OpenAI), `Retry-After` (RFC 9110: delta-seconds or HTTP date),
- * `x-ratelimit-reset` (OpenRouter: an instant, in epoch seconds or milliseconds),
- * `x-ratelimit-reset-requests` (OpenAI: a duration such as `1s`, `6m0s`, `20ms`).
- */
-function retryDelayFromHeaders(headers: Headers, now: number = Date.now()): number | undefined {
-  const retryAfterMs = headers.get('retry-after-ms');
-  if (retryAfterMs !== null && /^\s*\d+(\.\d+)?\s*$/.test(retryAfterMs)) return Math.ceil(Number(retryAfterMs));
-
-  const retryAfter = headers.get('retry-after')?.trim();
-  if (retryAfter) {
-    if (/^\d+(\.\d+)?$/.test(retryAfter)) return Math.ceil(Number(retryAfter) * 1000);
-    const date = Date.parse(retryAfter);
-    if (!Number.isNaN(date)) return Math.max(0, date - now);
-  }
-
-  const reset = headers.get('x-ratelimit-reset')?.trim();
-  if (reset && /^\d+(\.\d+)?$/.test(reset)) {
-    const value = Number(reset);
-    // Small numbers are a delay in seconds; large ones an instant (ms when above 10^10).
-    if (value < 1e9) return Math.ceil(value * 1000);
-    const instantMs = value > 1e10 ? value : value * 1000;
-    return Math.max(0, Math.ceil(instantMs - now));
-  }
-
-  const resetRequests = headers.get('x-ratelimit-reset-requests')?.trim();
-  if (resetRequests) return parseGoDuration(resetRequests);
-  return undefined;
-}
-
-function parseGoDuration(text: string): number | undefined {
-  const unitMs: Record<string, number> = { h: 3_600_000, m: 60_000, s: 1000, ms: 1 };
-  const parts = [...text.matchAll(/(\d+(?:\.\d+)?)(ms|h|m|s)/g)];
-  if (parts.length === 0 || parts.map((part) => part[0]).join('') !== text) return undefined;
-  let total = 0;
-  for (const [, amount, unit] of parts) total += Number(amount) * (unitMs[unit ?? 's'] ?? 0);
-  return Math.ceil(total);
 }
