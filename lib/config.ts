@@ -161,6 +161,10 @@ const workerSchema = baseSchema.extend({
     }, 'must be JSON like {"openai/gpt-4o-mini":{"inputPerMillion":0.15,"outputPerMillion":0.6}}')
     .optional(),
   WORKER_SHUTDOWN_GRACE_MS: positiveMs.default(30_000),
+  // Worker Deployment Versioning (docs/operations.md): the deployment (stable, e.g. the service
+  // name) and this image's build id (e.g. its tag or git SHA). Both or neither; unversioned without.
+  TEMPORAL_WORKER_DEPLOYMENT_NAME: z.string().min(1).max(255).regex(/^[^.]+$/, 'must not contain "."').optional(),
+  TEMPORAL_WORKER_BUILD_ID: z.string().min(1).max(255).optional(),
   // The Temporal SDK's own metrics (Runtime telemetry, `temporal_` prefix), host:port.
   TEMPORAL_METRICS_BIND_ADDRESS: z.string().min(1).optional(),
 });
@@ -276,6 +280,11 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
     throw new ConfigError(['LLM_API_KEY: required when APP_ENV=production']);
   }
   requireCodecInProduction(config);
+  if (Boolean(config.TEMPORAL_WORKER_DEPLOYMENT_NAME) !== Boolean(config.TEMPORAL_WORKER_BUILD_ID)) {
+    throw new ConfigError([
+      `${config.TEMPORAL_WORKER_BUILD_ID ? 'TEMPORAL_WORKER_DEPLOYMENT_NAME' : 'TEMPORAL_WORKER_BUILD_ID'}: required with ${config.TEMPORAL_WORKER_BUILD_ID ? 'TEMPORAL_WORKER_BUILD_ID' : 'TEMPORAL_WORKER_DEPLOYMENT_NAME'} (Worker Versioning needs both)`,
+    ]);
+  }
   return config;
 }
 

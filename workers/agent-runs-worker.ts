@@ -1,5 +1,5 @@
 import { fileURLToPath } from 'node:url';
-import type { DataConverter } from '@temporalio/common';
+import type { DataConverter, WorkerDeploymentVersion } from '@temporalio/common';
 import type { NativeConnection} from '@temporalio/worker';
 import { Worker, type WorkerOptions } from '@temporalio/worker';
 import type pg from 'pg';
@@ -10,6 +10,7 @@ import type { LlmClient } from '../integrations/llm/chat-completions.js';
 import type { Logger } from '../lib/logger.js';
 import { createDataConverter } from '../lib/temporal-codec.js';
 import { workerObservability } from './observability.js';
+import { workerDeploymentOptions } from './versioning.js';
 import { AGENT_RUNS_TASK_QUEUE } from '../workflows/task-queues.js';
 
 export const workflowsPath = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
@@ -32,6 +33,8 @@ export interface AgentRunsWorkerDeps {
   prices?: PriceTable;
   /** `createDataConverter(keyring)`: payload encryption and encoded failures; the client must use the same. */
   dataConverter?: DataConverter;
+  /** Worker Deployment Versioning (workers/versioning.ts); unversioned without it. */
+  deploymentVersion?: WorkerDeploymentVersion;
 }
 
 export async function createAgentRunsWorker(deps: AgentRunsWorkerDeps): Promise<Worker> {
@@ -50,6 +53,7 @@ export async function createAgentRunsWorker(deps: AgentRunsWorkerDeps): Promise<
     }),
     shutdownGraceTime: deps.shutdownGraceTime ?? '30 seconds',
     dataConverter: deps.dataConverter ?? createDataConverter(undefined),
+    ...workerDeploymentOptions(deps.deploymentVersion),
     // Run ids on activity log lines, activity and workflow failures to Sentry (workers/observability.ts).
     ...workerObservability(),
   });

@@ -1,4 +1,4 @@
-import type { DataConverter } from '@temporalio/common';
+import type { DataConverter, WorkerDeploymentVersion } from '@temporalio/common';
 import { Worker, type NativeConnection, type WorkerOptions } from '@temporalio/worker';
 import type pg from 'pg';
 import { createCrmIntakeActivities, type AgentRunHandoff } from '../activities/crm-intake.js';
@@ -11,6 +11,7 @@ import { keyringFromConfig } from '../lib/crypto.js';
 import type { Logger } from '../lib/logger.js';
 import { createDataConverter } from '../lib/temporal-codec.js';
 import { workerObservability } from './observability.js';
+import { workerDeploymentOptions } from './versioning.js';
 import { CRM_SYNC_TASK_QUEUE } from '../workflows/crm-sync-ids.js';
 import { workflowsPath } from './agent-runs-worker.js';
 
@@ -32,6 +33,8 @@ export interface CrmSyncWorkerDeps {
   maxConcurrentActivityTaskExecutions?: number;
   /** Where webhook intake starts agent runs and posts lead messages (workers/run-handoff.ts); without it, this worker only syncs. */
   handoff?: AgentRunHandoff;
+  /** Worker Deployment Versioning (workers/versioning.ts); unversioned without it. */
+  deploymentVersion?: WorkerDeploymentVersion;
 }
 
 /** The `crm-sync` task queue: crmSync and crmIntake workflows and their activities. */
@@ -55,6 +58,7 @@ export async function createCrmSyncWorker(deps: CrmSyncWorkerDeps): Promise<Work
     maxConcurrentActivityTaskExecutions: deps.maxConcurrentActivityTaskExecutions ?? 20,
     shutdownGraceTime: deps.shutdownGraceTime ?? '30 seconds',
     dataConverter: deps.dataConverter ?? createDataConverter(undefined),
+    ...workerDeploymentOptions(deps.deploymentVersion),
     // Run ids on activity log lines, activity and workflow failures to Sentry (workers/observability.ts).
     ...workerObservability(),
   });
@@ -79,6 +83,7 @@ export async function startCrmSyncWorker(opts: {
   dataConverter: DataConverter;
   credentials?: CredentialStore | null;
   handoff: AgentRunHandoff;
+  deploymentVersion?: WorkerDeploymentVersion | undefined;
 }): Promise<Worker | null> {
   const credentials = opts.credentials ?? crmCredentialStoreFromConfig(opts.config, opts.pool);
   if (!credentials) {
@@ -94,6 +99,7 @@ export async function startCrmSyncWorker(opts: {
     shutdownGraceTime: opts.config.WORKER_SHUTDOWN_GRACE_MS,
     dataConverter: opts.dataConverter,
     handoff: opts.handoff,
+    ...(opts.deploymentVersion ? { deploymentVersion: opts.deploymentVersion } : {}),
   });
   opts.logger.info({ taskQueue: worker.options.taskQueue }, 'crm-sync worker started');
   return worker;

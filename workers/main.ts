@@ -6,6 +6,7 @@ import { createPool } from '../lib/db.js';
 import { createLogger, type Logger } from '../lib/logger.js';
 import { describeTemporalConnection, diagnoseTemporalConnection, temporalConnectionOptions } from '../lib/temporal.js';
 import { WorkerHealth } from './health.js';
+import { deploymentVersionFromConfig } from './versioning.js';
 import { startMetricsServer, trackDatabaseMetrics } from '../lib/metrics.js';
 import { flushSentry, initSentry } from '../lib/sentry.js';
 import { runtimeLogger, workerTelemetryOptions } from './telemetry.js';
@@ -84,6 +85,7 @@ async function main(): Promise<void> {
     return;
   }
   health.connected(connection);
+  const deploymentVersion = deploymentVersionFromConfig(config);
   // One credential store (and rate governor) for syncs and the agents' CRM tools; both need ENCRYPTION_KEYS.
   const crmCredentials = crmCredentialStoreFromConfig(config, pool);
   try {
@@ -101,14 +103,15 @@ async function main(): Promise<void> {
       shutdownGraceTime: config.WORKER_SHUTDOWN_GRACE_MS,
       dataConverter: createDataConverter(codecKeyringFrom(config)),
       prices: parsePriceTable(config.LLM_PRICES),
+      ...(deploymentVersion ? { deploymentVersion } : {}),
       tools: createToolRegistry(crmCredentials ? createCrmTools({ credentials: crmCredentials }) : []),
     });
-    logger.info({ taskQueue: worker.options.taskQueue, temporal: config.TEMPORAL_ADDRESS }, 'worker started');
+    logger.info({ taskQueue: worker.options.taskQueue, temporal: config.TEMPORAL_ADDRESS, deploymentVersion: deploymentVersion ?? 'unversioned' }, 'worker started');
     // CRM syncs run on their own task queue in the same process; they need ENCRYPTION_KEYS.
     const dataConverter = createDataConverter(codecKeyringFrom(config));
     // Webhook intake starts runs and posts lead messages on the agent-runs queue through this client.
     const handoff = createAgentRunHandoff({ temporal: new Client({ connection, namespace: config.TEMPORAL_NAMESPACE, dataConverter }) });
-    const crmWorker = await startCrmSyncWorker({ config, connection, pool, logger, dataConverter, credentials: crmCredentials, handoff });
+    const crmWorker = await startCrmSyncWorker({ config, connection, pool, logger, dataConverter, credentials: crmCredentials, handoff, deploymentVersion });
     const running = Promise.all([worker.run(), crmWorker?.run()]);
     health.running(crmWorker ? [worker, crmWorker] : [worker]);
     await running;

@@ -337,6 +337,8 @@ export function createRunService(deps: RunServiceDeps) {
         { key: AgentIdSearchAttribute, value: row.agent_id },
       ],
       staticSummary: `Conversation ${row.id} of agent ${row.agent_id}`,
+      // Conversations live for weeks: they move to each new worker build (workflows/index.ts).
+      versioningOverride: 'AUTO_UPGRADE',
     });
     // A conversation that ended since an earlier attempt delivered this message: nothing to do.
     if (TERMINAL.has(row.status)) return { runId: row.id, workflowId: row.workflow_id, messageId, queued: false, interrupted: false };

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Client, Connection } from '@temporalio/client';
+import type { WorkerDeploymentVersion } from '@temporalio/common';
 import { DefaultLogger, NativeConnection, Runtime, type LogLevel, type Logger as RuntimeLogger, type Worker } from '@temporalio/worker';
 import { workerTelemetryOptions } from '../../workers/telemetry.js';
 import type pg from 'pg';
@@ -80,6 +81,8 @@ export async function createTestAgentWorker(opts: {
   tools?: ToolRegistry;
   /** LLM prices for metering; default activities/pricing.ts. */
   prices?: PriceTable;
+  /** Worker Deployment Versioning, as workers/main.ts sets it from the environment. */
+  deploymentVersion?: WorkerDeploymentVersion;
 }): Promise<Worker> {
   return createAgentRunsWorker({
     connection: opts.temporal.nativeConnection,
@@ -94,5 +97,6 @@ export async function createTestAgentWorker(opts: {
     dataConverter: testDataConverter,
     ...(opts.tools ? { tools: opts.tools } : {}),
     ...(opts.prices ? { prices: opts.prices } : {}),
+    ...(opts.deploymentVersion ? { deploymentVersion: opts.deploymentVersion } : {}),
   });
 }
