@@ -3,7 +3,7 @@
  * (TEMPORAL_WORKER_DEPLOYMENT_NAME + TEMPORAL_WORKER_BUILD_ID), so Temporal routes each workflow
  * to the build it belongs on. Which build that is depends on the workflow's behaviour, declared
  * in workflows/index.ts: agent runs stay PINNED to the build that started them; conversations
- * (started with an AUTO_UPGRADE override by the API) and CRM syncs move to the current build.
+ * (marked by the API with a memo) and CRM syncs move to the current build.
  * See docs/operations.md "Deploy workflow changes (Worker Versioning)".
  */
 import type { WorkerDeploymentVersion } from '@temporalio/common';

@@ -9,7 +9,7 @@ import { autocommitAsPrincipal, withPrincipal, type Tx } from '../../lib/db.js';
 import type { Principal } from '../../lib/principal.js';
 import { finalRunStatusSchema, type RunStatus } from '../../lib/run-status.js';
 import { AgentIdSearchAttribute, OrgIdSearchAttribute } from '../../workflows/search-attributes.js';
-import { AGENT_RUNS_TASK_QUEUE, agentRunWorkflowId } from '../../workflows/task-queues.js';
+import { AGENT_RUNS_TASK_QUEUE, agentRunWorkflowId, CONVERSATION_MEMO } from '../../workflows/task-queues.js';
 import { createRunDispatcher, type RunDispatcher } from './run-dispatch.js';
 import { callTemporal, DEFAULT_TEMPORAL_CALL_DEADLINE_MS, isTemporalUnanswered } from './temporal-calls.js';
 import { WithStartWorkflowOperation } from '@temporalio/client';
@@ -337,8 +337,9 @@ export function createRunService(deps: RunServiceDeps) {
         { key: AgentIdSearchAttribute, value: row.agent_id },
       ],
       staticSummary: `Conversation ${row.id} of agent ${row.agent_id}`,
-      // Conversations live for weeks: they move to each new worker build (workflows/index.ts).
-      versioningOverride: 'AUTO_UPGRADE',
+      // Conversations live for weeks: this marks them to move to each new worker build
+      // (workflows/index.ts). Not a versioningOverride: that would starve unversioned workers.
+      memo: { [CONVERSATION_MEMO]: true },
     });
     // A conversation that ended since an earlier attempt delivered this message: nothing to do.
     if (TERMINAL.has(row.status)) return { runId: row.id, workflowId: row.workflow_id, messageId, queued: false, interrupted: false };

@@ -10,13 +10,14 @@ import type { Worker } from '@temporalio/worker';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeDeployment, setCurrentVersion } from '../../workers/deployments.js';
-import { agentRunWorkflowId } from '../../workflows/task-queues.js';
+import { agentRunWorkflowId, CONVERSATION_MEMO } from '../../workflows/task-queues.js';
 import type { agentRun } from '../../workflows/agent-run/index.js';
 import { startFakeLlm, type FakeLlmServer } from '../fakes/llm-server.js';
 import { adminPool, appPool, createAgent, createOrgWithMembers, createRun } from '../support/db.js';
 import { connectTestTemporal, createTestAgentWorker, uniqueTaskQueue, type TestTemporal } from '../support/temporal.js';
 
 const PINNED = proto.api.enums.v1.VersioningBehavior.VERSIONING_BEHAVIOR_PINNED;
+const AUTO_UPGRADE = proto.api.enums.v1.VersioningBehavior.VERSIONING_BEHAVIOR_AUTO_UPGRADE;
 
 describe('Worker Deployment Versioning', () => {
   let temporal: TestTemporal;
@@ -97,4 +98,25 @@ describe('Worker Deployment Versioning', () => {
     const { rows } = await admin.query<{ output: string }>('select output from public.agent_runs where id = $1', [parked.workflowId.replace(/^agent-run:/, '')]);
     expect(JSON.stringify(rows[0]?.output)).toContain('answered by v1');
   }, 180_000);
+
+  it('a conversation (marked by the memo the API sets) auto-upgrades instead', async () => {
+    const { orgId } = await createOrgWithMembers(admin, ['owner']);
+    const agentId = await createAgent(admin, orgId);
+    const runId = await createRun(admin, orgId, agentId, { input: 'hello' });
+    const handle = await temporal.client.workflow.start<typeof agentRun>('agentRun', {
+      taskQueue,
+      workflowId: agentRunWorkflowId(runId),
+      args: [{ orgId, agentId, runId, conversation: { idleTimeoutSeconds: 3600 } }],
+      memo: { [CONVERSATION_MEMO]: true },
+    });
+    const deadline = Date.now() + 30_000;
+    let info = (await handle.describe()).raw.workflowExecutionInfo?.versioningInfo;
+    while (!info?.behavior && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 200));
+      info = (await handle.describe()).raw.workflowExecutionInfo?.versioningInfo;
+    }
+    expect(info?.behavior).toBe(AUTO_UPGRADE);
+    expect(info?.deploymentVersion?.buildId).toBe('v2');
+    await handle.terminate('test over');
+  }, 60_000);
 });
