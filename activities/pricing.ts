@@ -15,15 +15,23 @@ export const priceTableSchema = z.record(
 );
 
 /**
+ * What a model missing from the table costs: a frontier model's list price, so an unknown or
+ * misspelt model is over-metered rather than free (the spend ceilings count its cost). A `*` entry
+ * in LLM_PRICES replaces it.
+ */
+export const UNKNOWN_MODEL_PRICE: ModelPrice = { inputPerMillion: 15, outputPerMillion: 75 };
+
+/**
  * Published list prices at the time of writing; deployments override them with LLM_PRICES (JSON
  * of this shape) because providers change prices and OpenRouter adds its margin. Unknown models
- * cost 0 unless a `*` entry says otherwise: metering tokens still works, cost reads as unknown-0.
+ * are metered at `*` (UNKNOWN_MODEL_PRICE unless overridden), never at 0; the sandbox is free.
  */
 export const DEFAULT_PRICES: PriceTable = {
   'openai/gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 },
   'openai/gpt-4o': { inputPerMillion: 2.5, outputPerMillion: 10 },
   'anthropic/claude-3.5-haiku': { inputPerMillion: 0.8, outputPerMillion: 4 },
   'sandbox/*': { inputPerMillion: 0, outputPerMillion: 0 },
+  '*': UNKNOWN_MODEL_PRICE,
 };
 
 export function parsePriceTable(json: string | undefined): PriceTable {
@@ -40,7 +48,7 @@ export function priceFor(table: PriceTable, model: string): ModelPrice {
       best = { length: pattern.length, price };
     }
   }
-  return best?.price ?? { inputPerMillion: 0, outputPerMillion: 0 };
+  return best?.price ?? UNKNOWN_MODEL_PRICE;
 }
 
 /** Cost in USD, rounded to the ledger's 6 decimals. */

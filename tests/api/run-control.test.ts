@@ -313,8 +313,9 @@ describe('runs API: list, cancel, approvals, usage, knowledge and live events', 
     expect(body).toEqual({
       from: today,
       to: today,
-      items: [{ day: today, runs: 1, llmCalls: 1, inputTokens: 11, outputTokens: 5, costUsd: 0 }],
-      totals: { runs: 1, llmCalls: 1, inputTokens: 11, outputTokens: 5, costUsd: 0 },
+      // test/model is in no price table: metered at the fallback price (activities/pricing.ts), never 0.
+      items: [{ day: today, runs: 1, llmCalls: 1, inputTokens: 11, outputTokens: 5, costUsd: 0.00054 }],
+      totals: { runs: 1, llmCalls: 1, inputTokens: 11, outputTokens: 5, costUsd: 0.00054 },
     });
     const bad = await app.inject({ method: 'GET', url: `/v1/orgs/${org.orgId}/usage?from=2026-02-01&to=2026-01-01`, headers: { authorization: `Bearer ${token}` } });
     expect(bad.statusCode).toBe(400);
