@@ -41,8 +41,9 @@ const SECTIONS: Array<[Route['name'], string]> = [
 ];
 
 function Shell({ session, route, config }: { session: Session; route: Route; config: ConsoleConfig }) {
-  const orgs = useLoad(async () => ok(await api.GET('/v1/orgs', { params: { query: { limit: 100 } } })).items, [session.user.id, route.name === 'new-org']);
   const orgId = 'orgId' in route ? route.orgId : undefined;
+  // Refetched per org visited: a founded org or an accepted invite adds one to the list.
+  const orgs = useLoad(async () => ok(await api.GET('/v1/orgs', { params: { query: { limit: 100 } } })).items, [session.user.id, orgId]);
 
   // Home: the last org used, else the first, else founding one.
   useEffect(() => {
@@ -103,7 +104,7 @@ function Shell({ session, route, config }: { session: Session; route: Route; con
       )}
       <main id="main" tabIndex={-1}>
         <ErrorBox error={orgs.error} />
-        {orgId && orgs.data && !org ? (
+        {orgId && orgs.data && !orgs.loading && !org ? (
           <ErrorBox error={new Error('This organization does not exist or you are not a member of it.')} />
         ) : (
           <Screen route={route} config={config} role={org?.role} />

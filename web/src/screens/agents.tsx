@@ -98,7 +98,10 @@ export function AgentEditor({ orgId, agentId, admin }: { orgId: string; agentId?
           </button>
         </form>
       )}
+      {/* Uncontrolled fields (defaults from the stored agent, re-keyed when it changes), so a late
+          re-render, e.g. the CRM connections arriving, never wipes what the user typed. */}
       <form
+        key={a?.updatedAt ?? 'new'}
         class="stack"
         onSubmit={(e) => {
           e.preventDefault();
@@ -109,32 +112,32 @@ export function AgentEditor({ orgId, agentId, admin }: { orgId: string; agentId?
           <legend>Settings{admin ? '' : ' (admins can change them)'}</legend>
           <label>
             Name
-            <input name="name" required maxLength={200} value={a?.name ?? ''} />
+            <input name="name" required maxLength={200} defaultValue={a?.name ?? ''} />
           </label>
           <label>
             Model
-            <input name="model" required maxLength={200} value={a?.model ?? 'openai/gpt-4o-mini'} />
+            <input name="model" required maxLength={200} defaultValue={a?.model ?? 'openai/gpt-4o-mini'} />
           </label>
           <label>
             Instructions
-            <textarea name="instructions" rows={8} value={a?.instructions ?? ''} />
+            <textarea name="instructions" rows={8} defaultValue={a?.instructions ?? ''} />
           </label>
           <div class="row">
             <label>
               Temperature
-              <input name="temperature" type="number" min={0} max={2} step={0.1} value={a?.temperature ?? 0.3} />
+              <input name="temperature" type="number" min={0} max={2} step={0.1} defaultValue={a?.temperature ?? 0.3} />
             </label>
             <label>
               Max output tokens
-              <input name="maxOutputTokens" type="number" min={1} max={200000} value={a?.maxOutputTokens ?? 1024} />
+              <input name="maxOutputTokens" type="number" min={1} max={200000} defaultValue={a?.maxOutputTokens ?? 1024} />
             </label>
             <label>
               Max steps per run
-              <input name="maxSteps" type="number" min={1} max={100} value={a?.maxSteps ?? 8} />
+              <input name="maxSteps" type="number" min={1} max={100} defaultValue={a?.maxSteps ?? 8} />
             </label>
             <label>
               Token budget per run
-              <input name="runTokenBudget" type="number" min={1} placeholder="no limit" value={a?.runTokenBudget ?? ''} />
+              <input name="runTokenBudget" type="number" min={1} placeholder="no limit" defaultValue={a?.runTokenBudget ?? ''} />
             </label>
           </div>
           <fieldset>
@@ -152,10 +155,10 @@ export function AgentEditor({ orgId, agentId, admin }: { orgId: string; agentId?
                   <tr key={tool.name}>
                     <th scope="row">{tool.label}</th>
                     <td>
-                      <input type="checkbox" name={`allow:${tool.name}`} aria-label={`Allow: ${tool.label}`} checked={a?.allowedTools.includes(tool.name) ?? false} />
+                      <input type="checkbox" name={`allow:${tool.name}`} aria-label={`Allow: ${tool.label}`} defaultChecked={a?.allowedTools.includes(tool.name) ?? false} />
                     </td>
                     <td>
-                      <input type="checkbox" name={`approve:${tool.name}`} aria-label={`Needs approval: ${tool.label}`} checked={a?.approvalTools.includes(tool.name) ?? false} />
+                      <input type="checkbox" name={`approve:${tool.name}`} aria-label={`Needs approval: ${tool.label}`} defaultChecked={a?.approvalTools.includes(tool.name) ?? false} />
                     </td>
                   </tr>
                 ))}
@@ -165,22 +168,22 @@ export function AgentEditor({ orgId, agentId, admin }: { orgId: string; agentId?
           <div class="row">
             <label>
               Approvals expire after (hours)
-              <input name="approvalTimeoutHours" type="number" min={0.01} step={0.01} value={a ? a.approvalTimeoutSeconds / 3600 : 24} />
+              <input name="approvalTimeoutHours" type="number" min={0.01} step={0.01} defaultValue={a ? a.approvalTimeoutSeconds / 3600 : 24} />
             </label>
             <label>
               When a message arrives mid-turn
-              <select name="busyPolicy" value={a?.busyPolicy ?? 'queue'}>
-                <option value="queue">Queue it</option>
-                <option value="interrupt">Interrupt the turn</option>
-                <option value="reject">Reject it</option>
+              <select name="busyPolicy">
+                <option value="queue" selected={(a?.busyPolicy ?? 'queue') === 'queue'}>Queue it</option>
+                <option value="interrupt" selected={a?.busyPolicy === 'interrupt'}>Interrupt the turn</option>
+                <option value="reject" selected={a?.busyPolicy === 'reject'}>Reject it</option>
               </select>
             </label>
             <label>
               CRM connection
-              <select name="crmConnectionId" value={a?.crmConnectionId ?? ''}>
-                <option value="">None</option>
+              <select name="crmConnectionId">
+                <option value="" selected={!a?.crmConnectionId}>None</option>
                 {connections.data?.map((c) => (
-                  <option key={c.id} value={c.id}>
+                  <option key={c.id} value={c.id} selected={a?.crmConnectionId === c.id}>
                     {c.name} ({c.provider})
                   </option>
                 ))}
@@ -189,7 +192,7 @@ export function AgentEditor({ orgId, agentId, admin }: { orgId: string; agentId?
           </div>
           <label>
             Activation rules (JSON: lead_stage_entered with stageId, or incoming_message)
-            <textarea name="triggers" rows={3} value={a && a.triggers.length > 0 ? JSON.stringify(a.triggers) : ''} placeholder='[{"event":"incoming_message"}]' />
+            <textarea name="triggers" rows={3} defaultValue={a && a.triggers.length > 0 ? JSON.stringify(a.triggers) : ''} placeholder='[{"event":"incoming_message"}]' />
           </label>
           <ErrorBox error={save.error} />
           {admin && (

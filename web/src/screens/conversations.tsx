@@ -43,7 +43,7 @@ export function Conversations({ orgId }: { orgId: string }) {
           </label>
           <label>
             Thread (lead or chat id)
-            <input name="threadKey" required pattern="[!-~]+" maxLength={200} value={thread?.threadKey ?? ''} />
+            <input name="threadKey" required pattern="[!-~]+" maxLength={200} defaultValue={thread?.threadKey ?? ''} />
           </label>
         </div>
         <label>

@@ -142,18 +142,18 @@ function Connection({ orgId, connection: c, admin, onChange }: { orgId: string; 
           <form class="stack" onSubmit={(e) => void schedule.run(formValues(e))}>
             <label>
               Every (minutes)
-              <input name="intervalMinutes" type="number" min={1} value={typeof sched.intervalSeconds === 'number' ? sched.intervalSeconds / 60 : 60} />
+              <input name="intervalMinutes" type="number" min={1} defaultValue={typeof sched.intervalSeconds === 'number' ? sched.intervalSeconds / 60 : 60} />
             </label>
             <label>
               Or cron (five fields, overrides the interval)
-              <input name="cron" value={typeof sched.cron === 'string' ? sched.cron : ''} placeholder="0 * * * *" />
+              <input name="cron" defaultValue={typeof sched.cron === 'string' ? sched.cron : ''} placeholder="0 * * * *" />
             </label>
             <label>
               Time zone (for cron)
-              <input name="timeZone" value={typeof sched.timeZone === 'string' ? sched.timeZone : ''} placeholder="Europe/Berlin" />
+              <input name="timeZone" defaultValue={typeof sched.timeZone === 'string' ? sched.timeZone : ''} placeholder="Europe/Berlin" />
             </label>
             <label class="inline">
-              <input name="paused" type="checkbox" checked={sched.paused === true} /> Paused
+              <input name="paused" type="checkbox" defaultChecked={sched.paused === true} /> Paused
             </label>
             <ErrorBox error={schedule.error} />
             <button type="submit" disabled={schedule.busy}>
