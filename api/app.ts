@@ -65,6 +65,10 @@ export interface AppDeps {
   auth: AuthOptions;
   bodyLimitBytes?: number;
   agentRunsTaskQueue?: string;
+  /** Task queue of knowledgeIngest workflows (default `knowledge`); tests give each suite its own. */
+  knowledgeTaskQueue?: string;
+  /** Largest knowledge upload (default 20 MiB). */
+  knowledgeMaxUploadBytes?: number;
   /** Conversations end after this long without a message (default 7 days); tests shorten it. */
   conversationIdleTimeoutSeconds?: number;
   /** How long approvals and conversation messages wait for a worker to accept them (default 20 s). */
@@ -227,7 +231,7 @@ export async function buildApp(deps: AppDeps) {
       v1.addHook('preClose', () => runStreams.close());
       const streamGuard = new StreamGuard({ ...defaultStreamLimits, ...deps.streamLimits });
       await v1.register(runControlRoutes(runs, { hub: runStreams, guard: streamGuard, reauthenticate: authenticate }));
-      await v1.register(knowledgeRoutes(createKnowledgeService({ pool: deps.pool })));
+      await v1.register(knowledgeRoutes(createKnowledgeService({ pool: deps.pool, temporal: deps.temporal, ...(deps.knowledgeTaskQueue ? { taskQueue: deps.knowledgeTaskQueue } : {}) }), deps.knowledgeMaxUploadBytes ? { maxUploadBytes: deps.knowledgeMaxUploadBytes } : {}));
       await v1.register(usageRoutes(createUsageService({ pool: deps.pool })));
       await v1.register(orgRoutes(createOrgService({ pool: deps.pool })));
       await v1.register(memberRoutes(createMemberService({ pool: deps.pool })));

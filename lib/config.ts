@@ -160,6 +160,8 @@ const workerSchema = baseSchema.extend({
       }
     }, 'must be JSON like {"openai/gpt-4o-mini":{"inputPerMillion":0.15,"outputPerMillion":0.6}}')
     .optional(),
+  /** Embedding model of the deployment's LLM endpoint for knowledge search; unset: lexical retrieval only. */
+  LLM_EMBEDDING_MODEL: z.string().min(1).max(200).optional(),
   WORKER_SHUTDOWN_GRACE_MS: positiveMs.default(30_000),
   // Worker Deployment Versioning (docs/operations.md): the deployment (stable, e.g. the service
   // name) and this image's build id (e.g. its tag or git SHA). Both or neither; unversioned without.

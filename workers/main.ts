@@ -17,6 +17,7 @@ import { crmCredentialStoreFromConfig, startCrmSyncWorker } from './crm-sync-wor
 import { createToolRegistry } from '../activities/tools/builtin.js';
 import { createCrmTools } from '../activities/tools/crm-tools.js';
 import { createAgentRunHandoff } from './run-handoff.js';
+import { deploymentEmbedder, startKnowledgeWorker } from './knowledge-worker.js';
 
 
 /**
@@ -88,6 +89,8 @@ async function main(): Promise<void> {
   const deploymentVersion = deploymentVersionFromConfig(config);
   // One credential store (and rate governor) for syncs and the agents' CRM tools; both need ENCRYPTION_KEYS.
   const crmCredentials = crmCredentialStoreFromConfig(config, pool);
+  // One embedding model for the deployment (LLM_EMBEDDING_MODEL): ingestion embeds chunks, knowledge_search the query.
+  const embedder = deploymentEmbedder(config);
   try {
     const worker = await createAgentRunsWorker({
       connection,
@@ -104,7 +107,7 @@ async function main(): Promise<void> {
       dataConverter: createDataConverter(codecKeyringFrom(config)),
       prices: parsePriceTable(config.LLM_PRICES),
       ...(deploymentVersion ? { deploymentVersion } : {}),
-      tools: createToolRegistry(crmCredentials ? createCrmTools({ credentials: crmCredentials }) : []),
+      tools: createToolRegistry(crmCredentials ? createCrmTools({ credentials: crmCredentials }) : [], embedder ? { embedQuery: async (_orgId, query) => ({ model: embedder.model, vector: (await embedder.embed([query]))[0]! }) } : {}),
     });
     logger.info({ taskQueue: worker.options.taskQueue, temporal: config.TEMPORAL_ADDRESS, deploymentVersion: deploymentVersion ?? 'unversioned' }, 'worker started');
     // CRM syncs run on their own task queue in the same process; they need ENCRYPTION_KEYS.
@@ -112,9 +115,14 @@ async function main(): Promise<void> {
     // Webhook intake starts runs and posts lead messages on the agent-runs queue through this client.
     const handoff = createAgentRunHandoff({ temporal: new Client({ connection, namespace: config.TEMPORAL_NAMESPACE, dataConverter }) });
     const crmWorker = await startCrmSyncWorker({ config, connection, pool, logger, dataConverter, credentials: crmCredentials, handoff, deploymentVersion });
-    const running = Promise.all([worker.run(), crmWorker?.run()]);
-    health.running(crmWorker ? [worker, crmWorker] : [worker]);
-    await running;
+    const knowledge = await startKnowledgeWorker({ config, connection, pool, logger, dataConverter, embedder });
+    try {
+      const running = Promise.all([worker.run(), crmWorker?.run(), knowledge.worker.run()]);
+      health.running(crmWorker ? [worker, crmWorker, knowledge.worker] : [worker, knowledge.worker]);
+      await running;
+    } finally {
+      await knowledge.close();
+    }
     logger.info('worker stopped');
   } finally {
     await connection.close();

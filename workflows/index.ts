@@ -3,6 +3,7 @@ import { setWorkflowOptions, workflowInfo } from '@temporalio/workflow';
 import { agentRun } from './agent-run/index.js';
 import { crmIntake } from './crm-intake.js';
 import { crmSync } from './crm-sync.js';
+import { knowledgeIngest } from './knowledge-ingest.js';
 import { CONVERSATION_MEMO } from './task-queues.js';
 
 // Versioning behaviour per workflow type, used when workers run with Worker Deployment
@@ -11,6 +12,7 @@ import { CONVERSATION_MEMO } from './task-queues.js';
 // agentRun executions that live for weeks: the API marks them with a memo, and they auto-upgrade,
 // so their changes need patched(). CRM syncs and webhook intake are long-lived and
 // continue-as-new: AUTO_UPGRADE, with patched() for changes (short histories, cheap replay).
+// Knowledge ingestion takes minutes and finishes on the build that started it: PINNED.
 // The getters run once, before the first activation: the memo is known, the behaviour is fixed.
 // Unversioned workers (development, tests, compose) must declare none: the server refuses it.
 // They still report a version, with a build id but no deployment name.
@@ -18,5 +20,6 @@ const versioned = (behaviour: 'PINNED' | 'AUTO_UPGRADE') => (workflowInfo().curr
 setWorkflowOptions(() => versioned(workflowInfo().memo?.[CONVERSATION_MEMO] === true ? 'AUTO_UPGRADE' : 'PINNED'), agentRun);
 setWorkflowOptions(() => versioned('AUTO_UPGRADE'), crmSync);
 setWorkflowOptions(() => versioned('AUTO_UPGRADE'), crmIntake);
+setWorkflowOptions(() => versioned('PINNED'), knowledgeIngest);
 
-export { agentRun, crmIntake, crmSync };
+export { agentRun, crmIntake, crmSync, knowledgeIngest };

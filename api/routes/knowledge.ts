@@ -1,8 +1,12 @@
+import fastifyMultipart from '@fastify/multipart';
+import type { FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { sniffMediaType } from '../../integrations/documents/media-type.js';
 import { pageQuery } from '../pagination.js';
+import { ProblemError } from '../problems.js';
 import { problemSchema } from '../schemas.js';
-import type { KnowledgeService } from '../services/knowledge.js';
+import type { KnowledgeContent, KnowledgeService } from '../services/knowledge.js';
 import type { UsageService } from '../services/usage.js';
 
 const documentSchema = z.object({
@@ -10,44 +14,148 @@ const documentSchema = z.object({
   orgId: z.uuid(),
   title: z.string(),
   body: z.string(),
+  status: z.enum(['pending', 'processing', 'ready', 'failed']),
+  failureReason: z.string().nullable(),
+  source: z.object({
+    kind: z.enum(['text', 'file', 'url']),
+    url: z.string().nullable(),
+    fileName: z.string().nullable(),
+    mediaType: z.string().nullable(),
+    byteSize: z.number().nullable(),
+  }),
+  revision: z.number(),
+  progress: z.object({ chunksTotal: z.number().nullable(), chunksDone: z.number() }),
+  pageCount: z.number().nullable(),
+  language: z.string().nullable(),
+  ingestedAt: z.string().nullable(),
   createdAt: z.string(),
   updatedAt: z.string(),
 });
-const fields = { title: z.string().trim().min(1).max(500), body: z.string().max(200_000) };
+const title = z.string().trim().min(1).max(500);
+const textBody = z.strictObject({ title, body: z.string().max(200_000) });
+const urlBody = z.strictObject({ title: title.optional(), url: z.url({ protocol: /^https?$/ }).max(2000) });
 const orgParams = z.object({ orgId: z.uuid() });
 const docParams = z.object({ orgId: z.uuid(), documentId: z.uuid() });
-const problems = { 400: problemSchema, 403: problemSchema, 404: problemSchema };
+const problems = { 400: problemSchema, 403: problemSchema, 404: problemSchema, 413: problemSchema, 415: problemSchema };
+
+export interface KnowledgeRouteOptions {
+  /** Largest uploaded file (default 20 MiB). */
+  maxUploadBytes?: number;
+}
+
+const DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024;
+
+/**
+ * A multipart upload (`file`, optional `title`), streamed into memory up to the cap, its type
+ * decided by its bytes. Anything else in the form is refused rather than ignored.
+ */
+async function readUpload(request: FastifyRequest, maxBytes: number): Promise<{ title?: string; content: KnowledgeContent }> {
+  let fileTitle: string | undefined;
+  let content: KnowledgeContent | undefined;
+  try {
+    for await (const part of request.parts({ limits: { fileSize: maxBytes, files: 1, fields: 5, fieldSize: 1000 } })) {
+      if (part.type === 'file') {
+        if (part.fieldname !== 'file') throw new ProblemError('validation-error', `Unexpected file field "${part.fieldname}"; send the document as "file".`);
+        const bytes = await part.toBuffer();
+        if (bytes.length === 0) throw new ProblemError('validation-error', 'The uploaded file is empty.');
+        const mediaType = sniffMediaType(bytes, part.filename);
+        if (!mediaType) throw new ProblemError('unsupported-media-type', 'The file is not a PDF, DOCX, HTML, Markdown or plain-text (UTF-8) document.');
+        content = { kind: 'file', bytes, mediaType, fileName: part.filename ? part.filename.slice(0, 255) : null };
+      } else if (part.fieldname === 'title') {
+        const parsed = title.safeParse(part.value);
+        if (!parsed.success) throw new ProblemError('validation-error', 'title: must be 1 to 500 characters.');
+        fileTitle = parsed.data;
+      } else {
+        throw new ProblemError('validation-error', `Unexpected form field "${part.fieldname}"; send "file" and optionally "title".`);
+      }
+    }
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    if (code === 'FST_REQ_FILE_TOO_LARGE') throw new ProblemError('payload-too-large', `The file is larger than ${maxBytes} bytes.`);
+    if (code === 'FST_FILES_LIMIT_REACHED' || code === 'FST_FIELDS_LIMIT_REACHED' || code === 'FST_PARTS_LIMIT_REACHED') {
+      throw new ProblemError('validation-error', 'Send one "file" and optionally a "title".');
+    }
+    throw err;
+  }
+  if (!content) throw new ProblemError('validation-error', 'The form has no "file".');
+  return { ...(fileTitle ? { title: fileTitle } : {}), content };
+}
+
+function fromJson(body: z.infer<typeof textBody> | z.infer<typeof urlBody> | null | undefined): { title?: string; content: KnowledgeContent } {
+  if (!body) throw new ProblemError('validation-error', 'Send JSON { title, body }, JSON { url, title? } or a multipart form with "file".');
+  if ('url' in body) return { ...(body.title ? { title: body.title } : {}), content: { kind: 'url', url: body.url } };
+  return { title: body.title, content: { kind: 'text', body: body.body } };
+}
+
+function defaultTitle(content: KnowledgeContent): string {
+  if (content.kind === 'file') return (content.fileName ?? 'Uploaded document').replace(/\.[a-z0-9]{1,8}$/i, '').slice(0, 500) || 'Uploaded document';
+  if (content.kind === 'url') return content.url.slice(0, 500);
+  return 'Untitled';
+}
 
 /** The org's knowledge base (searched by the knowledge_search tool): members read, admins write. */
-export function knowledgeRoutes(knowledge: KnowledgeService): FastifyPluginAsyncZod {
+export function knowledgeRoutes(knowledge: KnowledgeService, opts: KnowledgeRouteOptions = {}): FastifyPluginAsyncZod {
+  const maxUploadBytes = opts.maxUploadBytes ?? DEFAULT_MAX_UPLOAD_BYTES;
   return async (app) => {
+    await app.register(fastifyMultipart, { limits: { fileSize: maxUploadBytes, files: 1 } });
+    const contentOf = async (request: FastifyRequest, body: z.infer<typeof textBody> | z.infer<typeof urlBody> | null | undefined) =>
+      request.isMultipart() ? readUpload(request, maxUploadBytes) : fromJson(body);
+
     app.post('/orgs/:orgId/knowledge', {
-      schema: { summary: 'Add a knowledge document', params: orgParams, body: z.strictObject(fields), response: { 201: documentSchema, ...problems } },
+      schema: {
+        summary: 'Add a knowledge document: JSON text, JSON { url }, or a multipart upload (file: PDF, DOCX, HTML, Markdown, text)',
+        description: 'Ingestion runs in the background; the document reports status (pending, processing, ready, failed) and progress.',
+        params: orgParams,
+        body: z.union([textBody, urlBody]).nullish(),
+        response: { 201: documentSchema, ...problems, 503: problemSchema },
+      },
       handler: async (request, reply) => {
-        const doc = await knowledge.create(request.principal, request.params.orgId, request.body);
+        const upload = await contentOf(request, request.body);
+        const doc = await knowledge.create(request.principal, request.params.orgId, { title: upload.title ?? defaultTitle(upload.content), content: upload.content });
         reply.header('location', `/v1/orgs/${doc.orgId}/knowledge/${doc.id}`);
         return reply.code(201).send(doc);
       },
     });
     app.get('/orgs/:orgId/knowledge', {
       schema: {
-        summary: 'List knowledge documents, optionally full-text filtered by q',
+        summary: 'List knowledge documents, optionally full-text filtered by q or by status',
         params: orgParams,
-        querystring: z.object({ q: z.string().min(1).max(500).optional(), ...pageQuery }),
+        querystring: z.object({ q: z.string().min(1).max(500).optional(), status: z.enum(['pending', 'processing', 'ready', 'failed']).optional(), ...pageQuery }),
         response: { 200: z.object({ items: z.array(documentSchema), nextCursor: z.string().nullable() }), ...problems },
       },
       handler: async (request) => knowledge.list(request.principal, request.params.orgId, request.query),
     });
     app.get('/orgs/:orgId/knowledge/:documentId', {
-      schema: { summary: 'Get a knowledge document', params: docParams, response: { 200: documentSchema, ...problems } },
+      schema: { summary: 'Get a knowledge document with its ingestion status and progress', params: docParams, response: { 200: documentSchema, ...problems } },
       handler: async (request) => knowledge.get(request.principal, request.params.orgId, request.params.documentId),
     });
+    app.put('/orgs/:orgId/knowledge/:documentId', {
+      schema: {
+        summary: "Replace a knowledge document's content (same forms as POST); its chunks are replaced at once when the new revision is ingested",
+        params: docParams,
+        body: z.union([textBody, urlBody]).nullish(),
+        response: { 200: documentSchema, ...problems, 503: problemSchema },
+      },
+      handler: async (request) => {
+        const upload = await contentOf(request, request.body);
+        return knowledge.update(request.principal, request.params.orgId, request.params.documentId, { title: upload.title, content: upload.content });
+      },
+    });
     app.patch('/orgs/:orgId/knowledge/:documentId', {
-      schema: { summary: 'Change a knowledge document', params: docParams, body: z.strictObject(fields).partial(), response: { 200: documentSchema, ...problems } },
-      handler: async (request) => knowledge.update(request.principal, request.params.orgId, request.params.documentId, request.body),
+      schema: {
+        summary: 'Change a text knowledge document (title, body); it is ingested again',
+        params: docParams,
+        body: textBody.partial(),
+        response: { 200: documentSchema, ...problems, 503: problemSchema },
+      },
+      handler: async (request) =>
+        knowledge.update(request.principal, request.params.orgId, request.params.documentId, {
+          title: request.body.title,
+          content: request.body.body === undefined ? undefined : { kind: 'text', body: request.body.body },
+        }),
     });
     app.delete('/orgs/:orgId/knowledge/:documentId', {
-      schema: { summary: 'Delete a knowledge document', params: docParams, response: { 204: z.null(), ...problems } },
+      schema: { summary: 'Delete a knowledge document and its chunks', params: docParams, response: { 204: z.null(), ...problems } },
       handler: async (request, reply) => {
         await knowledge.remove(request.principal, request.params.orgId, request.params.documentId);
         return reply.code(204).send(null);

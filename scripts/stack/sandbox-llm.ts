@@ -116,6 +116,21 @@ export async function startFakeLlm(options: FakeLlmOptions = {}): Promise<FakeLl
       });
       return;
     }
+    if (req.method === 'POST' && path === '/v1/embeddings') {
+      const input = (body as { input?: unknown; model?: unknown } | null)?.input;
+      const texts = typeof input === 'string' ? [input] : Array.isArray(input) && input.every((t) => typeof t === 'string') ? (input as string[]) : null;
+      if (!texts || typeof (body as { model?: unknown }).model !== 'string') {
+        sendError(res, 400, "'input' (a string or an array of strings) and 'model' are required", 'invalid_request_error', null);
+        return;
+      }
+      sendJson(res, 200, {
+        object: 'list',
+        model: (body as { model: string }).model,
+        data: texts.map((text, index) => ({ object: 'embedding', index, embedding: fakeEmbedding(text) })),
+        usage: { prompt_tokens: texts.join(' ').length, total_tokens: texts.join(' ').length },
+      });
+      return;
+    }
     if (path !== '/v1/chat/completions') {
       sendError(res, 404, `Unknown path ${req.method} ${path}`, 'invalid_request_error', 'unknown_url');
       return;
@@ -439,4 +454,22 @@ function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
     };
     signal.addEventListener('abort', onAbort, { once: true });
   });
+}
+
+/**
+ * The fake's embeddings: deterministic, 64 dimensions, the hashed character trigrams of the
+ * lower-cased words. Not semantic (no synonyms), but texts that share word pieces are close,
+ * which is what tests of the vector path need; the benchmark labels fused figures accordingly.
+ */
+export function fakeEmbedding(text: string, dims = 64): number[] {
+  const vector = new Array<number>(dims).fill(0);
+  for (const word of text.toLowerCase().match(/[\p{L}\p{N}]+/gu) ?? []) {
+    const padded = ` ${word} `;
+    for (let i = 0; i + 3 <= padded.length; i++) {
+      let h = 2166136261;
+      for (const ch of padded.slice(i, i + 3)) h = Math.imul(h ^ ch.codePointAt(0)!, 16777619);
+      vector[(h >>> 0) % dims]! += 1;
+    }
+  }
+  return vector;
 }

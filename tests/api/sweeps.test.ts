@@ -33,6 +33,7 @@ const validBodies: Record<string, (o: SeededOrg) => Record<string, unknown> | un
   'POST /v1/orgs/:orgId/runs/:runId/approvals/:approvalId': () => ({ decision: 'reject' }),
   'POST /v1/orgs/:orgId/knowledge': () => ({ title: 'Sweep doc', body: 'text' }),
   'PATCH /v1/orgs/:orgId/knowledge/:documentId': () => ({ title: 'Renamed doc' }),
+  'PUT /v1/orgs/:orgId/knowledge/:documentId': () => ({ title: 'Replaced doc', body: 'new text' }),
   'POST /v1/orgs/:orgId/crm/connections': () => ({ provider: 'hubspot', name: 'Sweep CRM', auth: { kind: 'token', token: 'pat-na1-sweep-0000000000' } }),
   'PATCH /v1/orgs/:orgId/crm/connections/:connectionId': () => ({ name: 'Renamed CRM' }),
   'POST /v1/orgs/:orgId/crm/connections/:connectionId/test': () => undefined,

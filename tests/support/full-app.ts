@@ -72,6 +72,7 @@ export async function startFullTestApp(overrides: FullTestAppOptions = {}): Prom
     // Without `agentWorker` no worker polls this queue: started workflows just wait, which is
     // all the API sees.
     agentRunsTaskQueue: taskQueue,
+    knowledgeTaskQueue: taskQueue,
     crm: { keyring: testKeyring, settings, syncTaskQueue: crmTaskQueue, governor: new RateGovernor(pool, { budgets: { kommo: fastBudget, hubspot: fastBudget } }) },
     rateLimits: overrides.rateLimits ?? { perOrg: 1_000_000, perApiKey: 1_000_000, perUser: 1_000_000, perIp: 1_000_000, windowMs: 60_000 },
     ...(overrides.bodyLimitBytes ? { bodyLimitBytes: overrides.bodyLimitBytes } : {}),

@@ -12,7 +12,7 @@ import { createAgentRunsWorker } from '../../workers/agent-runs-worker.js';
 import { parseKeyring } from '../../lib/crypto.js';
 import { createDataConverter } from '../../lib/temporal-codec.js';
 
-function requireEnv(name: string): string {
+export function requireEnv(name: string): string {
   const value = process.env[name];
   if (!value) throw new Error(`${name} is not set: run the suite with \`npm test\` (vitest globalSetup starts the stack)`);
   return value;
