@@ -8,7 +8,7 @@ import { EmbeddingsClient } from '../../integrations/llm/embeddings.js';
 import { withPrincipal } from '../../lib/db.js';
 import { searchKnowledge } from '../../activities/knowledge/search.js';
 import { createKnowledgeWorker } from '../../workers/knowledge-worker.js';
-import { startFakeLlm, type FakeLlmServer } from '../fakes/llm-server.js';
+import { startFakeLlm, type FakeLlmServer } from '../../scripts/stack/sandbox-llm.js';
 import { signUserToken, TEST_JWT_SECRET } from '../support/auth.js';
 import { adminPool, appPool, createOrgWithMembers } from '../support/db.js';
 import { makeDocx, makePdf, makeZipBombDocx } from '../support/document-fixtures.js';

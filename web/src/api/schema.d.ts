@@ -3138,11 +3138,12 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** List knowledge documents, optionally full-text filtered by q */
+        /** List knowledge documents, optionally full-text filtered by q or by status */
         get: {
             parameters: {
                 query?: {
                     q?: string;
+                    status?: "pending" | "processing" | "ready" | "failed";
                     limit?: number;
                     cursor?: string;
                 };
@@ -3168,6 +3169,25 @@ export interface paths {
                                 orgId: string;
                                 title: string;
                                 body: string;
+                                /** @enum {string} */
+                                status: "pending" | "processing" | "ready" | "failed";
+                                failureReason: string | null;
+                                source: {
+                                    /** @enum {string} */
+                                    kind: "text" | "file" | "url";
+                                    url: string | null;
+                                    fileName: string | null;
+                                    mediaType: string | null;
+                                    byteSize: number | null;
+                                };
+                                revision: number;
+                                progress: {
+                                    chunksTotal: number | null;
+                                    chunksDone: number;
+                                };
+                                pageCount: number | null;
+                                language: string | null;
+                                ingestedAt: string | null;
                                 createdAt: string;
                                 updatedAt: string;
                             }[];
@@ -3256,6 +3276,46 @@ export interface paths {
                     };
                 };
                 /** @description Default Response */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            instance?: string;
+                            requestId?: string;
+                            errors?: {
+                                path: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description Default Response */
+                415: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            instance?: string;
+                            requestId?: string;
+                            errors?: {
+                                path: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description Default Response */
                 429: {
                     headers: {
                         [name: string]: unknown;
@@ -3318,7 +3378,10 @@ export interface paths {
             };
         };
         put?: never;
-        /** Add a knowledge document */
+        /**
+         * Add a knowledge document: JSON text, JSON { url }, or a multipart upload (file: PDF, DOCX, HTML, Markdown, text)
+         * @description Ingestion runs in the background; the document reports status (pending, processing, ready, failed) and progress.
+         */
         post: {
             parameters: {
                 query?: never;
@@ -3330,10 +3393,14 @@ export interface paths {
             };
             requestBody: {
                 content: {
-                    "application/json": {
+                    "application/json": ({
                         title: string;
                         body: string;
-                    };
+                    } | {
+                        title?: string;
+                        /** Format: uri */
+                        url: string;
+                    }) | null;
                 };
             };
             responses: {
@@ -3350,6 +3417,25 @@ export interface paths {
                             orgId: string;
                             title: string;
                             body: string;
+                            /** @enum {string} */
+                            status: "pending" | "processing" | "ready" | "failed";
+                            failureReason: string | null;
+                            source: {
+                                /** @enum {string} */
+                                kind: "text" | "file" | "url";
+                                url: string | null;
+                                fileName: string | null;
+                                mediaType: string | null;
+                                byteSize: number | null;
+                            };
+                            revision: number;
+                            progress: {
+                                chunksTotal: number | null;
+                                chunksDone: number;
+                            };
+                            pageCount: number | null;
+                            language: string | null;
+                            ingestedAt: string | null;
                             createdAt: string;
                             updatedAt: string;
                         };
@@ -3550,7 +3636,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Get a knowledge document */
+        /** Get a knowledge document with its ingestion status and progress */
         get: {
             parameters: {
                 query?: never;
@@ -3576,6 +3662,25 @@ export interface paths {
                             orgId: string;
                             title: string;
                             body: string;
+                            /** @enum {string} */
+                            status: "pending" | "processing" | "ready" | "failed";
+                            failureReason: string | null;
+                            source: {
+                                /** @enum {string} */
+                                kind: "text" | "file" | "url";
+                                url: string | null;
+                                fileName: string | null;
+                                mediaType: string | null;
+                                byteSize: number | null;
+                            };
+                            revision: number;
+                            progress: {
+                                chunksTotal: number | null;
+                                chunksDone: number;
+                            };
+                            pageCount: number | null;
+                            language: string | null;
+                            ingestedAt: string | null;
                             createdAt: string;
                             updatedAt: string;
                         };
@@ -3662,6 +3767,46 @@ export interface paths {
                     };
                 };
                 /** @description Default Response */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            instance?: string;
+                            requestId?: string;
+                            errors?: {
+                                path: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description Default Response */
+                415: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            instance?: string;
+                            requestId?: string;
+                            errors?: {
+                                path: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description Default Response */
                 429: {
                     headers: {
                         [name: string]: unknown;
@@ -3723,9 +3868,251 @@ export interface paths {
                 };
             };
         };
-        put?: never;
+        /** Replace a knowledge document's content (same forms as POST); its chunks are replaced at once when the new revision is ingested */
+        put: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    orgId: string;
+                    documentId: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": ({
+                        title: string;
+                        body: string;
+                    } | {
+                        title?: string;
+                        /** Format: uri */
+                        url: string;
+                    }) | null;
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            /** Format: uuid */
+                            id: string;
+                            /** Format: uuid */
+                            orgId: string;
+                            title: string;
+                            body: string;
+                            /** @enum {string} */
+                            status: "pending" | "processing" | "ready" | "failed";
+                            failureReason: string | null;
+                            source: {
+                                /** @enum {string} */
+                                kind: "text" | "file" | "url";
+                                url: string | null;
+                                fileName: string | null;
+                                mediaType: string | null;
+                                byteSize: number | null;
+                            };
+                            revision: number;
+                            progress: {
+                                chunksTotal: number | null;
+                                chunksDone: number;
+                            };
+                            pageCount: number | null;
+                            language: string | null;
+                            ingestedAt: string | null;
+                            createdAt: string;
+                            updatedAt: string;
+                        };
+                    };
+                };
+                /** @description Default Response */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            instance?: string;
+                            requestId?: string;
+                            errors?: {
+                                path: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description Default Response */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            instance?: string;
+                            requestId?: string;
+                            errors?: {
+                                path: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description Default Response */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            instance?: string;
+                            requestId?: string;
+                            errors?: {
+                                path: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            instance?: string;
+                            requestId?: string;
+                            errors?: {
+                                path: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description Default Response */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            instance?: string;
+                            requestId?: string;
+                            errors?: {
+                                path: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description Default Response */
+                415: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            instance?: string;
+                            requestId?: string;
+                            errors?: {
+                                path: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description Default Response */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            instance?: string;
+                            requestId?: string;
+                            errors?: {
+                                path: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description Default Response */
+                500: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            instance?: string;
+                            requestId?: string;
+                            errors?: {
+                                path: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description Default Response */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            instance?: string;
+                            requestId?: string;
+                            errors?: {
+                                path: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+            };
+        };
         post?: never;
-        /** Delete a knowledge document */
+        /** Delete a knowledge document and its chunks */
         delete: {
             parameters: {
                 query?: never;
@@ -3826,6 +4213,46 @@ export interface paths {
                     };
                 };
                 /** @description Default Response */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            instance?: string;
+                            requestId?: string;
+                            errors?: {
+                                path: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description Default Response */
+                415: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            instance?: string;
+                            requestId?: string;
+                            errors?: {
+                                path: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description Default Response */
                 429: {
                     headers: {
                         [name: string]: unknown;
@@ -3889,7 +4316,7 @@ export interface paths {
         };
         options?: never;
         head?: never;
-        /** Change a knowledge document */
+        /** Change a text knowledge document (title, body); it is ingested again */
         patch: {
             parameters: {
                 query?: never;
@@ -3922,6 +4349,25 @@ export interface paths {
                             orgId: string;
                             title: string;
                             body: string;
+                            /** @enum {string} */
+                            status: "pending" | "processing" | "ready" | "failed";
+                            failureReason: string | null;
+                            source: {
+                                /** @enum {string} */
+                                kind: "text" | "file" | "url";
+                                url: string | null;
+                                fileName: string | null;
+                                mediaType: string | null;
+                                byteSize: number | null;
+                            };
+                            revision: number;
+                            progress: {
+                                chunksTotal: number | null;
+                                chunksDone: number;
+                            };
+                            pageCount: number | null;
+                            language: string | null;
+                            ingestedAt: string | null;
                             createdAt: string;
                             updatedAt: string;
                         };
