@@ -10787,7 +10787,7 @@ export interface paths {
                     content: {
                         "application/json": {
                             received: number;
-                            processed: number;
+                            accepted: number;
                             duplicates: number;
                         };
                     };
@@ -10894,6 +10894,26 @@ export interface paths {
                 };
                 /** @description Default Response */
                 500: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            detail: string;
+                            instance?: string;
+                            requestId?: string;
+                            errors?: {
+                                path: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description Default Response */
+                503: {
                     headers: {
                         [name: string]: unknown;
                     };
