@@ -74,20 +74,25 @@ function workers(cluster: Cluster, objects: K8sObject[], image: string): void {
   worker.metadata.labels = { ...worker.metadata.labels, [BUILD_ID_LABEL]: buildId };
   worker.spec.selector.matchLabels = { ...worker.spec.selector.matchLabels, [BUILD_ID_LABEL]: buildId };
   worker.spec.template.metadata.labels = { ...worker.spec.template.metadata.labels, [BUILD_ID_LABEL]: buildId };
-  const container = worker.spec.template.spec.containers[0];
-  container.env = [
-    ...(container.env ?? []).filter((e: K8sObject) => !['TEMPORAL_DEPLOYMENT_NAME', 'TEMPORAL_WORKER_BUILD_ID'].includes(e.name)),
-    { name: 'TEMPORAL_DEPLOYMENT_NAME', value: 'gap-worker' },
-    { name: 'TEMPORAL_WORKER_BUILD_ID', value: buildId },
-  ];
+  // The worker and the promotion read the same pair (lib/config.ts, workers/versioning.ts).
+  const versionEnv = (container: K8sObject) => {
+    container.env = [
+      ...(container.env ?? []).filter((e: K8sObject) => !['TEMPORAL_WORKER_DEPLOYMENT_NAME', 'TEMPORAL_WORKER_BUILD_ID'].includes(e.name)),
+      { name: 'TEMPORAL_WORKER_DEPLOYMENT_NAME', value: 'gap-worker' },
+      { name: 'TEMPORAL_WORKER_BUILD_ID', value: buildId },
+    ];
+  };
+  versionEnv(worker.spec.template.spec.containers[0]);
   const codec = setImage(find(objects, 'Deployment', 'gap-codec-server'), image);
   cluster.apply([worker, codec, ...objects.filter((o) => o.kind === 'Service' && o.metadata.name === 'gap-codec-server')]);
   cluster.kubectl(['rollout', 'status', `deployment/${worker.metadata.name}`, ROLLOUT_TIMEOUT]);
   // New runs go to the new build only once its pollers are up; the promotion replays live
-  // histories against it first (npm run deploy:promote, issue 13) and refuses on divergence.
+  // histories against it first (scripts/deploy-promote.ts, `npm run deploy:promote`, issue 13) and refuses on divergence.
   const promote = setImage(find(objects, 'Job', 'gap-setup'), image);
   promote.metadata.name = `gap-promote-${buildId}`;
-  promote.spec.template.spec.containers[0].command = ['npm', 'run', 'deploy:promote', '--', '--build-id', buildId];
+  // deploy:promote takes no arguments: the build to promote comes from the environment.
+  promote.spec.template.spec.containers[0].command = ['node', '--import', 'tsx', 'scripts/deploy-promote.ts'];
+  versionEnv(promote.spec.template.spec.containers[0]);
   cluster.apply([promote]);
   cluster.kubectl(['wait', '--for=condition=complete', `job/${promote.metadata.name}`, '--timeout=15m']);
 }

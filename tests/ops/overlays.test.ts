@@ -141,14 +141,21 @@ describe.runIf(hasKustomize)('scripts/deploy/bluegreen.ts --dry-run', () => {
     const worker = lines[0]!.objects!.find((o) => o.kind === 'Deployment' && o.name.startsWith('gap-worker'))!;
     expect(worker).toMatchObject({ name: `gap-worker-${BUILD_ID}`, images: [IMAGE], replicas: 1 });
     expect(worker.matchLabels).toEqual({ 'app.kubernetes.io/name': 'gap-worker', 'gpt-agent-platform/build-id': BUILD_ID });
-    expect(worker.env).toMatchObject({ TEMPORAL_DEPLOYMENT_NAME: 'gap-worker', TEMPORAL_WORKER_BUILD_ID: BUILD_ID });
+    expect(worker.env).toMatchObject({ TEMPORAL_WORKER_DEPLOYMENT_NAME: 'gap-worker', TEMPORAL_WORKER_BUILD_ID: BUILD_ID });
     expect(lines.map((l) => l.kubectl!.slice(2).join(' '))).toEqual([
       'apply --server-side -f -',
       `rollout status deployment/gap-worker-${BUILD_ID} --timeout=10m`,
       'apply --server-side -f -',
       `wait --for=condition=complete job/gap-promote-${BUILD_ID} --timeout=15m`,
     ]);
-    expect(lines[2]!.objects![0]).toMatchObject({ kind: 'Job', name: `gap-promote-${BUILD_ID}`, command: ['npm', 'run', 'deploy:promote', '--', '--build-id', BUILD_ID] });
+    // The promotion reads the build from the same variables the worker does, and takes no arguments.
+    expect(lines[2]!.objects![0]).toMatchObject({
+      kind: 'Job',
+      name: `gap-promote-${BUILD_ID}`,
+      images: [IMAGE],
+      command: ['node', '--import', 'tsx', 'scripts/deploy-promote.ts'],
+      env: { TEMPORAL_WORKER_DEPLOYMENT_NAME: 'gap-worker', TEMPORAL_WORKER_BUILD_ID: BUILD_ID },
+    });
   });
 
   it('api, first release: blue comes up, is smoke-checked, and the Service selects it', () => {
