@@ -20,7 +20,7 @@ export default defineConfig({
       {
         // Everything else runs against the real stack the global setup starts (Temporal dev server, Postgres).
         extends: true,
-        test: { name: 'stack', include: ['tests/**/*.test.ts'], exclude: [unitTests], globalSetup: ['tests/support/global-setup.ts', 'tests/support/console-build.ts'] },
+        test: { name: 'stack', include: ['tests/**/*.test.ts'], exclude: [unitTests], globalSetup: ['tests/support/global-setup.ts', 'scripts/stack/console-build.ts'] },
       },
     ],
   },

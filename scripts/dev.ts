@@ -24,6 +24,7 @@ import { ensureTemporalCli } from './stack/temporal-cli.js';
 import { startTemporalDevServer, type TemporalDevServer } from './stack/temporal-server.js';
 import { waitForPort } from './stack/ports.js';
 import { startSandboxAuth, type SandboxAuth } from './stack/sandbox-auth.js';
+import buildConsole from './stack/console-build.js';
 import { buildCodecServer } from '../api/codec-server.js';
 import { createLogger } from '../lib/logger.js';
 import { codecKeyringFrom } from '../lib/temporal-codec.js';
@@ -234,6 +235,12 @@ async function main(): Promise<void> {
     TEMPORAL_CODEC_KEYS: codecKeys,
   };
   startChild('worker', 'workers/main.ts', { ...common, LLM_BASE_URL: llmBaseUrl });
+  // The API reads the built console once, when it starts: build it first (skipped when current).
+  try {
+    buildConsole(log);
+  } catch (err) {
+    log(`the console could not be built, the API serves the rest: ${String(err)}`);
+  }
   startChild('api', 'api/main.ts', {
     ...common,
     API_PORT: String(API_PORT),

@@ -1,7 +1,8 @@
 /**
- * Vitest global setup: builds the console (web/) into web/dist when it is missing or older than
- * its sources, once per test run, before any file that serves it starts. Fresh builds are skipped,
- * so targeted runs that do not touch web/ pay only for a few stat calls.
+ * Builds the console (web/) into web/dist when it is missing or older than its sources. `npm run
+ * dev` calls it before the API starts (the API reads the built files once, at start-up), and it is
+ * the suite's Vitest global setup, so it runs once per test run before any file that serves the
+ * console. Fresh builds are skipped: a run that does not touch web/ pays only for a few stat calls.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
@@ -24,10 +25,10 @@ export function consoleIsStale(): boolean {
   return sources > statSync(built).mtimeMs;
 }
 
-export default function buildConsole(): void {
+export default function buildConsole(log: (message: string) => void = (m) => console.log(`[test-stack] ${m}`)): void {
   if (!consoleIsStale()) return;
   const started = Date.now();
   const result = spawnSync(path.join(root, 'node_modules', '.bin', 'vite'), ['build', '--config', path.join(web, 'vite.config.ts'), '--logLevel', 'warn'], { cwd: root, stdio: 'inherit' });
   if (result.status !== 0) throw new Error('building the console (vite build) failed');
-  console.log(`[test-stack] console built in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  log(`console built in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 }
