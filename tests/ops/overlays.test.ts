@@ -5,14 +5,15 @@
  * the same pod, and each deploy command issues the kubectl calls a safe release needs, in order.
  * No cluster is available here; nothing is applied.
  */
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { execFile, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { describe, expect, it } from 'vitest';
+import { promisify } from 'node:util';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { kustomizeCommand, render, type K8sObject } from '../../scripts/deploy/kube.js';
-import { requireOrWarn } from '../support/ops-tools.js';
+import { findGo, opsToolCache, requireOrWarn } from '../support/ops-tools.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const overlay = (env: string) => path.join(root, 'docker', 'overlays', env);
@@ -89,6 +90,72 @@ describe.runIf(hasKustomize)('docker/overlays (kustomize build)', () => {
       // Both colours keep the metrics port Prometheus scrapes.
       expect(green.spec.template.metadata.annotations).toEqual(blue.spec.template.metadata.annotations);
     }
+  });
+});
+
+/**
+ * tools/k8s-validate: every rendered object decoded strictly into its k8s.io/api type (the
+ * offline stand-in for kubeconform, whose schemas need the internet). Built here from the
+ * repository's source on every run, so the check is the one committed; Go's build cache makes
+ * that a link step after the first build (.ci/run warms it).
+ */
+const go = findGo();
+describe.runIf(hasKustomize && go)('docker manifests pass the Kubernetes API schema (tools/k8s-validate)', () => {
+  const validator = path.join(opsToolCache(), 'k8s-validate');
+  const validate = (yaml: string) => spawnSync(validator, [], { input: yaml, encoding: 'utf8' });
+  const build = (dir: string) => {
+    const command = kustomizeCommand()!;
+    const result = spawnSync(command[0]!, [...command.slice(1), dir], { encoding: 'utf8', maxBuffer: 32 * 1024 * 1024 });
+    expect(result.status, result.stderr).toBe(0);
+    return result.stdout;
+  };
+
+  beforeAll(async () => {
+    mkdirSync(path.dirname(validator), { recursive: true });
+    await promisify(execFile)(go!, ['build', '-o', validator, '.'], { cwd: path.join(root, 'tools', 'k8s-validate'), env: { ...process.env, CGO_ENABLED: '0' } });
+  }, 900_000);
+
+  for (const [name, dir] of [
+    ['base', path.join(root, 'docker', 'k8s')],
+    ['staging', overlay('staging')],
+    ['production', overlay('production')],
+  ] as const) {
+    it(`${name}: every object is valid`, () => {
+      const result = validate(build(dir));
+      expect(result.stdout, result.stderr).toBe('');
+      expect(result.status).toBe(0);
+      expect(result.stderr).toMatch(/k8s-validate: \d+ objects, 0 invalid/);
+    });
+  }
+
+  it('rejects a misspelled field, a wrong type and an unknown kind, naming each object', () => {
+    const staging = build(overlay('staging'));
+    const misspelled = staging.replace(/^ {2}replicas:/m, '  replicass:');
+    expect(misspelled).not.toBe(staging);
+    const bad = validate(misspelled);
+    expect(bad.status).toBe(1);
+    expect(bad.stdout).toMatch(/^Deployment\/gap-api-blue \(document \d+\): unknown field "spec\.replicass"$/m);
+
+    const wrongType = validate(['apiVersion: v1', 'kind: Service', 'metadata: { name: gap-x }', 'spec:', '  ports: [{ port: eighty }]'].join('\n'));
+    expect(wrongType.status).toBe(1);
+    expect(wrongType.stdout).toMatch(/^Service\/gap-x .*cannot unmarshal string .*spec\.ports\.port of type int32/m);
+
+    const resources = validate(staging.replace(/cpu: [^\n]+/, 'cpu: lots'));
+    expect(resources.status).toBe(1);
+    expect(resources.stdout).toMatch(/quantities must match the regular expression/);
+
+    const unknown = validate(['apiVersion: example.com/v1', 'kind: Widget', 'metadata: { name: gap-w }'].join('\n'));
+    expect(unknown.status).toBe(1);
+    expect(unknown.stdout).toMatch(/Widget\/gap-w .*unknown apiVersion\/kind/);
+
+    // The valid documents around a broken one still pass: only the broken one is reported.
+    expect(bad.stdout.split('\n').filter(Boolean).every((l) => l.includes('replicass'))).toBe(true);
+  });
+});
+
+describe('go (builds tools/k8s-validate)', () => {
+  it('is installed', () => {
+    if (!go) requireOrWarn('go', 'REQUIRE_K8S_VALIDATE', 'install Go 1.26 (the schema check of docker/ manifests is built from tools/k8s-validate)');
   });
 });
 

@@ -9,8 +9,7 @@ import { expect } from 'vitest';
  * REQUIRE_<TOOL> flag is set (CI and .ci/run set it), like promtool and Chromium.
  */
 export function findOpsTool(name: string): string | undefined {
-  const xdg = process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache');
-  const cache = path.join(process.env.GPT_AGENT_PLATFORM_CACHE ?? path.join(xdg, 'gpt-agent-platform'), 'tools', 'bin');
+  const cache = opsToolCache();
   for (const dir of [...(process.env.PATH ?? '').split(path.delimiter), cache]) {
     if (dir && existsSync(path.join(dir, name))) return path.join(dir, name);
   }
@@ -21,4 +20,15 @@ export function findOpsTool(name: string): string | undefined {
 export function requireOrWarn(name: string, flag: string, install: string): void {
   expect(process.env[flag], `${name} is not installed (${install})`).not.toBe('1');
   console.warn(`${name} not found: ${install}; set ${flag}=1 to make this a failure`);
+}
+
+/** The project's tool cache (outside the repository), where .ci/run puts the Go-built tools. */
+export function opsToolCache(): string {
+  const xdg = process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache');
+  return path.join(process.env.GPT_AGENT_PLATFORM_CACHE ?? path.join(xdg, 'gpt-agent-platform'), 'tools', 'bin');
+}
+
+/** `go` on PATH or where this image keeps it; undefined when the machine has no Go. */
+export function findGo(): string | undefined {
+  return findOpsTool('go') ?? (existsSync('/usr/local/go/bin/go') ? '/usr/local/go/bin/go' : undefined);
 }
