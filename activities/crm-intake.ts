@@ -14,6 +14,7 @@ import type { CredentialStore } from '../integrations/crm/credentials.js';
 import { CrmError } from '../integrations/crm/http.js';
 import { tombstoneRecords, upsertRecords } from '../integrations/crm/record-store.js';
 import type { CrmAdapter, CrmEntityType, CrmMessageRef, CrmProvider } from '../integrations/crm/types.js';
+import type { ReplyTarget } from '../integrations/crm/messaging/types.js';
 import { DEFAULT_TRIGGER_COOLDOWN_MINUTES, leadThreadKey, type AgentTrigger } from '../lib/agent-triggers.js';
 import { sha256Hex } from '../lib/crypto.js';
 import { withPrincipal } from '../lib/db.js';
@@ -22,7 +23,7 @@ import { toActivityFailure } from './activity-failure.js';
 
 /** What a delivery row keeps besides its columns: what the CRM will not tell us again. */
 export interface DeliveryPayload {
-  message?: { text: string };
+  message?: { text: string; talk?: { talkId: string; origin: string | null } };
   messageRef?: CrmMessageRef;
   stageChange?: boolean;
 }
@@ -272,10 +273,15 @@ export function createCrmIntakeActivities(deps: CrmIntakeActivityDeps) {
    */
   async function ingestMessage(ref: { orgId: string; connectionId: string }, adapter: CrmAdapter, row: DeliveryRow) {
     const agents = await triggeredAgents(ref.orgId, ref.connectionId, { event: 'incoming_message' });
-    let incoming: { leadExternalId: string; text: string } | null = null;
+    let incoming: { leadExternalId: string; text: string; replyTarget: ReplyTarget | null } | null = null;
     if (agents.length > 0) {
       if (row.payload.message) {
-        incoming = { leadExternalId: row.external_id, text: row.payload.message.text };
+        const talk = row.payload.message.talk;
+        incoming = {
+          leadExternalId: row.external_id,
+          text: row.payload.message.text,
+          replyTarget: talk ? { provider: 'kommo', talkId: talk.talkId, leadId: row.external_id, origin: talk.origin } : null,
+        };
       } else {
         if (!adapter.getIncomingMessage) throw ApplicationFailure.nonRetryable(`The ${adapter.provider} adapter cannot read conversation messages`, 'CrmRequestRejected');
         let read;
@@ -286,13 +292,14 @@ export function createCrmIntakeActivities(deps: CrmIntakeActivityDeps) {
           await markProcessed(ref, [row.dedupe_key], (err as Error).message.slice(0, 1000));
           return;
         }
-        incoming = read && { leadExternalId: read.contactId, text: read.text };
+        // HubSpot replies need the thread's channel and the dedicated sender: not wired yet.
+        incoming = read && { leadExternalId: read.contactId, text: read.text, replyTarget: null };
       }
     }
     if (incoming) {
       const deliveryId = sha256Hex(`${ref.connectionId}:${row.dedupe_key}`).slice(0, 32);
       for (const agent of agents) {
-        const posted = await recordConversationMessage(ref.orgId, agent.id, leadThreadKey(ref.connectionId, incoming.leadExternalId), incoming.text, `webhook:${deliveryId}:${agent.id}`);
+        const posted = await recordConversationMessage(ref.orgId, agent.id, leadThreadKey(ref.connectionId, incoming.leadExternalId), incoming.text, `webhook:${deliveryId}:${agent.id}`, incoming.replyTarget);
         if (!posted) continue;
         const outcome = await deps.handoff.deliverMessage({ orgId: ref.orgId, agentId: agent.id, runId: posted.runId }, posted.messageId);
         if (outcome === 'busy') {
@@ -309,7 +316,14 @@ export function createCrmIntakeActivities(deps: CrmIntakeActivityDeps) {
    * The message row in the lead's open conversation (created when there is none), once per
    * source key. Null when an earlier attempt wrote it into a conversation that has ended since.
    */
-  async function recordConversationMessage(orgId: string, agentId: string, threadKey: string, content: string, sourceKey: string): Promise<{ runId: string; messageId: string } | null> {
+  async function recordConversationMessage(
+    orgId: string,
+    agentId: string,
+    threadKey: string,
+    content: string,
+    sourceKey: string,
+    replyTarget: ReplyTarget | null,
+  ): Promise<{ runId: string; messageId: string } | null> {
     return withPrincipal(pool, worker(orgId), async (tx) => {
       const earlier = await tx.query<{ run_id: string; message_id: string; status: string }>(
         `select m.run_id, m.id as message_id, r.status from public.conversation_messages m join public.agent_runs r on r.id = m.run_id and r.org_id = m.org_id
@@ -332,6 +346,8 @@ export function createCrmIntakeActivities(deps: CrmIntakeActivityDeps) {
         inserted.rows[0]?.id ??
         (await tx.query<{ id: string }>(`select id from public.agent_runs where org_id = $1 and agent_id = $2 and thread_key = $3 and ${open}`, [orgId, agentId, threadKey])).rows[0]?.id;
       if (!runId) return null;
+      // Replies go where the lead last wrote from.
+      if (replyTarget) await tx.query(`update public.agent_runs set reply_target = $3 where id = $1 and org_id = $2`, [runId, orgId, replyTarget]);
       const message = await tx.query<{ id: string }>(
         `insert into public.conversation_messages (org_id, run_id, author, content, source, source_key)
          values ($1, $2, null, $3, 'crm_webhook', $4) returning id`,

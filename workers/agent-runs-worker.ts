@@ -7,6 +7,7 @@ import { createAgentRunActivities } from '../activities/agent-run/index.js';
 import type { PriceTable } from '../activities/pricing.js';
 import type { ToolRegistry } from '../activities/tools/registry.js';
 import type { LlmClient } from '../integrations/llm/chat-completions.js';
+import type { CredentialStore } from '../integrations/crm/credentials.js';
 import type { Logger } from '../lib/logger.js';
 import { createDataConverter } from '../lib/temporal-codec.js';
 import { workerObservability } from './observability.js';
@@ -31,6 +32,8 @@ export interface AgentRunsWorkerDeps {
   tools?: ToolRegistry;
   /** LLM prices per model for metering (default: activities/pricing.ts). */
   prices?: PriceTable;
+  /** Opens CRM connections, for answers sent into a lead's CRM thread. */
+  credentials?: CredentialStore | null;
   /** `createDataConverter(keyring)`: payload encryption and encoded failures; the client must use the same. */
   dataConverter?: DataConverter;
   /** Worker Deployment Versioning (workers/versioning.ts); unversioned without it. */
@@ -50,6 +53,7 @@ export async function createAgentRunsWorker(deps: AgentRunsWorkerDeps): Promise<
       ...(deps.heartbeatIntervalMs ? { heartbeatIntervalMs: deps.heartbeatIntervalMs } : {}),
       ...(deps.tools ? { tools: deps.tools } : {}),
       ...(deps.prices ? { prices: deps.prices } : {}),
+      credentials: deps.credentials ?? null,
     }),
     shutdownGraceTime: deps.shutdownGraceTime ?? '30 seconds',
     dataConverter: deps.dataConverter ?? createDataConverter(undefined),

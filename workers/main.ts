@@ -108,6 +108,7 @@ async function main(): Promise<void> {
       prices: parsePriceTable(config.LLM_PRICES),
       ...(deploymentVersion ? { deploymentVersion } : {}),
       tools: createToolRegistry(crmCredentials ? createCrmTools({ credentials: crmCredentials }) : [], embedder ? { embedQuery: async (_orgId, query) => ({ model: embedder.model, vector: (await embedder.embed([query]))[0]! }) } : {}),
+      credentials: crmCredentials,
     });
     logger.info({ taskQueue: worker.options.taskQueue, temporal: config.TEMPORAL_ADDRESS, deploymentVersion: deploymentVersion ?? 'unversioned' }, 'worker started');
     // CRM syncs run on their own task queue in the same process; they need ENCRYPTION_KEYS.

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import type { CredentialStore } from '../../integrations/crm/credentials.js';
 import type { LlmClient } from '../../integrations/llm/chat-completions.js';
 import type { Logger } from '../../lib/logger.js';
 import { DEFAULT_PRICES, type PriceTable } from '../pricing.js';
@@ -17,6 +18,8 @@ export interface AgentRunActivityDeps {
   heartbeatIntervalMs?: number;
   /** Stream LLM answers and publish token deltas for live views (default true). */
   streamDeltas?: boolean;
+  /** Opens CRM connections for replies into a lead's thread; without it such replies fail as `reply_failed`. */
+  credentials?: CredentialStore | null;
 }
 
 /** The deps with their defaults applied: what each group of activities is built from. */
@@ -29,5 +32,6 @@ export function resolveDeps(deps: AgentRunActivityDeps): ResolvedAgentRunDeps {
     prices: deps.prices ?? DEFAULT_PRICES,
     heartbeatIntervalMs: deps.heartbeatIntervalMs ?? 5_000,
     streamDeltas: deps.streamDeltas ?? true,
+    credentials: deps.credentials ?? null,
   };
 }

@@ -234,7 +234,9 @@ export class CredentialStore {
       get: (target, prop, receiver) => {
         const value = Reflect.get(target, prop, receiver) as unknown;
         if (typeof value !== 'function') return value;
-        if (prop === 'supportsDeletionFeed') return (value as (...a: unknown[]) => unknown).bind(target);
+        // Synchronous methods stay synchronous. The messenger's requests carry the current token but
+        // are not replayed after a 401 or an inline 429 (the send activity's retries cover 429).
+        if (prop === 'supportsDeletionFeed' || prop === 'messenger') return (value as (...a: unknown[]) => unknown).bind(target);
         return async (...args: unknown[]) => {
           let refreshed = false;
           let rateLimited = 0;

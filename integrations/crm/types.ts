@@ -121,7 +121,8 @@ export interface CrmWebhookEvent {
   /** e.g. `deal.propertyChange`, `leads.status`, `message.add`. */
   kind: string;
   /** An incoming chat message about the record (a lead): its text, as the CRM delivered it. */
-  message?: { text: string };
+  /** A Kommo chat message's text, with the talk it came in (where a reply goes back) when Kommo named it. */
+  message?: { text: string; talk?: { talkId: string; origin: string | null } };
   /**
    * An incoming conversation message the CRM only names (HubSpot `conversation.newMessage`):
    * its text and contact are read through the API (`getIncomingMessage`). `objectType` and

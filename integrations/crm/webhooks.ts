@@ -169,17 +169,25 @@ export function parseKommoWebhook(rawBody: string): { accountId: string | null; 
       const leadId = item.entity_id;
       const text = incomingMessageText(item.text);
       if (typeof leadId !== 'string' || !/^\d+$/.test(leadId) || text === null) continue;
+      const talk = talkOf(item.talk_id, item.origin);
       events.push({
         dedupeKey: `kommo:${digest}:message:add:${index}`,
         objectType: 'deals',
         externalId: leadId,
         change: 'upsert',
         kind: 'message.add',
-        message: { text },
+        message: { text, ...(talk ? { talk } : {}) },
       });
     }
   }
   const account = form.account;
   const accountId = typeof account === 'object' && typeof account.id === 'string' ? account.id : null;
   return { accountId, events };
+}
+
+/** The talk a Kommo chat message came in (`talk_id`, `origin`), which is where a reply goes back. */
+function talkOf(talkId: unknown, origin: unknown): { talkId: string; origin: string | null } | null {
+  if (typeof talkId !== 'string' || !/^\d{1,20}$/.test(talkId)) return null;
+  origin = typeof origin === 'string' && origin.length > 0 ? origin.slice(0, 100) : null;
+  return { talkId, origin: origin as string | null };
 }

@@ -491,6 +491,19 @@ export const expectations: Record<string, TableExpectation> = {
     update: `fired_at = now() - interval '1 day'`,
     allow: { select: ADMINS_AND_WORKER, insert: WORKER, update: WORKER, delete: SERVICE },
   },
+  crm_reply_sends: {
+    seed: async (db, w) => {
+      const answerSeq = seq();
+      await db.query(`insert into public.crm_reply_sends (org_id, run_id, answer_seq, part, route) values ($1, $2, $3, 0, 'kommo_talk')`, [w.orgId, w.runId, answerSeq]);
+      return { where: 'run_id = $1 and answer_seq = $2', params: [w.runId, answerSeq] };
+    },
+    insert: async (_db, w) => ({
+      sql: `insert into public.crm_reply_sends (org_id, run_id, answer_seq, part, route) values ($1, $2, $3, 0, 'kommo_talk')`,
+      params: [w.orgId, w.runId, seq()],
+    }),
+    update: `status = 'sent'`,
+    allow: { select: MEMBERS, insert: WORKER, update: WORKER, delete: SERVICE },
+  },
 };
 
 /** Who attempts a transition: an actor of the matrix, or the invitee of the world's invites. */

@@ -80,13 +80,15 @@ export async function startFullTestApp(overrides: FullTestAppOptions = {}): Prom
   });
   await app.ready();
   const llm = overrides.agentWorker ? await startFakeLlm() : undefined;
-  const worker = llm ? await createTestAgentWorker({ temporal, pool, llmBaseUrl: llm.url, taskQueue }) : undefined;
-  const crmWorker = llm
+  // One credential store for the intake and the agents' replies into CRM threads, as in workers/main.ts.
+  const credentials = llm ? testCredentialStore(pool, settings) : undefined;
+  const worker = llm ? await createTestAgentWorker({ temporal, pool, llmBaseUrl: llm.url, taskQueue, ...(credentials ? { credentials } : {}) }) : undefined;
+  const crmWorker = llm && credentials
     ? await createCrmSyncWorker({
         connection: temporal.nativeConnection,
         namespace: temporal.namespace,
         pool,
-        credentials: testCredentialStore(pool, settings),
+        credentials,
         logger: testLogger,
         taskQueue: crmTaskQueue,
         workflowBundle: { codePath: process.env.TEST_WORKFLOW_BUNDLE! },

@@ -8,6 +8,7 @@ import { LlmClient } from '../../integrations/llm/chat-completions.js';
 import { createLogger } from '../../lib/logger.js';
 import type { PriceTable } from '../../activities/pricing.js';
 import type { ToolRegistry } from '../../activities/tools/registry.js';
+import type { CredentialStore } from '../../integrations/crm/credentials.js';
 import { createAgentRunsWorker } from '../../workers/agent-runs-worker.js';
 import { parseKeyring } from '../../lib/crypto.js';
 import { createDataConverter } from '../../lib/temporal-codec.js';
@@ -83,6 +84,8 @@ export async function createTestAgentWorker(opts: {
   prices?: PriceTable;
   /** Worker Deployment Versioning, as workers/main.ts sets it from the environment. */
   deploymentVersion?: WorkerDeploymentVersion;
+  /** CRM connections, for answers sent into a lead's CRM thread. */
+  credentials?: CredentialStore;
 }): Promise<Worker> {
   return createAgentRunsWorker({
     connection: opts.temporal.nativeConnection,
@@ -98,5 +101,6 @@ export async function createTestAgentWorker(opts: {
     ...(opts.tools ? { tools: opts.tools } : {}),
     ...(opts.prices ? { prices: opts.prices } : {}),
     ...(opts.deploymentVersion ? { deploymentVersion: opts.deploymentVersion } : {}),
+    ...(opts.credentials ? { credentials: opts.credentials } : {}),
   });
 }

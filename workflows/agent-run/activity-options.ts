@@ -86,3 +86,21 @@ const toolOptions: ActivityOptions = {
  */
 export const toolStep = (heartbeat: HeartbeatOverride, resultSeq: number, summary: string) =>
   proxyActivities<AgentRunActivities>({ ...toolOptions, ...heartbeat, activityId: `tool-${resultSeq}`, summary });
+
+// A reply into the lead's CRM thread: 429 waits for the CRM's Retry-After (nextRetryDelay), 5xx and
+// network errors back off; a 4xx never reaches here (the activity records it as `reply_failed`).
+const crmReplyOptions: ActivityOptions = {
+  startToCloseTimeout: '1 minute',
+  summary: 'Reply in the CRM thread',
+  retry: {
+    initialInterval: '2 seconds',
+    backoffCoefficient: 2,
+    maximumInterval: '1 minute',
+    maximumAttempts: 10,
+    nonRetryableErrorTypes: [NonRetryableFailureTypes.runNotFound],
+  },
+};
+export const crmReply = proxyActivities<AgentRunActivities>(crmReplyOptions);
+
+/** Conversations recorded before replies were sent into CRM threads replay without the send. */
+export const SEND_REPLY_PATCH = 'send-reply-to-crm';

@@ -10,10 +10,11 @@ import {
   condition,
   continueAsNew,
   isCancellation,
+  patched,
   setHandler,
 } from '@temporalio/workflow';
 import type { RunOutcome, RunSettings } from '../../activities/agent-run/contract.js';
-import { bookkeeping } from './activity-options.js';
+import { bookkeeping, crmReply, SEND_REPLY_PATCH } from './activity-options.js';
 import { postMessageUpdate, RunUpdateFailureTypes, type AgentRunInput, type AgentRunResult, type AgentRunWorkflow } from './definitions.js';
 import type { AgentRunState } from './state.js';
 import { answer } from './turn.js';
@@ -75,14 +76,20 @@ export async function converse(
     run.interruptRequested = false;
     const turn = new CancellationScope();
     run.turn = turn;
+    let answered: number | undefined;
     try {
-      lastAnswerSeq = await turn.run(() => answer(run, current));
+      answered = lastAnswerSeq = await turn.run(() => answer(run, current));
     } catch (err) {
       // A newer message interrupted this turn (busy policy `interrupt`); the run goes on.
       if (!(isCancellation(err) && run.interruptRequested && !CancellationScope.current().consideredCancelled)) throw err;
       await bookkeeping.setRunStatus({ ...run.ref, status: 'running', event: { seq: run.nextSeq(), type: 'turn.interrupted' } });
     } finally {
       run.turn = undefined;
+    }
+    // Outside the turn: a message arriving now is queued, it does not interrupt a send. The
+    // activity does nothing for a conversation that is not a lead's CRM thread.
+    if (answered !== undefined && patched(SEND_REPLY_PATCH)) {
+      await crmReply.sendReply({ ...run.ref, seq: run.nextSeq(), answerSeq: answered });
     }
   }
 }
