@@ -24,7 +24,7 @@ import { ensureTemporalCli } from './stack/temporal-cli.js';
 import { startTemporalDevServer, type TemporalDevServer } from './stack/temporal-server.js';
 import { waitForPort } from './stack/ports.js';
 import { startSandboxAuth, type SandboxAuth } from './stack/sandbox-auth.js';
-import buildConsole from './stack/console-build.js';
+import { buildConsole } from './stack/console-build.js';
 import { buildCodecServer } from '../api/codec-server.js';
 import { createLogger } from '../lib/logger.js';
 import { codecKeyringFrom } from '../lib/temporal-codec.js';

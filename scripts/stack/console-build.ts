@@ -25,10 +25,15 @@ export function consoleIsStale(): boolean {
   return sources > statSync(built).mtimeMs;
 }
 
-export default function buildConsole(log: (message: string) => void = (m) => console.log(`[test-stack] ${m}`)): void {
+export function buildConsole(log: (message: string) => void): void {
   if (!consoleIsStale()) return;
   const started = Date.now();
   const result = spawnSync(path.join(root, 'node_modules', '.bin', 'vite'), ['build', '--config', path.join(web, 'vite.config.ts'), '--logLevel', 'warn'], { cwd: root, stdio: 'inherit' });
   if (result.status !== 0) throw new Error('building the console (vite build) failed');
   log(`console built in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+}
+
+/** The suite's Vitest global setup (Vitest passes its own argument, so this takes none). */
+export default function setup(): void {
+  buildConsole((message) => console.log(`[test-stack] ${message}`));
 }
