@@ -1,7 +1,7 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import { ConnectionUnavailableError } from '../integrations/crm/credentials.js';
 import { CrmError } from '../integrations/crm/http.js';
-import { LlmError } from '../integrations/llm/chat-completions.js';
+import { LlmError } from '../integrations/llm/errors.js';
 import { CrmFailureTypes } from './crm-failure-types.js';
 import { NonRetryableFailureTypes } from './failure-types.js';
 

@@ -2,7 +2,8 @@
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { autocommitEachAsPrincipal } from '../../lib/db.js';
 import { recordLlmCall } from '../../lib/metrics.js';
-import { LlmError, type ToolCall } from '../../integrations/llm/chat-completions.js';
+import { LlmError } from '../../integrations/llm/errors.js';
+import type { ToolCall } from '../../integrations/llm/types.js';
 import { toActivityFailure } from '../activity-failure.js';
 import { DeltaPublisher } from '../deltas.js';
 import { NonRetryableFailureTypes } from '../failure-types.js';

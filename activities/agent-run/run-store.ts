@@ -8,7 +8,7 @@
  */
 import { ApplicationFailure } from '@temporalio/activity';
 import type { Queryable } from '../../lib/db.js';
-import type { ToolCall } from '../../integrations/llm/chat-completions.js';
+import type { ToolCall } from '../../integrations/llm/types.js';
 import { NonRetryableFailureTypes } from '../failure-types.js';
 import type { RunRef, RunStep, ToolCallRef } from './contract.js';
 import type { RunEventRow } from './transcript.js';

@@ -1,4 +1,4 @@
-import type { ChatMessage, ToolCall } from '../../integrations/llm/chat-completions.js';
+import type { ChatMessage, ToolCall } from '../../integrations/llm/types.js';
 
 /** A row of public.run_events as the activities read it. */
 export interface RunEventRow {

@@ -38,7 +38,7 @@
  */
 import { z } from 'zod';
 import type { Tx } from '../../lib/db.js';
-import type { ToolDefinition } from '../../integrations/llm/chat-completions.js';
+import type { ToolDefinition } from '../../integrations/llm/types.js';
 import type { JsonValue } from '../effects.js';
 
 /**

@@ -1,10 +1,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import {
-  LlmClient,
-  LlmError,
-  type ChatCompletionRequest,
-  type LlmClientOptions,
-} from '../../integrations/llm/chat-completions.js';
+import { LlmClient, type LlmClientOptions } from '../../integrations/llm/chat-completions.js';
+import { LlmError } from '../../integrations/llm/errors.js';
+import type { ChatCompletionRequest } from '../../integrations/llm/types.js';
 import { startFakeLlm, type FakeLlmServer } from '../../scripts/stack/sandbox-llm.js';
 
 const API_KEY = 'sk-test-7f3a9c1e5b2d4f6a8c0e';

@@ -5,7 +5,7 @@ import { CrmFailureTypes } from '../../activities/crm-failure-types.js';
 import { NonRetryableFailureTypes } from '../../activities/failure-types.js';
 import { ConnectionUnavailableError } from '../../integrations/crm/credentials.js';
 import { CrmError } from '../../integrations/crm/http.js';
-import { LlmError, type LlmErrorKind } from '../../integrations/llm/chat-completions.js';
+import { LlmError, type LlmErrorKind } from '../../integrations/llm/errors.js';
 
 function asFailure(err: unknown): ApplicationFailure {
   const failure = toActivityFailure(err);
