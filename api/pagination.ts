@@ -21,13 +21,22 @@ export interface Cursor {
 const cursorSchema = z.object({ createdAt: z.iso.datetime({ offset: true }), id: z.uuid() });
 
 export function encodeCursor(row: { created_at: Date; id: string }): string {
-  return Buffer.from(JSON.stringify({ createdAt: row.created_at.toISOString(), id: row.id })).toString('base64url');
+  return encodeKeysetCursor({ createdAt: row.created_at.toISOString(), id: row.id });
 }
 
 export function decodeCursor(cursor: string | undefined): Cursor | undefined {
+  return decodeKeysetCursor(cursorSchema, cursor);
+}
+
+/** A cursor over another key than (created_at, id): the same opaque base64url JSON. */
+export function encodeKeysetCursor(key: object): string {
+  return Buffer.from(JSON.stringify(key)).toString('base64url');
+}
+
+export function decodeKeysetCursor<T>(schema: z.ZodType<T>, cursor: string | undefined): T | undefined {
   if (cursor === undefined) return undefined;
   try {
-    return cursorSchema.parse(JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')));
+    return schema.parse(JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')));
   } catch {
     throw new ProblemError('validation-error', 'The cursor is invalid; use the nextCursor of a previous page.', [
       { path: 'querystring.cursor', message: 'is invalid' },
