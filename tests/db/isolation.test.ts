@@ -42,6 +42,7 @@ const tenantTables: Record<string, TenantTable> = {
   knowledge_chunks: { tenantColumn: 'org_id', hijack: `passage = 'hijacked'` },
   knowledge_terms: { tenantColumn: 'org_id', hijack: `compact = 'hijacked'` },
   conversation_messages: { tenantColumn: 'org_id', hijack: `content = 'hijacked'` },
+  crm_reply_sends: { tenantColumn: 'org_id', hijack: `status = 'sent'` },
   crm_connections: { tenantColumn: 'org_id', hijack: `name = 'hijacked'` },
   crm_credentials: { tenantColumn: 'org_id', hijack: `access_token = 'v1.hijacked'`, reader: 'admin' },
   oauth_states: { tenantColumn: 'org_id', hijack: `expires_at = now() + interval '1 year'`, reader: 'admin' },
@@ -117,6 +118,8 @@ beforeAll(async () => {
     runA,
     orgA.userWithRole('member'),
   ]);
+  // A reply of org A's run that was attempted, not yet confirmed sent.
+  await admin.query(`insert into public.crm_reply_sends (org_id, run_id, answer_seq, part, route) values ($1, $2, 1, 0, 'kommo_talk')`, [orgA.orgId, runA]);
   // CRM: a connection of org A with one row in each CRM table.
   const crmConnectionA = randomUUID();
   await admin.query(`insert into public.crm_connections (id, org_id, provider, name, auth_kind, status) values ($1, $2, 'hubspot', 'Isolation', 'token', 'active')`, [crmConnectionA, orgA.orgId]);
