@@ -89,7 +89,10 @@ export async function converse(
     // Outside the turn: a message arriving now is queued, it does not interrupt a send. The
     // activity does nothing for a conversation that is not a lead's CRM thread.
     if (answered !== undefined && patched(SEND_REPLY_PATCH)) {
-      await crmReply.sendReply({ ...run.ref, seq: run.nextSeq(), answerSeq: answered });
+      // The next seq is where a `reply_failed` event would go; it is taken only when one was
+      // written, so a conversation's events stay numbered without gaps.
+      const outcome = await crmReply.sendReply({ ...run.ref, seq: run.seq + 1, answerSeq: answered });
+      if (outcome === 'failed') run.nextSeq();
     }
   }
 }
