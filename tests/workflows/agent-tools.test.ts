@@ -436,7 +436,13 @@ describe('agentRun: tools, approvals, timers, budgets', () => {
         [orgId, runId, randomUUID(), text],
       );
       await handle.executeUpdate(postMessageUpdate, { args: [{ messageId: rows[0].id }] });
-      await waitFor(`reply to ${text}`, async () => (await events(runId)).filter((e) => e.type === 'llm.completed').length === ['one', 'two', 'three'].indexOf(text) + 1);
+      // Between turns means the run has answered and gone back to waiting (status sleeping, which
+      // the next execution writes after continuing as new), not merely written its answer: the
+      // turn's bookkeeping after the answer (the reply into a CRM thread) still runs before that.
+      await waitFor(
+        `reply to ${text}`,
+        async () => (await events(runId)).filter((e) => e.type === 'llm.completed').length === ['one', 'two', 'three'].indexOf(text) + 1 && (await runRow(runId)).status === 'sleeping',
+      );
     }
     await temporal.client.workflow.getHandle(agentRunWorkflowId(runId)).result();
 
