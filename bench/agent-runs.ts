@@ -1,8 +1,8 @@
 /**
- * `npm run bench`: agent runs against a zero-latency fake LLM in a child process (3 LLM turns, 2 tool calls each)
+ * `npm run bench:agent-runs` (and part of `npm run bench`): agent runs against a zero-latency fake LLM in a child process (3 LLM turns, 2 tool calls each)
  * versus a bare workflow running the same number of no-op activities, on the same Temporal dev
  * server, worker settings and process. Prints; asserts nothing. BENCH_RUNS (default 200, per side
- * and round), BENCH_ROUNDS (default 3; the median ratio is the result), BENCH_PARKED (default 500)
+ * and round), BENCH_ROUNDS (default 5; the median ratio is the result), BENCH_PARKED (default 500)
  * and BENCH_TTFT_SAMPLES (default 20) scale it.
  */
 import { fork } from 'node:child_process';
@@ -23,11 +23,11 @@ import { agentRunWorkflowId } from '../workflows/task-queues.js';
 import { agentRun } from '../workflows/agent-run/index.js';
 import { baselineRun } from './workflows.js';
 import { postgresCpuMeter } from './postgres-cpu.js';
+import { FigureLog, ROUNDS, summarize } from './support/figures.js';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 200);
 const PARKED = Number(process.env.BENCH_PARKED ?? 500);
 const TTFT_SAMPLES = Number(process.env.BENCH_TTFT_SAMPLES ?? 20);
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const ACTIVITIES_PER_RUN = 7; // startRun, 3 × callLlm, 2 × executeTool, finishRun
 const JWT_SECRET = 'bench-only-jwt-secret-0123456789abcdef-0123';
 const log = (msg: string) => console.log(`[bench] ${msg}`);
@@ -119,8 +119,11 @@ async function main() {
   // result: the dev server's throughput drifts within one bench run (the baseline alone measured
   // 16 to 23 runs/s in consecutive runs on the 2-core machine), and measuring both sides back to
   // back in each round keeps that drift out of the ratio.
-  const ratios: number[] = [];
-  const postgresCpuPerRun: number[] = [];
+  const figures = new FigureLog('agent-runs');
+  const agentRuns = figures.add('agent', 'agent runs (3 LLM turns, 2 tool calls)', 'runs/s');
+  const baselineRuns = figures.add('baseline', `bare workflow (${ACTIVITIES_PER_RUN} no-op activities)`, 'runs/s');
+  figures.ratio('ratio', 'agent runs / bare workflow', 'agent', 'baseline', { op: '>=', value: 0.8 });
+  const cpuPerRun = figures.add('pg-cpu', 'Postgres CPU per agent run', 'ms');
   const postgresCpu = await postgresCpuMeter(admin);
   let firstRunId: string | undefined;
   for (let round = 1; round <= ROUNDS; round++) {
@@ -131,20 +134,22 @@ async function main() {
       `round ${round}: agent runs (3 LLM turns, 2 tool calls)`,
       runIds.map((runId) => () => client.workflow.start(agentRun, { taskQueue, workflowId: agentRunWorkflowId(runId), args: [{ orgId, agentId, runId }] })),
     );
-    postgresCpuPerRun.push((postgresCpu() - cpuBefore) / runIds.length);
-    log(`round ${round}: Postgres CPU per agent run ${ms(postgresCpuPerRun.at(-1)!)}`);
+    const cpu = (postgresCpu() - cpuBefore) / runIds.length;
+    cpuPerRun.sample(cpu);
+    log(`round ${round}: Postgres CPU per agent run ${ms(cpu)}`);
     const baselineRate = await measure(
       `round ${round}: baseline (${ACTIVITIES_PER_RUN} no-op activities)`,
       Array.from({ length: RUNS }, () => () =>
         client.workflow.start(baselineRun, { taskQueue, workflowId: `baseline-${randomUUID()}`, args: [ACTIVITIES_PER_RUN] }),
       ),
     );
-    ratios.push(agentRate / baselineRate);
+    agentRuns.sample(agentRate);
+    baselineRuns.sample(baselineRate);
+    log(`round ${round}: ratio agent/baseline ${(agentRate / baselineRate).toFixed(2)}`);
   }
-  log(`Postgres CPU per agent run (server processes, the agent phase), median of rounds: ${ms(percentile(postgresCpuPerRun, 50))}`);
-  log(`ratio agent/baseline runs/s, per round: ${ratios.map((r) => r.toFixed(2)).join(', ')}; median ${percentile(ratios, 50).toFixed(2)} (goal ≥ 0.7)`);
 
   const history = await client.workflow.getHandle(agentRunWorkflowId(firstRunId!)).fetchHistory();
+  figures.add('events-per-llm-turn', 'history events per LLM turn (3-turn run above)', 'events').sample((history.events?.length ?? 0) / 3);
   log(`history events per LLM turn: ${((history.events?.length ?? 0) / 3).toFixed(1)} (${history.events?.length} events for 3 turns)`);
 
   // Runs parked on approval: every run stops at its first tool call and waits.
@@ -162,6 +167,7 @@ async function main() {
     await new Promise((r) => setTimeout(r, 250));
   }
   const rssParked = process.memoryUsage().rss;
+  figures.add('rss-parked', `worker process RSS with ${PARKED} runs parked on approval`, 'MiB').sample(rssParked / 2 ** 20);
   log(`worker process RSS with ${PARKED} runs parked on approval: ${(rssParked / 2 ** 20).toFixed(0)} MiB (before parking ${(rssBefore / 2 ** 20).toFixed(0)} MiB; the API and the worker share the process, the fake LLM runs in its own)`);
 
   // Time to first token: SSE client's first delta minus the fake LLM's receipt of the streaming request.
@@ -194,7 +200,11 @@ async function main() {
     const llmRequest = (await llm.requests()).slice(requestsBefore).find((r) => r.model === 'sandbox/ttft');
     if (llmRequest) gaps.push(firstDeltaAt - llmRequest.at);
   }
+  figures.add('ttft-p50', `time to first token, SSE client minus fake LLM, p50 of ${gaps.length}`, 'ms', { op: '<=', value: 50 }).sample(percentile(gaps, 50));
   log(`time to first token at the SSE client minus at the fake LLM: p50 ${ms(percentile(gaps, 50))}, p99 ${ms(percentile(gaps, 99))} over ${gaps.length} runs (goal p50 ≤ 50 ms)`);
+
+  figures.finish();
+  log(`ratio agent/baseline, median of ${ROUNDS} rounds: ${summarize(figures.all().find((f) => f.id === 'ratio')!.samples).median.toFixed(2)} (goal ≥ 0.8)`);
 
   await app.close();
   worker.shutdown();

@@ -4,7 +4,7 @@
  * and embedded Postgres like the tests do. No worker polls the queue: a start is measured up to
  * the workflow being durably started, which is what the API answers after. Prints; asserts
  * nothing. BENCH_SECONDS (default 10, per side and round), BENCH_CONNECTIONS (default 20) and
- * BENCH_ROUNDS (default 3; the median ratio is the result) scale it.
+ * BENCH_ROUNDS (default 5; the median ratio is the result) scale it.
  */
 import path from 'node:path';
 import { startSuiteStack } from '../scripts/stack/suite-stack.js';
@@ -19,10 +19,10 @@ import { createDataConverter } from '../lib/temporal-codec.js';
 import { AgentIdSearchAttribute, OrgIdSearchAttribute } from '../workflows/search-attributes.js';
 import { agentRunWorkflowId } from '../workflows/task-queues.js';
 import { agentRun } from '../workflows/agent-run/index.js';
+import { FigureLog, ROUNDS, summarize } from './support/figures.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 20);
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const WARM_UP_SECONDS = 5;
 const JWT_SECRET = 'bench-only-jwt-secret-0123456789abcdef-0123';
 const log = (msg: string) => console.log(`[bench:api] ${msg}`);
@@ -109,7 +109,12 @@ async function main() {
     return latencies;
   };
   await rawStarts(WARM_UP_SECONDS);
-  const ratios: number[] = [];
+  const figures = new FigureLog('api');
+  const apiP50 = figures.add('start-api', 'API start-run p50 (POST …/runs)', 'ms');
+  const rawP50s = figures.add('start-raw', 'raw Temporal client start p50', 'ms');
+  figures.ratio('start-ratio', 'API start-run / raw start, p50', 'start-api', 'start-raw', { op: '<=', value: 1.3 });
+  const apiRate = figures.add('start-api-rate', 'API start-run throughput', 'req/s');
+  const rawRate = figures.add('start-raw-rate', 'raw Temporal client starts', 'starts/s');
   for (let round = 1; round <= ROUNDS; round++) {
     const api = await cannon(`round ${round}: API start-run (POST /v1/orgs/:orgId/agents/:agentId/runs)`, {
       method: 'POST',
@@ -120,11 +125,17 @@ async function main() {
     const latencies = await rawStarts();
     const rawP50 = percentile(latencies, 50);
     log(`round ${round}: raw Temporal client start: p50 ${rawP50.toFixed(1)} ms, p99 ${percentile(latencies, 99).toFixed(1)} ms, ${(latencies.length / SECONDS).toFixed(0)} starts/s`);
-    ratios.push(api.latency.p50 / rawP50);
+    apiP50.sample(api.latency.p50);
+    rawP50s.sample(rawP50);
+    apiRate.sample(api.requests.average);
+    rawRate.sample(latencies.length / SECONDS);
   }
   const { rows } = await admin.query<{ id: string }>(`select id from public.agent_runs where org_id = $1 limit 1`, [orgId]);
-  await cannon('API get-run (GET /v1/orgs/:orgId/runs/:runId)', { method: 'GET', url: `${baseUrl}/v1/orgs/${orgId}/runs/${rows[0]!.id}` });
-  log(`ratio API start-run / raw start at p50, per round: ${ratios.map((r) => `${r.toFixed(2)}×`).join(', ')}; median ${percentile(ratios, 50).toFixed(2)}× (goal ≤ 1.3×)`);
+  const getRun = await cannon('API get-run (GET /v1/orgs/:orgId/runs/:runId)', { method: 'GET', url: `${baseUrl}/v1/orgs/${orgId}/runs/${rows[0]!.id}` });
+  figures.add('get-run-p50', 'API get-run p50 (GET …/runs/:runId)', 'ms').sample(getRun.latency.p50);
+  figures.add('get-run-rate', 'API get-run throughput', 'req/s').sample(getRun.requests.average);
+  const ratios = figures.finish().find((f) => f.id === 'start-ratio')!.samples;
+  log(`ratio API start-run / raw start at p50, per round: ${ratios.map((r) => `${r.toFixed(2)}×`).join(', ')}; median ${summarize(ratios).median.toFixed(2)}× (goal ≤ 1.3×)`);
 
   await app.close();
   await connection.close();

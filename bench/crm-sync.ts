@@ -2,7 +2,7 @@
  * `npm run bench:crm`: CRM sync throughput and the rate governor, on its own Temporal dev server
  * and embedded Postgres (like `npm run bench`). Prints; asserts nothing.
  *
- * 1. Throughput: a sync of BENCH_CRM_RECORDS (default 100,000) Kommo leads from a zero-latency
+ * 1. Throughput, BENCH_ROUNDS rounds (default 5): a sync of BENCH_CRM_RECORDS (default 100,000) Kommo leads from a zero-latency
  *    fake at Kommo's maximum page size (250), versus a raw batched upsert of the same rows from
  *    Node (and versus `upsertRecords` alone, to show where the difference goes). Also Temporal
  *    history events per 10k records and the process's peak RSS while syncing. The fake runs in
@@ -30,6 +30,7 @@ import { startFakeKommo, type KommoFakeOptions } from '../tests/fakes/kommo-serv
 import { createCrmSyncWorker } from '../workers/crm-sync-worker.js';
 import { crmSyncWorkflowId } from '../workflows/crm-sync-ids.js';
 import { crmSync } from '../workflows/crm-sync.js';
+import { FigureLog, ROUNDS } from './support/figures.js';
 
 const RECORDS = Number(process.env.BENCH_CRM_RECORDS ?? 100_000);
 const LIMIT = Number(process.env.BENCH_CRM_LIMIT ?? 10);
@@ -100,33 +101,12 @@ async function main() {
   }
 
   // 1. Throughput ------------------------------------------------------------------------------------
+  // Each round syncs the whole fake account into a fresh connection, then upserts the same rows
+  // raw into another fresh one (and through upsertRecords into a third): the sides of a ratio are
+  // measured back to back, so the shared machine's drift between rounds stays out of it.
   log(`generating a fake Kommo account with ${RECORDS} leads`);
   const kommo = await startFakeKommoProcess({ dataset: { leads: RECORDS, contacts: 0, companies: 0, users: 1 }, rateLimitPerSecond: null });
-  const syncConnection = await connect(kommo);
-  const rssBefore = process.memoryUsage().rss;
-  let rssPeak = rssBefore;
-  const sampler = setInterval(() => (rssPeak = Math.max(rssPeak, process.memoryUsage().rss)), 100);
-  const unlimited: RateBudget = { capacity: 1_000_000, refillPerSecond: 1_000_000 };
-  const { syncMs, outcome } = await withWorker(unlimited, KOMMO_MAX_PAGE, async (taskQueue) => {
-    const t0 = performance.now();
-    const result = await client.workflow.execute(crmSync, {
-      taskQueue,
-      workflowId: crmSyncWorkflowId(syncConnection),
-      args: [{ orgId, connectionId: syncConnection, mode: 'full', trigger: 'manual' }],
-    });
-    return { syncMs: performance.now() - t0, outcome: result };
-  });
-  clearInterval(sampler);
-  let historyEvents = 0;
-  let executions = 0;
-  for await (const execution of client.workflow.list({ query: `WorkflowId = '${crmSyncWorkflowId(syncConnection)}'` })) {
-    const history = await client.workflow.getHandle(execution.workflowId, execution.runId).fetchHistory();
-    historyEvents += history.events?.length ?? 0;
-    executions++;
-  }
-  const synced = outcome.added;
-
-  // The same rows, fetched beforehand (not timed), upserted from Node in batches of the page size.
+  // The same rows, fetched once beforehand (not timed), for the raw and store sides.
   const adapter = new KommoAdapter({ baseUrl: kommo.url, accessToken: async () => TOKEN, timeoutMs: 30_000 });
   const rows: CrmRecord[] = [];
   for (let cursor: string | null = null; ; ) {
@@ -135,49 +115,77 @@ async function main() {
     if (!page.nextCursor) break;
     cursor = page.nextCursor;
   }
-  await kommo.close();
   const batches: CrmRecord[][] = [];
   for (let i = 0; i < rows.length; i += KOMMO_MAX_PAGE) batches.push(rows.slice(i, i + KOMMO_MAX_PAGE));
 
-  const rawConnection = randomUUID();
-  await withServiceRole(admin, (tx) =>
-    tx.query(`insert into public.crm_connections (id, org_id, provider, name, auth_kind, status) values ($1, $2, 'kommo', 'Raw', 'token', 'active')`, [rawConnection, orgId]),
-  );
-  let t0 = performance.now();
-  for (const batch of batches) {
-    // As the table owner: no RLS, no transaction wrapper, no change detection.
-    await admin.query(
-      `insert into public.crm_records as r (org_id, connection_id, object_type, external_id, name, email, pipeline_id, stage_id, owner_id, properties, remote_updated_at)
-       select $1, $2, 'deals', x.external_id, x.name, x.email, x.pipeline_id, x.stage_id, x.owner_id, x.properties, x.remote_updated_at
-         from jsonb_to_recordset($3::jsonb) as x(external_id text, name text, email text, pipeline_id text, stage_id text, owner_id text, properties jsonb, remote_updated_at timestamptz)
-       on conflict (connection_id, object_type, external_id) do update
-         set name = excluded.name, email = excluded.email, pipeline_id = excluded.pipeline_id, stage_id = excluded.stage_id,
-             owner_id = excluded.owner_id, properties = excluded.properties, remote_updated_at = excluded.remote_updated_at`,
-      [
-        orgId,
-        rawConnection,
-        JSON.stringify(batch.map(toRecordRow)),
-      ],
-    );
-  }
-  const rawMs = performance.now() - t0;
+  const figures = new FigureLog('crm-sync');
+  const syncRate = figures.add('sync', `crmSync full sync of ${RECORDS} leads, pages of ${KOMMO_MAX_PAGE}`, 'records/s');
+  const rawRate = figures.add('raw', 'raw batched upsert (owner, no RLS, no change detection)', 'records/s');
+  const storeRate = figures.add('store', 'upsertRecords alone (RLS transaction per batch)', 'records/s');
+  figures.ratio('ratio', 'sync / raw batched upsert', 'sync', 'raw', { op: '>=', value: 0.6 });
+  figures.ratio('store-ratio', 'upsertRecords alone / raw batched upsert', 'store', 'raw');
+  const eventsPer10k = figures.add('events', 'sync history events per 10k records', 'events');
+  const peakRss = figures.add('rss', 'worker process peak RSS while syncing', 'MiB');
 
-  const storeConnection = randomUUID();
-  await withServiceRole(admin, (tx) =>
-    tx.query(`insert into public.crm_connections (id, org_id, provider, name, auth_kind, status) values ($1, $2, 'kommo', 'Store', 'token', 'active')`, [storeConnection, orgId]),
-  );
-  t0 = performance.now();
-  for (const batch of batches) {
-    await withPrincipal(pool, { kind: 'worker', orgId }, (tx) => upsertRecords(tx, { orgId, connectionId: storeConnection }, 'deals', batch, null));
-  }
-  const storeMs = performance.now() - t0;
+  const unlimited: RateBudget = { capacity: 1_000_000, refillPerSecond: 1_000_000 };
+  await withWorker(unlimited, KOMMO_MAX_PAGE, async (taskQueue) => {
+    for (let round = 1; round <= ROUNDS; round++) {
+      const syncConnection = await connect(kommo);
+      const rssBefore = process.memoryUsage().rss;
+      let rssPeak = rssBefore;
+      const sampler = setInterval(() => (rssPeak = Math.max(rssPeak, process.memoryUsage().rss)), 100);
+      let t0 = performance.now();
+      const outcome = await client.workflow.execute(crmSync, {
+        taskQueue,
+        workflowId: crmSyncWorkflowId(syncConnection),
+        args: [{ orgId, connectionId: syncConnection, mode: 'full', trigger: 'manual' }],
+      });
+      const syncMs = performance.now() - t0;
+      clearInterval(sampler);
+      syncRate.sample((outcome.added / syncMs) * 1000);
+      peakRss.sample(rssPeak / 2 ** 20);
+      let historyEvents = 0;
+      for await (const execution of client.workflow.list({ query: `WorkflowId = '${crmSyncWorkflowId(syncConnection)}'` })) {
+        const history = await client.workflow.getHandle(execution.workflowId, execution.runId).fetchHistory();
+        historyEvents += history.events?.length ?? 0;
+      }
+      eventsPer10k.sample((historyEvents / outcome.added) * 10_000);
 
-  log(`sync: ${synced} records in ${(syncMs / 1000).toFixed(1)} s = ${rate(synced, syncMs)} (crmSync, full mode, pages of ${KOMMO_MAX_PAGE}, ${outcome.pages} pages)`);
-  log(`raw batched upsert: ${rows.length} rows in ${(rawMs / 1000).toFixed(1)} s = ${rate(rows.length, rawMs)}`);
-  log(`upsertRecords alone (RLS transaction per batch, change detection): ${(storeMs / 1000).toFixed(1)} s = ${rate(rows.length, storeMs)}`);
-  log(`ratio sync / raw: ${(synced / syncMs / (rows.length / rawMs)).toFixed(2)} (goal >= 0.5)`);
-  log(`history: ${historyEvents} events in ${executions} execution(s) = ${((historyEvents / synced) * 10_000).toFixed(0)} events per 10k records`);
-  log(`worker process RSS: peak ${mib(rssPeak)} while syncing, ${mib(rssBefore)} before`);
+      const rawConnection = randomUUID();
+      await withServiceRole(admin, (tx) =>
+        tx.query(`insert into public.crm_connections (id, org_id, provider, name, auth_kind, status) values ($1, $2, 'kommo', 'Raw', 'token', 'active')`, [rawConnection, orgId]),
+      );
+      t0 = performance.now();
+      for (const batch of batches) {
+        // As the table owner: no RLS, no transaction wrapper, no change detection.
+        await admin.query(
+          `insert into public.crm_records as r (org_id, connection_id, object_type, external_id, name, email, pipeline_id, stage_id, owner_id, properties, remote_updated_at)
+           select $1, $2, 'deals', x.external_id, x.name, x.email, x.pipeline_id, x.stage_id, x.owner_id, x.properties, x.remote_updated_at
+             from jsonb_to_recordset($3::jsonb) as x(external_id text, name text, email text, pipeline_id text, stage_id text, owner_id text, properties jsonb, remote_updated_at timestamptz)
+           on conflict (connection_id, object_type, external_id) do update
+             set name = excluded.name, email = excluded.email, pipeline_id = excluded.pipeline_id, stage_id = excluded.stage_id,
+                 owner_id = excluded.owner_id, properties = excluded.properties, remote_updated_at = excluded.remote_updated_at`,
+          [orgId, rawConnection, JSON.stringify(batch.map(toRecordRow))],
+        );
+      }
+      const rawMs = performance.now() - t0;
+      rawRate.sample((rows.length / rawMs) * 1000);
+
+      const storeConnection = randomUUID();
+      await withServiceRole(admin, (tx) =>
+        tx.query(`insert into public.crm_connections (id, org_id, provider, name, auth_kind, status) values ($1, $2, 'kommo', 'Store', 'token', 'active')`, [storeConnection, orgId]),
+      );
+      t0 = performance.now();
+      for (const batch of batches) {
+        await withPrincipal(pool, { kind: 'worker', orgId }, (tx) => upsertRecords(tx, { orgId, connectionId: storeConnection }, 'deals', batch, null));
+      }
+      const storeMs = performance.now() - t0;
+      storeRate.sample((rows.length / storeMs) * 1000);
+
+      log(`round ${round}: sync ${outcome.added} records in ${(syncMs / 1000).toFixed(1)} s = ${rate(outcome.added, syncMs)} (${outcome.pages} pages); raw ${rate(rows.length, rawMs)}; upsertRecords alone ${rate(rows.length, storeMs)}; ratio sync/raw ${(((outcome.added / syncMs) * rawMs) / rows.length).toFixed(2)}; history ${historyEvents} events; peak RSS ${mib(rssPeak)} (before ${mib(rssBefore)})`);
+    }
+  });
+  await kommo.close();
 
   // 2. Governor under a provider limit ----------------------------------------------------------------
   const limitedLeads = LIMITED_REQUESTS * 10;
@@ -206,12 +214,15 @@ async function main() {
   const api = limited.apiRequests();
   const spanMs = (api.at(-1)?.at ?? 0) - (api[0]?.at ?? 0);
   const rejected = api.filter((r) => r.status === 429).length;
+  figures.add('governor-rate', `governor at ${budget.refillPerSecond}/s against a limit of ${LIMIT}/s: achieved`, 'requests/s', { op: '>=', value: LIMIT * 0.95 }).sample((api.length - 1) / (spanMs / 1000));
+  figures.add('governor-429', 'governor: share of requests answered 429', '%', { op: '<=', value: 1 }).sample((rejected / api.length) * 100);
   log(
     `governor at ${budget.refillPerSecond}/s against a limit of ${LIMIT}/s: ${api.length} requests in ${(spanMs / 1000).toFixed(1)} s = ` +
       `${((api.length - 1) / (spanMs / 1000)).toFixed(2)} requests/s (goal >= ${(LIMIT * 0.95).toFixed(1)}), ` +
       `${rejected} answered 429 = ${((rejected / api.length) * 100).toFixed(2)}% (goal < 1%)`,
   );
   await limited.close();
+  figures.finish();
 
   await nativeConnection.close();
   await connection.close();
