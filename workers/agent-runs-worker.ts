@@ -1,9 +1,15 @@
 import { fileURLToPath } from 'node:url';
+import { Client } from '@temporalio/client';
 import type { DataConverter, WorkerDeploymentVersion } from '@temporalio/common';
 import type { NativeConnection} from '@temporalio/worker';
 import { Worker, type WorkerOptions } from '@temporalio/worker';
 import type pg from 'pg';
 import { createAgentRunActivities } from '../activities/agent-run/index.js';
+import { createWebhookDeliveryActivities } from '../activities/org-events/deliver.js';
+import { createOrgEventPublisher } from '../activities/org-events/publish.js';
+import type { Keyring } from '../lib/crypto.js';
+import { createGuardedFetch, type SsrfPolicy } from '../lib/ssrf.js';
+import { createWebhookDispatch } from './webhook-dispatch.js';
 import type { PriceTable } from '../activities/pricing.js';
 import type { ToolRegistry } from '../activities/tools/registry.js';
 import type { LlmClient } from '../integrations/llm/chat-completions.js';
@@ -38,27 +44,52 @@ export interface AgentRunsWorkerDeps {
   dataConverter?: DataConverter;
   /** Worker Deployment Versioning (workers/versioning.ts); unversioned without it. */
   deploymentVersion?: WorkerDeploymentVersion;
+  /** Opens webhook endpoint secrets (ENCRYPTION_KEYS); without it deliveries fail with a clear error. */
+  keyring?: Keyring | undefined;
+  /** SSRF allowlist for webhook endpoints (SSRF_ALLOWED_HOSTS); empty in production. */
+  ssrf?: SsrfPolicy;
+  /** Webhook retry timing (workflows/webhook-delivery.ts); tests shorten it. */
+  webhookRetrySchedule?: number[];
+  webhookGiveUpAfterSeconds?: number;
 }
 
 export async function createAgentRunsWorker(deps: AgentRunsWorkerDeps): Promise<Worker> {
-  return Worker.create({
+  const taskQueue = deps.taskQueue ?? AGENT_RUNS_TASK_QUEUE;
+  const dataConverter = deps.dataConverter ?? createDataConverter(undefined);
+  // Org events (approval.requested, run.failed…) start their webhook deliveries on this queue.
+  const events = createOrgEventPublisher({
+    pool: deps.pool,
+    dispatch: createWebhookDispatch({
+      temporal: new Client({ connection: deps.connection, namespace: deps.namespace, dataConverter }),
+      taskQueue,
+      ...(deps.webhookRetrySchedule ? { retrySchedule: deps.webhookRetrySchedule } : {}),
+      ...(deps.webhookGiveUpAfterSeconds ? { giveUpAfterSeconds: deps.webhookGiveUpAfterSeconds } : {}),
+    }),
+  });
+  const webhookFetch = createGuardedFetch(deps.ssrf ?? {});
+  const worker = await Worker.create({
     connection: deps.connection,
     namespace: deps.namespace,
-    taskQueue: deps.taskQueue ?? AGENT_RUNS_TASK_QUEUE,
+    taskQueue,
     ...(deps.workflowBundle ? { workflowBundle: deps.workflowBundle } : { workflowsPath }),
-    activities: createAgentRunActivities({
-      pool: deps.pool,
-      llm: deps.llm,
-      logger: deps.logger,
-      ...(deps.heartbeatIntervalMs ? { heartbeatIntervalMs: deps.heartbeatIntervalMs } : {}),
-      ...(deps.tools ? { tools: deps.tools } : {}),
-      ...(deps.prices ? { prices: deps.prices } : {}),
-      credentials: deps.credentials ?? null,
-    }),
+    activities: {
+      ...createWebhookDeliveryActivities({ pool: deps.pool, keyring: deps.keyring, fetch: webhookFetch }),
+      ...createAgentRunActivities({
+        pool: deps.pool,
+        llm: deps.llm,
+        logger: deps.logger,
+        ...(deps.heartbeatIntervalMs ? { heartbeatIntervalMs: deps.heartbeatIntervalMs } : {}),
+        ...(deps.tools ? { tools: deps.tools } : {}),
+        ...(deps.prices ? { prices: deps.prices } : {}),
+        credentials: deps.credentials ?? null,
+        events,
+      }),
+    },
     shutdownGraceTime: deps.shutdownGraceTime ?? '30 seconds',
-    dataConverter: deps.dataConverter ?? createDataConverter(undefined),
+    dataConverter,
     ...workerDeploymentOptions(deps.deploymentVersion),
     // Run ids on activity log lines, activity and workflow failures to Sentry (workers/observability.ts).
     ...workerObservability(),
   });
+  return worker;
 }

@@ -11,6 +11,7 @@ import { startMetricsServer, trackDatabaseMetrics } from '../lib/metrics.js';
 import { flushSentry, initSentry } from '../lib/sentry.js';
 import { runtimeLogger, workerTelemetryOptions } from './telemetry.js';
 import { codecKeyringFrom, createDataConverter } from '../lib/temporal-codec.js';
+import { keyringFromConfig } from '../lib/crypto.js';
 import { createAgentRunsWorker } from './agent-runs-worker.js';
 import { parsePriceTable } from '../activities/pricing.js';
 import { crmCredentialStoreFromConfig, startCrmSyncWorker } from './crm-sync-worker.js';
@@ -109,6 +110,8 @@ async function main(): Promise<void> {
       ...(deploymentVersion ? { deploymentVersion } : {}),
       tools: createToolRegistry(crmCredentials ? createCrmTools({ credentials: crmCredentials }) : [], embedder ? { embedQuery: async (_orgId, query) => ({ model: embedder.model, vector: (await embedder.embed([query]))[0]! }) } : {}),
       credentials: crmCredentials,
+      keyring: keyringFromConfig(config),
+      ssrf: { allowedHosts: config.SSRF_ALLOWED_HOSTS ?? [] },
     });
     logger.info({ taskQueue: worker.options.taskQueue, temporal: config.TEMPORAL_ADDRESS, deploymentVersion: deploymentVersion ?? 'unversioned' }, 'worker started');
     // CRM syncs run on their own task queue in the same process; they need ENCRYPTION_KEYS.

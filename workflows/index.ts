@@ -4,6 +4,7 @@ import { agentRun } from './agent-run/index.js';
 import { crmIntake } from './crm-intake.js';
 import { crmSync } from './crm-sync.js';
 import { knowledgeIngest } from './knowledge-ingest.js';
+import { orgWebhookDelivery } from './webhook-delivery.js';
 import { CONVERSATION_MEMO } from './task-queues.js';
 
 // Versioning behaviour per workflow type, used when workers run with Worker Deployment
@@ -21,5 +22,7 @@ setWorkflowOptions(() => versioned(workflowInfo().memo?.[CONVERSATION_MEMO] === 
 setWorkflowOptions(() => versioned('AUTO_UPGRADE'), crmSync);
 setWorkflowOptions(() => versioned('AUTO_UPGRADE'), crmIntake);
 setWorkflowOptions(() => versioned('PINNED'), knowledgeIngest);
+// A webhook delivery lives up to a day of timers: AUTO_UPGRADE, with patched() for changes.
+setWorkflowOptions(() => versioned('AUTO_UPGRADE'), orgWebhookDelivery);
 
-export { agentRun, crmIntake, crmSync, knowledgeIngest };
+export { agentRun, crmIntake, crmSync, knowledgeIngest, orgWebhookDelivery };

@@ -2,6 +2,7 @@ import type pg from 'pg';
 import type { CredentialStore } from '../../integrations/crm/credentials.js';
 import type { LlmClient } from '../../integrations/llm/chat-completions.js';
 import type { Logger } from '../../lib/logger.js';
+import type { OrgEventPublisher } from '../org-events/publish.js';
 import { DEFAULT_PRICES, type PriceTable } from '../pricing.js';
 import { createToolRegistry } from '../tools/builtin.js';
 import type { ToolRegistry } from '../tools/registry.js';
@@ -20,6 +21,8 @@ export interface AgentRunActivityDeps {
   streamDeltas?: boolean;
   /** Opens CRM connections for replies into a lead's thread; without it such replies fail as `reply_failed`. */
   credentials?: CredentialStore | null;
+  /** Tells the org's people (webhooks, live feed) about approvals, failures, handoffs; without it nobody is told. */
+  events?: OrgEventPublisher | null;
 }
 
 /** The deps with their defaults applied: what each group of activities is built from. */
@@ -33,5 +36,6 @@ export function resolveDeps(deps: AgentRunActivityDeps): ResolvedAgentRunDeps {
     heartbeatIntervalMs: deps.heartbeatIntervalMs ?? 5_000,
     streamDeltas: deps.streamDeltas ?? true,
     credentials: deps.credentials ?? null,
+    events: deps.events ?? null,
   };
 }

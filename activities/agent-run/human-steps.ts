@@ -4,12 +4,12 @@ import type { HumanOutcome, RunStep, ToolCallRef } from './contract.js';
 import type { ResolvedAgentRunDeps } from './deps.js';
 import { appendEvent, loadToolCall, workerOf } from './run-store.js';
 
-export function createHumanStepActivities({ pool }: Pick<ResolvedAgentRunDeps, 'pool'>) {
+export function createHumanStepActivities({ pool, events }: Pick<ResolvedAgentRunDeps, 'pool' | 'events'>) {
   /** Opens a pending approval (or a question to a person) for a tool call; the run waits for it. */
   async function requestApproval(
     input: ToolCallRef & { approvalId: string; kind: 'approval' | 'input'; timeoutSeconds: number },
   ): Promise<void> {
-    await withPrincipal(pool, workerOf(input.orgId), async (tx) => {
+    const requested = await withPrincipal(pool, workerOf(input.orgId), async (tx) => {
       const { toolCall } = await loadToolCall(tx, input);
       let args: unknown = toolCall.function.arguments;
       try {
@@ -33,6 +33,16 @@ export function createHumanStepActivities({ pool }: Pick<ResolvedAgentRunDeps, '
         `update public.agent_runs set status = 'awaiting_approval' where id = $1 and org_id = $2 and status in ('running', 'sleeping')`,
         [input.runId, input.orgId],
       );
+      const { rows } = await tx.query<{ agent_id: string }>(`select agent_id from public.agent_runs where id = $1 and org_id = $2`, [input.runId, input.orgId]);
+      return { toolName: toolCall.function.name, agentId: rows[0]?.agent_id ?? null };
+    });
+    // After the commit: a retry of this activity re-runs the idempotent writes above and publishes
+    // the same event (its id is the approval's), so people are told once.
+    await events?.publish({
+      orgId: input.orgId,
+      type: 'approval.requested',
+      cause: input.approvalId,
+      data: { runId: input.runId, agentId: requested.agentId, approvalId: input.approvalId, kind: input.kind, toolName: requested.toolName },
     });
   }
 

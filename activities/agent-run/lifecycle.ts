@@ -8,7 +8,7 @@ import type { RunOutcome, RunRef, RunSettings, RunStep } from './contract.js';
 import type { ResolvedAgentRunDeps } from './deps.js';
 import { appendEvent, runGone, workerOf } from './run-store.js';
 
-export function createLifecycleActivities({ pool }: Pick<ResolvedAgentRunDeps, 'pool'>) {
+export function createLifecycleActivities({ pool, events }: Pick<ResolvedAgentRunDeps, 'pool' | 'events'>) {
   async function startRun(step: RunStep): Promise<RunSettings> {
     const db = autocommitEachAsPrincipal(pool, workerOf(step.orgId));
     // One statement, so one round trip: the status, the run.started event, and the org's run
@@ -111,6 +111,16 @@ export function createLifecycleActivities({ pool }: Pick<ResolvedAgentRunDeps, '
         outcome.status === 'failed' ? { error: outcome.error } : {},
       ],
     );
+    if (outcome.status === 'failed' && events) {
+      // After the commit, keyed by the run: a retried finish tells people once.
+      const { rows } = await autocommitAsPrincipal<{ agent_id: string }>(pool, workerOf(step.orgId), `select agent_id from public.agent_runs where id = $1 and org_id = $2`, [step.runId, step.orgId]);
+      await events.publish({
+        orgId: step.orgId,
+        type: 'run.failed',
+        cause: step.runId,
+        data: { runId: step.runId, agentId: rows[0]?.agent_id ?? null, error: { type: outcome.error.type, message: outcome.error.message } },
+      });
+    }
   }
 
   return { startRun, acceptMessage, setRunStatus, finishRun };

@@ -1,4 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest';
+import { ORG_EVENT_TYPES } from '../../lib/org-events.js';
 import { runStatusSchema } from '../../lib/run-status.js';
 import { adminPool } from '../support/db.js';
 
@@ -28,6 +29,13 @@ describe('catalog audit', () => {
       select pg_get_constraintdef(oid) as def from pg_constraint where conname = 'agent_runs_status_check'`);
     const allowed = [...String(row?.def).matchAll(/'([a-z_]+)'::text/g)].map((m) => m[1]).sort();
     expect(allowed).toEqual([...runStatusSchema.options].sort());
+  });
+
+  it('org_events.type accepts exactly the event types of lib/org-events.ts', async () => {
+    const [row] = await violations(`
+      select pg_get_constraintdef(oid) as def from pg_constraint where conname = 'org_events_type_check'`);
+    const allowed = [...String(row?.def).matchAll(/'([a-z_.]+)'::text/g)].map((m) => m[1]).sort();
+    expect(allowed).toEqual([...ORG_EVENT_TYPES].sort());
   });
 
   it('every table in public has row-level security enabled and forced, and at least one policy', async () => {

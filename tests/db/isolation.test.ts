@@ -52,6 +52,10 @@ const tenantTables: Record<string, TenantTable> = {
   crm_webhook_deliveries: { tenantColumn: 'org_id', hijack: `processed_at = now()`, reader: 'admin' },
   crm_rate_buckets: { tenantColumn: 'org_id', hijack: `tokens = -1000`, reader: 'admin' },
   agent_trigger_firings: { tenantColumn: 'org_id', hijack: `fired_at = now() - interval '1 year'`, reader: 'admin' },
+  org_events: { tenantColumn: 'org_id', hijack: `type = 'run.failed'` },
+  webhook_endpoints: { tenantColumn: 'org_id', hijack: `url = 'https://attacker.example.com/'`, reader: 'admin' },
+  webhook_deliveries: { tenantColumn: 'org_id', hijack: `status = 'delivered'`, reader: 'admin' },
+  webhook_delivery_attempts: { tenantColumn: 'org_id', hijack: `error = 'hijacked'`, reader: 'admin' },
 };
 
 const admin = adminPool();
@@ -141,6 +145,14 @@ beforeAll(async () => {
     `insert into public.agent_trigger_firings (org_id, agent_id, connection_id, lead_external_id, stage_id, delivery_id) values ($1, $2, $3, '1', '142', 'isolation')`,
     [orgA.orgId, agentA, crmConnectionA],
   );
+  // Org events: one event of org A delivered (one attempt) to one of its webhook endpoints.
+  const eventA = randomUUID();
+  await admin.query(`insert into public.org_events (id, org_id, seq, type, payload) values ($1, $2, 1, 'run.failed', '{}')`, [eventA, orgA.orgId]);
+  const endpointA = randomUUID();
+  await admin.query(`insert into public.webhook_endpoints (id, org_id, url, secret) values ($1, $2, 'https://hooks.example.com/a', 'v1.k.iv.ct.tag')`, [endpointA, orgA.orgId]);
+  const deliveryA = randomUUID();
+  await admin.query(`insert into public.webhook_deliveries (id, org_id, endpoint_id, event_id) values ($1, $2, $3, $4)`, [deliveryA, orgA.orgId, endpointA, eventA]);
+  await admin.query(`insert into public.webhook_delivery_attempts (org_id, delivery_id, attempt, status_code, duration_ms) values ($1, $2, 1, 500, 3)`, [orgA.orgId, deliveryA]);
 });
 
 afterAll(async () => {

@@ -99,6 +99,25 @@ async function insertRow(db: Db, sql: string, params: unknown[]): Promise<Record
   return rows[0] as Record<string, unknown>;
 }
 
+async function newOrgEvent(db: Db, orgId: string): Promise<string> {
+  const row = await insertRow(db, `insert into public.org_events (id, org_id, seq, type) values (gen_random_uuid(), $1, $2, 'run.failed') returning id`, [orgId, seq()]);
+  return row.id as string;
+}
+
+async function newWebhookEndpoint(db: Db, orgId: string): Promise<string> {
+  const row = await insertRow(db, `insert into public.webhook_endpoints (org_id, url, secret) values ($1, 'https://hooks.example.com/x', 'v1.k.iv.ct.tag') returning id`, [orgId]);
+  return row.id as string;
+}
+
+async function newWebhookDelivery(db: Db, orgId: string): Promise<string> {
+  const row = await insertRow(db, `insert into public.webhook_deliveries (org_id, endpoint_id, event_id) values ($1, $2, $3) returning id`, [
+    orgId,
+    await newWebhookEndpoint(db, orgId),
+    await newOrgEvent(db, orgId),
+  ]);
+  return row.id as string;
+}
+
 export async function newConnection(db: Db, orgId: string): Promise<string> {
   const row = await insertRow(
     db,
@@ -503,6 +522,46 @@ export const expectations: Record<string, TableExpectation> = {
     }),
     update: `status = 'sent'`,
     allow: { select: MEMBERS, insert: WORKER, update: WORKER, delete: SERVICE },
+  },
+  org_events: {
+    seed: async (db, w) => ({ where: 'id = $1', params: [await newOrgEvent(db, w.orgId)] }),
+    insert: async (_db, w) => ({
+      sql: `insert into public.org_events (id, org_id, seq, type) values (gen_random_uuid(), $1, $2, 'approval.requested')`,
+      params: [w.orgId, seq()],
+    }),
+    update: `type = 'reply.failed'`,
+    allow: { select: MEMBERS, insert: WORKER, update: SERVICE, delete: SERVICE },
+  },
+  webhook_endpoints: {
+    seed: async (db, w) => ({ where: 'id = $1', params: [await newWebhookEndpoint(db, w.orgId)] }),
+    insert: async (_db, w) => ({
+      sql: `insert into public.webhook_endpoints (org_id, url, secret) values ($1, 'https://hooks.example.com/new', 'v1.k.iv.ct.tag')`,
+      params: [w.orgId],
+    }),
+    update: `url = 'https://attacker.example.com/'`,
+    allow: { select: ADMINS_AND_WORKER, insert: ADMINS, update: SERVICE, delete: ADMINS },
+  },
+  webhook_deliveries: {
+    seed: async (db, w) => ({ where: 'id = $1', params: [await newWebhookDelivery(db, w.orgId)] }),
+    insert: async (db, w) => ({
+      sql: `insert into public.webhook_deliveries (org_id, endpoint_id, event_id) values ($1, $2, $3)`,
+      params: [w.orgId, await newWebhookEndpoint(db, w.orgId), await newOrgEvent(db, w.orgId)],
+    }),
+    update: `attempts = attempts + 1`,
+    allow: { select: ADMINS_AND_WORKER, insert: WORKER, update: WORKER, delete: SERVICE },
+  },
+  webhook_delivery_attempts: {
+    seed: async (db, w) => {
+      const deliveryId = await newWebhookDelivery(db, w.orgId);
+      await db.query(`insert into public.webhook_delivery_attempts (org_id, delivery_id, attempt, duration_ms) values ($1, $2, 1, 5)`, [w.orgId, deliveryId]);
+      return { where: 'delivery_id = $1', params: [deliveryId] };
+    },
+    insert: async (db, w) => ({
+      sql: `insert into public.webhook_delivery_attempts (org_id, delivery_id, attempt, duration_ms) values ($1, $2, 1, 5)`,
+      params: [w.orgId, await newWebhookDelivery(db, w.orgId)],
+    }),
+    update: `duration_ms = duration_ms + 1`,
+    allow: { select: ADMINS_AND_WORKER, insert: WORKER, update: WORKER, delete: SERVICE },
   },
 };
 

@@ -10,7 +10,8 @@ import type { PriceTable } from '../../activities/pricing.js';
 import type { ToolRegistry } from '../../activities/tools/registry.js';
 import type { CredentialStore } from '../../integrations/crm/credentials.js';
 import { createAgentRunsWorker } from '../../workers/agent-runs-worker.js';
-import { parseKeyring } from '../../lib/crypto.js';
+import { parseKeyring, type Keyring } from '../../lib/crypto.js';
+import type { SsrfPolicy } from '../../lib/ssrf.js';
 import { createDataConverter } from '../../lib/temporal-codec.js';
 
 export function requireEnv(name: string): string {
@@ -86,6 +87,8 @@ export async function createTestAgentWorker(opts: {
   deploymentVersion?: WorkerDeploymentVersion;
   /** CRM connections, for answers sent into a lead's CRM thread. */
   credentials?: CredentialStore;
+  /** Webhook endpoint secrets, SSRF allowlist (fake receivers on loopback) and a short retry schedule. */
+  webhooks?: { keyring?: Keyring; ssrf?: SsrfPolicy; retrySchedule?: number[]; giveUpAfterSeconds?: number };
 }): Promise<Worker> {
   return createAgentRunsWorker({
     connection: opts.temporal.nativeConnection,
@@ -102,5 +105,9 @@ export async function createTestAgentWorker(opts: {
     ...(opts.prices ? { prices: opts.prices } : {}),
     ...(opts.deploymentVersion ? { deploymentVersion: opts.deploymentVersion } : {}),
     ...(opts.credentials ? { credentials: opts.credentials } : {}),
+    ...(opts.webhooks?.keyring ? { keyring: opts.webhooks.keyring } : {}),
+    ...(opts.webhooks?.ssrf ? { ssrf: opts.webhooks.ssrf } : {}),
+    ...(opts.webhooks?.retrySchedule ? { webhookRetrySchedule: opts.webhooks.retrySchedule } : {}),
+    ...(opts.webhooks?.giveUpAfterSeconds ? { webhookGiveUpAfterSeconds: opts.webhooks.giveUpAfterSeconds } : {}),
   });
 }
