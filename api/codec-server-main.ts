@@ -1,12 +1,14 @@
 /** `npm run codec-server`: the operators' codec server (see api/codec-server.ts). */
 import { ConfigError, loadCodecServerConfig } from '../lib/config.js';
 import { createLogger } from '../lib/logger.js';
+import { exitOnCrash } from '../lib/crash.js';
 import { codecKeyringFrom } from '../lib/temporal-codec.js';
 import { buildCodecServer } from './codec-server.js';
 
 async function main(): Promise<void> {
   const config = loadCodecServerConfig();
   const logger = createLogger({ name: 'codec-server', level: config.LOG_LEVEL });
+  exitOnCrash(logger);
   const app = await buildCodecServer({
     keyring: codecKeyringFrom(config)!,
     tokens: config.CODEC_SERVER_TOKENS.split(',').map((t) => t.trim()).filter(Boolean),

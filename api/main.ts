@@ -3,7 +3,8 @@ import { createPool } from '../lib/db.js';
 import { createLogger } from '../lib/logger.js';
 import { createTemporalClient, describeTemporalConnection, diagnoseTemporalConnection } from '../lib/temporal.js';
 import { startMetricsServer } from '../lib/metrics.js';
-import { initSentry } from '../lib/sentry.js';
+import { flushSentry, initSentry } from '../lib/sentry.js';
+import { exitOnCrash } from '../lib/crash.js';
 import { codecKeyringFrom, createDataConverter } from '../lib/temporal-codec.js';
 import { buildApp } from './app.js';
 import { crmSettingsFromConfig } from '../integrations/crm/settings.js';
@@ -14,6 +15,7 @@ async function main(): Promise<void> {
   const config = loadApiConfig();
   const logger = createLogger({ name: 'api', level: config.LOG_LEVEL });
   if (initSentry(config, 'api')) logger.info('Sentry error reporting on');
+  exitOnCrash(logger);
   const pool = createPool(config.DATABASE_URL, { max: config.DATABASE_POOL_MAX, applicationName: 'api', pipeline: config.DATABASE_PIPELINE, preparedStatements: config.DATABASE_PREPARED_STATEMENTS });
   // Lazy: a Temporal that refuses us (a wrong client certificate, say) keeps /readyz red with
   // the reason instead of ending the process before anyone can ask.
@@ -60,6 +62,8 @@ async function main(): Promise<void> {
     await temporal.connection.close();
     await pool.end();
     await metrics.close();
+    // Events still queued (an error reported by a request that just drained) leave before we exit.
+    await flushSentry();
   });
 
   let closing = false;

@@ -217,15 +217,22 @@ export class ConfigError extends Error {
   }
 }
 
-function parse<S extends z.ZodType>(schema: S, env: NodeJS.ProcessEnv): z.infer<S> {
+/** A rule across variables, checked on the raw values so its problem is listed with the schema's. */
+type CrossCheck = (env: Record<string, string>) => string[];
+
+function parse<S extends z.ZodType>(schema: S, env: NodeJS.ProcessEnv, ...checks: CrossCheck[]): z.infer<S> {
   // Empty strings count as unset: `FOO= npm run dev` should fall back to the default.
-  const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== '')) as Record<string, string>;
   const result = schema.safeParse(cleaned);
-  if (!result.success) {
-    throw new ConfigError(result.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`));
-  }
-  const problems = temporalConnectionProblems(result.data as Partial<TemporalConnectionConfig>);
-  if (problems.length > 0) throw new ConfigError(problems);
+  // Every problem at once, so an operator fixes the deployment in one round, not one per restart.
+  const problems = result.success
+    ? temporalConnectionProblems(result.data as Partial<TemporalConnectionConfig>)
+    : result.error.issues.map((i) => {
+        const name = i.path.join('.') || '(root)';
+        return i.path.length === 1 && cleaned[String(i.path[0])] === undefined ? `${name}: required but not set` : `${name}: ${i.message}`;
+      });
+  problems.push(...checks.flatMap((check) => check(cleaned)));
+  if (!result.success || problems.length > 0) throw new ConfigError(problems);
   return result.data;
 }
 
@@ -242,28 +249,35 @@ function temporalConnectionProblems(config: Partial<TemporalConnectionConfig>): 
   return problems;
 }
 
+/** Histories must never hold readable tenant data in production: no keyring, no start. */
+const codecInProduction: CrossCheck = (env) =>
+  env.APP_ENV === 'production' && !env.TEMPORAL_CODEC_KEYS ? ['TEMPORAL_CODEC_KEYS: required when APP_ENV=production (Temporal payload encryption)'] : [];
+
+/** Asymmetric keys are published for anyone to fetch; only the issuer ties a token to our project. */
+const issuerWithJwks: CrossCheck = (env) => (env.SUPABASE_JWKS_URL && !env.SUPABASE_JWT_ISSUER ? ['SUPABASE_JWT_ISSUER: required when SUPABASE_JWKS_URL is set'] : []);
+
+/**
+ * A real provider without a key would fail every run at the first LLM call; refuse to start
+ * instead. Only development may talk to a keyless endpoint (the sandbox LLM, a local Ollama).
+ */
+const llmKeyInProduction: CrossCheck = (env) => (env.APP_ENV === 'production' && !env.LLM_API_KEY ? ['LLM_API_KEY: required when APP_ENV=production'] : []);
+
+const versioningPair: CrossCheck = (env) =>
+  Boolean(env.TEMPORAL_WORKER_DEPLOYMENT_NAME) !== Boolean(env.TEMPORAL_WORKER_BUILD_ID)
+    ? [
+        `${env.TEMPORAL_WORKER_BUILD_ID ? 'TEMPORAL_WORKER_DEPLOYMENT_NAME' : 'TEMPORAL_WORKER_BUILD_ID'}: required with ${env.TEMPORAL_WORKER_BUILD_ID ? 'TEMPORAL_WORKER_BUILD_ID' : 'TEMPORAL_WORKER_DEPLOYMENT_NAME'} (Worker Versioning needs both)`,
+      ]
+    : [];
+
 export function loadApiConfig(env: NodeJS.ProcessEnv = process.env): ApiConfig {
-  const config = parse(apiSchema, env);
-  requireCodecInProduction(config);
-  // Asymmetric keys are published for anyone to fetch; only the issuer ties a token to our project.
-  if (config.SUPABASE_JWKS_URL && !config.SUPABASE_JWT_ISSUER) {
-    throw new ConfigError(['SUPABASE_JWT_ISSUER: required when SUPABASE_JWKS_URL is set']);
-  }
-  return config;
+  return parse(apiSchema, env, codecInProduction, issuerWithJwks);
 }
 
-/** Histories must never hold readable tenant data in production: no keyring, no start. */
-function requireCodecInProduction(config: { APP_ENV: string; TEMPORAL_CODEC_KEYS?: string | undefined }): void {
-  if (config.APP_ENV === 'production' && !config.TEMPORAL_CODEC_KEYS) {
-    throw new ConfigError(['TEMPORAL_CODEC_KEYS: required when APP_ENV=production (Temporal payload encryption)']);
-  }
-}
+const codecTokenLength: CrossCheck = (env) =>
+  env.CODEC_SERVER_TOKENS && env.CODEC_SERVER_TOKENS.split(',').some((t) => t.trim().length < 32) ? ['CODEC_SERVER_TOKENS: every token must be at least 32 characters'] : [];
 
 export function loadCodecServerConfig(env: NodeJS.ProcessEnv = process.env): CodecServerConfig {
-  const config = parse(codecServerSchema, env);
-  const short = config.CODEC_SERVER_TOKENS.split(',').filter((t) => t.trim().length < 32);
-  if (short.length > 0) throw new ConfigError(['CODEC_SERVER_TOKENS: every token must be at least 32 characters']);
-  return config;
+  return parse(codecServerSchema, env, codecTokenLength);
 }
 
 export function loadTemporalToolConfig(env: NodeJS.ProcessEnv = process.env): TemporalToolConfig {
@@ -275,19 +289,7 @@ export function loadSetupConfig(env: NodeJS.ProcessEnv = process.env): SetupConf
 }
 
 export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerConfig {
-  const config = parse(workerSchema, env);
-  // A real provider without a key would fail every run at the first LLM call; refuse to start
-  // instead. Only development may talk to a keyless endpoint (the sandbox LLM, a local Ollama).
-  if (config.APP_ENV === 'production' && !config.LLM_API_KEY) {
-    throw new ConfigError(['LLM_API_KEY: required when APP_ENV=production']);
-  }
-  requireCodecInProduction(config);
-  if (Boolean(config.TEMPORAL_WORKER_DEPLOYMENT_NAME) !== Boolean(config.TEMPORAL_WORKER_BUILD_ID)) {
-    throw new ConfigError([
-      `${config.TEMPORAL_WORKER_BUILD_ID ? 'TEMPORAL_WORKER_DEPLOYMENT_NAME' : 'TEMPORAL_WORKER_BUILD_ID'}: required with ${config.TEMPORAL_WORKER_BUILD_ID ? 'TEMPORAL_WORKER_BUILD_ID' : 'TEMPORAL_WORKER_DEPLOYMENT_NAME'} (Worker Versioning needs both)`,
-    ]);
-  }
-  return config;
+  return parse(workerSchema, env, llmKeyInProduction, codecInProduction, versioningPair);
 }
 
 /** Every variable the project reads, for the README table and `--help` output. */

@@ -42,7 +42,8 @@ export function initSentry(settings: SentrySettings, service: 'api' | 'worker'):
     environment: settings.SENTRY_ENVIRONMENT ?? settings.APP_ENV ?? 'development',
     ...(settings.SENTRY_RELEASE ? { release: settings.SENTRY_RELEASE } : {}),
     // Errors only: no tracing, no automatic instrumentation of http/pg (which would record
-    // URLs, queries and headers); PII is off by default in this SDK major.
+    // URLs, queries and headers); PII is off by default in this SDK major. Uncaught exceptions
+    // and unhandled rejections are reported by lib/crash.ts, which every process installs.
     defaultIntegrations: false,
     integrations: [],
     initialScope: { tags: { service } },
@@ -65,6 +66,16 @@ export function reportError(error: unknown, context: { tags?: Record<string, str
     if (context.extra) scope.setExtras(context.extra);
     if (context.fingerprint) scope.setFingerprint(context.fingerprint);
     Sentry.captureException(error);
+  });
+}
+
+/** Reports what is about to end the process (lib/crash.ts): level fatal, marked unhandled. */
+export function reportCrash(error: unknown, kind: 'uncaughtException' | 'unhandledRejection'): void {
+  if (!enabled) return;
+  Sentry.withScope((scope) => {
+    scope.setLevel('fatal');
+    scope.setTag('crash', kind);
+    Sentry.captureException(error, { mechanism: { handled: false, type: `auto.node.${kind.toLowerCase()}` } });
   });
 }
 

@@ -15,13 +15,17 @@
  */
 import type { HistoryAndWorkflowId } from '@temporalio/client';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
-import { temporal } from '@temporalio/proto';
+// Default import: @temporalio/proto is CommonJS whose named exports Node's ESM loader cannot
+// see, so `import { temporal }` works under Vitest but fails under `node --import tsx`.
+import protos from '@temporalio/proto';
 import { ConfigError, loadTemporalToolConfig } from '../lib/config.js';
 import { codecKeyringFrom, createDataConverter } from '../lib/temporal-codec.js';
 import { createTemporalClient, describeTemporalConnection } from '../lib/temporal.js';
 import { describeOutcome, replayHistories } from '../workers/replay.js';
 import { describeDeployment, setCurrentVersion } from '../workers/deployments.js';
 import { deploymentVersionFromConfig } from '../workers/versioning.js';
+
+const { temporal } = protos;
 
 const PINNED = temporal.api.enums.v1.VersioningBehavior.VERSIONING_BEHAVIOR_PINNED;
 const REPLAY_LIMIT = Number(process.env.PROMOTE_REPLAY_LIMIT ?? 500);

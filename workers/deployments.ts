@@ -5,7 +5,11 @@
  */
 import type { Client } from '@temporalio/client';
 import type { WorkerDeploymentVersion } from '@temporalio/common';
-import { temporal } from '@temporalio/proto';
+// Default import: @temporalio/proto is CommonJS whose named exports Node's ESM loader cannot
+// see, so `import { temporal }` works under Vitest but fails under `node --import tsx`.
+import protos from '@temporalio/proto';
+
+const { temporal } = protos;
 
 const IN_PROGRESS = temporal.api.enums.v1.RoutingConfigUpdateState.ROUTING_CONFIG_UPDATE_STATE_IN_PROGRESS;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

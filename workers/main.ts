@@ -9,6 +9,7 @@ import { WorkerHealth } from './health.js';
 import { deploymentVersionFromConfig } from './versioning.js';
 import { startMetricsServer, trackDatabaseMetrics } from '../lib/metrics.js';
 import { flushSentry, initSentry } from '../lib/sentry.js';
+import { exitOnCrash } from '../lib/crash.js';
 import { runtimeLogger, workerTelemetryOptions } from './telemetry.js';
 import { codecKeyringFrom, createDataConverter } from '../lib/temporal-codec.js';
 import { keyringFromConfig } from '../lib/crypto.js';
@@ -65,6 +66,7 @@ async function main(): Promise<void> {
   const config = loadWorkerConfig();
   const logger = createLogger({ name: 'worker', level: config.LOG_LEVEL });
   if (initSentry(config, 'worker')) logger.info('Sentry error reporting on');
+  exitOnCrash(logger);
 
   // The SDK's own logs (workflow and activity context included) go through pino, so redaction
   // and the JSON format apply to them too. The Runtime also turns SIGINT/SIGTERM into a

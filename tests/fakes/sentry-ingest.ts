@@ -9,6 +9,9 @@ import { gunzipSync } from 'node:zlib';
 
 export interface ReceivedEnvelope {
   raw: string;
+  /** When the whole envelope had arrived, and when the answer went back (Date.now()). */
+  receivedAt: number;
+  answeredAt?: number;
   items: Array<{ header: { type?: string }; payload: unknown }>;
 }
 
@@ -20,7 +23,11 @@ export interface FakeSentryIngest {
   close(): Promise<void>;
 }
 
-export async function startFakeSentryIngest(): Promise<FakeSentryIngest> {
+/**
+ * `responseDelayMs` holds each answer back, as a slow ingest does, so a test can tell a process
+ * that waits for its events to be delivered (Sentry.flush) from one that exits with them in flight.
+ */
+export async function startFakeSentryIngest(options: { responseDelayMs?: number } = {}): Promise<FakeSentryIngest> {
   const envelopes: ReceivedEnvelope[] = [];
   const server = createServer((req, res) => {
     const chunks: Buffer[] = [];
@@ -29,15 +36,21 @@ export async function startFakeSentryIngest(): Promise<FakeSentryIngest> {
       let body = Buffer.concat(chunks);
       if (req.headers['content-encoding'] === 'gzip') body = gunzipSync(body);
       const raw = body.toString('utf8');
+      let envelope: ReceivedEnvelope | undefined;
       if (req.method === 'POST' && /^\/api\/\d+\/envelope\/?/.test(req.url ?? '')) {
         const lines = raw.split('\n').filter(Boolean);
         const items: ReceivedEnvelope['items'] = [];
         for (let i = 1; i + 1 < lines.length; i += 2) {
           items.push({ header: JSON.parse(lines[i]!) as { type?: string }, payload: JSON.parse(lines[i + 1]!) as unknown });
         }
-        envelopes.push({ raw, items });
+        envelope = { raw, items, receivedAt: Date.now() };
+        envelopes.push(envelope);
       }
-      res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+      const answer = () => res.writeHead(200, { 'content-type': 'application/json' }).end('{}', () => {
+          if (envelope) envelope.answeredAt = Date.now();
+        });
+      if (options.responseDelayMs) setTimeout(answer, options.responseDelayMs);
+      else answer();
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

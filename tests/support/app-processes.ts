@@ -16,9 +16,11 @@ export interface AppProcess {
   stop(): Promise<number | null>;
 }
 
-export function startAppProcess(entry: string, env: Record<string, string | undefined>): AppProcess {
+/** `preload`: modules loaded before the entry point (`--import`), e.g. tests/support/crash-trigger.ts. */
+export function startAppProcess(entry: string, env: Record<string, string | undefined>, opts: { preload?: string[] } = {}): AppProcess {
   // `node --import tsx` rather than the tsx CLI: no relay process between a signal and the app.
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, entry)], {
+  const preload = (opts.preload ?? []).flatMap((file) => ['--import', path.join(root, file)]);
+  const child = spawn(process.execPath, ['--import', 'tsx', ...preload, path.join(root, entry)], {
     cwd: root,
     env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
