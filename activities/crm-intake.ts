@@ -15,6 +15,7 @@ import { CrmError } from '../integrations/crm/http.js';
 import { tombstoneRecords, upsertRecords } from '../integrations/crm/record-store.js';
 import type { CrmAdapter, CrmEntityType, CrmMessageRef, CrmProvider } from '../integrations/crm/types.js';
 import type { ReplyTarget } from '../integrations/crm/messaging/types.js';
+import type { AgentStatus } from '../lib/agent-rules.js';
 import { DEFAULT_TRIGGER_COOLDOWN_MINUTES, leadThreadKey, type AgentTrigger } from '../lib/agent-triggers.js';
 import { sha256Hex } from '../lib/crypto.js';
 import { withPrincipal } from '../lib/db.js';
@@ -182,10 +183,10 @@ export function createCrmIntakeActivities(deps: CrmIntakeActivityDeps) {
     await markProcessed(ref, keys);
   }
 
-  async function triggeredAgents(orgId: string, connectionId: string, match: AgentTrigger): Promise<{ id: string; triggers: AgentTrigger[] }[]> {
+  async function triggeredAgents(orgId: string, connectionId: string, match: AgentTrigger): Promise<{ id: string; triggers: AgentTrigger[]; status: AgentStatus }[]> {
     return withPrincipal(pool, worker(orgId), async (tx) => {
-      const { rows } = await tx.query<{ id: string; triggers: AgentTrigger[] }>(
-        `select id, triggers from public.agents where org_id = $1 and crm_connection_id = $2 and triggers @> $3::jsonb order by id`,
+      const { rows } = await tx.query<{ id: string; triggers: AgentTrigger[]; status: AgentStatus }>(
+        `select id, triggers, status from public.agents where org_id = $1 and crm_connection_id = $2 and triggers @> $3::jsonb order by id`,
         [orgId, connectionId, JSON.stringify([match])],
       );
       return rows;
@@ -205,6 +206,8 @@ export function createCrmIntakeActivities(deps: CrmIntakeActivityDeps) {
     const agents = await triggeredAgents(ref.orgId, ref.connectionId, { event: 'lead_stage_entered', stageId: record.stageId! });
     const deliveryId = sha256Hex(`${ref.connectionId}:${dedupeKey}`).slice(0, 32);
     for (const agent of agents) {
+      // A paused agent starts nothing.
+      if (agent.status === 'paused') continue;
       const fitting = agent.triggers.filter(
         (t): t is Extract<AgentTrigger, { event: 'lead_stage_entered' }> =>
           t.event === 'lead_stage_entered' && t.stageId === record.stageId && (t.pipelineId === undefined || t.pipelineId === record.pipelineId),
@@ -299,7 +302,8 @@ export function createCrmIntakeActivities(deps: CrmIntakeActivityDeps) {
     if (incoming) {
       const deliveryId = sha256Hex(`${ref.connectionId}:${row.dedupe_key}`).slice(0, 32);
       for (const agent of agents) {
-        const posted = await recordConversationMessage(ref.orgId, agent.id, leadThreadKey(ref.connectionId, incoming.leadExternalId), incoming.text, `webhook:${deliveryId}:${agent.id}`, incoming.replyTarget);
+        // A paused agent starts no conversation; its open one records the message (held by its rules).
+        const posted = await recordConversationMessage(ref.orgId, agent.id, leadThreadKey(ref.connectionId, incoming.leadExternalId), incoming.text, `webhook:${deliveryId}:${agent.id}`, incoming.replyTarget, agent.status === 'active');
         if (!posted) continue;
         const outcome = await deps.handoff.deliverMessage({ orgId: ref.orgId, agentId: agent.id, runId: posted.runId }, posted.messageId);
         if (outcome === 'busy') {
@@ -323,6 +327,7 @@ export function createCrmIntakeActivities(deps: CrmIntakeActivityDeps) {
     content: string,
     sourceKey: string,
     replyTarget: ReplyTarget | null,
+    mayStart: boolean,
   ): Promise<{ runId: string; messageId: string } | null> {
     return withPrincipal(pool, worker(orgId), async (tx) => {
       const earlier = await tx.query<{ run_id: string; message_id: string; status: string }>(
@@ -335,13 +340,15 @@ export function createCrmIntakeActivities(deps: CrmIntakeActivityDeps) {
         return ['completed', 'failed', 'cancelled'].includes(e.status) ? null : { runId: e.run_id, messageId: e.message_id };
       }
       const open = `thread_key is not null and status not in ('completed', 'failed', 'cancelled')`;
-      const inserted = await tx.query<{ id: string }>(
-        `insert into public.agent_runs (org_id, agent_id, input, thread_key)
-         select $1, a.id, '', $3 from public.agents a where a.id = $2 and a.org_id = $1
-         on conflict (org_id, agent_id, thread_key) where ${open} do nothing
-         returning id`,
-        [orgId, agentId, threadKey],
-      );
+      const inserted = mayStart
+        ? await tx.query<{ id: string }>(
+            `insert into public.agent_runs (org_id, agent_id, input, thread_key)
+             select $1, a.id, '', $3 from public.agents a where a.id = $2 and a.org_id = $1
+             on conflict (org_id, agent_id, thread_key) where ${open} do nothing
+             returning id`,
+            [orgId, agentId, threadKey],
+          )
+        : { rows: [] as { id: string }[] };
       const runId =
         inserted.rows[0]?.id ??
         (await tx.query<{ id: string }>(`select id from public.agent_runs where org_id = $1 and agent_id = $2 and thread_key = $3 and ${open}`, [orgId, agentId, threadKey])).rows[0]?.id;

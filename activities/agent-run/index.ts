@@ -2,12 +2,14 @@
  * Activities of `agentRun`, one file per job: the workflow-facing contract (contract.ts), the
  * shared event-log reads and writes (run-store.ts), the transcript (transcript.ts), the run's
  * lifecycle (lifecycle.ts), an LLM turn (llm-step.ts), a tool call (tool-step.ts), the steps
- * a person takes (human-steps.ts) and a reply into the lead's CRM thread (send-reply.ts).
+ * a person takes (human-steps.ts), a reply into the lead's CRM thread (send-reply.ts) and the
+ * team's rules checked before a conversation answers (reply-rules.ts).
  */
 import { resolveDeps, type AgentRunActivityDeps } from './deps.js';
 import { createHumanStepActivities } from './human-steps.js';
 import { createLifecycleActivities } from './lifecycle.js';
 import { createLlmStepActivities } from './llm-step.js';
+import { createReplyRulesActivities } from './reply-rules.js';
 import { createSendReplyActivities } from './send-reply.js';
 import { createToolStepActivities } from './tool-step.js';
 
@@ -20,7 +22,8 @@ export function createAgentRunActivities(deps: AgentRunActivityDeps) {
   const { executeTool } = createToolStepActivities(resolved);
   const { requestApproval, recordApprovalDecision, completeHumanStep } = createHumanStepActivities(resolved);
   const { sendReply } = createSendReplyActivities(resolved);
-  return { startRun, callLlm, executeTool, acceptMessage, setRunStatus, requestApproval, recordApprovalDecision, completeHumanStep, sendReply, finishRun };
+  const { checkReplyRules } = createReplyRulesActivities(resolved);
+  return { startRun, callLlm, executeTool, acceptMessage, setRunStatus, requestApproval, recordApprovalDecision, completeHumanStep, sendReply, checkReplyRules, finishRun };
 }
 
 export type AgentRunActivities = ReturnType<typeof createAgentRunActivities>;

@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { agentRuleFields } from '../../lib/agent-rules.js';
 import { pageQuery } from '../pagination.js';
 import { problemSchema } from '../schemas.js';
 import type { AgentService } from '../services/agents.js';
@@ -36,6 +37,8 @@ const agentFields = {
       ]),
     )
     .max(20),
+  /** The team's rules (lib/agent-rules.ts): status, and what the agent may answer, when and where. */
+  ...agentRuleFields,
 };
 
 export const agentSchema = z.object({

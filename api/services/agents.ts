@@ -3,12 +3,13 @@ import { withPrincipal, type Tx } from '../../lib/db.js';
 import type { Principal } from '../../lib/principal.js';
 import { decodeCursor, toPage } from '../pagination.js';
 import { notFound, ProblemError } from '../problems.js';
+import type { AgentRules } from '../../lib/agent-rules.js';
 import type { AgentTrigger } from '../../lib/agent-triggers.js';
 import { requireOrgRole } from './org-access.js';
 
 export type BusyPolicy = 'queue' | 'reject' | 'interrupt';
 
-export interface AgentFields {
+export interface AgentFields extends AgentRules {
   name: string;
   model: string;
   instructions: string;
@@ -49,12 +50,13 @@ interface AgentRow {
   approval_timeout_seconds: number;
   crm_connection_id: string | null;
   triggers: AgentTrigger[];
+  status: AgentRules['status'];
   created_at: Date;
   updated_at: Date;
 }
 
 const columns = `id, org_id, name, model, instructions, temperature, max_output_tokens, max_steps, allowed_tools,
-  approval_tools, run_token_budget, busy_policy, approval_timeout_seconds, crm_connection_id, triggers, created_at, updated_at`;
+  approval_tools, run_token_budget, busy_policy, approval_timeout_seconds, crm_connection_id, triggers, status, created_at, updated_at`;
 
 /** API field → column; the only columns a write may touch. */
 const writable: Record<keyof AgentFields, string> = {
@@ -71,6 +73,7 @@ const writable: Record<keyof AgentFields, string> = {
   approvalTimeoutSeconds: 'approval_timeout_seconds',
   crmConnectionId: 'crm_connection_id',
   triggers: 'triggers',
+  status: 'status',
 };
 
 /** jsonb columns take their value as JSON text (pg would send an array as a Postgres array). */
@@ -122,6 +125,7 @@ function toView(row: AgentRow): AgentView {
     approvalTimeoutSeconds: row.approval_timeout_seconds,
     crmConnectionId: row.crm_connection_id,
     triggers: row.triggers,
+    status: row.status,
     createdAt: row.created_at.toISOString(),
     updatedAt: row.updated_at.toISOString(),
   };

@@ -98,6 +98,8 @@ export interface StartRunRequest {
   idempotencyKey?: string;
 }
 
+const agentPaused = () => new ProblemError('agent-paused', 'The agent is paused: it starts nothing until an admin sets its status to active.');
+
 export function createRunService(deps: RunServiceDeps) {
   const withUpdateDeadline = <T>(fn: () => Promise<T>): Promise<T> =>
     deps.temporal.connection.withDeadline(Date.now() + (deps.updateDeadlineMs ?? 20_000), fn);
@@ -126,18 +128,21 @@ export function createRunService(deps: RunServiceDeps) {
       // The agent check is folded into the insert (one round trip): no visible agent, no row.
       const inserted = await tx.query<RunRow>(
         `insert into public.agent_runs (org_id, agent_id, input, idempotency_key, created_by)
-         select $1, a.id, $3, $4, (select auth.uid()) from public.agents a where a.id = $2 and a.org_id = $1
+         select $1, a.id, $3, $4, (select auth.uid()) from public.agents a where a.id = $2 and a.org_id = $1 and a.status = 'active'
          on conflict (org_id, idempotency_key) where idempotency_key is not null do nothing
          returning ${runColumns}`,
         [request.orgId, request.agentId, request.input, request.idempotencyKey ?? null],
       );
       if (inserted.rows[0]) return { row: inserted.rows[0], created: true };
-      // Nothing inserted: either the agent is not visible (404, checked first as before) or
-      // the Idempotency-Key was used already.
-      const agent = await tx.query(`select id from public.agents where id = $1 and org_id = $2`, [request.agentId, request.orgId]);
-      if (agent.rowCount !== 1 || request.idempotencyKey === undefined) throw notFound('Agent');
+      // Nothing inserted: the agent is not visible (404, checked first as before), the
+      // Idempotency-Key was used already (the earlier run, even if the agent was paused since),
+      // or the agent is paused.
+      const agent = await tx.query<{ status: string }>(`select status from public.agents where id = $1 and org_id = $2`, [request.agentId, request.orgId]);
+      if (agent.rowCount !== 1) throw notFound('Agent');
+      const earlier = request.idempotencyKey === undefined ? undefined : await findByIdempotencyKey(tx, request.orgId, request.idempotencyKey);
+      if (!earlier && agent.rows[0]!.status === 'paused') throw agentPaused();
+      if (request.idempotencyKey === undefined) throw notFound('Agent');
       // Same key: the earlier run, provided it was the same request.
-      const earlier = await findByIdempotencyKey(tx, request.orgId, request.idempotencyKey);
       if (!earlier) throw new ProblemError('conflict', 'A request with this Idempotency-Key is still being processed; retry shortly.');
       if (earlier.agent_id !== request.agentId || earlier.input !== request.input) {
         throw new ProblemError('conflict', 'This Idempotency-Key was already used for a different request; use a new key.');
@@ -291,8 +296,9 @@ export function createRunService(deps: RunServiceDeps) {
     if (principal.kind !== 'user' && !fromCrm) throw new ProblemError('forbidden', 'Conversation messages are sent by people: sign in as a user.');
     const sourceKey = fromCrm ? request.sourceKey : undefined;
     const { row, messageId } = await withPrincipal(deps.pool, principal, async (tx) => {
-      const agent = await tx.query(`select id from public.agents where id = $1 and org_id = $2`, [request.agentId, request.orgId]);
+      const agent = await tx.query<{ status: string }>(`select status from public.agents where id = $1 and org_id = $2`, [request.agentId, request.orgId]);
       if (agent.rowCount !== 1) throw notFound('Agent');
+      const paused = agent.rows[0]!.status === 'paused';
       if (sourceKey !== undefined) {
         // Written already by an earlier attempt: deliver that message (the Update is deduplicated by id).
         const earlier = await tx.query<RunRow & { message_id: string }>(
@@ -304,13 +310,17 @@ export function createRunService(deps: RunServiceDeps) {
         if (earlier.rows[0]) return { row: earlier.rows[0], messageId: earlier.rows[0].message_id };
       }
       const open = `thread_key is not null and status not in ('completed', 'failed', 'cancelled')`;
-      const inserted = await tx.query<RunRow>(
-        `insert into public.agent_runs (org_id, agent_id, input, created_by, thread_key)
-         values ($1, $2, '', (select auth.uid()), $3)
-         on conflict (org_id, agent_id, thread_key) where ${open} do nothing
-         returning ${runColumns}`,
-        [request.orgId, request.agentId, request.threadKey],
-      );
+      // A paused agent starts no conversation; an open one takes the message (recorded, and held
+      // at its next turn by the rules).
+      const inserted = paused
+        ? { rows: [] as RunRow[] }
+        : await tx.query<RunRow>(
+            `insert into public.agent_runs (org_id, agent_id, input, created_by, thread_key)
+             values ($1, $2, '', (select auth.uid()), $3)
+             on conflict (org_id, agent_id, thread_key) where ${open} do nothing
+             returning ${runColumns}`,
+            [request.orgId, request.agentId, request.threadKey],
+          );
       const found =
         inserted.rows[0] ??
         (
@@ -319,6 +329,7 @@ export function createRunService(deps: RunServiceDeps) {
             [request.orgId, request.agentId, request.threadKey],
           )
         ).rows[0];
+      if (!found && paused) throw agentPaused();
       if (!found) throw new ProblemError('conflict', 'The conversation is being started by another request; retry shortly.');
       const message = await tx.query<{ id: string }>(
         `insert into public.conversation_messages (org_id, run_id, author, content, source, source_key)

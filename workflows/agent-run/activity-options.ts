@@ -104,3 +104,10 @@ export const crmReply = proxyActivities<AgentRunActivities>(crmReplyOptions);
 
 /** Conversations recorded before replies were sent into CRM threads replay without the send. */
 export const SEND_REPLY_PATCH = 'send-reply-to-crm';
+
+/**
+ * The team's rules, read before each conversation turn: one short read, so a local activity.
+ * Conversations recorded before the rules existed replay without the read (`patched`).
+ */
+export const REPLY_RULES_PATCH = 'agent-reply-rules';
+export const replyRules = proxyLocalActivities<AgentRunActivities>({ ...bookkeepingOptions, summary: 'Check the reply rules' });

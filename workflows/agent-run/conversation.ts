@@ -1,7 +1,8 @@
 /**
  * A conversation: the run answers messages that arrive through postMessage, one turn each, with
  * the agent's busy policy deciding what a message arriving mid-turn does (queue, reject,
- * interrupt), and ends after its idle timeout.
+ * interrupt), and ends after its idle timeout. Before each turn the team's rules decide whether
+ * the agent answers at all (reply-rules.ts).
  */
 import {
   ApplicationFailure,
@@ -14,9 +15,10 @@ import {
   setHandler,
 } from '@temporalio/workflow';
 import type { RunOutcome, RunSettings } from '../../activities/agent-run/contract.js';
-import { bookkeeping, crmReply, SEND_REPLY_PATCH } from './activity-options.js';
+import { bookkeeping, crmReply, REPLY_RULES_PATCH, SEND_REPLY_PATCH } from './activity-options.js';
 import { postMessageUpdate, RunUpdateFailureTypes, type AgentRunInput, type AgentRunResult, type AgentRunWorkflow } from './definitions.js';
 import type { AgentRunState } from './state.js';
+import { takePendingMessages } from './reply-rules.js';
 import { answer } from './turn.js';
 
 export function registerConversationHandler(run: AgentRunState): void {
@@ -71,8 +73,12 @@ export async function converse(
       }
       run.setStatus('running', 'Answering');
     }
-    const messageId = run.queue.shift()!;
-    await bookkeeping.acceptMessage({ ...run.ref, seq: run.nextSeq(), messageId });
+    if (patched(REPLY_RULES_PATCH)) {
+      // Paused: the lead's messages are recorded and not answered.
+      if (!(await takePendingMessages(run))) continue;
+    } else {
+      await bookkeeping.acceptMessage({ ...run.ref, seq: run.nextSeq(), messageId: run.queue.shift()! });
+    }
     run.interruptRequested = false;
     const turn = new CancellationScope();
     run.turn = turn;

@@ -1,0 +1,173 @@
+/**
+ * The team's rules, per agent, on the real stack: the API stores and validates them, the CRM
+ * intake and the conversation workflow obey them, and what the lead sees in the Kommo fake's
+ * talk (the replies the agent sent) is the observable result.
+ */
+import { randomUUID } from 'node:crypto';
+import type pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { App } from '../../api/app.js';
+import { sha256Hex } from '../../lib/crypto.js';
+import { signUserToken } from '../support/auth.js';
+import { createOrgWithMembers } from '../support/db.js';
+import { startFullTestApp, type FullTestApp } from '../support/full-app.js';
+import { createCrmConnection, intakeSettled } from './support.js';
+
+const echoOf = (text: string) => `[sandbox LLM] You said: "${text}"`;
+
+describe("the team's rules decide whether, when and where the agent answers a lead", { timeout: 180_000 }, () => {
+  let full: FullTestApp;
+  let app: App;
+  let admin: pg.Pool;
+  let orgId: string;
+  let adminToken: string;
+  let connectionId: string;
+  const secret = `kommo-secret-${randomUUID()}`;
+  const token = `kommo-${randomUUID()}`;
+  let nextLead = 1_000_001;
+
+  beforeAll(async () => {
+    full = await startFullTestApp({ agentWorker: true, kommoDataset: { leads: 20 } });
+    ({ app, admin } = full);
+    full.kommo.addLongLivedToken(token);
+    const org = await createOrgWithMembers(admin, ['owner', 'admin']);
+    orgId = org.orgId;
+    adminToken = await signUserToken(org.userWithRole('admin'));
+    connectionId = await createCrmConnection(admin, orgId, {
+      provider: 'kommo',
+      apiBaseUrl: full.kommo.url,
+      authKind: 'token',
+      tokens: { accessToken: token, refreshToken: null, expiresAt: null },
+      webhookSecretHash: sha256Hex(secret),
+    });
+  });
+
+  afterAll(async () => {
+    await full?.close();
+  });
+
+  const auth = () => ({ authorization: `Bearer ${adminToken}` });
+  const createAgent = async (fields: Record<string, unknown> = {}): Promise<string> => {
+    const res = await app.inject({
+      method: 'POST',
+      url: `/v1/orgs/${orgId}/agents`,
+      headers: auth(),
+      payload: { name: `Rules ${randomUUID().slice(0, 6)}`, model: 'sandbox/echo', crmConnectionId: connectionId, triggers: [{ event: 'incoming_message' }], ...fields },
+    });
+    expect(res.statusCode, res.body).toBe(201);
+    return res.json().id;
+  };
+  const patchAgent = (agentId: string, payload: Record<string, unknown>) =>
+    app.inject({ method: 'PATCH', url: `/v1/orgs/${orgId}/agents/${agentId}`, headers: auth(), payload });
+
+  /** A lead with its own talk in the Kommo fake; `says` delivers its chat message as Kommo's webhook does. */
+  const newLead = () => {
+    const leadId = nextLead++;
+    const talkId = full.kommo.talks.addTalk({ leadId });
+    const says = async (text: string) => {
+      full.kommo.talks.addMessage(talkId, { type: 'incoming', text });
+      const form = new URLSearchParams({
+        'message[add][0][id]': randomUUID(),
+        'message[add][0][type]': 'incoming',
+        'message[add][0][entity_type]': 'lead',
+        'message[add][0][entity_id]': String(leadId),
+        'message[add][0][talk_id]': String(talkId),
+        'message[add][0][origin]': 'telegram',
+        'message[add][0][text]': text,
+        'account[id]': '31000001',
+      });
+      const res = await app.inject({
+        method: 'POST',
+        url: `/v1/webhooks/crm/kommo/${connectionId}?secret=${secret}`,
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        payload: form.toString(),
+      });
+      expect(res.statusCode, res.body).toBe(200);
+    };
+    const replies = () => full.kommo.talks.talks.get(talkId)!.messages.filter((m) => m.type === 'outgoing').map((m) => m.text);
+    return { leadId, talkId, says, replies };
+  };
+  const conversationOf = async (agentId: string, leadId: number) =>
+    (await admin.query<{ id: string; status: string }>(`select id, status from public.agent_runs where agent_id = $1 and thread_key = $2`, [agentId, `crm:${connectionId}:${leadId}`])).rows;
+  const eventsOf = async (runId: string) =>
+    (await admin.query<{ type: string; payload: Record<string, unknown> }>(`select type, payload from public.run_events where run_id = $1 order by seq`, [runId])).rows;
+  const messagesOf = async (runId: string) =>
+    (await admin.query<{ content: string }>(`select content from public.conversation_messages where run_id = $1 order by created_at`, [runId])).rows.map((r) => r.content);
+
+  describe('status', () => {
+    it('a paused agent answers API starts with 409 agent-paused, and status takes only active or paused', async () => {
+      const agentId = await createAgent();
+      expect((await app.inject({ method: 'GET', url: `/v1/orgs/${orgId}/agents/${agentId}`, headers: auth() })).json().status).toBe('active');
+      const bad = await patchAgent(agentId, { status: 'sleeping' });
+      expect(bad.statusCode).toBe(400);
+      expect(bad.headers['content-type']).toMatch(/application\/problem\+json/);
+      expect(bad.json().errors.map((e: { path: string }) => e.path)).toContain('body.status');
+
+      expect((await patchAgent(agentId, { status: 'paused' })).json().status).toBe('paused');
+      const start = await app.inject({ method: 'POST', url: `/v1/orgs/${orgId}/agents/${agentId}/runs`, headers: auth(), payload: { input: 'Hello' } });
+      expect(start.statusCode, start.body).toBe(409);
+      expect(start.headers['content-type']).toMatch(/application\/problem\+json/);
+      expect(start.json().type).toMatch(/\/problems\/agent-paused$/);
+      const chat = await app.inject({ method: 'POST', url: `/v1/orgs/${orgId}/agents/${agentId}/conversations/app-thread/messages`, headers: auth(), payload: { content: 'Hi' } });
+      expect(chat.statusCode, chat.body).toBe(409);
+      expect(chat.json().type).toMatch(/\/problems\/agent-paused$/);
+      expect((await admin.query(`select 1 from public.agent_runs where agent_id = $1`, [agentId])).rowCount).toBe(0);
+
+      await patchAgent(agentId, { status: 'active' });
+      const again = await app.inject({ method: 'POST', url: `/v1/orgs/${orgId}/agents/${agentId}/runs`, headers: auth(), payload: { input: 'Hello' } });
+      expect(again.statusCode, again.body).toBe(201);
+    });
+
+    it('a paused agent starts no conversation from a lead message; an open one records the message and stops replying', async () => {
+      const agentId = await createAgent();
+      const lead = newLead();
+      await lead.says('Is the blue one in stock?');
+      await expect.poll(lead.replies, { timeout: 60_000, interval: 250 }).toEqual([echoOf('Is the blue one in stock?')]);
+      const [run] = await conversationOf(agentId, lead.leadId);
+
+      await patchAgent(agentId, { status: 'paused' });
+      await lead.says('And the red one?');
+      await intakeSettled(admin, connectionId);
+      await expect.poll(async () => (await eventsOf(run!.id)).filter((e) => e.type === 'reply.held'), { timeout: 30_000, interval: 250 }).toEqual([
+        expect.objectContaining({ payload: expect.objectContaining({ reason: 'paused' }) }),
+      ]);
+      expect(await messagesOf(run!.id)).toEqual(['Is the blue one in stock?', 'And the red one?']);
+      expect((await eventsOf(run!.id)).filter((e) => e.type === 'user.message')).toHaveLength(2);
+      expect(lead.replies()).toEqual([echoOf('Is the blue one in stock?')]);
+
+      const stranger = newLead();
+      await stranger.says('Hello?');
+      await intakeSettled(admin, connectionId);
+      expect(await conversationOf(agentId, stranger.leadId)).toEqual([]);
+
+      // Active again: the next message is answered in the same conversation.
+      await patchAgent(agentId, { status: 'active' });
+      await lead.says('Any news?');
+      await expect.poll(lead.replies, { timeout: 60_000, interval: 250 }).toEqual([echoOf('Is the blue one in stock?'), echoOf('Any news?')]);
+      expect(await conversationOf(agentId, lead.leadId)).toHaveLength(1);
+    });
+
+    it('a paused agent starts no run when a lead enters its trigger stage; an active one with the same trigger does', async () => {
+      const agentId = await createAgent({ status: 'paused', triggers: [{ event: 'lead_stage_entered', stageId: '70012' }] });
+      const control = await createAgent({ triggers: [{ event: 'lead_stage_entered', stageId: '70012' }] });
+      const form = new URLSearchParams({
+        'leads[status][0][id]': '1000002',
+        'leads[status][0][status_id]': '70012',
+        'leads[status][0][pipeline_id]': '7001',
+        'account[id]': '31000001',
+      });
+      full.kommo.updateLead(1_000_002, { status_id: 70012, pipeline_id: 7001 });
+      const res = await app.inject({
+        method: 'POST',
+        url: `/v1/webhooks/crm/kommo/${connectionId}?secret=${secret}`,
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        payload: form.toString(),
+      });
+      expect(res.statusCode, res.body).toBe(200);
+      await intakeSettled(admin, connectionId);
+      expect((await admin.query(`select 1 from public.agent_runs where agent_id = $1`, [agentId])).rowCount).toBe(0);
+      expect((await admin.query(`select 1 from public.agent_trigger_firings where agent_id = $1`, [agentId])).rowCount).toBe(0);
+      expect((await admin.query(`select 1 from public.agent_runs where agent_id = $1`, [control])).rowCount).toBe(1);
+    });
+  });
+});
