@@ -12,17 +12,17 @@ import { runGone, workerOf } from './run-store.js';
 
 export function createReplyRulesActivities({ pool }: Pick<ResolvedAgentRunDeps, 'pool'>) {
   async function checkReplyRules(ref: RunRef): Promise<ReplyGate> {
-    const { rows } = await autocommitAsPrincipal<{ status: AgentRules['status'] }>(
+    const { rows } = await autocommitAsPrincipal<{ status: AgentRules['status']; response_delay_seconds: number }>(
       pool,
       workerOf(ref.orgId),
-      `select a.status from public.agent_runs r join public.agents a on a.id = r.agent_id and a.org_id = r.org_id
+      `select a.status, a.response_delay_seconds from public.agent_runs r join public.agents a on a.id = r.agent_id and a.org_id = r.org_id
         where r.id = $1 and r.org_id = $2`,
       [ref.runId, ref.orgId],
     );
     const rules = rows[0];
     if (!rules) throw runGone(ref.runId);
     if (rules.status === 'paused') return { action: 'hold', reason: 'paused' };
-    return { action: 'answer' };
+    return rules.response_delay_seconds > 0 ? { action: 'answer', delaySeconds: rules.response_delay_seconds } : { action: 'answer' };
   }
 
   return { checkReplyRules };

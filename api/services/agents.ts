@@ -51,12 +51,13 @@ interface AgentRow {
   crm_connection_id: string | null;
   triggers: AgentTrigger[];
   status: AgentRules['status'];
+  response_delay_seconds: number;
   created_at: Date;
   updated_at: Date;
 }
 
 const columns = `id, org_id, name, model, instructions, temperature, max_output_tokens, max_steps, allowed_tools,
-  approval_tools, run_token_budget, busy_policy, approval_timeout_seconds, crm_connection_id, triggers, status, created_at, updated_at`;
+  approval_tools, run_token_budget, busy_policy, approval_timeout_seconds, crm_connection_id, triggers, status, response_delay_seconds, created_at, updated_at`;
 
 /** API field → column; the only columns a write may touch. */
 const writable: Record<keyof AgentFields, string> = {
@@ -74,6 +75,7 @@ const writable: Record<keyof AgentFields, string> = {
   crmConnectionId: 'crm_connection_id',
   triggers: 'triggers',
   status: 'status',
+  responseDelaySeconds: 'response_delay_seconds',
 };
 
 /** jsonb columns take their value as JSON text (pg would send an array as a Postgres array). */
@@ -126,6 +128,7 @@ function toView(row: AgentRow): AgentView {
     crmConnectionId: row.crm_connection_id,
     triggers: row.triggers,
     status: row.status,
+    responseDelaySeconds: row.response_delay_seconds,
     createdAt: row.created_at.toISOString(),
     updatedAt: row.updated_at.toISOString(),
   };

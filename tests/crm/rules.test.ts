@@ -47,7 +47,9 @@ describe("the team's rules decide whether, when and where the agent answers a le
   });
 
   const auth = () => ({ authorization: `Bearer ${adminToken}` });
-  const createAgent = async (fields: Record<string, unknown> = {}): Promise<string> => {
+  /** Creates the agent under test; the earlier tests' agents stop listening, so only this one answers the connection's leads. */
+  const createAgent = async (fields: Record<string, unknown> = {}, { alone = true } = {}): Promise<string> => {
+    if (alone) await admin.query(`update public.agents set triggers = '[]'::jsonb where org_id = $1`, [orgId]);
     const res = await app.inject({
       method: 'POST',
       url: `/v1/orgs/${orgId}/agents`,
@@ -149,7 +151,7 @@ describe("the team's rules decide whether, when and where the agent answers a le
 
     it('a paused agent starts no run when a lead enters its trigger stage; an active one with the same trigger does', async () => {
       const agentId = await createAgent({ status: 'paused', triggers: [{ event: 'lead_stage_entered', stageId: '70012' }] });
-      const control = await createAgent({ triggers: [{ event: 'lead_stage_entered', stageId: '70012' }] });
+      const control = await createAgent({ triggers: [{ event: 'lead_stage_entered', stageId: '70012' }] }, { alone: false });
       const form = new URLSearchParams({
         'leads[status][0][id]': '1000002',
         'leads[status][0][status_id]': '70012',
@@ -168,6 +170,41 @@ describe("the team's rules decide whether, when and where the agent answers a le
       expect((await admin.query(`select 1 from public.agent_runs where agent_id = $1`, [agentId])).rowCount).toBe(0);
       expect((await admin.query(`select 1 from public.agent_trigger_firings where agent_id = $1`, [agentId])).rowCount).toBe(0);
       expect((await admin.query(`select 1 from public.agent_runs where agent_id = $1`, [control])).rowCount).toBe(1);
+    });
+  });
+
+  describe('response delay', () => {
+    it('a burst of messages, each restarting the wait, gets one reply that read all of them', async () => {
+      const agentId = await createAgent({ responseDelaySeconds: 4 });
+      const lead = newLead();
+      const burst = ['Hi', 'I need a quote', 'for 20 chairs'];
+      const llmCallsBefore = full.llm!.requests.length;
+      for (const text of burst) {
+        await lead.says(text);
+        await intakeSettled(admin, connectionId);
+        await new Promise((resolve) => setTimeout(resolve, 1_000));
+      }
+      await expect.poll(lead.replies, { timeout: 60_000, interval: 250 }).toEqual([echoOf('for 20 chairs')]);
+      // One model call for the whole burst, and it was shown all three messages.
+      const calls = full.llm!.requests.slice(llmCallsBefore).filter((r) => r.path === '/v1/chat/completions');
+      const asked = calls.filter((r) => JSON.stringify(r.body).includes('for 20 chairs'));
+      expect(asked).toHaveLength(1);
+      const userTexts = (asked[0]!.body as { messages: { role: string; content: string | null }[] }).messages.filter((m) => m.role === 'user').map((m) => m.content);
+      for (const text of burst) expect(userTexts.some((c) => c?.includes(text))).toBe(true);
+      const [run] = await conversationOf(agentId, lead.leadId);
+      expect((await eventsOf(run!.id)).filter((e) => e.type === 'llm.completed')).toHaveLength(1);
+      // Nothing more follows.
+      await new Promise((resolve) => setTimeout(resolve, 2_000));
+      expect(lead.replies()).toEqual([echoOf('for 20 chairs')]);
+    });
+
+    it('a negative delay answers 400 naming the field', async () => {
+      const agentId = await createAgent();
+      const bad = await patchAgent(agentId, { responseDelaySeconds: -5 });
+      expect(bad.statusCode).toBe(400);
+      expect(bad.headers['content-type']).toMatch(/application\/problem\+json/);
+      expect(bad.json().errors).toEqual([expect.objectContaining({ path: 'body.responseDelaySeconds' })]);
+      expect((await patchAgent(agentId, { responseDelaySeconds: 30 })).json().responseDelaySeconds).toBe(30);
     });
   });
 });

@@ -1,18 +1,29 @@
 /**
  * The team's rules at a conversation's turn: the lead's pending messages are taken into the
- * transcript, then answered, or recorded and held (the agent is paused). The rules are read by an
- * activity each time, so a change to the agent applies at the next turn; the decision is in the
- * history, so replay never re-reads them.
+ * transcript, then answered, or recorded and held (the agent is paused). With a response delay
+ * the turn first waits until the lead has been quiet that long (a durable timer; each new
+ * message restarts it) and then answers everything that arrived in one reply. The rules are read
+ * by an activity each time, so a change to the agent applies at the next turn; the decisions are
+ * in the history, so replay never re-reads them.
  */
+import { condition, setCurrentDetails } from '@temporalio/workflow';
 import type { ReplyGate } from '../../lib/agent-rules.js';
 import { bookkeeping, replyRules } from './activity-options.js';
 import type { AgentRunState } from './state.js';
 
 /** Takes the next message(s) into the transcript; true when the agent should answer now. */
 export async function takePendingMessages(run: AgentRunState): Promise<boolean> {
-  const gate: ReplyGate = await replyRules.checkReplyRules(run.ref);
-  // A held turn records everything pending: nothing is answered, nothing is lost.
-  const take = gate.action === 'answer' ? 1 : run.queue.length;
+  let gate: ReplyGate = await replyRules.checkReplyRules(run.ref);
+  // Histories recorded before the delay existed carry no `delaySeconds`: no timer, as then.
+  const delaySeconds = gate.action === 'answer' ? gate.delaySeconds : undefined;
+  if (delaySeconds) {
+    await quietFor(run, delaySeconds);
+    // The rules may have changed while the lead was typing (paused, handed off).
+    gate = await replyRules.checkReplyRules(run.ref);
+  }
+  // One message per turn when answering at once (as before the rules); everything pending after
+  // a delay (one reply reads the burst) or when holding (nothing answered, nothing lost).
+  const take = gate.action === 'answer' && !delaySeconds ? 1 : run.queue.length;
   for (let i = 0; i < take && run.queue.length > 0; i++) {
     await bookkeeping.acceptMessage({ ...run.ref, seq: run.nextSeq(), messageId: run.queue.shift()! });
   }
@@ -20,4 +31,13 @@ export async function takePendingMessages(run: AgentRunState): Promise<boolean> 
   await bookkeeping.setRunStatus({ ...run.ref, status: 'sleeping', event: { seq: run.nextSeq(), type: 'reply.held', payload: { reason: gate.reason } } });
   run.setStatus('sleeping', `Not answering: ${gate.reason}`);
   return false;
+}
+
+/** Returns once no message has arrived for `seconds`; every arrival restarts the wait. */
+async function quietFor(run: AgentRunState, seconds: number): Promise<void> {
+  setCurrentDetails(`Waiting ${seconds} s for the lead to finish writing`);
+  for (;;) {
+    const seen = run.queue.length;
+    if (!(await condition(() => run.queue.length > seen, seconds * 1000))) return;
+  }
 }

@@ -705,6 +705,9 @@ export interface paths {
                                     /** @enum {string} */
                                     event: "incoming_message";
                                 })[];
+                                /** @enum {string} */
+                                status: "active" | "paused";
+                                responseDelaySeconds: number;
                                 createdAt: string;
                                 updatedAt: string;
                             }[];
@@ -891,6 +894,9 @@ export interface paths {
                             /** @enum {string} */
                             event: "incoming_message";
                         })[];
+                        /** @enum {string} */
+                        status?: "active" | "paused";
+                        responseDelaySeconds?: number;
                     };
                 };
             };
@@ -929,6 +935,9 @@ export interface paths {
                                 /** @enum {string} */
                                 event: "incoming_message";
                             })[];
+                            /** @enum {string} */
+                            status: "active" | "paused";
+                            responseDelaySeconds: number;
                             createdAt: string;
                             updatedAt: string;
                         };
@@ -1176,6 +1185,9 @@ export interface paths {
                                 /** @enum {string} */
                                 event: "incoming_message";
                             })[];
+                            /** @enum {string} */
+                            status: "active" | "paused";
+                            responseDelaySeconds: number;
                             createdAt: string;
                             updatedAt: string;
                         };
@@ -1526,6 +1538,9 @@ export interface paths {
                             /** @enum {string} */
                             event: "incoming_message";
                         })[];
+                        /** @enum {string} */
+                        status?: "active" | "paused";
+                        responseDelaySeconds?: number;
                     };
                 };
             };
@@ -1564,6 +1579,9 @@ export interface paths {
                                 /** @enum {string} */
                                 event: "incoming_message";
                             })[];
+                            /** @enum {string} */
+                            status: "active" | "paused";
+                            responseDelaySeconds: number;
                             createdAt: string;
                             updatedAt: string;
                         };
