@@ -4,7 +4,7 @@
  * service_role (bypassrls, through the superuser connection), and the plan of the member's
  * query: the org_id index must be used and the policy's auth helpers must run once (InitPlan),
  * not once per row. BENCH_ROUNDS rounds (default 5); in each, every query is timed as member
- * and as service_role back to back (which goes first alternates), and the ratio is per round.
+ * and as service_role alternately, call by call, and the ratio of their medians is per round.
  *
  *   npm run bench:rls                  embedded Postgres
  *   BENCH_ROWS_PER_ORG=20000 npm run bench:rls
@@ -82,16 +82,40 @@ async function seed(admin: pg.Pool): Promise<{ orgId: string; memberId: string }
   return orgs;
 }
 
-async function time(iterations: number, fn: () => Promise<unknown>): Promise<{ medianMs: number; p95Ms: number }> {
-  for (let i = 0; i < Math.min(10, iterations); i++) await fn(); // warm caches and plans
-  const samples: number[] = [];
-  for (let i = 0; i < iterations; i++) {
+/**
+ * Times `a` and `b` alternately, one call each per iteration (which goes first alternates too),
+ * so both sides see the same moments of a shared machine's load; the median and p95 of each.
+ */
+async function timePair(iterations: number, a: () => Promise<unknown>, b: () => Promise<unknown>): Promise<[Timing, Timing]> {
+  for (let i = 0; i < Math.min(10, iterations); i++) {
+    await a(); // warm caches and plans
+    await b();
+  }
+  const samples: [number[], number[]] = [[], []];
+  const once = async (fn: () => Promise<unknown>, into: number[]) => {
     const start = process.hrtime.bigint();
     await fn();
-    samples.push(Number(process.hrtime.bigint() - start) / 1e6);
+    into.push(Number(process.hrtime.bigint() - start) / 1e6);
+  };
+  for (let i = 0; i < iterations; i++) {
+    if (i % 2 === 0) {
+      await once(a, samples[0]);
+      await once(b, samples[1]);
+    } else {
+      await once(b, samples[1]);
+      await once(a, samples[0]);
+    }
   }
-  samples.sort((a, b) => a - b);
-  return { medianMs: samples[Math.floor(samples.length / 2)]!, p95Ms: samples[Math.floor(samples.length * 0.95)]! };
+  const stats = (values: number[]): Timing => {
+    values.sort((x, y) => x - y);
+    return { medianMs: values[Math.floor(values.length / 2)]!, p95Ms: values[Math.floor(values.length * 0.95)]! };
+  };
+  return [stats(samples[0]), stats(samples[1])];
+}
+
+interface Timing {
+  medianMs: number;
+  p95Ms: number;
 }
 
 interface PlanNode {
@@ -170,11 +194,7 @@ async function main(): Promise<void> {
     const asService = (sql: string) => () => withServiceRole(adminPool, (tx) => tx.query(sql, [target.orgId]));
     for (let round = 1; round <= ROUNDS; round++) {
       for (const { query, member: m, service } of series) {
-        // Whichever side goes second finds warmer caches; alternating keeps that out of the median.
-        const memberFirst = round % 2 === 1;
-        const first = await time(query.iterations, memberFirst ? asMember(query.sql) : asService(query.sql));
-        const second = await time(query.iterations, memberFirst ? asService(query.sql) : asMember(query.sql));
-        const [mt, st] = memberFirst ? [first, second] : [second, first];
+        const [mt, st] = await timePair(query.iterations, asMember(query.sql), asService(query.sql));
         m.sample(mt.medianMs);
         service.sample(st.medianMs);
         log(`round ${round}: ${query.name}: member ${mt.medianMs.toFixed(3)} ms (p95 ${mt.p95Ms.toFixed(3)}), service_role ${st.medianMs.toFixed(3)} ms (p95 ${st.p95Ms.toFixed(3)}), ratio ${(mt.medianMs / st.medianMs).toFixed(2)}`);
