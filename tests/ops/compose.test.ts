@@ -96,8 +96,8 @@ describe('docker/compose.yaml', () => {
   it.each([
     // The image serves the console it was built with from the default CONSOLE_DIR.
     { service: 'api', shape: configReference.api, notHere: ['CONSOLE_DIR'] },
-    { service: 'worker', shape: configReference.worker, notHere: [] },
-    { service: 'codec-server', shape: configReference.codecServer, notHere: [] },
+    { service: 'worker', shape: configReference.worker, notHere: [] as string[] },
+    { service: 'codec-server', shape: configReference.codecServer, notHere: [] as string[] },
     // Setup writes no workflow payloads, so it has no use for the codec keys.
     { service: 'setup', shape: configReference.setup, notHere: ['TEMPORAL_CODEC_KEYS', 'TEMPORAL_CODEC_ACTIVE_KEY_ID'] },
   ])('passes the $service every setting it has no default for', ({ service, shape, notHere }) => {
