@@ -1,4 +1,4 @@
-import { randomBytes, randomInt, randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import type pg from 'pg';
 
 /**
@@ -87,7 +87,13 @@ const SELF = `coalesce((select auth.uid()), gen_random_uuid())`;
 const hash32 = () => randomBytes(32);
 const hex64 = () => randomBytes(32).toString('hex');
 const alnum8 = () => randomBytes(6).toString('base64').replace(/[^A-Za-z0-9]/g, 'x').slice(0, 8);
-const seq = () => randomInt(1, 2 ** 31 - 1);
+/**
+ * Keys unique within one world (a run's event seq, an org's usage day): a counter, never a random
+ * draw, so no two seeds of a suite run can collide (random days once collided in a fresh clone).
+ * Worlds are fresh orgs and runs, so a per-process counter is unique wherever these keys are.
+ */
+let worldKeyCounter = 1_000; // above the seqs createWorld itself uses (approval seq 1)
+const seq = () => ++worldKeyCounter;
 
 async function newKnowledgeDocument(db: Db, orgId: string): Promise<string> {
   const row = await insertRow(db, `insert into public.knowledge_documents (org_id, title, body) values ($1, 'matrix', 'b') returning id`, [orgId]);
@@ -312,13 +318,13 @@ export const expectations: Record<string, TableExpectation> = {
   },
   usage_daily: {
     seed: async (db, w) => {
-      const day = randomInt(0, 1_000_000);
+      const day = seq();
       await db.query(`insert into public.usage_daily (org_id, day, runs) values ($1, date '2000-01-01' + $2::int, 1)`, [w.orgId, day]);
       return { where: `org_id = $1 and day = date '2000-01-01' + $2::int`, params: [w.orgId, day] };
     },
     insert: async (_db, w) => ({
       sql: `insert into public.usage_daily (org_id, day, runs) values ($1, date '2000-01-01' + $2::int, 1)`,
-      params: [w.orgId, randomInt(1_000_000, 2_000_000)],
+      params: [w.orgId, seq()],
     }),
     update: `runs = runs + 1`,
     // Metering is the worker's: members read it, nobody but operators corrects it.

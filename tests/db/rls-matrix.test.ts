@@ -104,6 +104,23 @@ it('declares no expectations for tables that do not exist', () => {
   expect(Object.keys(expectations).filter((table) => !publicTables.includes(table))).toEqual([]);
 });
 
+// The matrix seeds hundreds of rows into one world; keys scoped to a world (usage days, event
+// seqs) must never collide, or a fresh clone's run fails at random (issue 12, item 7).
+it('seeds rows with keys that never collide within one world', async () => {
+  const w = await createWorld(admin);
+  const tables = ['usage_daily', 'run_events', 'run_approvals', 'crm_reply_sends'] as const;
+  for (const table of tables) {
+    const expectation = expectations[table]!;
+    for (let i = 0; i < 2_000; i++) {
+      await expectation.seed(admin, w);
+      const insert = await expectation.insert(admin, w);
+      await admin.query(insert.sql, insert.params);
+    }
+  }
+  const { rows } = await admin.query<{ n: string }>(`select count(*) as n from public.usage_daily where org_id = $1`, [w.orgId]);
+  expect(Number(rows[0]!.n)).toBe(4_000);
+}, 120_000);
+
 describe.each(publicTables)('%s', (table) => {
   const expectation = (): TableExpectation => {
     const declared = expectations[table];
