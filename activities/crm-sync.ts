@@ -349,12 +349,22 @@ export function createCrmSyncActivities(deps: CrmSyncActivityDeps) {
       const { rows } = await tx.query<{ added: number; updated: number; deleted: number; failed: number; pages: number; started_at: Date }>(
         `update public.crm_sync_runs set status = $3, error = $4, finished_at = now(),
                 progress = progress || jsonb_build_object('at', now())
-          where id = $1 and org_id = $2
+          where id = $1 and org_id = $2 and status = 'running'
           returning added, updated, deleted, failed, pages, started_at`,
         [input.syncRunId, input.orgId, status, input.error ? JSON.stringify(input.error) : null],
       );
       const run = rows[0];
-      if (!run) throw ApplicationFailure.nonRetryable(`sync run ${input.syncRunId} vanished`, CrmFailureTypes.connectionUnavailable);
+      if (!run) {
+        // Finished already (a retry of this activity, or a run closed as abandoned): its
+        // outcome stands and is what this sync reports.
+        const finished = await tx.query<{ status: 'completed' | 'failed'; added: number; updated: number; deleted: number; failed: number; pages: number }>(
+          `select status, added, updated, deleted, failed, pages from public.crm_sync_runs where id = $1 and org_id = $2`,
+          [input.syncRunId, input.orgId],
+        );
+        const stored = finished.rows[0];
+        if (!stored) throw ApplicationFailure.nonRetryable(`sync run ${input.syncRunId} vanished`, CrmFailureTypes.connectionUnavailable);
+        return { status: stored.status, added: stored.added, updated: stored.updated, deleted: stored.deleted, failed: stored.failed, pages: stored.pages };
+      }
       if (!input.error) {
         // The next incremental run starts from when this one started (minus the overlap).
         await tx.query(

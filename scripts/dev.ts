@@ -19,7 +19,7 @@ import pg from 'pg';
 import { startFakeLlm, type FakeLlmServer } from './stack/sandbox-llm.js';
 import { customSearchAttributes } from '../workflows/search-attributes.js';
 import { prepareAppDatabase } from './stack/app-database.js';
-import { createDatabase, startPostgres, type PostgresHandle } from './stack/postgres.js';
+import { createDatabase, databaseNamedIn, startPostgres, type PostgresHandle } from './stack/postgres.js';
 import { ensureTemporalCli } from './stack/temporal-cli.js';
 import { startTemporalDevServer, type TemporalDevServer } from './stack/temporal-server.js';
 import { waitForPort } from './stack/ports.js';
@@ -195,7 +195,10 @@ async function main(): Promise<void> {
   // Postgres
   const postgres: PostgresHandle = await startPostgres({ dataDir: path.join(dataDir, 'postgres'), log });
   cleanups.push(() => postgres.stop());
-  const adminUrl = await createDatabase(postgres.adminUrl, 'gpt_agent_platform', { dropIfExists: false });
+  // DATABASE_URL naming a database means that database; otherwise ours on that server (or embedded).
+  const named = postgres.embedded ? undefined : databaseNamedIn(postgres.adminUrl);
+  const adminUrl = named ? postgres.adminUrl : await createDatabase(postgres.adminUrl, 'gpt_agent_platform', { dropIfExists: false });
+  log(`database ${named ?? 'gpt_agent_platform'}`);
   const { appUrl } = await prepareAppDatabase(adminUrl, log);
   await seedDemo(adminUrl);
 

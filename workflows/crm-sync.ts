@@ -1,8 +1,10 @@
 import {
   ActivityFailure,
   ApplicationFailure,
+  ContinueAsNew,
   continueAsNew,
   defineQuery,
+  patched,
   proxyActivities,
   setHandler,
   uuid4,
@@ -84,6 +86,9 @@ export async function crmSync(input: CrmSyncInput): Promise<SyncOutcome> {
       }
     }
   } catch (err) {
+    // Continuing as new is how a long sync goes on, not a failure: recording it as one wrote
+    // `failed` on a sync that later completed. Histories from before the fix replay without it.
+    if (err instanceof ContinueAsNew && patched('crm-sync-continue-as-new-is-not-a-failure')) throw err;
     const cause = err instanceof ActivityFailure && err.cause instanceof ApplicationFailure ? err.cause : err;
     const type = cause instanceof ApplicationFailure ? (cause.type ?? 'Error') : 'Error';
     const message = cause instanceof Error ? cause.message : String(cause);

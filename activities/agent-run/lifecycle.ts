@@ -82,6 +82,9 @@ export function createLifecycleActivities({ pool, events }: Pick<ResolvedAgentRu
     // One statement, so one round trip: the run's final state, its pending approvals cancelled
     // (nobody can decide for a run that has ended) and the run.<status> event. A completed run's
     // output is the content of its final answer; a failed or cancelled run keeps what it had.
+    // A run that has already finished keeps its outcome and gets no second run.<status> event:
+    // a later execution (one Temporal started again after losing the first) must not rewrite
+    // what clients have read. A retry of this statement finds its own write done, which is the same.
     await autocommitAsPrincipal(
       pool,
       workerOf(step.orgId),
@@ -91,14 +94,15 @@ export function createLifecycleActivities({ pool, events }: Pick<ResolvedAgentRu
                 output = case when $3 = 'completed'
                               then (select e.payload->>'content' from public.run_events e where e.run_id = r.id and e.seq = $5)
                               else r.output end
-          where r.id = $1 and r.org_id = $2
+          where r.id = $1 and r.org_id = $2 and r.status not in ('completed', 'failed', 'cancelled')
+          returning r.id
        ),
        approvals as (
          update public.run_approvals set status = 'cancelled', decided_at = now()
           where run_id = $1 and org_id = $2 and status = 'pending'
        )
        insert into public.run_events (org_id, run_id, seq, type, payload)
-       values ($2, $1, $6, $7, $8)
+       select $2, $1, $6, $7, $8 where exists (select 1 from run)
        on conflict (run_id, seq) do nothing`,
       [
         step.runId,

@@ -100,7 +100,7 @@ export function createKnowledgeActivities(deps: KnowledgeActivityDeps) {
       const source = await withPrincipal(deps.pool, worker(ref.orgId), async (tx) => {
         const { rows } = await tx.query<SourceRow>(
           `update public.knowledge_documents d set status = 'processing', failure_reason = null
-            where d.id = $1 and d.org_id = $2 and d.revision = $3
+            where d.id = $1 and d.org_id = $2 and d.revision = $3 and d.status in ('pending', 'processing')
            returning d.revision, d.title, d.body, d.source_kind, d.source_url, d.media_type,
                      (select f.content from public.knowledge_document_files f where f.document_id = d.id and f.revision = d.revision) as content`,
           [ref.documentId, ref.orgId, ref.revision],
@@ -184,7 +184,7 @@ export function createKnowledgeActivities(deps: KnowledgeActivityDeps) {
           await tx.query(
             `update public.knowledge_documents
                 set status = 'ready', failure_reason = null, language = $4, chunks_total = $5, chunks_done = $5, ingested_at = now()
-              where id = $1 and org_id = $2 and revision = $3`,
+              where id = $1 and org_id = $2 and revision = $3 and status in ('pending', 'processing')`,
             [ref.documentId, ref.orgId, ref.revision, prepared.language, prepared.chunks.length],
           );
         }
@@ -196,7 +196,7 @@ export function createKnowledgeActivities(deps: KnowledgeActivityDeps) {
     /** Records why ingestion failed, on the revision that failed; the previous chunks stay searchable. */
     async failKnowledgeDocument(ref: KnowledgeIngestRef & { reason: string }): Promise<void> {
       await withPrincipal(deps.pool, worker(ref.orgId), (tx) =>
-        tx.query(`update public.knowledge_documents set status = 'failed', failure_reason = $4 where id = $1 and org_id = $2 and revision = $3`, [
+        tx.query(`update public.knowledge_documents set status = 'failed', failure_reason = $4 where id = $1 and org_id = $2 and revision = $3 and status in ('pending', 'processing')`, [
           ref.documentId,
           ref.orgId,
           ref.revision,

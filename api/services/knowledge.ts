@@ -127,7 +127,7 @@ export function createKnowledgeService(deps: { pool: pg.Pool; temporal: Client; 
     } catch (err) {
       if (err instanceof WorkflowExecutionAlreadyStartedError) return row;
       await withPrincipal(pool, principal, (tx) =>
-        tx.query(`update public.knowledge_documents set status = 'failed', failure_reason = $3 where id = $1 and org_id = $2 and revision = $4`, [
+        tx.query(`update public.knowledge_documents set status = 'failed', failure_reason = $3 where id = $1 and org_id = $2 and revision = $4 and status in ('pending', 'processing')`, [
           row.id,
           row.org_id,
           'Ingestion could not be scheduled; upload the document again.',

@@ -149,7 +149,10 @@ export function createRunService(deps: RunServiceDeps) {
       }
       return { row: earlier, created: false };
     });
-    if (row.dispatched_at === null) await dispatcher.dispatch({ runId: row.id, orgId: row.org_id, agentId: row.agent_id });
+    // A finished run is answered as stored, whatever Temporal still holds: starting its workflow
+    // again (its history gone past retention, or another Temporal sharing this database) would
+    // run a second execution against a run whose outcome clients have already read.
+    if (row.dispatched_at === null && !TERMINAL.has(row.status)) await dispatcher.dispatch({ runId: row.id, orgId: row.org_id, agentId: row.agent_id });
     return { run: toView(row), created };
   }
 

@@ -148,6 +148,16 @@ export async function dropDatabase(adminUrl: string, name: string): Promise<void
   });
 }
 
+/**
+ * The database a URL names (its path), or undefined when it names none. `npm run dev` uses the
+ * database DATABASE_URL names as given: several checkouts sharing one server each keep their own
+ * database, as each keeps its own Temporal state, so a run's row and its workflow never part.
+ */
+export function databaseNamedIn(url: string): string | undefined {
+  const name = decodeURIComponent(new URL(url).pathname.replace(/^\//, ''));
+  return name === '' ? undefined : name;
+}
+
 function databaseUrl(adminUrl: string, name: string): string {
   const url = new URL(adminUrl);
   url.pathname = `/${encodeURIComponent(name)}`;
