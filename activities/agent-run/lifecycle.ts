@@ -117,7 +117,10 @@ export function createLifecycleActivities({ pool, events }: Pick<ResolvedAgentRu
     );
     if (outcome.status === 'failed' && events) {
       // After the commit, keyed by the run: a retried finish tells people once.
-      const { rows } = await autocommitAsPrincipal<{ agent_id: string }>(pool, workerOf(step.orgId), `select agent_id from public.agent_runs where id = $1 and org_id = $2`, [step.runId, step.orgId]);
+      // Only when the run's stored outcome is this failure: a run that had already finished
+      // otherwise (a second execution's failure) tells nobody it failed.
+      const { rows } = await autocommitAsPrincipal<{ agent_id: string; status: string }>(pool, workerOf(step.orgId), `select agent_id, status from public.agent_runs where id = $1 and org_id = $2`, [step.runId, step.orgId]);
+      if (rows[0]?.status !== 'failed') return;
       await events.publish({
         orgId: step.orgId,
         type: 'run.failed',

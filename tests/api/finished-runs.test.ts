@@ -114,7 +114,7 @@ describe('a finished run never changes its outcome', () => {
     const { rows: lastSeq } = await admin.query<{ seq: number }>(`select max(seq)::int as seq from public.run_events where run_id = $1`, [runId]);
 
     // What a second execution's failure path does: finish the run as failed.
-    const { finishRun } = createLifecycleActivities({ pool });
+    const { finishRun } = createLifecycleActivities({ pool, events: null });
     await finishRun({ orgId, runId, seq: lastSeq[0]!.seq + 1, outcome: { status: 'failed', error: { type: 'RunNotFound', message: `Run ${runId} has already finished` } } });
 
     const after = await admin.query(`select status, output, error, completed_at from public.agent_runs where id = $1`, [runId]);
