@@ -42,6 +42,10 @@ import { createInviteService } from './services/invites.js';
 import { createMemberService } from './services/members.js';
 import { createOrgService } from './services/orgs.js';
 import { crmConnectionRoutes } from './routes/crm-connections.js';
+import { orgEventRoutes } from './routes/org-events.js';
+import { webhookEndpointRoutes } from './routes/webhook-endpoints.js';
+import { createOrgEventService } from './services/org-events.js';
+import { createWebhookEndpointService } from './services/webhook-endpoints.js';
 import { crmPublicRoutes } from './routes/crm-webhooks.js';
 import { createCrmService } from './services/crm-connections.js';
 import { createRunDispatcher } from './services/run-dispatch.js';
@@ -231,6 +235,7 @@ export async function buildApp(deps: AppDeps) {
       v1.addHook('preClose', () => runStreams.close());
       const streamGuard = new StreamGuard({ ...defaultStreamLimits, ...deps.streamLimits });
       await v1.register(runControlRoutes(runs, { hub: runStreams, guard: streamGuard, reauthenticate: authenticate }));
+      await v1.register(orgEventRoutes(createOrgEventService({ pool: deps.pool }), { hub: runStreams, guard: streamGuard, reauthenticate: authenticate }));
       await v1.register(knowledgeRoutes(createKnowledgeService({ pool: deps.pool, temporal: deps.temporal, ...(deps.knowledgeTaskQueue ? { taskQueue: deps.knowledgeTaskQueue } : {}) }), deps.knowledgeMaxUploadBytes ? { maxUploadBytes: deps.knowledgeMaxUploadBytes } : {}));
       await v1.register(usageRoutes(createUsageService({ pool: deps.pool })));
       await v1.register(orgRoutes(createOrgService({ pool: deps.pool })));
@@ -239,6 +244,12 @@ export async function buildApp(deps: AppDeps) {
       await v1.register(apiKeyRoutes(createApiKeyService({ pool: deps.pool })));
       await v1.register(auditLogRoutes(createAuditService({ pool: deps.pool })));
       if (crmService) await v1.register(crmConnectionRoutes(crmService));
+      // Endpoint secrets are encrypted with the same keyring as CRM credentials (ENCRYPTION_KEYS).
+      if (deps.crm) {
+        await v1.register(
+          webhookEndpointRoutes(createWebhookEndpointService({ pool: deps.pool, keyring: deps.crm.keyring, ...(deps.crm.settings.ssrf ? { ssrf: deps.crm.settings.ssrf } : {}) })),
+        );
+      }
     },
     { prefix: '/v1' },
   );

@@ -142,6 +142,8 @@ describe('fuzzing every route (fast-check, arbitraries from the route schemas)',
           params.map((p) => {
             // The event stream stays open on success: fuzz it only where it must refuse.
             if (route.stream && p.name === 'runId') return [p.name, fc.oneof(fc.uuid(), fc.constant(b.ids.runId))];
+            // The org-wide feed has no other id: only orgs the caller does not belong to.
+            if (route.stream && p.name === 'orgId' && params.length === 1) return [p.name, fc.oneof(fc.uuid(), fc.constant(b.orgId), fc.string({ maxLength: 40 }))];
             // No agent worker runs here, so a valid message would wait the full Update deadline
             // for one (then 503, see tests/api/worker-outage.test.ts): fuzz the refusal paths.
             if (NEEDS_AGENT_WORKER.has(key(route)) && p.name === 'agentId') return [p.name, fc.oneof(fc.uuid(), fc.constant(b.ids.agentId))];

@@ -82,7 +82,9 @@ export async function startFullTestApp(overrides: FullTestAppOptions = {}): Prom
   const llm = overrides.agentWorker ? await startFakeLlm() : undefined;
   // One credential store for the intake and the agents' replies into CRM threads, as in workers/main.ts.
   const credentials = llm ? testCredentialStore(pool, settings) : undefined;
-  const worker = llm ? await createTestAgentWorker({ temporal, pool, llmBaseUrl: llm.url, taskQueue, ...(credentials ? { credentials } : {}) }) : undefined;
+  // Webhook endpoints at fake receivers on loopback, retried after a second (tests/org-events).
+  const webhooks = { keyring: testKeyring, ssrf: settings.ssrf ?? {}, retrySchedule: [1], giveUpAfterSeconds: 60 };
+  const worker = llm ? await createTestAgentWorker({ temporal, pool, llmBaseUrl: llm.url, taskQueue, webhooks, ...(credentials ? { credentials } : {}) }) : undefined;
   const crmWorker = llm && credentials
     ? await createCrmSyncWorker({
         connection: temporal.nativeConnection,
@@ -145,6 +147,7 @@ export interface SeededOrg {
     inviteId: string;
     keyId: string;
     connectionId: string;
+    endpointId: string;
     userId: string;
     threadKey: string;
     provider: string;
@@ -185,7 +188,9 @@ export async function seedOrg(full: FullTestApp, label: string): Promise<SeededO
     headers: auth,
     payload: { provider: 'hubspot', name: `CRM ${tag}`, auth: { kind: 'token', token: crmToken } },
   });
-  for (const res of [invite, key, connection]) if (res.statusCode !== 201) throw new Error(`seeding ${label} failed: ${res.statusCode} ${res.body}`);
+  // A public IP literal: the SSRF guard needs no DNS for it, and nothing is ever delivered in these tests.
+  const endpoint = await full.app.inject({ method: 'POST', url: `/v1/orgs/${orgId}/webhook-endpoints`, headers: auth, payload: { url: `https://93.184.215.14/hooks/${tag}` } });
+  for (const res of [invite, key, connection, endpoint]) if (res.statusCode !== 201) throw new Error(`seeding ${label} failed: ${res.statusCode} ${res.body}`);
   return {
     orgId,
     orgName,
@@ -205,11 +210,12 @@ export async function seedOrg(full: FullTestApp, label: string): Promise<SeededO
       inviteId: invite.json().id,
       keyId: key.json().id,
       connectionId: connection.json().connection.id,
+      endpointId: endpoint.json().id,
       userId: org.userWithRole('admin'),
       threadKey: `thread-${tag}`,
       provider: 'hubspot',
     },
-    secrets: [orgName, agentName, runInput, docTitle, `invitee-${tag}@example.test`, invite.json().token, key.json().key, `Key ${tag}`, crmToken, `CRM ${tag}`],
+    secrets: [orgName, agentName, runInput, docTitle, `invitee-${tag}@example.test`, invite.json().token, key.json().key, `Key ${tag}`, crmToken, `CRM ${tag}`, endpoint.json().secret, `/hooks/${tag}`],
   };
 }
 
