@@ -20,7 +20,7 @@ import { createLogger } from '../lib/logger.js';
 import { createDataConverter } from '../lib/temporal-codec.js';
 import { SignJWT } from 'jose';
 import { agentRunWorkflowId } from '../workflows/task-queues.js';
-import { agentRun } from '../workflows/agent-run/index.js';
+import { agentRun, postMessageUpdate } from '../workflows/agent-run/index.js';
 import { baselineRun } from './workflows.js';
 import { postgresCpuMeter } from './postgres-cpu.js';
 import { FigureLog, ROUNDS, summarize } from './support/figures.js';
@@ -73,11 +73,11 @@ async function main() {
     await tx.query(`insert into public.organization_members (org_id, user_id, role) values ($1, $2, 'owner')`, [orgId, userId]);
     await tx.query(`insert into public.knowledge_documents (org_id, title, body) values ($1, 'Pricing', 'Pro costs 49 per seat')`, [orgId]);
   });
-  const newAgent = async (approval: boolean) => {
+  const newAgent = async (approval: boolean, model = 'sandbox/bench') => {
     const id = randomUUID();
     await admin.query(
-      `insert into public.agents (id, org_id, name, model, allowed_tools, approval_tools) values ($1, $2, 'Bench', 'sandbox/bench', $3, $4)`,
-      [id, orgId, ['knowledge_search'], approval ? ['knowledge_search'] : []],
+      `insert into public.agents (id, org_id, name, model, allowed_tools, approval_tools) values ($1, $2, 'Bench', $5, $3, $4)`,
+      [id, orgId, ['knowledge_search'], approval ? ['knowledge_search'] : [], model],
     );
     return id;
   };
@@ -148,9 +148,60 @@ async function main() {
     log(`round ${round}: ratio agent/baseline ${(agentRate / baselineRate).toFixed(2)}`);
   }
 
-  const history = await client.workflow.getHandle(agentRunWorkflowId(firstRunId!)).fetchHistory();
-  figures.add('events-per-llm-turn', 'history events per LLM turn (3-turn run above)', 'events').sample((history.events?.length ?? 0) / 3);
-  log(`history events per LLM turn: ${((history.events?.length ?? 0) / 3).toFixed(1)} (${history.events?.length} events for 3 turns)`);
+  // History events: what a week-long conversation pays in replay time and continue-as-new. An
+  // agent turn is one LLM call with one tool call; its cost is the difference between the run
+  // above (two such turns, then the answer) and a task of one such turn and the answer.
+  /** Events of every execution of a workflow, following continue-as-new from the first one. */
+  const historyEvents = async (workflowId: string, firstExecutionRunId?: string): Promise<{ events: number; executions: number }> => {
+    let events = 0;
+    let executions = 0;
+    for (let runId = firstExecutionRunId; ; ) {
+      const history = await client.workflow.getHandle(workflowId, runId).fetchHistory();
+      events += history.events?.length ?? 0;
+      executions++;
+      runId = history.events?.at(-1)?.workflowExecutionContinuedAsNewEventAttributes?.newExecutionRunId ?? undefined;
+      if (!runId) return { events, executions };
+    }
+  };
+  const twoTurnTask = await historyEvents(agentRunWorkflowId(firstRunId!));
+  const turnAgent = await newAgent(false, 'sandbox/one-tool-turn');
+  const [oneTurnRun] = await newRuns(turnAgent, 1);
+  await client.workflow.execute(agentRun, { taskQueue, workflowId: agentRunWorkflowId(oneTurnRun!), args: [{ orgId, agentId: turnAgent, runId: oneTurnRun! }] });
+  const oneTurnTask = await historyEvents(agentRunWorkflowId(oneTurnRun!));
+  figures.add('events-task-1', 'history events of a task: 1 agent turn (LLM call + tool call), then the answer', 'events').sample(oneTurnTask.events);
+  figures.add('events-per-turn', 'history events per agent turn (LLM call + tool call), task', 'events', { op: '<=', value: 8 }).sample(twoTurnTask.events - oneTurnTask.events);
+  log(`history events: task with 1 agent turn ${oneTurnTask.events}, with 2 agent turns ${twoTurnTask.events}: ${twoTurnTask.events - oneTurnTask.events} per agent turn`);
+
+  /** A conversation of `turns` messages, each answered with one tool call and one answer; its events while it waits for the next. */
+  const conversationEvents = async (turns: number) => {
+    const [runId] = await newRuns(turnAgent, 1);
+    const workflowId = agentRunWorkflowId(runId!);
+    const handle = await client.workflow.start(agentRun, { taskQueue, workflowId, args: [{ orgId, agentId: turnAgent, runId: runId!, conversation: { idleTimeoutSeconds: 600 } }] });
+    for (let turn = 1; turn <= turns; turn++) {
+      const { rows } = await admin.query<{ id: string }>(
+        `insert into public.conversation_messages (org_id, run_id, author, content) values ($1, $2, $3, $4) returning id`,
+        [orgId, runId, userId, `message ${turn}`],
+      );
+      await client.workflow.getHandle(workflowId).executeUpdate(postMessageUpdate, { args: [{ messageId: rows[0]!.id }] });
+      // Answered and back to waiting: two LLM calls per turn, and the run row says sleeping.
+      for (;;) {
+        const { rows: state } = await admin.query<{ answers: number; status: string }>(
+          `select (select count(*)::int from public.run_events where run_id = $1 and type = 'llm.completed') as answers, (select status from public.agent_runs where id = $1) as status`,
+          [runId],
+        );
+        if (state[0]!.answers >= turn * 2 && state[0]!.status === 'sleeping') break;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    }
+    const counted = await historyEvents(workflowId, handle.firstExecutionRunId);
+    await client.workflow.getHandle(workflowId).terminate('bench done');
+    return counted;
+  };
+  const ten = await conversationEvents(10);
+  const fifty = await conversationEvents(50);
+  figures.add('events-conv-10', 'history events per conversation turn (message, agent turn, answer, reply), 10 turns', 'events').sample(ten.events / 10);
+  figures.add('events-conv-50', 'history events per conversation turn, 50 turns', 'events').sample(fifty.events / 50);
+  log(`history events: conversation of 10 turns ${ten.events} (${ten.executions} execution(s)), of 50 turns ${fifty.events} (${fifty.executions} execution(s)): ${((fifty.events - ten.events) / 40).toFixed(1)} per further turn`);
 
   // Runs parked on approval: every run stops at its first tool call and waits.
   const rssBefore = process.memoryUsage().rss;

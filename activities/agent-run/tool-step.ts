@@ -63,8 +63,10 @@ export function createToolStepActivities({ pool, tools }: Pick<ResolvedAgentRunD
     }
 
     const info = ctx.info;
-    // Standalone activities have no workflow; agent tools always run inside agentRun.
-    const idempotencyKey = `${info.workflowExecution?.workflowId ?? `run:${call.runId}`}:${info.activityId}`;
+    // Standalone activities have no workflow; agent tools always run inside agentRun. The key is
+    // `tool-<result seq>`, the id the workflow gives a regular tool activity; a local activity's
+    // own id is a counter that restarts with each execution, so it is not used.
+    const idempotencyKey = `${info.workflowExecution?.workflowId ?? `run:${call.runId}`}:tool-${call.seq}`;
     const toolContext: ToolContext = {
       orgId: call.orgId,
       runId: call.runId,
@@ -72,7 +74,10 @@ export function createToolStepActivities({ pool, tools }: Pick<ResolvedAgentRunD
       toolName: tool.name,
       idempotencyKey,
       signal: ctx.cancellationSignal,
-      heartbeat: () => ctx.heartbeat(),
+      // A local activity (read and control tools) cannot heartbeat; its liveness is the workflow task's.
+      heartbeat: () => {
+        if (!info.isLocal) ctx.heartbeat();
+      },
       withOrgScope: (fn) => withPrincipal(pool, workerOf(call.orgId), fn),
       runEffectOnce: (effect) => runEffectOnce({ pool, orgId: call.orgId, runId: call.runId, toolName: tool.name }, idempotencyKey, effect),
     };

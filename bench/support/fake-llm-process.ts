@@ -8,7 +8,9 @@
  * Date.now() at receipt, comparable across processes). The fake exits when the parent disconnects.
  *
  * The script, decided by how many tool results the model has seen: two knowledge_search calls,
- * then a streamed answer; with no tools offered, a slowly streamed answer (the TTFT agent).
+ * then a streamed answer; with no tools offered, a slowly streamed answer (the TTFT agent). For
+ * model `sandbox/one-tool-turn` (history events per turn), every person's message gets one
+ * knowledge_search call and then the answer: a turn is one LLM call with one tool call.
  */
 import { startFakeLlm, type FakeLlmRequestBody } from '../../scripts/stack/sandbox-llm.js';
 
@@ -17,6 +19,11 @@ llm.setReplyFor(
   () => true,
   (body: FakeLlmRequestBody) => {
     const toolResults = body.messages.filter((m) => m.role === 'tool').length;
+    if (body.model === 'sandbox/one-tool-turn') {
+      return body.messages.at(-1)?.role === 'tool'
+        ? { kind: 'text', content: 'the answer to this message', chunkDelayMs: 0 }
+        : { kind: 'tool_calls', calls: [{ name: 'knowledge_search', arguments: JSON.stringify({ query: `pricing ${toolResults}` }) }] };
+    }
     if (!body.tools) return { kind: 'text', content: 'a streamed answer in several small pieces', chunkDelayMs: 5 };
     return toolResults < 2
       ? { kind: 'tool_calls', calls: [{ name: 'knowledge_search', arguments: JSON.stringify({ query: `pricing ${toolResults}` }) }] }

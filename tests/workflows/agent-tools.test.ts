@@ -184,6 +184,36 @@ describe('agentRun: tools, approvals, timers, budgets', () => {
     }
   });
 
+  it('runs read tools as local activities (an agent turn is 7 history events) and effect tools as activities of their own, keyed by the result seq', async () => {
+    const ids = await newRun('Look it up twice, then note it', { allowedTools: ['knowledge_search', 'test_record_note'] });
+    llm.enqueue(
+      { kind: 'tool_calls', calls: [{ name: 'knowledge_search', arguments: JSON.stringify({ query: 'pricing' }) }] },
+      { kind: 'tool_calls', calls: [{ name: 'knowledge_search', arguments: JSON.stringify({ query: 'terms' }) }] },
+      { kind: 'tool_calls', calls: [{ name: 'test_record_note', arguments: JSON.stringify({ text: 'noted' }) }] },
+      { kind: 'text', content: 'Done.' },
+    );
+    const handle = await start(ids);
+    expect((await handle.result()).status).toBe('completed');
+
+    const history = (await handle.fetchHistory()).events ?? [];
+    const scheduled = history.flatMap((e, i) => {
+      const a = e.activityTaskScheduledEventAttributes;
+      return a ? [{ at: i, type: a.activityType?.name, id: a.activityId }] : [];
+    });
+    // Seqs: 1 run.started, 2 llm, 3 tool, 4 llm, 5 tool, 6 llm, 7 tool (the effect), 8 llm, 9 run.completed.
+    expect(scheduled.map((s) => s.type)).toEqual(['callLlm', 'callLlm', 'callLlm', 'executeTool', 'callLlm']);
+    expect(scheduled[3]!.id).toBe('tool-7');
+    // The second turn (the first one also records the patch marker once): the LLM activity's
+    // scheduled, started and completed events, a workflow task's three, and the tool's marker.
+    expect(scheduled[2]!.at - scheduled[1]!.at).toBe(7);
+    const toolMarkers = history.filter((e) => e.markerRecordedEventAttributes?.markerName === 'core_local_activity');
+    expect(toolMarkers.length).toBe(2 + 2); // two read tools, plus startRun and finishRun
+    expect((await events(ids.runId)).filter((e) => e.type === 'tool.completed').map((e) => e.seq)).toEqual([3, 5, 7]);
+    // The effect's ledger key is the one a regular tool activity always had.
+    const { rows } = await admin.query(`select idempotency_key from public.effect_ledger where run_id = $1`, [ids.runId]);
+    expect(rows).toEqual([{ idempotency_key: `${agentRunWorkflowId(ids.runId)}:tool-7` }]);
+  });
+
   it('answers invalid arguments and unknown tools with a tool error the model can react to', async () => {
     const ids = await newRun('Search please', { allowedTools: ['knowledge_search'] });
     llm.enqueue(

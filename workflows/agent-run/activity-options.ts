@@ -2,6 +2,7 @@
 import { proxyActivities, proxyLocalActivities, type ActivityOptions } from '@temporalio/workflow';
 import type { AgentRunActivities } from '../../activities/agent-run/index.js';
 import { NonRetryableFailureTypes } from '../../activities/failure-types.js';
+import type { ToolKind } from '../../activities/tools/registry.js';
 
 /** Overrides the default heartbeat timeout of LLM and tool calls (crash tests shorten it). */
 export type HeartbeatOverride = Pick<ActivityOptions, 'heartbeatTimeout'>;
@@ -86,6 +87,24 @@ const toolOptions: ActivityOptions = {
  */
 export const toolStep = (heartbeat: HeartbeatOverride, resultSeq: number, summary: string) =>
   proxyActivities<AgentRunActivities>({ ...toolOptions, ...heartbeat, activityId: `tool-${resultSeq}`, summary });
+
+/**
+ * Read and control tools (and a tool the agent may not use, which only records an error) change
+ * nothing outside the run, so a repeat after a crash is harmless: they run as local activities,
+ * one marker event in the workflow task that follows the LLM turn instead of an activity's
+ * scheduled, started and completed events and a workflow task of their own (an LLM turn with a
+ * tool call: 12 events → 7). Effect tools (CRM writes) stay regular activities: heartbeats,
+ * server-side retries and their ledger (activities/effects.ts). A local activity cannot
+ * heartbeat; a worker that dies during one is noticed by the workflow task timeout, and the tool
+ * runs again on the next worker. Executions recorded before this change replay with the regular
+ * activity (`patched`).
+ */
+export const LOCAL_TOOLS_PATCH = 'agent-run-local-read-tools';
+export const localToolStep = (summary: string) =>
+  proxyLocalActivities<AgentRunActivities>({ startToCloseTimeout: toolOptions.startToCloseTimeout, retry: toolOptions.retry, summary });
+
+/** Whether a planned tool call may run as a local activity (see LOCAL_TOOLS_PATCH). */
+export const runsLocally = (kind: ToolKind | null): boolean => kind !== 'effect';
 
 // A reply into the lead's CRM thread: 429 waits for the CRM's Retry-After (nextRetryDelay), 5xx and
 // network errors back off; a 4xx never reaches here (the activity records it as `reply_failed`).

@@ -1,8 +1,8 @@
 /** The turn loop: an LLM turn, then the tool calls it asked for, until the model gives a final answer. */
-import { ApplicationFailure, allHandlersFinished, condition, continueAsNew, setCurrentDetails } from '@temporalio/workflow';
+import { ApplicationFailure, allHandlersFinished, condition, continueAsNew, patched, setCurrentDetails } from '@temporalio/workflow';
 import type { RunOutcome, RunSettings, ToolCallPlan } from '../../activities/agent-run/contract.js';
 import { RunFailureTypes } from '../../activities/failure-types.js';
-import { llmStep, toolStep } from './activity-options.js';
+import { llmStep, LOCAL_TOOLS_PATCH, localToolStep, runsLocally, toolStep } from './activity-options.js';
 import type { AgentRunResult, AgentRunWorkflow } from './definitions.js';
 import { approveToolCall, askForInput, awaitFollowUp } from './human-steps.js';
 import type { AgentRunState } from './state.js';
@@ -39,7 +39,10 @@ async function runToolCall(run: AgentRunState, llmSeq: number, call: ToolCallPla
   }
 
   const resultSeq = run.nextSeq();
-  const result = await toolStep(run.heartbeat, resultSeq, `${label} (step ${run.step})`).executeTool({ ...callRef, seq: resultSeq });
+  const summary = `${label} (step ${run.step})`;
+  // `runsLocally` first: an effect tool never asks, so its command stays the same either way.
+  const step = runsLocally(call.kind) && patched(LOCAL_TOOLS_PATCH) ? localToolStep(summary) : toolStep(run.heartbeat, resultSeq, summary);
+  const result = await step.executeTool({ ...callRef, seq: resultSeq });
   if (result.outcome !== 'control') return;
 
   if (result.control.type === 'sleep') await awaitFollowUp(run, result.control.seconds);
