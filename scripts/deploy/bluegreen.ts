@@ -55,9 +55,13 @@ function liveColor(cluster: Cluster): { active: Color | undefined; previous: Col
   return { active, previous };
 }
 
+/** What every release applies as rendered, before any process: config, policies, scaling, monitoring, alert routing. */
+const PLATFORM_KINDS = ['ConfigMap', 'NetworkPolicy', 'PodDisruptionBudget', 'HorizontalPodAutoscaler', 'PodMonitor'];
+const platform = (o: K8sObject) => PLATFORM_KINDS.includes(o.kind) || (['Deployment', 'Service'].includes(o.kind) && o.metadata?.name === 'gap-alertmanager');
+
 function migrate(cluster: Cluster, objects: K8sObject[], image: string): void {
   // Config and policies first: the setup Job reads the ConfigMap.
-  cluster.apply(objects.filter((o) => ['ConfigMap', 'NetworkPolicy'].includes(o.kind)));
+  cluster.apply(objects.filter(platform));
   const job = setImage(find(objects, 'Job', 'gap-setup'), image);
   // One Job per image: a Job's pod template is immutable, and its name records what ran.
   job.metadata.name = `gap-setup-${buildIdOf(image)}`;
@@ -92,6 +96,10 @@ function workers(cluster: Cluster, objects: K8sObject[], image: string): void {
   promote.metadata.name = `gap-promote-${buildId}`;
   // deploy:promote takes no arguments: the build to promote comes from the environment.
   promote.spec.template.spec.containers[0].command = ['node', '--import', 'tsx', 'scripts/deploy-promote.ts'];
+  // Its own Secret (codec keys to replay histories), never setup's migration superuser.
+  for (const from of promote.spec.template.spec.containers[0].envFrom ?? []) {
+    if (from.secretRef) from.secretRef.name = String(from.secretRef.name).replace(/\.setup$/, '.promote');
+  }
   versionEnv(promote.spec.template.spec.containers[0]);
   cluster.apply([promote]);
   cluster.kubectl(['wait', '--for=condition=complete', `job/${promote.metadata.name}`, '--timeout=15m']);

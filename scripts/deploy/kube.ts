@@ -90,6 +90,7 @@ export class DryRunCluster implements Cluster {
       ...(o.spec?.template?.spec?.containers?.[0]?.command ? { command: o.spec.template.spec.containers[0].command } : {}),
       ...(o.spec?.template?.spec?.containers?.[0]?.env ? { env: Object.fromEntries(o.spec.template.spec.containers[0].env.filter((e: K8sObject) => 'value' in e).map((e: K8sObject) => [e.name, e.value])) } : {}),
       ...(o.spec?.selector?.matchLabels ? { matchLabels: o.spec.selector.matchLabels } : {}),
+      ...(o.spec?.template?.spec?.containers?.[0]?.envFrom ? { secrets: o.spec.template.spec.containers[0].envFrom.map((f: K8sObject) => f.secretRef?.name).filter(Boolean) } : {}),
     }));
     console.log(JSON.stringify({ kubectl: ['--namespace', this.namespace, 'apply', '--server-side', '-f', '-'], objects: summary }));
   }

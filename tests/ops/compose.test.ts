@@ -127,15 +127,15 @@ describe('docker/compose.yaml', () => {
   });
 });
 
-describe('docker/alertmanager', () => {
-  const config = path.join(root, 'docker', 'alertmanager', 'alertmanager.yml');
+describe('docker/k8s/alertmanager/alertmanager.yml', () => {
+  const config = path.join(root, 'docker', 'k8s', 'alertmanager', 'alertmanager.yml');
 
   it('is where Prometheus sends alerts, and runs in the stack with its config mounted', () => {
     const prometheus = parseYaml(readFileSync(path.join(root, 'docker', 'prometheus', 'prometheus.yml'), 'utf8')) as {
       alerting: { alertmanagers: Array<{ static_configs: Array<{ targets: string[] }> }> };
     };
     expect(prometheus.alerting.alertmanagers.flatMap((a) => a.static_configs.flatMap((s) => s.targets))).toEqual(['alertmanager:9093']);
-    expect(services.alertmanager!.volumes).toEqual(expect.arrayContaining(['./alertmanager/alertmanager.yml:/etc/alertmanager/alertmanager.yml:ro']));
+    expect(services.alertmanager!.volumes).toEqual(expect.arrayContaining(['./k8s/alertmanager/alertmanager.yml:/etc/alertmanager/alertmanager.yml:ro']));
   });
 
   it('routes every severity the rules use, "page" to the on-call receiver (amtool)', () => {

@@ -34,6 +34,7 @@ function withoutEnvironment(o: K8sObject): K8sObject {
     for (const from of container.envFrom ?? []) if (from.secretRef) from.secretRef.name = 'SECRET';
     for (const env of container.env ?? []) if (env.valueFrom?.secretKeyRef) env.valueFrom.secretKeyRef.name = 'SECRET';
   }
+  for (const volume of c.spec?.template?.spec?.volumes ?? []) if (volume.secret) volume.secret.secretName = 'SECRET';
   if (c.kind === 'Ingress') return { kind: 'Ingress', hosts: 'HOSTS', backends: c.spec.rules.map((r: K8sObject) => r.http.paths[0].backend) };
   if (c.kind === 'ConfigMap') {
     c.data.API_PUBLIC_URL = 'URL';
@@ -63,8 +64,9 @@ describe.runIf(hasKustomize)('docker/overlays (kustomize build)', () => {
     expect(prod.get('Deployment/gap-worker')!.spec.replicas).toBeGreaterThan(s.get('Deployment/gap-worker')!.spec.replicas);
     const secretOf = (objects: K8sObject[]) =>
       new Set(objects.flatMap((o) => (o.spec?.template?.spec?.containers ?? []).flatMap((c: K8sObject) => [...(c.envFrom ?? []).map((f: K8sObject) => f.secretRef?.name), ...(c.env ?? []).map((e: K8sObject) => e.valueFrom?.secretKeyRef?.name)]).filter(Boolean)));
-    expect(secretOf(staging)).toEqual(new Set(['gap-staging']));
-    expect(secretOf(production)).toEqual(new Set(['gap-production']));
+    const perProcess = (prefix: string) => new Set(['api', 'worker', 'setup', 'codec-server'].map((p) => `${prefix}.${p}`));
+    expect(secretOf(staging)).toEqual(perProcess('gap-staging'));
+    expect(secretOf(production)).toEqual(perProcess('gap-production'));
     const hosts = (objects: K8sObject[]) => byId(objects).get('Ingress/gap-api')!.spec.rules.map((r: K8sObject) => r.host);
     expect(hosts(staging)).toEqual(['api.staging.example.com', 'preview.api.staging.example.com']);
     expect(hosts(production)).toEqual(['api.example.com', 'preview.api.example.com']);
@@ -134,7 +136,7 @@ describe.runIf(hasKustomize && go)('docker manifests pass the Kubernetes API sch
     expect(misspelled).not.toBe(staging);
     const bad = validate(misspelled);
     expect(bad.status).toBe(1);
-    expect(bad.stdout).toMatch(/^Deployment\/gap-api-blue \(document \d+\): unknown field "spec\.replicass"$/m);
+    expect(bad.stdout).toMatch(/^Deployment\/gap-[a-z-]+ \(document \d+\): unknown field "spec\.replicass"$/m);
 
     const wrongType = validate(['apiVersion: v1', 'kind: Service', 'metadata: { name: gap-x }', 'spec:', '  ports: [{ port: eighty }]'].join('\n'));
     expect(wrongType.status).toBe(1);
@@ -197,7 +199,9 @@ describe.runIf(hasKustomize)('scripts/deploy/bluegreen.ts --dry-run', () => {
     const { code, lines, stderr } = bluegreen(['migrate', ...staging, '--image', IMAGE]);
     expect(code, stderr).toBe(0);
     expect(lines.map((l) => l.kubectl!.slice(0, 2))).toEqual([['--namespace', 'gap-staging'], ['--namespace', 'gap-staging'], ['--namespace', 'gap-staging']]);
-    expect(lines[0]!.objects!.map((o) => o.kind).sort()).toEqual(['ConfigMap', 'NetworkPolicy']);
+    expect(new Set(lines[0]!.objects!.map((o) => o.kind))).toEqual(new Set(['ConfigMap', 'NetworkPolicy', 'PodDisruptionBudget', 'HorizontalPodAutoscaler', 'PodMonitor', 'Deployment', 'Service']));
+    // The only workload applied with the config is Alertmanager; the processes come in their own steps.
+    expect(lines[0]!.objects!.filter((o) => ['Deployment', 'Service'].includes(o.kind)).map((o) => o.name)).toEqual(['gap-alertmanager', 'gap-alertmanager']);
     expect(lines[1]!.objects).toEqual([expect.objectContaining({ kind: 'Job', name: `gap-setup-${BUILD_ID}`, images: [IMAGE], command: ['node', '--import', 'tsx', 'scripts/deploy-setup.ts'] })]);
     expect(lines[2]!.kubectl).toEqual(['--namespace', 'gap-staging', 'wait', '--for=condition=complete', `job/gap-setup-${BUILD_ID}`, '--timeout=15m']);
   });
@@ -222,6 +226,7 @@ describe.runIf(hasKustomize)('scripts/deploy/bluegreen.ts --dry-run', () => {
       images: [IMAGE],
       command: ['node', '--import', 'tsx', 'scripts/deploy-promote.ts'],
       env: { TEMPORAL_WORKER_DEPLOYMENT_NAME: 'gap-worker', TEMPORAL_WORKER_BUILD_ID: BUILD_ID },
+      secrets: ['gap-staging.promote'],
     });
   });
 
