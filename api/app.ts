@@ -16,6 +16,7 @@ import fastifyCors from '@fastify/cors';
 import fastifyHelmet from '@fastify/helmet';
 import { createWindowLimiter, defaultRateLimits, registerPublicRateLimits, registerRateLimits, type RateLimitOptions } from './plugins/limits.js';
 import { registerOpenApi } from './plugins/openapi.js';
+import { registerRouteAccess } from './route-access.js';
 import { registerConsole, type ConsoleOptions } from './plugins/console.js';
 import { registerStandardResponses } from './plugins/standard-responses.js';
 import { registerRequestMetrics } from './plugins/metrics.js';
@@ -97,6 +98,8 @@ export interface AppDeps {
   diagnoseTemporal?: () => Promise<string>;
   /** The tenant console (web/), served at / on the API's origin. */
   console?: ConsoleOptions;
+  /** Where clients reach this API (API_PUBLIC_URL): the `servers` entry of /openapi.json. */
+  publicUrl?: string;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,100}$/;
@@ -116,6 +119,8 @@ export async function buildApp(deps: AppDeps) {
     },
   }).withTypeProvider<ZodTypeProvider>();
 
+  // First, so it hears of every route: each declares who may call it (api/route-access.ts).
+  registerRouteAccess(app);
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
 
@@ -174,7 +179,7 @@ export async function buildApp(deps: AppDeps) {
     maxAge: 600,
   });
   registerStandardResponses(app);
-  await registerOpenApi(app);
+  await registerOpenApi(app, deps.publicUrl ? { publicUrl: deps.publicUrl } : {});
   await app.register(
     healthRoutes({
       pool: deps.pool,

@@ -37,6 +37,7 @@ async function main(): Promise<void> {
     pool,
     temporal,
     logger,
+    ...(config.API_PUBLIC_URL ? { publicUrl: config.API_PUBLIC_URL } : {}),
     corsAllowedOrigins: config.CORS_ALLOWED_ORIGINS,
     streamLimits: { maxPerUser: config.STREAM_MAX_PER_USER, maxPerOrg: config.STREAM_MAX_PER_ORG, maxLifetimeMs: config.STREAM_MAX_LIFETIME_SECONDS * 1000 },
     ...(config.TRUST_PROXY !== undefined ? { trustProxy: config.TRUST_PROXY } : {}),

@@ -98,14 +98,14 @@ export function registerConsole(app: FastifyInstance, options: ConsoleOptions): 
       .type('application/problem+json')
       .send(toProblem('service-unavailable', `The console is not built in ${options.dir}; run \`npm run build:console\`.`, { requestId: request.id }));
 
-  app.get('/', { schema: { hide: true } }, async (request, reply) => {
+  app.get('/', { config: { auth: 'public-docs', minRole: null }, schema: { hide: true } }, async (request, reply) => {
     const index = assets.get('/index.html');
     if (!index) return notBuilt(request, reply);
     // Never cached: a new deploy's index names the new hashed assets.
     return send(request, reply, index, 'no-cache');
   });
   // Vite emits every asset flat in assets/, so one path segment is enough.
-  app.get('/assets/:file', { schema: { hide: true } }, async (request, reply) => {
+  app.get('/assets/:file', { config: { auth: 'public-docs', minRole: null }, schema: { hide: true } }, async (request, reply) => {
     const asset = assets.get(`/assets/${(request.params as { file: string }).file}`);
     if (!asset) {
       if (assets.size === 0) return notBuilt(request, reply);
@@ -113,7 +113,7 @@ export function registerConsole(app: FastifyInstance, options: ConsoleOptions): 
     }
     return send(request, reply, asset, 'public, max-age=31536000, immutable');
   });
-  app.get('/console-config.json', { schema: { hide: true } }, async (_request, reply) =>
+  app.get('/console-config.json', { config: { auth: 'public-docs', minRole: null }, schema: { hide: true } }, async (_request, reply) =>
     reply.header('cache-control', 'no-cache').type('application/json').send(config),
   );
 }

@@ -2,16 +2,20 @@ import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
 import type { FastifyInstance } from 'fastify';
 import { jsonSchemaTransform } from 'fastify-type-provider-zod';
+import { declareScopeAccess } from '../route-access.js';
 
 /**
  * The OpenAPI 3.1 document is generated from the same zod schemas that validate requests and
  * serialize responses, so it cannot drift from what the server does. Must be registered before
  * any route: @fastify/swagger learns routes as they are added.
  */
-export async function registerOpenApi(app: FastifyInstance): Promise<void> {
+export async function registerOpenApi(app: FastifyInstance, options: { publicUrl?: string } = {}): Promise<void> {
   await app.register(fastifySwagger, {
     openapi: {
       openapi: '3.1.0',
+      // Client generators take their base URL from here; without API_PUBLIC_URL the document
+      // names the origin it is served from.
+      servers: [options.publicUrl ? { url: options.publicUrl.replace(/\/+$/, ''), description: 'This deployment' } : { url: '/', description: 'The origin serving this document' }],
       info: {
         title: 'gpt-agent-platform API',
         version: '1',
@@ -31,6 +35,10 @@ export async function registerOpenApi(app: FastifyInstance): Promise<void> {
     },
     transform: jsonSchemaTransform,
   });
-  await app.register(fastifySwaggerUi, { routePrefix: '/docs', staticCSP: true });
-  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  // The UI plugin's routes cannot take options of ours, so its scope declares them public.
+  await app.register(async (docs) => {
+    declareScopeAccess(docs, { auth: 'public-docs', minRole: null });
+    await docs.register(fastifySwaggerUi, { routePrefix: '/docs', staticCSP: true });
+  });
+  app.get('/openapi.json', { config: { auth: 'public-docs', minRole: null }, schema: { hide: true } }, async () => app.swagger());
 }

@@ -61,7 +61,8 @@ const problems = { 400: problemSchema, 403: problemSchema, 404: problemSchema };
 export function agentRoutes(agents: AgentService): FastifyPluginAsyncZod {
   return async (app) => {
     app.post('/orgs/:orgId/agents', {
-      schema: { summary: 'Create an agent', params: orgParams, body: createBody, response: { 201: agentSchema, ...problems } },
+      config: { auth: 'bearer', minRole: 'admin' },
+      schema: { operationId: 'createAgent', summary: 'Create an agent', params: orgParams, body: createBody, response: { 201: agentSchema, ...problems } },
       handler: async (request, reply) => {
         const agent = await agents.create(request.principal, request.params.orgId, request.body);
         reply.header('location', `/v1/orgs/${agent.orgId}/agents/${agent.id}`);
@@ -70,7 +71,9 @@ export function agentRoutes(agents: AgentService): FastifyPluginAsyncZod {
     });
 
     app.get('/orgs/:orgId/agents', {
+      config: { auth: 'bearer', minRole: 'member' },
       schema: {
+        operationId: 'listAgents',
         summary: 'List agents',
         params: orgParams,
         querystring: z.object(pageQuery),
@@ -80,17 +83,20 @@ export function agentRoutes(agents: AgentService): FastifyPluginAsyncZod {
     });
 
     app.get('/orgs/:orgId/agents/:agentId', {
-      schema: { summary: 'Get an agent', params: agentParams, response: { 200: agentSchema, ...problems } },
+      config: { auth: 'bearer', minRole: 'member' },
+      schema: { operationId: 'getAgent', summary: 'Get an agent', params: agentParams, response: { 200: agentSchema, ...problems } },
       handler: async (request) => agents.get(request.principal, request.params.orgId, request.params.agentId),
     });
 
     app.patch('/orgs/:orgId/agents/:agentId', {
-      schema: { summary: 'Change an agent', params: agentParams, body: patchBody, response: { 200: agentSchema, ...problems } },
+      config: { auth: 'bearer', minRole: 'admin' },
+      schema: { operationId: 'updateAgent', summary: 'Change an agent', params: agentParams, body: patchBody, response: { 200: agentSchema, ...problems } },
       handler: async (request) => agents.update(request.principal, request.params.orgId, request.params.agentId, request.body),
     });
 
     app.delete('/orgs/:orgId/agents/:agentId', {
-      schema: { summary: 'Delete an agent and its runs', params: agentParams, response: { 204: z.null(), ...problems } },
+      config: { auth: 'bearer', minRole: 'admin' },
+      schema: { operationId: 'deleteAgent', summary: 'Delete an agent and its runs', params: agentParams, response: { 204: z.null(), ...problems } },
       handler: async (request, reply) => {
         await agents.remove(request.principal, request.params.orgId, request.params.agentId);
         return reply.code(204).send(null);

@@ -22,7 +22,9 @@ const problems = { 400: problemSchema, 403: problemSchema, 404: problemSchema };
 export function apiKeyRoutes(keys: ApiKeyService): FastifyPluginAsyncZod {
   return async (app) => {
     app.post('/orgs/:orgId/api-keys', {
+      config: { auth: 'bearer', minRole: 'admin' },
       schema: {
+        operationId: 'createApiKey',
         summary: 'Create an API key (admin user); the key is shown once',
         params: orgParams,
         body: z.strictObject({ name: z.string().trim().min(1).max(200), scope: scopeSchema.default('member') }),
@@ -32,7 +34,9 @@ export function apiKeyRoutes(keys: ApiKeyService): FastifyPluginAsyncZod {
     });
 
     app.get('/orgs/:orgId/api-keys', {
+      config: { auth: 'bearer', minRole: 'admin' },
       schema: {
+        operationId: 'listApiKeys',
         summary: 'List API keys (admin)',
         params: orgParams,
         querystring: z.object(pageQuery),
@@ -42,7 +46,9 @@ export function apiKeyRoutes(keys: ApiKeyService): FastifyPluginAsyncZod {
     });
 
     app.delete('/orgs/:orgId/api-keys/:keyId', {
+      config: { auth: 'bearer', minRole: 'admin' },
       schema: {
+        operationId: 'revokeApiKey',
         summary: 'Revoke an API key (admin)',
         params: z.object({ orgId: z.uuid(), keyId: z.uuid() }),
         response: { 204: z.null(), ...problems },

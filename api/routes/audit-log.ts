@@ -16,7 +16,9 @@ const auditEntrySchema = z.object({
 export function auditLogRoutes(audit: AuditService): FastifyPluginAsyncZod {
   return async (app) => {
     app.get('/orgs/:orgId/audit-log', {
+      config: { auth: 'bearer', minRole: 'admin' },
       schema: {
+        operationId: 'listAuditLog',
         summary: 'Read the audit log, newest first (admin)',
         params: z.object({ orgId: z.uuid() }),
         querystring: z.object(pageQuery),

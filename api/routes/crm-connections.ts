@@ -62,7 +62,9 @@ const errors = { 400: problemSchema, 403: problemSchema, 404: problemSchema, 409
 export function crmConnectionRoutes(crm: CrmService): FastifyPluginAsyncZod {
   return async (app) => {
     app.post('/orgs/:orgId/crm/connections', {
+      config: { auth: 'bearer', minRole: 'admin' },
       schema: {
+        operationId: 'createCrmConnection',
         summary: 'Connect a CRM (OAuth authorize URL, or a long-lived / private-app token)',
         params: orgParams,
         body: z.strictObject({
@@ -83,22 +85,26 @@ export function crmConnectionRoutes(crm: CrmService): FastifyPluginAsyncZod {
     });
 
     app.get('/orgs/:orgId/crm/connections', {
-      schema: { summary: 'List CRM connections', params: orgParams, response: { 200: z.object({ items: z.array(connectionSchema) }), ...errors } },
+      config: { auth: 'bearer', minRole: 'member' },
+      schema: { operationId: 'listCrmConnections', summary: 'List CRM connections', params: orgParams, response: { 200: z.object({ items: z.array(connectionSchema) }), ...errors } },
       handler: async (request) => ({ items: await crm.list(request.principal, request.params.orgId) }),
     });
 
     app.get('/orgs/:orgId/crm/connections/:connectionId', {
-      schema: { summary: 'Get a CRM connection', params: connParams, response: { 200: connectionSchema, ...errors } },
+      config: { auth: 'bearer', minRole: 'member' },
+      schema: { operationId: 'getCrmConnection', summary: 'Get a CRM connection', params: connParams, response: { 200: connectionSchema, ...errors } },
       handler: async (request) => crm.get(request.principal, request.params.orgId, request.params.connectionId),
     });
 
     app.patch('/orgs/:orgId/crm/connections/:connectionId', {
-      schema: { summary: 'Rename a CRM connection', params: connParams, body: z.strictObject({ name: z.string().min(1).max(200).optional() }), response: { 200: connectionSchema, ...errors } },
+      config: { auth: 'bearer', minRole: 'admin' },
+      schema: { operationId: 'renameCrmConnection', summary: 'Rename a CRM connection', params: connParams, body: z.strictObject({ name: z.string().min(1).max(200).optional() }), response: { 200: connectionSchema, ...errors } },
       handler: async (request) => crm.rename(request.principal, request.params.orgId, request.params.connectionId, request.body),
     });
 
     app.delete('/orgs/:orgId/crm/connections/:connectionId', {
-      schema: { summary: 'Delete a CRM connection, its schedule, credentials and synced records', params: connParams, response: { 204: z.null(), ...errors } },
+      config: { auth: 'bearer', minRole: 'admin' },
+      schema: { operationId: 'deleteCrmConnection', summary: 'Delete a CRM connection, its schedule, credentials and synced records', params: connParams, response: { 204: z.null(), ...errors } },
       handler: async (request, reply) => {
         await crm.remove(request.principal, request.params.orgId, request.params.connectionId);
         return reply.code(204).send(null);
@@ -106,7 +112,9 @@ export function crmConnectionRoutes(crm: CrmService): FastifyPluginAsyncZod {
     });
 
     app.post('/orgs/:orgId/crm/connections/:connectionId/test', {
+      config: { auth: 'bearer', minRole: 'admin' },
       schema: {
+        operationId: 'testCrmConnection',
         summary: 'Call the CRM with the stored credentials',
         params: connParams,
         response: { 200: z.object({ ok: z.boolean(), accountId: z.string().nullable(), error: z.object({ type: z.string(), message: z.string() }).nullable() }), ...errors },
@@ -115,12 +123,15 @@ export function crmConnectionRoutes(crm: CrmService): FastifyPluginAsyncZod {
     });
 
     app.put('/orgs/:orgId/crm/connections/:connectionId/schedule', {
-      schema: { summary: 'Set the sync schedule (interval or cron with time zone; paused)', params: connParams, body: scheduleInputSchema, response: { 200: connectionSchema, ...errors } },
+      config: { auth: 'bearer', minRole: 'admin' },
+      schema: { operationId: 'putCrmSyncSchedule', summary: 'Set the sync schedule (interval or cron with time zone; paused)', params: connParams, body: scheduleInputSchema, response: { 200: connectionSchema, ...errors } },
       handler: async (request) => crm.putSchedule(request.principal, request.params.orgId, request.params.connectionId, request.body),
     });
 
     app.post('/orgs/:orgId/crm/connections/:connectionId/syncs', {
+      config: { auth: 'bearer', minRole: 'admin' },
       schema: {
+        operationId: 'startCrmSync',
         summary: 'Start a sync now',
         params: connParams,
         body: z.strictObject({ mode: z.enum(['incremental', 'full']).default('incremental') }),
@@ -130,12 +141,15 @@ export function crmConnectionRoutes(crm: CrmService): FastifyPluginAsyncZod {
     });
 
     app.get('/orgs/:orgId/crm/connections/:connectionId/syncs', {
-      schema: { summary: 'Sync history, newest first', params: connParams, querystring: z.object(pageQuery), response: { 200: z.object({ items: z.array(syncRunSchema), nextCursor: z.string().nullable() }), ...errors } },
+      config: { auth: 'bearer', minRole: 'member' },
+      schema: { operationId: 'listCrmSyncs', summary: 'Sync history, newest first', params: connParams, querystring: z.object(pageQuery), response: { 200: z.object({ items: z.array(syncRunSchema), nextCursor: z.string().nullable() }), ...errors } },
       handler: async (request) => crm.listSyncs(request.principal, request.params.orgId, request.params.connectionId, request.query),
     });
 
     app.get('/orgs/:orgId/crm/connections/:connectionId/webhook-deliveries', {
+      config: { auth: 'bearer', minRole: 'admin' },
       schema: {
+        operationId: 'listCrmWebhookDeliveries',
         summary: 'Recent webhook deliveries of the connection, newest first (admins): what arrived and whether it was processed',
         params: connParams,
         querystring: z.object({ limit: pageQuery.limit }),
@@ -145,7 +159,9 @@ export function crmConnectionRoutes(crm: CrmService): FastifyPluginAsyncZod {
     });
 
     app.get('/orgs/:orgId/crm/records', {
+      config: { auth: 'bearer', minRole: 'member' },
       schema: {
+        operationId: 'listCrmRecords',
         summary: 'Synced CRM records',
         params: orgParams,
         querystring: z.object({

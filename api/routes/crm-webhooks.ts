@@ -17,9 +17,10 @@ export function crmPublicRoutes(deps: { crm: CrmService; webhooks: CrmWebhookSer
     app.addContentTypeParser('*', { parseAs: 'string', bodyLimit: deps.bodyLimitBytes ?? 1024 * 1024 }, (_req, body, done) => done(null, body));
 
     app.post('/webhooks/crm/:provider/:connectionId', {
+      config: { auth: 'webhook-signature', minRole: null },
       schema: {
+        operationId: 'receiveCrmWebhook',
         summary: 'CRM webhook intake',
-        security: [],
         params: z.object({ provider, connectionId: z.uuid() }),
         querystring: z.object({ secret: z.string().max(200).optional() }),
         response: { 200: z.object({ received: z.number(), accepted: z.number(), duplicates: z.number() }), 400: problemSchema, 401: problemSchema, 404: problemSchema, 503: problemSchema },
@@ -37,9 +38,10 @@ export function crmPublicRoutes(deps: { crm: CrmService; webhooks: CrmWebhookSer
     });
 
     app.get('/crm/oauth/callback/:provider', {
+      config: { auth: 'oauth-state', minRole: null },
       schema: {
+        operationId: 'completeCrmOAuth',
         summary: 'OAuth redirect target of the CRM apps',
-        security: [],
         params: z.object({ provider }),
         querystring: z.looseObject({ code: z.string().min(1).max(2000), state: z.string().min(1).max(200), referer: z.string().max(300).optional() }),
         response: { 200: z.object({ connectionId: z.uuid(), status: z.string() }), 400: problemSchema },

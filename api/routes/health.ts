@@ -25,10 +25,10 @@ export interface Lifecycle {
 
 export function healthRoutes(deps: { pool: pg.Pool; temporal: Client; lifecycle?: Lifecycle; diagnoseTemporal?: () => Promise<string> }): FastifyPluginAsyncZod {
   return async (app) => {
-    app.get('/healthz', { schema: { security: [], response: { 200: z.object({ status: z.literal('ok') }) } } }, async () => ({ status: 'ok' as const }));
+    app.get('/healthz', { config: { auth: 'none', minRole: null }, schema: { operationId: 'getHealth', summary: 'Liveness: the process answers', response: { 200: z.object({ status: z.literal('ok') }) } } }, async () => ({ status: 'ok' as const }));
 
     const check = z.object({ status: z.enum(['ok', 'unavailable', 'draining']), checks: z.object({ postgres: z.string(), temporal: z.string() }) });
-    app.get('/readyz', { schema: { security: [], response: { 200: check, 503: check } } }, async (_request, reply) => {
+    app.get('/readyz', { config: { auth: 'none', minRole: null }, schema: { operationId: 'getReadiness', summary: 'Readiness: Postgres and Temporal reachable, not draining', response: { 200: check, 503: check } } }, async (_request, reply) => {
       if (deps.lifecycle?.draining) {
         return reply.code(503).send({ status: 'draining', checks: { postgres: 'not checked', temporal: 'not checked' } });
       }

@@ -21,7 +21,9 @@ const problems = { 400: problemSchema, 403: problemSchema, 404: problemSchema };
 export function inviteRoutes(invites: InviteService): FastifyPluginAsyncZod {
   return async (app) => {
     app.post('/orgs/:orgId/invites', {
+      config: { auth: 'bearer', minRole: 'admin' },
       schema: {
+        operationId: 'createInvite',
         summary: 'Invite someone by email (admin); the token is shown once',
         params: orgParams,
         body: z.strictObject({
@@ -35,7 +37,9 @@ export function inviteRoutes(invites: InviteService): FastifyPluginAsyncZod {
     });
 
     app.get('/orgs/:orgId/invites', {
+      config: { auth: 'bearer', minRole: 'admin' },
       schema: {
+        operationId: 'listInvites',
         summary: 'List invites (admin)',
         params: orgParams,
         querystring: z.object(pageQuery),
@@ -45,7 +49,9 @@ export function inviteRoutes(invites: InviteService): FastifyPluginAsyncZod {
     });
 
     app.delete('/orgs/:orgId/invites/:inviteId', {
+      config: { auth: 'bearer', minRole: 'admin' },
       schema: {
+        operationId: 'revokeInvite',
         summary: 'Revoke an invite (admin)',
         params: z.object({ orgId: z.uuid(), inviteId: z.uuid() }),
         response: { 204: z.null(), 409: problemSchema, ...problems },
@@ -57,7 +63,9 @@ export function inviteRoutes(invites: InviteService): FastifyPluginAsyncZod {
     });
 
     app.post('/invites/accept', {
+      config: { auth: 'bearer', minRole: null },
       schema: {
+        operationId: 'acceptInvite',
         summary: 'Accept an invite sent to your email address',
         body: z.strictObject({ token: z.string().min(1).max(200) }),
         response: { 200: z.object({ orgId: z.uuid(), role: inviteRole }), 409: problemSchema, 410: problemSchema, ...problems },

@@ -102,7 +102,9 @@ export function knowledgeRoutes(knowledge: KnowledgeService, opts: KnowledgeRout
       request.isMultipart() ? readUpload(request, maxUploadBytes) : fromJson(body);
 
     app.post('/orgs/:orgId/knowledge', {
+      config: { auth: 'bearer', minRole: 'admin' },
       schema: {
+        operationId: 'createKnowledgeDocument',
         summary: 'Add a knowledge document: JSON text, JSON { url }, or a multipart upload (file: PDF, DOCX, HTML, Markdown, text)',
         description: 'Ingestion runs in the background; the document reports status (pending, processing, ready, failed) and progress.',
         params: orgParams,
@@ -117,7 +119,9 @@ export function knowledgeRoutes(knowledge: KnowledgeService, opts: KnowledgeRout
       },
     });
     app.get('/orgs/:orgId/knowledge', {
+      config: { auth: 'bearer', minRole: 'member' },
       schema: {
+        operationId: 'listKnowledgeDocuments',
         summary: 'List knowledge documents, optionally full-text filtered by q or by status',
         params: orgParams,
         querystring: z.object({ q: z.string().min(1).max(500).optional(), status: z.enum(['pending', 'processing', 'ready', 'failed']).optional(), ...pageQuery }),
@@ -126,11 +130,14 @@ export function knowledgeRoutes(knowledge: KnowledgeService, opts: KnowledgeRout
       handler: async (request) => knowledge.list(request.principal, request.params.orgId, request.query),
     });
     app.get('/orgs/:orgId/knowledge/:documentId', {
-      schema: { summary: 'Get a knowledge document with its ingestion status and progress', params: docParams, response: { 200: documentSchema, ...problems } },
+      config: { auth: 'bearer', minRole: 'member' },
+      schema: { operationId: 'getKnowledgeDocument', summary: 'Get a knowledge document with its ingestion status and progress', params: docParams, response: { 200: documentSchema, ...problems } },
       handler: async (request) => knowledge.get(request.principal, request.params.orgId, request.params.documentId),
     });
     app.put('/orgs/:orgId/knowledge/:documentId', {
+      config: { auth: 'bearer', minRole: 'admin' },
       schema: {
+        operationId: 'replaceKnowledgeDocument',
         summary: "Replace a knowledge document's content (same forms as POST); its chunks are replaced at once when the new revision is ingested",
         params: docParams,
         body: z.union([textBody, urlBody]).nullish(),
@@ -142,7 +149,9 @@ export function knowledgeRoutes(knowledge: KnowledgeService, opts: KnowledgeRout
       },
     });
     app.patch('/orgs/:orgId/knowledge/:documentId', {
+      config: { auth: 'bearer', minRole: 'admin' },
       schema: {
+        operationId: 'updateKnowledgeDocument',
         summary: 'Change a text knowledge document (title, body); it is ingested again',
         params: docParams,
         body: textBody.partial(),
@@ -155,7 +164,8 @@ export function knowledgeRoutes(knowledge: KnowledgeService, opts: KnowledgeRout
         }),
     });
     app.delete('/orgs/:orgId/knowledge/:documentId', {
-      schema: { summary: 'Delete a knowledge document and its chunks', params: docParams, response: { 204: z.null(), ...problems } },
+      config: { auth: 'bearer', minRole: 'admin' },
+      schema: { operationId: 'deleteKnowledgeDocument', summary: 'Delete a knowledge document and its chunks', params: docParams, response: { 204: z.null(), ...problems } },
       handler: async (request, reply) => {
         await knowledge.remove(request.principal, request.params.orgId, request.params.documentId);
         return reply.code(204).send(null);
@@ -171,7 +181,9 @@ export function usageRoutes(usage: UsageService): FastifyPluginAsyncZod {
   return async (app) => {
     const counters = { runs: z.number(), llmCalls: z.number(), inputTokens: z.number(), outputTokens: z.number(), costUsd: z.number() };
     app.get('/orgs/:orgId/usage', {
+      config: { auth: 'bearer', minRole: 'member' },
       schema: {
+        operationId: 'getUsage',
         summary: 'Usage per day between from and to (inclusive, UTC)',
         params: orgParams,
         querystring: z.object({ from: isoDay, to: isoDay }),

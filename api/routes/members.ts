@@ -14,7 +14,9 @@ const problems = { 400: problemSchema, 403: problemSchema, 404: problemSchema };
 export function memberRoutes(members: MemberService): FastifyPluginAsyncZod {
   return async (app) => {
     app.get('/orgs/:orgId/members', {
+      config: { auth: 'bearer', minRole: 'member' },
       schema: {
+        operationId: 'listMembers',
         summary: 'List members',
         params: orgParams,
         querystring: z.object(pageQuery),
@@ -24,12 +26,15 @@ export function memberRoutes(members: MemberService): FastifyPluginAsyncZod {
     });
 
     app.get('/orgs/:orgId/members/:userId', {
-      schema: { summary: 'Get a member', params: memberParams, response: { 200: memberSchema, ...problems } },
+      config: { auth: 'bearer', minRole: 'member' },
+      schema: { operationId: 'getMember', summary: 'Get a member', params: memberParams, response: { 200: memberSchema, ...problems } },
       handler: async (request) => members.getMember(request.principal, request.params.orgId, request.params.userId),
     });
 
     app.patch('/orgs/:orgId/members/:userId', {
+      config: { auth: 'bearer', minRole: 'admin' },
       schema: {
+        operationId: 'changeMemberRole',
         summary: "Change a member's role (admin; owner for anything involving owners)",
         params: memberParams,
         body: z.strictObject({ role: orgRoleSchema }),
@@ -39,7 +44,9 @@ export function memberRoutes(members: MemberService): FastifyPluginAsyncZod {
     });
 
     app.delete('/orgs/:orgId/members/:userId', {
+      config: { auth: 'bearer', minRole: 'admin' },
       schema: {
+        operationId: 'removeMember',
         summary: 'Remove a member (admin; owner for owners), or leave (your own user id)',
         params: memberParams,
         response: { 204: z.null(), 409: problemSchema, ...problems },

@@ -16,7 +16,9 @@ const SSE_KEEPALIVE_MS = 15_000;
 export function orgEventRoutes(events: OrgEventService, streams: RunStreamDeps): FastifyPluginAsyncZod {
   return async (app) => {
     app.get('/orgs/:orgId/events', {
+      config: { auth: 'bearer', minRole: 'member', stream: true },
       schema: {
+        operationId: 'streamOrgEvents',
         summary: 'Server-Sent Events: the org events (id = seq, resumable with Last-Event-ID), live (members)',
         params: z.object({ orgId: z.uuid() }),
         headers: z.looseObject({ 'last-event-id': z.string().regex(/^\d{1,15}$/).optional() }),

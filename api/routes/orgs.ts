@@ -15,7 +15,8 @@ const problems = { 400: problemSchema, 403: problemSchema, 404: problemSchema };
 export function orgRoutes(orgs: OrgService): FastifyPluginAsyncZod {
   return async (app) => {
     app.post('/orgs', {
-      schema: { summary: 'Create an organization (the caller becomes its owner)', body: orgBody, response: { 201: orgSchema, ...problems } },
+      config: { auth: 'bearer', minRole: null },
+      schema: { operationId: 'createOrg', summary: 'Create an organization (the caller becomes its owner)', body: orgBody, response: { 201: orgSchema, ...problems } },
       handler: async (request, reply) => {
         const org = await orgs.createOrg(request.principal, request.body);
         reply.header('location', `/v1/orgs/${org.id}`);
@@ -24,7 +25,9 @@ export function orgRoutes(orgs: OrgService): FastifyPluginAsyncZod {
     });
 
     app.get('/orgs', {
+      config: { auth: 'bearer', minRole: null },
       schema: {
+        operationId: 'listOrgs',
         summary: "List the caller's organizations",
         querystring: z.object(pageQuery),
         response: { 200: z.object({ items: z.array(orgSchema), nextCursor: z.string().nullable() }), ...problems },
@@ -33,17 +36,20 @@ export function orgRoutes(orgs: OrgService): FastifyPluginAsyncZod {
     });
 
     app.get('/orgs/:orgId', {
-      schema: { summary: 'Get an organization', params: orgParams, response: { 200: orgSchema, ...problems } },
+      config: { auth: 'bearer', minRole: 'member' },
+      schema: { operationId: 'getOrg', summary: 'Get an organization', params: orgParams, response: { 200: orgSchema, ...problems } },
       handler: async (request) => orgs.getOrg(request.principal, request.params.orgId),
     });
 
     app.patch('/orgs/:orgId', {
-      schema: { summary: 'Rename an organization (admin)', params: orgParams, body: orgBody, response: { 200: orgSchema, ...problems } },
+      config: { auth: 'bearer', minRole: 'admin' },
+      schema: { operationId: 'renameOrg', summary: 'Rename an organization (admin)', params: orgParams, body: orgBody, response: { 200: orgSchema, ...problems } },
       handler: async (request) => orgs.renameOrg(request.principal, request.params.orgId, request.body),
     });
 
     app.delete('/orgs/:orgId', {
-      schema: { summary: 'Delete an organization and everything it owns (owner)', params: orgParams, response: { 204: z.null(), ...problems } },
+      config: { auth: 'bearer', minRole: 'owner' },
+      schema: { operationId: 'deleteOrg', summary: 'Delete an organization and everything it owns (owner)', params: orgParams, response: { 204: z.null(), ...problems } },
       handler: async (request, reply) => {
         await orgs.deleteOrg(request.principal, request.params.orgId);
         return reply.code(204).send(null);

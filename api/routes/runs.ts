@@ -13,7 +13,9 @@ const MAX_INPUT_CHARS = 100_000;
 export function runRoutes(runs: RunService): FastifyPluginAsyncZod {
   return async (app) => {
     app.post('/orgs/:orgId/agents/:agentId/runs', {
+      config: { auth: 'bearer', minRole: 'member' },
       schema: {
+        operationId: 'startRun',
         summary: 'Start an agent run',
         params: z.object({ orgId: z.uuid(), agentId: z.uuid() }),
         headers: z.looseObject({
@@ -47,7 +49,9 @@ export function runRoutes(runs: RunService): FastifyPluginAsyncZod {
     });
 
     app.get('/orgs/:orgId/runs/:runId', {
+      config: { auth: 'bearer', minRole: 'member' },
       schema: {
+        operationId: 'getRun',
         summary: 'Get an agent run',
         params: z.object({ orgId: z.uuid(), runId: z.uuid() }),
         response: { 200: runSchema, 404: problemSchema },
@@ -73,7 +77,9 @@ export function runControlRoutes(runs: RunService, streams: RunStreamDeps): Fast
   const hub = streams.hub;
   return async (app) => {
     app.post('/orgs/:orgId/agents/:agentId/conversations/:threadKey/messages', {
+      config: { auth: 'bearer', minRole: 'member' },
       schema: {
+        operationId: 'sendConversationMessage',
         summary: "Send a message to the agent's conversation (started when absent)",
         params: z.object({ orgId: z.uuid(), agentId: z.uuid(), threadKey: z.string().min(1).max(200).regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces') }),
         body: z.strictObject({ content: z.string().min(1).max(100_000) }),
@@ -92,7 +98,9 @@ export function runControlRoutes(runs: RunService, streams: RunStreamDeps): Fast
     });
 
     app.get('/orgs/:orgId/runs', {
+      config: { auth: 'bearer', minRole: 'member' },
       schema: {
+        operationId: 'listRuns',
         summary: 'List agent runs, newest first',
         params: z.object({ orgId: z.uuid() }),
         querystring: z.object({ agentId: z.uuid().optional(), status: runStatusSchema.optional(), ...pageQuery }),
@@ -102,7 +110,9 @@ export function runControlRoutes(runs: RunService, streams: RunStreamDeps): Fast
     });
 
     app.post('/orgs/:orgId/runs/:runId/cancel', {
+      config: { auth: 'bearer', minRole: 'member' },
       schema: {
+        operationId: 'cancelRun',
         summary: 'Cancel a run: its in-flight step is aborted and it ends cancelled',
         params: runParams,
         response: { 202: z.object({ id: z.uuid(), status: runStatusSchema, cancelRequested: z.literal(true) }), 404: problemSchema, 409: problemSchema },
@@ -114,7 +124,9 @@ export function runControlRoutes(runs: RunService, streams: RunStreamDeps): Fast
     });
 
     app.post('/orgs/:orgId/runs/:runId/follow-up/resume', {
+      config: { auth: 'bearer', minRole: 'member' },
       schema: {
+        operationId: 'resumeFollowUp',
         summary: 'End a follow-up wait (schedule_follow_up) now: the agent resumes at once',
         params: runParams,
         response: { 202: z.object({ id: z.uuid(), resumeRequested: z.literal(true) }), 404: problemSchema, 409: problemSchema, 503: problemSchema },
@@ -126,7 +138,9 @@ export function runControlRoutes(runs: RunService, streams: RunStreamDeps): Fast
     });
 
     app.post('/orgs/:orgId/runs/:runId/approvals/:approvalId', {
+      config: { auth: 'bearer', minRole: 'member' },
       schema: {
+        operationId: 'decideApproval',
         summary: 'Approve or reject a pending tool call, or answer a question the agent asked',
         params: runParams.extend({ approvalId: z.uuid() }),
         body: z.strictObject({ decision: z.enum(['approve', 'reject']), comment: z.string().min(1).max(10_000).optional() }),
@@ -144,7 +158,9 @@ export function runControlRoutes(runs: RunService, streams: RunStreamDeps): Fast
     });
 
     app.get('/orgs/:orgId/runs/:runId/events', {
+      config: { auth: 'bearer', minRole: 'member', stream: true },
       schema: {
+        operationId: 'streamRunEvents',
         summary: 'Server-Sent Events: durable run events (id = seq, resumable with Last-Event-ID) and live token deltas',
         params: runParams,
         headers: z.looseObject({ 'last-event-id': z.string().regex(/^\d{1,9}$/).optional() }),

@@ -41,7 +41,9 @@ const problems = { 400: problemSchema, 403: problemSchema, 404: problemSchema };
 export function webhookEndpointRoutes(endpoints: WebhookEndpointService): FastifyPluginAsyncZod {
   return async (app) => {
     app.post('/orgs/:orgId/webhook-endpoints', {
+      config: { auth: 'bearer', minRole: 'admin' },
       schema: {
+        operationId: 'createWebhookEndpoint',
         summary: 'Add a webhook endpoint (admin); its Standard Webhooks signing secret is shown once',
         params: orgParams,
         body: z.strictObject({
@@ -55,7 +57,9 @@ export function webhookEndpointRoutes(endpoints: WebhookEndpointService): Fastif
     });
 
     app.get('/orgs/:orgId/webhook-endpoints', {
+      config: { auth: 'bearer', minRole: 'admin' },
       schema: {
+        operationId: 'listWebhookEndpoints',
         summary: 'List webhook endpoints (admin)',
         params: orgParams,
         response: { 200: z.object({ items: z.array(endpointSchema) }), ...problems },
@@ -64,12 +68,14 @@ export function webhookEndpointRoutes(endpoints: WebhookEndpointService): Fastif
     });
 
     app.get('/orgs/:orgId/webhook-endpoints/:endpointId', {
-      schema: { summary: 'Get a webhook endpoint (admin)', params: endpointParams, response: { 200: endpointSchema, ...problems } },
+      config: { auth: 'bearer', minRole: 'admin' },
+      schema: { operationId: 'getWebhookEndpoint', summary: 'Get a webhook endpoint (admin)', params: endpointParams, response: { 200: endpointSchema, ...problems } },
       handler: async (request) => endpoints.getEndpoint(request.principal, request.params.orgId, request.params.endpointId),
     });
 
     app.delete('/orgs/:orgId/webhook-endpoints/:endpointId', {
-      schema: { summary: 'Delete a webhook endpoint and its pending deliveries (admin)', params: endpointParams, response: { 204: z.null(), ...problems } },
+      config: { auth: 'bearer', minRole: 'admin' },
+      schema: { operationId: 'deleteWebhookEndpoint', summary: 'Delete a webhook endpoint and its pending deliveries (admin)', params: endpointParams, response: { 204: z.null(), ...problems } },
       handler: async (request, reply) => {
         await endpoints.deleteEndpoint(request.principal, request.params.orgId, request.params.endpointId);
         return reply.code(204).send(null);
@@ -77,7 +83,9 @@ export function webhookEndpointRoutes(endpoints: WebhookEndpointService): Fastif
     });
 
     app.get('/orgs/:orgId/webhook-endpoints/:endpointId/deliveries', {
+      config: { auth: 'bearer', minRole: 'admin' },
       schema: {
+        operationId: 'listWebhookDeliveries',
         summary: 'The delivery log of a webhook endpoint, newest first, with every attempt (admin)',
         params: endpointParams,
         querystring: z.object(pageQuery),

@@ -219,14 +219,8 @@ export async function seedOrg(full: FullTestApp, label: string): Promise<SeededO
   };
 }
 
-export interface InventoryRoute {
-  method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
-  path: string;
-  auth: 'bearer' | 'none' | 'webhook-signature' | 'oauth-state' | 'public-docs';
-  minRole: 'member' | 'admin' | 'owner' | null;
-  testedBy: string[];
-  stream?: boolean;
-}
+/** One line of api/route-inventory.json, generated from the routes' declarations. */
+export type { InventoryRoute } from '../../api/route-access.js';
 
 /** `/v1/orgs/:orgId/agents/:agentId` with the params filled in. */
 export function fillPath(path: string, params: Record<string, string>): string {
