@@ -52,7 +52,7 @@ describe('Sentry error reporting (fake ingest endpoint)', () => {
     running = workers.map((w) => w.run());
     app = await buildApp({ pool, temporal: temporal.client, logger: testLogger, auth: { jwtSecret: TEST_JWT_SECRET }, agentRunsTaskQueue: taskQueue });
     // A route that fails the way a real bug does: an unexpected error whose message quotes a secret.
-    app.get('/test-only/boom', async () => {
+    app.get('/test-only/boom', { config: { auth: 'none', minRole: null } }, async () => {
       throw new Error(`connect failed: postgres://app:${CANARIES.dbPassword}@db/app (key ${CANARIES.providerKey})`);
     });
     await app.ready();
