@@ -21,7 +21,7 @@ import { createDataConverter } from '../lib/temporal-codec.js';
 import { SignJWT } from 'jose';
 import { agentRunWorkflowId } from '../workflows/task-queues.js';
 import { agentRun, postMessageUpdate } from '../workflows/agent-run/index.js';
-import { baselineRun } from './workflows.js';
+import { baselineRun, baselineSameShape } from './workflows.js';
 import { postgresCpuMeter } from './postgres-cpu.js';
 import { FigureLog, ROUNDS, summarize } from './support/figures.js';
 
@@ -29,6 +29,8 @@ const RUNS = Number(process.env.BENCH_RUNS ?? 200);
 const PARKED = Number(process.env.BENCH_PARKED ?? 500);
 const TTFT_SAMPLES = Number(process.env.BENCH_TTFT_SAMPLES ?? 20);
 const ACTIVITIES_PER_RUN = 7; // startRun, 3 × callLlm, 2 × executeTool, finishRun
+// The same calls as the agent run makes: startRun, the tools and finishRun are local activities.
+const SAME_SHAPE = 'lalalal';
 const JWT_SECRET = 'bench-only-jwt-secret-0123456789abcdef-0123';
 const log = (msg: string) => console.log(`[bench] ${msg}`);
 
@@ -122,29 +124,53 @@ async function main() {
   const figures = new FigureLog('agent-runs');
   const agentRuns = figures.add('agent', 'agent runs (3 LLM turns, 2 tool calls)', 'runs/s');
   const baselineRuns = figures.add('baseline', `bare workflow (${ACTIVITIES_PER_RUN} no-op activities)`, 'runs/s');
+  const sameShapeRuns = figures.add('same-shape', 'bare workflow of the agent run\'s shape (3 activities, 4 local)', 'runs/s');
   figures.ratio('ratio', 'agent runs / bare workflow', 'agent', 'baseline', { op: '>=', value: 0.8 });
+  figures.ratio('ratio-same-shape', 'agent runs / bare workflow of the same shape', 'agent', 'same-shape');
   const cpuPerRun = figures.add('pg-cpu', 'Postgres CPU per agent run', 'ms');
   const postgresCpu = await postgresCpuMeter(admin);
   let firstRunId: string | undefined;
   for (let round = 1; round <= ROUNDS; round++) {
     const runIds = await newRuns(agentId, RUNS);
     firstRunId ??= runIds[0];
-    const cpuBefore = postgresCpu();
-    const agentRate = await measure(
-      `round ${round}: agent runs (3 LLM turns, 2 tool calls)`,
-      runIds.map((runId) => () => client.workflow.start(agentRun, { taskQueue, workflowId: agentRunWorkflowId(runId), args: [{ orgId, agentId, runId }] })),
-    );
-    const cpu = (postgresCpu() - cpuBefore) / runIds.length;
-    cpuPerRun.sample(cpu);
-    log(`round ${round}: Postgres CPU per agent run ${ms(cpu)}`);
-    const baselineRate = await measure(
-      `round ${round}: baseline (${ACTIVITIES_PER_RUN} no-op activities)`,
-      Array.from({ length: RUNS }, () => () =>
-        client.workflow.start(baselineRun, { taskQueue, workflowId: `baseline-${randomUUID()}`, args: [ACTIVITIES_PER_RUN] }),
-      ),
-    );
-    agentRuns.sample(agentRate);
-    baselineRuns.sample(baselineRate);
+    const agentSide = async () => {
+      const cpuBefore = postgresCpu();
+      const rate = await measure(
+        `round ${round}: agent runs (3 LLM turns, 2 tool calls)`,
+        runIds.map((runId) => () => client.workflow.start(agentRun, { taskQueue, workflowId: agentRunWorkflowId(runId), args: [{ orgId, agentId, runId }] })),
+      );
+      const cpu = (postgresCpu() - cpuBefore) / runIds.length;
+      cpuPerRun.sample(cpu);
+      log(`round ${round}: Postgres CPU per agent run ${ms(cpu)}`);
+      agentRuns.sample(rate);
+      return rate;
+    };
+    const baselineSide = async () => {
+      const rate = await measure(
+        `round ${round}: baseline (${ACTIVITIES_PER_RUN} no-op activities)`,
+        Array.from({ length: RUNS }, () => () =>
+          client.workflow.start(baselineRun, { taskQueue, workflowId: `baseline-${randomUUID()}`, args: [ACTIVITIES_PER_RUN] }),
+        ),
+      );
+      baselineRuns.sample(rate);
+      return rate;
+    };
+    const sameShapeSide = async () => {
+      const rate = await measure(
+        `round ${round}: baseline of the same shape (${SAME_SHAPE})`,
+        Array.from({ length: RUNS }, () => () =>
+          client.workflow.start(baselineSameShape, { taskQueue, workflowId: `baseline-${randomUUID()}`, args: [SAME_SHAPE] }),
+        ),
+      );
+      sameShapeRuns.sample(rate);
+      return rate;
+    };
+    // The agent goes first in odd rounds and last in even ones, so a drift within a round does
+    // not always favour the same side.
+    const sides = round % 2 === 1 ? [agentSide, baselineSide, sameShapeSide] : [sameShapeSide, baselineSide, agentSide];
+    const rates: number[] = [];
+    for (const side of sides) rates.push(await side());
+    const [agentRate, baselineRate] = round % 2 === 1 ? [rates[0]!, rates[1]!] : [rates[2]!, rates[1]!];
     log(`round ${round}: ratio agent/baseline ${(agentRate / baselineRate).toFixed(2)}`);
   }
 

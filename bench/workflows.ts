@@ -1,11 +1,20 @@
-// Workflow bundle of the benchmark: the real agentRun next to a bare baseline workflow.
-import { proxyActivities } from '@temporalio/workflow';
+// Workflow bundle of the benchmark: the real agentRun next to bare baseline workflows.
+import { proxyActivities, proxyLocalActivities } from '@temporalio/workflow';
 
 export { agentRun } from '../workflows/agent-run/index.js';
 
 const { noop } = proxyActivities<{ noop(): Promise<void> }>({ startToCloseTimeout: '30 seconds' });
+const { noop: localNoop } = proxyLocalActivities<{ noop(): Promise<void> }>({ startToCloseTimeout: '30 seconds' });
 
 /** The same number of activities as an agent run, doing nothing: what Temporal alone costs. */
 export async function baselineRun(activities: number): Promise<void> {
   for (let i = 0; i < activities; i++) await noop();
+}
+
+/**
+ * The agent run's own shape, doing nothing: `shape` lists its calls in order, 'a' for an activity
+ * and 'l' for a local activity (3 LLM turns with 2 read tools: l a l a l a l).
+ */
+export async function baselineSameShape(shape: string): Promise<void> {
+  for (const call of shape) await (call === 'l' ? localNoop() : noop());
 }
