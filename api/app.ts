@@ -27,6 +27,9 @@ import { agentRoutes } from './routes/agents.js';
 import { knowledgeRoutes, usageRoutes } from './routes/knowledge.js';
 import { runControlRoutes } from './routes/runs.js';
 import { createAgentService } from './services/agents.js';
+import { quotaRoutes } from './routes/quota.js';
+import { createQuotaService, type SpendPolicy } from './services/quota.js';
+import { DEFAULT_SPEND_SETTINGS } from '../lib/spend.js';
 import { createKnowledgeService } from './services/knowledge.js';
 import { RunStreamHub } from './services/run-stream.js';
 import { defaultStreamLimits, StreamGuard, type StreamLimits } from './services/stream-guard.js';
@@ -100,6 +103,8 @@ export interface AppDeps {
   console?: ConsoleOptions;
   /** Where clients reach this API (API_PUBLIC_URL): the `servers` entry of /openapi.json. */
   publicUrl?: string;
+  /** The operator's spend ceilings and model catalog (default: lib/spend.ts defaults, any model). */
+  spend?: SpendPolicy;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,100}$/;
@@ -234,7 +239,9 @@ export async function buildApp(deps: AppDeps) {
         request.principal = await authenticate(request);
       });
       await v1.register(runRoutes(runs));
-      await v1.register(agentRoutes(createAgentService({ pool: deps.pool })));
+      const spend: SpendPolicy = deps.spend ?? { settings: DEFAULT_SPEND_SETTINGS };
+      await v1.register(agentRoutes(createAgentService({ pool: deps.pool, spend })));
+      await v1.register(quotaRoutes(createQuotaService({ pool: deps.pool, policy: spend })));
       const runStreams = new RunStreamHub(deps.pool);
       // preClose: open event streams would otherwise keep the server from closing.
       v1.addHook('preClose', () => runStreams.close());

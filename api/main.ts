@@ -1,4 +1,6 @@
-import { ConfigError, loadApiConfig } from '../lib/config.js';
+import { ConfigError, loadApiConfig, spendSettingsFrom } from '../lib/config.js';
+import { parsePriceTable } from '../lib/pricing.js';
+import { operatorModels } from '../lib/spend.js';
 import { createPool } from '../lib/db.js';
 import { createLogger } from '../lib/logger.js';
 import { createTemporalClient, describeTemporalConnection, diagnoseTemporalConnection } from '../lib/temporal.js';
@@ -39,6 +41,7 @@ async function main(): Promise<void> {
     logger,
     ...(config.API_PUBLIC_URL ? { publicUrl: config.API_PUBLIC_URL } : {}),
     corsAllowedOrigins: config.CORS_ALLOWED_ORIGINS,
+    spend: { settings: spendSettingsFrom(config), models: operatorModels(config.LLM_MODELS, parsePriceTable(config.LLM_PRICES)) },
     streamLimits: { maxPerUser: config.STREAM_MAX_PER_USER, maxPerOrg: config.STREAM_MAX_PER_ORG, maxLifetimeMs: config.STREAM_MAX_LIFETIME_SECONDS * 1000 },
     ...(config.TRUST_PROXY !== undefined ? { trustProxy: config.TRUST_PROXY } : {}),
     temporalDeadlineMs: config.TEMPORAL_CALL_DEADLINE_MS,

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { DEFAULT_SPEND_SETTINGS, type SpendSettings } from './spend.js';
 
 /**
  * Configuration comes only from the environment and is validated once at start-up, so a
@@ -81,6 +82,30 @@ const baseSchema = z.object({
   // (default: the last listed), every listed key decrypts. Required wherever CRM credentials are used.
   ENCRYPTION_KEYS: z.string().min(1).optional(),
   ENCRYPTION_ACTIVE_KEY_ID: z.string().min(1).optional(),
+  /** JSON `{ "<model or prefix*>": { "inputPerMillion": n, "outputPerMillion": n } }` merged over the built-in prices (USD). */
+  LLM_PRICES: z
+    .string()
+    .refine((text) => {
+      try {
+        JSON.parse(text);
+        return true;
+      } catch {
+        return false;
+      }
+    }, 'must be JSON like {"openai/gpt-4o-mini":{"inputPerMillion":0.15,"outputPerMillion":0.6}}')
+    .optional(),
+  // Spend ceilings (lib/spend.ts, docs/security.md "Spend"): the daily token quota of an org that
+  // sets none, the most an org admin may set, and the token budget of a run whose agent sets none.
+  ORG_DAILY_TOKEN_QUOTA_DEFAULT: z.coerce.number().int().positive().default(DEFAULT_SPEND_SETTINGS.orgDailyTokenQuotaDefault),
+  ORG_DAILY_TOKEN_QUOTA_MAX: z.coerce.number().int().positive().default(DEFAULT_SPEND_SETTINGS.orgDailyTokenQuotaMax),
+  RUN_TOKEN_BUDGET_DEFAULT: z.coerce.number().int().positive().max(2_147_483_647).default(DEFAULT_SPEND_SETTINGS.runTokenBudgetDefault),
+  // The models agents may use (ids or `vendor/*` prefixes, comma-separated); unset: the models
+  // LLM_PRICES and the built-in price table name. Orgs may narrow it further.
+  LLM_MODELS: z
+    .string()
+    .default('')
+    .transform((v) => v.split(',').map((m) => m.trim()).filter(Boolean))
+    .pipe(z.array(z.string().max(200))),
   // CRM OAuth apps (integrations/crm/settings.ts). A provider without a client id offers token connections only.
   KOMMO_CLIENT_ID: z.string().min(1).optional(),
   KOMMO_CLIENT_SECRET: z.string().min(1).optional(),
@@ -148,18 +173,6 @@ const workerSchema = baseSchema.extend({
   LLM_BASE_URL: z.string().url().default('https://openrouter.ai/api/v1'),
   LLM_API_KEY: z.string().min(1).optional(),
   LLM_TIMEOUT_MS: positiveMs.default(120_000),
-  /** JSON `{ "<model or prefix*>": { "inputPerMillion": n, "outputPerMillion": n } }` merged over the built-in prices (USD). */
-  LLM_PRICES: z
-    .string()
-    .refine((text) => {
-      try {
-        JSON.parse(text);
-        return true;
-      } catch {
-        return false;
-      }
-    }, 'must be JSON like {"openai/gpt-4o-mini":{"inputPerMillion":0.15,"outputPerMillion":0.6}}')
-    .optional(),
   /** Embedding model of the deployment's LLM endpoint for knowledge search; unset: lexical retrieval only. */
   LLM_EMBEDDING_MODEL: z.string().min(1).max(200).optional(),
   WORKER_SHUTDOWN_GRACE_MS: positiveMs.default(30_000),
@@ -269,8 +282,26 @@ const versioningPair: CrossCheck = (env) =>
       ]
     : [];
 
+/** An org that sets no quota must not get more than one that sets the most it may. */
+const quotaDefaultWithinMax: CrossCheck = (env) => {
+  const fallbackDefault = DEFAULT_SPEND_SETTINGS.orgDailyTokenQuotaDefault;
+  const fallbackMax = DEFAULT_SPEND_SETTINGS.orgDailyTokenQuotaMax;
+  const value = Number(env.ORG_DAILY_TOKEN_QUOTA_DEFAULT ?? fallbackDefault);
+  const max = Number(env.ORG_DAILY_TOKEN_QUOTA_MAX ?? fallbackMax);
+  return value > max ? [`ORG_DAILY_TOKEN_QUOTA_DEFAULT: ${value} is above ORG_DAILY_TOKEN_QUOTA_MAX (${max})`] : [];
+};
+
+/** The spend ceilings of a parsed configuration (API and worker read the same variables). */
+export function spendSettingsFrom(config: Pick<ApiConfig, 'ORG_DAILY_TOKEN_QUOTA_DEFAULT' | 'ORG_DAILY_TOKEN_QUOTA_MAX' | 'RUN_TOKEN_BUDGET_DEFAULT'>): SpendSettings {
+  return {
+    orgDailyTokenQuotaDefault: config.ORG_DAILY_TOKEN_QUOTA_DEFAULT,
+    orgDailyTokenQuotaMax: config.ORG_DAILY_TOKEN_QUOTA_MAX,
+    runTokenBudgetDefault: config.RUN_TOKEN_BUDGET_DEFAULT,
+  };
+}
+
 export function loadApiConfig(env: NodeJS.ProcessEnv = process.env): ApiConfig {
-  return parse(apiSchema, env, codecInProduction, issuerWithJwks);
+  return parse(apiSchema, env, codecInProduction, issuerWithJwks, quotaDefaultWithinMax);
 }
 
 const codecTokenLength: CrossCheck = (env) =>
@@ -289,7 +320,7 @@ export function loadSetupConfig(env: NodeJS.ProcessEnv = process.env): SetupConf
 }
 
 export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerConfig {
-  return parse(workerSchema, env, llmKeyInProduction, codecInProduction, versioningPair);
+  return parse(workerSchema, env, llmKeyInProduction, codecInProduction, versioningPair, quotaDefaultWithinMax);
 }
 
 /** Every variable the project reads, for the README table and `--help` output. */

@@ -10,7 +10,8 @@ import { createOrgEventPublisher } from '../activities/org-events/publish.js';
 import type { Keyring } from '../lib/crypto.js';
 import { createGuardedFetch, type SsrfPolicy } from '../lib/ssrf.js';
 import { createWebhookDispatch } from './webhook-dispatch.js';
-import type { PriceTable } from '../activities/pricing.js';
+import type { PriceTable } from '../lib/pricing.js';
+import type { SpendSettings } from '../lib/spend.js';
 import type { ToolRegistry } from '../activities/tools/registry.js';
 import type { LlmClient } from '../integrations/llm/chat-completions.js';
 import type { CredentialStore } from '../integrations/crm/credentials.js';
@@ -36,8 +37,10 @@ export interface AgentRunsWorkerDeps {
   heartbeatIntervalMs?: number;
   /** Tools agents may call (default: the built-ins, see activities/tools/builtin.ts). */
   tools?: ToolRegistry;
-  /** LLM prices per model for metering (default: activities/pricing.ts). */
+  /** LLM prices per model for metering (default: lib/pricing.ts). */
   prices?: PriceTable;
+  /** The operator's spend ceilings (default: lib/spend.ts DEFAULT_SPEND_SETTINGS). */
+  spend?: SpendSettings;
   /** Opens CRM connections, for answers sent into a lead's CRM thread. */
   credentials?: CredentialStore | null;
   /** `createDataConverter(keyring)`: payload encryption and encoded failures; the client must use the same. */
@@ -81,6 +84,7 @@ export async function createAgentRunsWorker(deps: AgentRunsWorkerDeps): Promise<
         ...(deps.heartbeatIntervalMs ? { heartbeatIntervalMs: deps.heartbeatIntervalMs } : {}),
         ...(deps.tools ? { tools: deps.tools } : {}),
         ...(deps.prices ? { prices: deps.prices } : {}),
+        ...(deps.spend ? { spend: deps.spend } : {}),
         credentials: deps.credentials ?? null,
         events,
       }),

@@ -1,7 +1,7 @@
 import { Client } from '@temporalio/client';
 import { NativeConnection, Runtime } from '@temporalio/worker';
 import { LlmClient } from '../integrations/llm/chat-completions.js';
-import { ConfigError, loadWorkerConfig, type WorkerConfig } from '../lib/config.js';
+import { ConfigError, loadWorkerConfig, spendSettingsFrom, type WorkerConfig } from '../lib/config.js';
 import { createPool } from '../lib/db.js';
 import { createLogger, type Logger } from '../lib/logger.js';
 import { describeTemporalConnection, diagnoseTemporalConnection, temporalConnectionOptions } from '../lib/temporal.js';
@@ -14,7 +14,7 @@ import { runtimeLogger, workerTelemetryOptions } from './telemetry.js';
 import { codecKeyringFrom, createDataConverter } from '../lib/temporal-codec.js';
 import { keyringFromConfig } from '../lib/crypto.js';
 import { createAgentRunsWorker } from './agent-runs-worker.js';
-import { parsePriceTable } from '../activities/pricing.js';
+import { parsePriceTable } from '../lib/pricing.js';
 import { crmCredentialStoreFromConfig, startCrmSyncWorker } from './crm-sync-worker.js';
 import { createToolRegistry } from '../activities/tools/builtin.js';
 import { createCrmTools } from '../activities/tools/crm-tools.js';
@@ -109,6 +109,7 @@ async function main(): Promise<void> {
       shutdownGraceTime: config.WORKER_SHUTDOWN_GRACE_MS,
       dataConverter: createDataConverter(codecKeyringFrom(config)),
       prices: parsePriceTable(config.LLM_PRICES),
+      spend: spendSettingsFrom(config),
       ...(deploymentVersion ? { deploymentVersion } : {}),
       tools: createToolRegistry(crmCredentials ? createCrmTools({ credentials: crmCredentials }) : [], embedder ? { embedQuery: async (_orgId, query) => ({ model: embedder.model, vector: (await embedder.embed([query]))[0]! }) } : {}),
       credentials: crmCredentials,

@@ -3,7 +3,8 @@ import type { CredentialStore } from '../../integrations/crm/credentials.js';
 import type { LlmClient } from '../../integrations/llm/chat-completions.js';
 import type { Logger } from '../../lib/logger.js';
 import type { OrgEventPublisher } from '../org-events/publish.js';
-import { DEFAULT_PRICES, type PriceTable } from '../pricing.js';
+import { DEFAULT_PRICES, type PriceTable } from '../../lib/pricing.js';
+import { DEFAULT_SPEND_SETTINGS, type SpendSettings } from '../../lib/spend.js';
 import { createToolRegistry } from '../tools/builtin.js';
 import type { ToolRegistry } from '../tools/registry.js';
 
@@ -23,6 +24,8 @@ export interface AgentRunActivityDeps {
   credentials?: CredentialStore | null;
   /** Tells the org's people (webhooks, live feed) about approvals, failures, handoffs; without it nobody is told. */
   events?: OrgEventPublisher | null;
+  /** The operator's spend ceilings for orgs and agents that set none (default DEFAULT_SPEND_SETTINGS). */
+  spend?: SpendSettings;
 }
 
 /** The deps with their defaults applied: what each group of activities is built from. */
@@ -37,5 +40,6 @@ export function resolveDeps(deps: AgentRunActivityDeps): ResolvedAgentRunDeps {
     streamDeltas: deps.streamDeltas ?? true,
     credentials: deps.credentials ?? null,
     events: deps.events ?? null,
+    spend: deps.spend ?? DEFAULT_SPEND_SETTINGS,
   };
 }

@@ -90,7 +90,7 @@ export function createLifecycleActivities({ pool, events }: Pick<ResolvedAgentRu
       workerOf(step.orgId),
       `with run as (
          update public.agent_runs r
-            set status = $3, completed_at = now(), error = $4,
+            set status = $3, completed_at = now(), error = $4, reserved_tokens = 0, reserved_seq = null,
                 output = case when $3 = 'completed'
                               then (select e.payload->>'content' from public.run_events e where e.run_id = r.id and e.seq = $5)
                               else r.output end

@@ -7,11 +7,12 @@ import type { ToolCall } from '../../integrations/llm/types.js';
 import { toActivityFailure } from '../activity-failure.js';
 import { DeltaPublisher } from '../deltas.js';
 import { NonRetryableFailureTypes } from '../failure-types.js';
-import { costOf } from '../pricing.js';
+import { costOf } from '../../lib/pricing.js';
 import type { ToolRegistry } from '../tools/registry.js';
 import type { LlmStepResult, RunStep, ToolCallPlan } from './contract.js';
 import type { ResolvedAgentRunDeps } from './deps.js';
 import { loadAgentConfig, workerOf, type AgentConfigRow } from './run-store.js';
+import { estimateCallTokens, releaseCallTokens, reserveCallTokens } from './spend.js';
 import { buildTranscript } from './transcript.js';
 
 /** How the workflow should treat each tool call the model made: unknown, plain, or waiting for approval. */
@@ -47,8 +48,8 @@ export function checkBudgets(config: Pick<AgentConfigRow, 'run_token_budget' | '
   }
 }
 
-export function createLlmStepActivities(deps: Pick<ResolvedAgentRunDeps, 'pool' | 'llm' | 'tools' | 'prices' | 'heartbeatIntervalMs' | 'streamDeltas'>) {
-  const { pool, llm, tools, prices, heartbeatIntervalMs, streamDeltas } = deps;
+export function createLlmStepActivities(deps: Pick<ResolvedAgentRunDeps, 'pool' | 'llm' | 'tools' | 'prices' | 'heartbeatIntervalMs' | 'streamDeltas' | 'spend'>) {
+  const { pool, llm, tools, prices, heartbeatIntervalMs, streamDeltas, spend } = deps;
 
   /**
    * One LLM turn, recorded as event `seq`. Checks the run's token budget and the org's daily
@@ -71,14 +72,20 @@ export function createLlmStepActivities(deps: Pick<ResolvedAgentRunDeps, 'pool' 
         toolCalls: planToolCalls(tools, config, (p.toolCalls as ToolCall[] | undefined) ?? []),
       };
     }
-    checkBudgets(config);
+    // An agent or org that sets no ceiling gets the operator's (lib/spend.ts): never unlimited.
+    checkBudgets({
+      ...config,
+      run_token_budget: config.run_token_budget ?? spend.runTokenBudgetDefault,
+      daily_token_quota: config.daily_token_quota ?? String(spend.orgDailyTokenQuotaDefault),
+    });
     const messages = buildTranscript(config, loaded.filter((e) => e.seq !== step.seq));
+    const definitions = tools.definitionsFor(config.allowed_tools);
+    await reserveCallTokens(pool, spend, step, estimateCallTokens({ messages, definitions }, config.max_output_tokens));
 
     // Activities only learn about cancellation through heartbeats, so heartbeat while waiting on
     // the provider; the cancellation signal then aborts the HTTP request itself.
     const heartbeat = setInterval(() => ctx.heartbeat(), heartbeatIntervalMs);
     const deltas = streamDeltas ? new DeltaPublisher(pool, { runId: step.runId, seq: step.seq }) : undefined;
-    const definitions = tools.definitionsFor(config.allowed_tools);
     let answer;
     const llmStarted = performance.now();
     try {
@@ -94,6 +101,7 @@ export function createLlmStepActivities(deps: Pick<ResolvedAgentRunDeps, 'pool' 
       );
     } catch (err) {
       recordLlmCall({ model: config.model, outcome: err instanceof LlmError ? err.kind : 'error', seconds: (performance.now() - llmStarted) / 1000 });
+      await releaseCallTokens(pool, step);
       throw toActivityFailure(err);
     } finally {
       clearInterval(heartbeat);
@@ -103,7 +111,8 @@ export function createLlmStepActivities(deps: Pick<ResolvedAgentRunDeps, 'pool' 
     const cost = costOf(prices, config.model, answer.usage);
     recordLlmCall({ model: config.model, outcome: 'ok', seconds: (performance.now() - llmStarted) / 1000, ...answer.usage, costUsd: cost });
     // The event, the run's totals and the org's daily usage in one statement: totals move only
-    // when the event is new, so a retried activity cannot count twice.
+    // when the event is new, so a retried activity cannot count twice. The call's reservation
+    // becomes its real usage in the same statement (spend.ts).
     await db.query(
       `with event as (
          insert into public.run_events (org_id, run_id, seq, type, payload)
@@ -114,7 +123,8 @@ export function createLlmStepActivities(deps: Pick<ResolvedAgentRunDeps, 'pool' 
        totals as (
          update public.agent_runs
             set input_tokens = input_tokens + $5::int, output_tokens = output_tokens + $6::int,
-                llm_calls = llm_calls + 1, cost_usd = cost_usd + $7::numeric
+                llm_calls = llm_calls + 1, cost_usd = cost_usd + $7::numeric,
+            reserved_tokens = 0, reserved_seq = null
           where id = $2 and org_id = $1 and exists (select 1 from event)
        )
        insert into public.usage_daily (org_id, day, shard, llm_calls, input_tokens, output_tokens, cost_usd)

@@ -6,6 +6,7 @@ import { notFound, ProblemError } from '../problems.js';
 import type { AgentRules } from '../../lib/agent-rules.js';
 import type { AgentTrigger } from '../../lib/agent-triggers.js';
 import { requireOrgRole } from './org-access.js';
+import { modelRefusal, type SpendPolicy } from './quota.js';
 
 export type BusyPolicy = 'queue' | 'reject' | 'interrupt';
 
@@ -134,12 +135,20 @@ function toView(row: AgentRow): AgentView {
   };
 }
 
-export function createAgentService(deps: { pool: pg.Pool }) {
+/** A model outside the operator's catalog or the org's allow-list is a 400 on `model`. */
+async function requireAllowedModel(tx: Tx, policy: SpendPolicy | undefined, orgId: string, model: string | undefined): Promise<void> {
+  if (model === undefined || !policy) return;
+  const refusal = await modelRefusal(tx, policy, orgId, model);
+  if (refusal) throw new ProblemError('validation-error', `body.model: ${model} ${refusal}`, [{ path: 'body.model', message: `${model} ${refusal}` }]);
+}
+
+export function createAgentService(deps: { pool: pg.Pool; spend?: SpendPolicy }) {
   const { pool } = deps;
 
   async function create(principal: Principal, orgId: string, fields: Partial<AgentFields> & Pick<AgentFields, 'name' | 'model'>): Promise<AgentView> {
     return withPrincipal(pool, principal, async (tx) => {
       await requireOrgRole(tx, orgId, 'admin');
+      await requireAllowedModel(tx, deps.spend, orgId, fields.model);
       requireApprovalSubset(fields.allowedTools ?? [], fields.approvalTools ?? []);
       requireConnectionForTriggers(fields.triggers ?? [], fields.crmConnectionId);
       await requireOwnConnection(tx, orgId, fields.crmConnectionId);
@@ -183,6 +192,7 @@ export function createAgentService(deps: { pool: pg.Pool }) {
       const current = await tx.query<AgentRow>(`select ${columns} from public.agents where id = $1 and org_id = $2 for update`, [agentId, orgId]);
       if (!current.rows[0]) throw notFound('Agent');
       if (entries.length === 0) return toView(current.rows[0]);
+      await requireAllowedModel(tx, deps.spend, orgId, fields.model);
       requireApprovalSubset(fields.allowedTools ?? current.rows[0].allowed_tools, fields.approvalTools ?? current.rows[0].approval_tools);
       requireConnectionForTriggers(fields.triggers ?? current.rows[0].triggers, fields.crmConnectionId !== undefined ? fields.crmConnectionId : current.rows[0].crm_connection_id);
       await requireOwnConnection(tx, orgId, fields.crmConnectionId);

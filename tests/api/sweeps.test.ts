@@ -26,6 +26,7 @@ const validBodies: Record<string, (o: SeededOrg) => Record<string, unknown> | un
   'POST /v1/orgs/:orgId/api-keys': () => ({ name: 'Sweep key' }),
   'POST /v1/orgs/:orgId/agents': () => ({ name: 'Sweep agent', model: 'test/model' }),
   'PATCH /v1/orgs/:orgId/agents/:agentId': () => ({ name: 'Renamed agent' }),
+  'PUT /v1/orgs/:orgId/quota': () => ({ dailyTokenQuota: 500_000 }),
   'POST /v1/orgs/:orgId/agents/:agentId/runs': () => ({ input: 'hello' }),
   'POST /v1/orgs/:orgId/agents/:agentId/conversations/:threadKey/messages': () => ({ content: 'hello' }),
   'POST /v1/orgs/:orgId/runs/:runId/cancel': () => undefined,

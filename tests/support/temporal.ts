@@ -6,7 +6,8 @@ import { workerTelemetryOptions } from '../../workers/telemetry.js';
 import type pg from 'pg';
 import { LlmClient } from '../../integrations/llm/chat-completions.js';
 import { createLogger } from '../../lib/logger.js';
-import type { PriceTable } from '../../activities/pricing.js';
+import type { PriceTable } from '../../lib/pricing.js';
+import type { SpendSettings } from '../../lib/spend.js';
 import type { ToolRegistry } from '../../activities/tools/registry.js';
 import type { CredentialStore } from '../../integrations/crm/credentials.js';
 import { createAgentRunsWorker } from '../../workers/agent-runs-worker.js';
@@ -81,8 +82,10 @@ export async function createTestAgentWorker(opts: {
   llmTimeoutMs?: number;
   /** Extra agent tools (e.g. a test tool with a side effect) besides the built-ins. */
   tools?: ToolRegistry;
-  /** LLM prices for metering; default activities/pricing.ts. */
+  /** LLM prices for metering; default lib/pricing.ts. */
   prices?: PriceTable;
+  /** The operator's spend ceilings; default lib/spend.ts. */
+  spend?: SpendSettings;
   /** Worker Deployment Versioning, as workers/main.ts sets it from the environment. */
   deploymentVersion?: WorkerDeploymentVersion;
   /** CRM connections, for answers sent into a lead's CRM thread. */
@@ -103,6 +106,7 @@ export async function createTestAgentWorker(opts: {
     dataConverter: testDataConverter,
     ...(opts.tools ? { tools: opts.tools } : {}),
     ...(opts.prices ? { prices: opts.prices } : {}),
+    ...(opts.spend ? { spend: opts.spend } : {}),
     ...(opts.deploymentVersion ? { deploymentVersion: opts.deploymentVersion } : {}),
     ...(opts.credentials ? { credentials: opts.credentials } : {}),
     ...(opts.webhooks?.keyring ? { keyring: opts.webhooks.keyring } : {}),

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { costOf, DEFAULT_PRICES, parsePriceTable, priceFor, UNKNOWN_MODEL_PRICE } from '../../activities/pricing.js';
+import { costOf, DEFAULT_PRICES, parsePriceTable, priceFor, UNKNOWN_MODEL_PRICE } from '../../lib/pricing.js';
 
 describe('LLM price table', () => {
   it('prices a call from input and output tokens, per million', () => {
