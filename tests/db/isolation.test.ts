@@ -43,6 +43,8 @@ const tenantTables: Record<string, TenantTable> = {
   knowledge_terms: { tenantColumn: 'org_id', hijack: `compact = 'hijacked'` },
   conversation_messages: { tenantColumn: 'org_id', hijack: `content = 'hijacked'` },
   crm_reply_sends: { tenantColumn: 'org_id', hijack: `status = 'sent'` },
+  run_attention: { tenantColumn: 'org_id', hijack: `detail = 'hijacked'` },
+  crm_messaging_settings: { tenantColumn: 'org_id', hijack: `hubspot_sender_actor_id = 'A-666'`, reader: 'admin' },
   crm_connections: { tenantColumn: 'org_id', hijack: `name = 'hijacked'` },
   crm_credentials: { tenantColumn: 'org_id', hijack: `access_token = 'v1.hijacked'`, reader: 'admin' },
   oauth_states: { tenantColumn: 'org_id', hijack: `expires_at = now() + interval '1 year'`, reader: 'admin' },
@@ -124,6 +126,8 @@ beforeAll(async () => {
   ]);
   // A reply of org A's run that was attempted, not yet confirmed sent.
   await admin.query(`insert into public.crm_reply_sends (org_id, run_id, answer_seq, part, route) values ($1, $2, 1, 0, 'kommo_talk')`, [orgA.orgId, runA]);
+  // The run needs a person (its reply failed).
+  await admin.query(`insert into public.run_attention (org_id, run_id, reason) values ($1, $2, 'reply_failed')`, [orgA.orgId, runA]);
   // CRM: a connection of org A with one row in each CRM table.
   const crmConnectionA = randomUUID();
   await admin.query(`insert into public.crm_connections (id, org_id, provider, name, auth_kind, status) values ($1, $2, 'hubspot', 'Isolation', 'token', 'active')`, [crmConnectionA, orgA.orgId]);
@@ -141,6 +145,7 @@ beforeAll(async () => {
     [orgA.orgId, crmConnectionA],
   );
   await admin.query(`insert into public.crm_rate_buckets (org_id, connection_id, capacity, refill_per_second, tokens) values ($1, $2, 10, 10, 10)`, [orgA.orgId, crmConnectionA]);
+  await admin.query(`insert into public.crm_messaging_settings (org_id, connection_id, hubspot_sender_actor_id) values ($1, $2, 'A-1001')`, [orgA.orgId, crmConnectionA]);
   await admin.query(
     `insert into public.agent_trigger_firings (org_id, agent_id, connection_id, lead_external_id, stage_id, delivery_id) values ($1, $2, $3, '1', '142', 'isolation')`,
     [orgA.orgId, agentA, crmConnectionA],

@@ -569,6 +569,32 @@ export const expectations: Record<string, TableExpectation> = {
     update: `duration_ms = duration_ms + 1`,
     allow: { select: ADMINS_AND_WORKER, insert: WORKER, update: WORKER, delete: SERVICE },
   },
+  crm_messaging_settings: {
+    seed: async (db, w) => {
+      const connectionId = await newConnection(db, w.orgId);
+      await db.query(`insert into public.crm_messaging_settings (org_id, connection_id, hubspot_sender_actor_id) values ($1, $2, 'A-1001')`, [w.orgId, connectionId]);
+      return { where: 'connection_id = $1', params: [connectionId] };
+    },
+    insert: async (db, w) => ({
+      sql: `insert into public.crm_messaging_settings (org_id, connection_id, kommo_monthly_quota) values ($1, $2, 500)`,
+      params: [w.orgId, await newConnection(db, w.orgId)],
+    }),
+    update: `quota_warn_percent = 90`,
+    allow: { select: ADMINS_AND_WORKER, insert: ADMINS, update: ADMINS_AND_WORKER, delete: SERVICE },
+  },
+  run_attention: {
+    seed: async (db, w) => {
+      const run = await insertRow(db, `insert into public.agent_runs (org_id, agent_id, input) values ($1, $2, 'attention') returning id`, [w.orgId, w.agentId]);
+      await db.query(`insert into public.run_attention (org_id, run_id, reason) values ($1, $2, 'reply_failed')`, [w.orgId, run.id]);
+      return { where: 'run_id = $1', params: [run.id] };
+    },
+    insert: async (db, w) => ({
+      sql: `insert into public.run_attention (org_id, run_id, reason) values ($1, $2, 'reply_failed')`,
+      params: [w.orgId, (await insertRow(db, `insert into public.agent_runs (org_id, agent_id, input) values ($1, $2, 'attention') returning id`, [w.orgId, w.agentId])).id],
+    }),
+    update: `detail = 'updated'`,
+    allow: { select: MEMBERS, insert: WORKER, update: WORKER, delete: MEMBERS },
+  },
 };
 
 /** Who attempts a transition: an actor of the matrix, or the invitee of the world's invites. */
