@@ -295,8 +295,7 @@ export function createCrmIntakeActivities(deps: CrmIntakeActivityDeps) {
           await markProcessed(ref, [row.dedupe_key], (err as Error).message.slice(0, 1000));
           return;
         }
-        // HubSpot replies need the thread's channel and the dedicated sender: not wired yet.
-        incoming = read && { leadExternalId: read.contactId, text: read.text, replyTarget: null };
+        incoming = read && { leadExternalId: read.contactId, text: read.text, replyTarget: read.replyTarget };
       }
     }
     if (incoming) {

@@ -27,4 +27,11 @@ export const runSchema = z.object({
   createdAt: z.string(),
   startedAt: z.string().nullable(),
   completedAt: z.string().nullable(),
+  /**
+   * Set while the conversation needs a person: the agent's reply could not reach the lead
+   * (`reply_failed`: the CRM refused it; `detail` says why). The agent goes on answering; a
+   * member clears it with DELETE /v1/orgs/{orgId}/runs/{runId}/attention. Separate from a
+   * human handoff, which stops the agent.
+   */
+  attention: z.object({ reason: z.enum(['reply_failed']), detail: z.string(), since: z.string() }).nullable(),
 });

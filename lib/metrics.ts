@@ -86,6 +86,20 @@ export const crmRecordsSynced = new Counter({
   registers: [registry],
 });
 
+export const crmReplies = new Counter({
+  name: 'gap_crm_replies_total',
+  help: "Agent answers (parts) sent into leads' CRM threads by provider, route (hubspot_thread, kommo_talk, kommo_salesbot) and outcome (sent, failed)",
+  labelNames: ['provider', 'route', 'outcome'] as const,
+  registers: [registry],
+});
+
+export const crmReplyQuotaWarnings = new Counter({
+  name: 'gap_crm_reply_quota_warnings_total',
+  help: "Connections whose monthly send quota (Kommo send_message) passed the warning share this month",
+  labelNames: ['provider'] as const,
+  registers: [registry],
+});
+
 let measureSyncLag: (() => Promise<Array<{ provider: string; seconds: number }>>) | undefined;
 
 export const crmSyncLag = new Gauge({

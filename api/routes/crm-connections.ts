@@ -2,6 +2,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { pageQuery } from '../pagination.js';
 import { problemSchema } from '../schemas.js';
+import { messagingSettingsSchema } from '../../integrations/crm/messaging/settings.js';
 import { scheduleInputSchema, type CrmService } from '../services/crm-connections.js';
 
 const provider = z.enum(['kommo', 'hubspot']);
@@ -37,8 +38,10 @@ const webhookDeliverySchema = z.object({
   externalId: z.string(),
   change: z.enum(['upsert', 'delete']),
   receivedAt: z.string(),
-  /** Null while unprocessed: the intake failed and waits for the CRM's redelivery. */
+  /** Null while unprocessed: the intake is still working on it, or retrying while the CRM is down. */
   processedAt: z.string().nullable(),
+  /** Why a processed delivery had no effect (the CRM refused a read of its record, 4xx); null when it worked. */
+  error: z.string().nullable(),
 });
 const recordSchema = z.object({
   connectionId: z.uuid(),
@@ -126,6 +129,29 @@ export function crmConnectionRoutes(crm: CrmService): FastifyPluginAsyncZod {
       config: { auth: 'bearer', minRole: 'admin' },
       schema: { operationId: 'putCrmSyncSchedule', summary: 'Set the sync schedule (interval or cron with time zone; paused)', params: connParams, body: scheduleInputSchema, response: { 200: connectionSchema, ...errors } },
       handler: async (request) => crm.putSchedule(request.principal, request.params.orgId, request.params.connectionId, request.body),
+    });
+
+    app.get('/orgs/:orgId/crm/connections/:connectionId/messaging-settings', {
+      config: { auth: 'bearer', minRole: 'admin' },
+      schema: {
+        operationId: 'getCrmMessagingSettings',
+        summary: "How agent replies reach the connection's lead threads (admins): HubSpot sender user, Kommo quota and Salesbot",
+        params: connParams,
+        response: { 200: messagingSettingsSchema, ...errors },
+      },
+      handler: async (request) => crm.getMessagingSettings(request.principal, request.params.orgId, request.params.connectionId),
+    });
+
+    app.put('/orgs/:orgId/crm/connections/:connectionId/messaging-settings', {
+      config: { auth: 'bearer', minRole: 'admin' },
+      schema: {
+        operationId: 'putCrmMessagingSettings',
+        summary: "Set how agent replies reach the connection's lead threads (admins); omitted fields take their defaults",
+        params: connParams,
+        body: messagingSettingsSchema,
+        response: { 200: messagingSettingsSchema, ...errors },
+      },
+      handler: async (request) => crm.putMessagingSettings(request.principal, request.params.orgId, request.params.connectionId, request.body),
     });
 
     app.post('/orgs/:orgId/crm/connections/:connectionId/syncs', {

@@ -103,10 +103,27 @@ export function runControlRoutes(runs: RunService, streams: RunStreamDeps): Fast
         operationId: 'listRuns',
         summary: 'List agent runs, newest first',
         params: z.object({ orgId: z.uuid() }),
-        querystring: z.object({ agentId: z.uuid().optional(), status: runStatusSchema.optional(), ...pageQuery }),
+        querystring: z.object({
+          agentId: z.uuid().optional(),
+          status: runStatusSchema.optional(),
+          /** `true`: only conversations flagged for a person (see `attention`). */
+          needsAttention: z.enum(['true', 'false']).transform((v) => v === 'true').optional(),
+          ...pageQuery,
+        }),
         response: { 200: z.object({ items: z.array(runSchema), nextCursor: z.string().nullable() }), 400: problemSchema, 404: problemSchema },
       },
       handler: async (request) => runs.listRuns(request.principal, request.params.orgId, request.query),
+    });
+
+    app.delete('/orgs/:orgId/runs/:runId/attention', {
+      config: { auth: 'bearer', minRole: 'member' },
+      schema: {
+        operationId: 'acknowledgeRunAttention',
+        summary: 'Acknowledge a conversation that needed a person (members): clears its `attention` flag',
+        params: runParams,
+        response: { 200: runSchema, 404: problemSchema },
+      },
+      handler: async (request) => runs.acknowledgeAttention(request.principal, request.params.orgId, request.params.runId),
     });
 
     app.post('/orgs/:orgId/runs/:runId/cancel', {

@@ -1,5 +1,6 @@
 import { createConnectionOps } from './crm/connections.js';
 import { createDeliveryOps } from './crm/deliveries.js';
+import { createMessagingOps } from './crm/messaging.js';
 import { createOAuthOps } from './crm/oauth.js';
 import { createRecordOps } from './crm/records.js';
 import { createCrmContext, type CrmServiceDeps } from './crm/shared.js';
@@ -20,7 +21,8 @@ export function createCrmService(deps: CrmServiceDeps) {
   const { putSchedule, startSync, listSyncs } = createSyncOps(ctx);
   const { listWebhookDeliveries } = createDeliveryOps(ctx);
   const { listRecords } = createRecordOps(ctx);
-  return { create, completeOAuth, list, get, rename, remove, test, putSchedule, startSync, listSyncs, listWebhookDeliveries, listRecords };
+  const { getMessagingSettings, putMessagingSettings } = createMessagingOps(ctx);
+  return { create, completeOAuth, list, get, rename, remove, test, putSchedule, startSync, listSyncs, listWebhookDeliveries, listRecords, getMessagingSettings, putMessagingSettings };
 }
 
 export type CrmService = ReturnType<typeof createCrmService>;

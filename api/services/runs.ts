@@ -50,6 +50,8 @@ export interface RunView {
   createdAt: string;
   startedAt: string | null;
   completedAt: string | null;
+  /** Set while the conversation needs a person (its reply could not reach the lead); cleared by acknowledging it. */
+  attention: { reason: 'reply_failed'; detail: string; since: string } | null;
 }
 
 interface RunRow {
@@ -69,9 +71,15 @@ interface RunRow {
   started_at: Date | null;
   completed_at: Date | null;
   dispatched_at: Date | null;
+  /** Only where the query selects `attentionColumn`. */
+  attention?: { reason: 'reply_failed'; detail: string; since: string } | null;
 }
 
 const runColumns = `id, org_id, agent_id, status, workflow_id, input, output, error, input_tokens, output_tokens, llm_calls, cost_usd, created_at, started_at, completed_at, dispatched_at`;
+
+// The run's needs-attention flag (public.run_attention), as JSON, for the reads that show a run.
+const attentionColumn = `(select json_build_object('reason', a.reason, 'detail', a.detail, 'since', a.since)
+    from public.run_attention a where a.run_id = agent_runs.id and a.org_id = agent_runs.org_id) as attention`;
 
 const TERMINAL: ReadonlySet<RunStatus> = new Set(finalRunStatusSchema.options);
 
@@ -88,6 +96,7 @@ function toView(row: RunRow): RunView {
     createdAt: row.created_at.toISOString(),
     startedAt: row.started_at?.toISOString() ?? null,
     completedAt: row.completed_at?.toISOString() ?? null,
+    attention: row.attention ? { ...row.attention, since: new Date(row.attention.since).toISOString() } : null,
   };
 }
 
@@ -157,7 +166,7 @@ export function createRunService(deps: RunServiceDeps) {
   }
 
   async function getRun(principal: Principal, orgId: string, runId: string): Promise<RunView> {
-    const { rows } = await autocommitAsPrincipal<RunRow>(deps.pool, principal, `select ${runColumns} from public.agent_runs where id = $1 and org_id = $2`, [runId, orgId]);
+    const { rows } = await autocommitAsPrincipal<RunRow>(deps.pool, principal, `select ${runColumns}, ${attentionColumn} from public.agent_runs where id = $1 and org_id = $2`, [runId, orgId]);
     if (!rows[0]) throw notFound('Run');
     return toView(rows[0]);
   }
@@ -165,23 +174,37 @@ export function createRunService(deps: RunServiceDeps) {
   async function listRuns(
     principal: Principal,
     orgId: string,
-    query: { agentId?: string | undefined; status?: RunView['status'] | undefined; limit: number; cursor?: string | undefined },
+    query: { agentId?: string | undefined; status?: RunView['status'] | undefined; needsAttention?: boolean | undefined; limit: number; cursor?: string | undefined },
   ) {
     const after = decodeCursor(query.cursor);
     return withPrincipal(deps.pool, principal, async (tx) => {
       await requireOrgRole(tx, orgId, 'member');
       const { rows } = await tx.query<RunRow>(
-        `select ${runColumns} from public.agent_runs
+        `select ${runColumns}, ${attentionColumn} from public.agent_runs
           where org_id = $1
             and ($2::uuid is null or agent_id = $2)
             and ($3::text is null or status = $3)
+            and (not $7::boolean or exists (select 1 from public.run_attention a where a.run_id = agent_runs.id and a.org_id = agent_runs.org_id))
             and ($4::timestamptz is null or (created_at, id) < ($4::timestamptz, $5::uuid))
           order by created_at desc, id desc
           limit $6`,
-        [orgId, query.agentId ?? null, query.status ?? null, after?.createdAt ?? null, after?.id ?? null, query.limit + 1],
+        [orgId, query.agentId ?? null, query.status ?? null, after?.createdAt ?? null, after?.id ?? null, query.limit + 1, query.needsAttention ?? false],
       );
       return toPage(rows, query.limit, toView);
     });
+  }
+
+  /**
+   * A member has seen the conversation that needed a person: the flag is cleared (idempotent; a
+   * run without one answers the same). Another org's run is a 404.
+   */
+  async function acknowledgeAttention(principal: Principal, orgId: string, runId: string): Promise<RunView> {
+    await withPrincipal(deps.pool, principal, async (tx) => {
+      const run = await tx.query(`select 1 from public.agent_runs where id = $1 and org_id = $2`, [runId, orgId]);
+      if (run.rowCount !== 1) throw notFound('Run');
+      await tx.query(`delete from public.run_attention where run_id = $1 and org_id = $2`, [runId, orgId]);
+    });
+    return getRun(principal, orgId, runId);
   }
 
   /** Requests cancellation: the workflow aborts its in-flight activity and records the run as cancelled. */
@@ -371,7 +394,7 @@ export function createRunService(deps: RunServiceDeps) {
     }
   }
 
-  return { startRun, getRun, listRuns, cancelRun, resumeFollowUp, decideApproval, eventsAfter, postMessage };
+  return { startRun, getRun, listRuns, cancelRun, resumeFollowUp, acknowledgeAttention, decideApproval, eventsAfter, postMessage };
 }
 
 export type RunService = ReturnType<typeof createRunService>;

@@ -7,7 +7,7 @@
  * `archived=true`.
  */
 import { HubspotThreadMessenger } from './messaging/hubspot-thread.js';
-import type { CrmMessenger, MessagingSettings } from './messaging/types.js';
+import { replyTargetSchema, type CrmMessenger, type MessagingSettings, type ReplyTarget } from './messaging/types.js';
 import { z } from 'zod';
 import { adapterHttpClient, CrmError, CrmHttpClient, grantRejected, oauthGrantFields, type CrmAdapterOptions } from './http.js';
 import { incomingMessageText } from './webhooks.js';
@@ -88,6 +88,12 @@ const conversationMessage = z.looseObject({
   type: z.string(),
   text: z.string().nullish(),
   direction: z.string().nullish(),
+  // What a reply on the same thread must repeat (the guide: copy them from the latest message).
+  channelId: z.union([z.string(), z.number()]).nullish(),
+  channelAccountId: z.union([z.string(), z.number()]).nullish(),
+  senders: z
+    .array(z.looseObject({ actorId: z.string().nullish(), deliveryIdentifier: z.looseObject({ type: z.string(), value: z.string() }).nullish() }))
+    .nullish(),
 });
 const conversationThread = z.looseObject({
   id: z.string(),
@@ -349,7 +355,7 @@ export class HubspotAdapter implements CrmAdapter {
       // A thread the inbox marked as spam is not a conversation an agent should join.
       if (spam === true) return null;
       if (associatedContactId === null || associatedContactId === undefined || associatedContactId === '') return null;
-      return { contactId: String(associatedContactId), text };
+      return { contactId: String(associatedContactId), text, replyTarget: replyTargetOf(ref.threadId, message) };
     } catch (err) {
       if (err instanceof CrmError && err.kind === 'not-found') return null;
       throw err;
@@ -364,6 +370,23 @@ export class HubspotAdapter implements CrmAdapter {
     const body = await this.http.requestParsed({ method: 'GET', path: '/account-info/v3/details' }, z.looseObject({ portalId: z.number().int() }));
     return { accountId: String(body.portalId) };
   }
+}
+
+/**
+ * Where a reply to this incoming message goes: its thread, its channel and channel account, and
+ * its sender (the contact's visitor actor) as the recipient. Null when the message does not name
+ * its channel (a reply could not be addressed; the conversation still runs, unanswered in HubSpot).
+ */
+function replyTargetOf(threadId: string, message: z.infer<typeof conversationMessage>): ReplyTarget | null {
+  const sender = message.senders?.[0];
+  const target = replyTargetSchema.safeParse({
+    provider: 'hubspot',
+    threadId,
+    channelId: message.channelId === null || message.channelId === undefined ? undefined : String(message.channelId),
+    channelAccountId: message.channelAccountId === null || message.channelAccountId === undefined ? undefined : String(message.channelAccountId),
+    recipient: { actorId: sender?.actorId ?? undefined, deliveryIdentifier: sender?.deliveryIdentifier ? { type: sender.deliveryIdentifier.type, value: sender.deliveryIdentifier.value } : null },
+  });
+  return target.success ? target.data : null;
 }
 
 /** HubSpot's OAuth token endpoint (form-encoded, snake_case answers). */

@@ -3,7 +3,7 @@
  * behind it (integrations/crm/kommo.ts, integrations/crm/hubspot.ts); nothing here knows about
  * Temporal or Postgres.
  */
-import type { CrmMessenger, MessagingSettings } from './messaging/types.js';
+import type { CrmMessenger, MessagingSettings, ReplyTarget } from './messaging/types.js';
 export type CrmProvider = 'kommo' | 'hubspot';
 export const crmProviders = ['kommo', 'hubspot'] as const satisfies readonly CrmProvider[];
 
@@ -95,6 +95,8 @@ export interface CrmIncomingMessage {
   contactId: string;
   /** Trimmed and capped (`incomingMessageText`), never empty. */
   text: string;
+  /** Where a reply to it goes (the same thread and channel), when the message names it. */
+  replyTarget: ReplyTarget | null;
 }
 
 /** Access and refresh tokens as a provider's token endpoint issues them. */

@@ -43,3 +43,9 @@ create policy crm_messaging_settings_update_admin_or_worker on public.crm_messag
   for update to authenticated
   using (org_id in (select private.org_ids_for('admin')) or org_id = (select private.worker_org_id()))
   with check (org_id in (select private.org_ids_for('admin')) or org_id = (select private.worker_org_id()));
+
+-- A reply part that Kommo refused for quota or plan is sent again through the Salesbot: the
+-- ledger row follows it, so a retry after a crash reads the thread back for the bot's message.
+grant update (route) on public.crm_reply_sends to authenticated;
+-- Counting a connection's send_message replies this month reads the ledger by time.
+create index crm_reply_sends_org_id_sent_at_idx on public.crm_reply_sends (org_id, sent_at) where route = 'kommo_talk' and status = 'sent';

@@ -41,6 +41,7 @@ const validBodies: Record<string, (o: SeededOrg) => Record<string, unknown> | un
   'PUT /v1/orgs/:orgId/crm/connections/:connectionId/schedule': () => ({ intervalSeconds: 3600, paused: true }),
   'POST /v1/orgs/:orgId/crm/connections/:connectionId/syncs': () => ({ mode: 'incremental' }),
   'POST /v1/orgs/:orgId/webhook-endpoints': () => ({ url: 'https://93.184.215.14/sweep', eventTypes: ['run.failed'] }),
+  'PUT /v1/orgs/:orgId/crm/connections/:connectionId/messaging-settings': () => ({ quotaWarnPercent: 90 }),
 };
 /** Required query strings of routes that have them. */
 const requiredQuery: Record<string, string> = {

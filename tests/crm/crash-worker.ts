@@ -1,6 +1,6 @@
 /**
  * A worker in its own process for the CRM crash tests, which SIGKILL it mid-work:
- * CRM_CRASH_MODE=agent runs the agent-runs worker with the CRM tools, =sync the crm-sync worker,
+ * CRM_CRASH_MODE=agent runs the agent-runs worker with the CRM tools and CRM replies, =sync the crm-sync worker,
  * =intake the crm-sync worker with webhook intake, which SIGKILLs itself right after its first
  * hand-over to Temporal succeeded (a run started or a message accepted), before the activity
  * could mark the delivery processed: the worst moment for a duplicate.
@@ -56,6 +56,8 @@ const worker =
         llmBaseUrl: process.env.CRM_CRASH_LLM_URL!,
         taskQueue,
         tools: createToolRegistry(createCrmTools({ credentials })),
+        // Answers of CRM conversations go into the lead's thread (the reply crash test kills it there).
+        credentials,
       });
 process.stdout.write('crm-crash-worker ready\n');
 await worker.run();

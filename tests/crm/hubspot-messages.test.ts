@@ -68,7 +68,12 @@ describe('HubspotAdapter.getIncomingMessage', () => {
     const spamThread = fake.addConversationThread({ contactId: 30_009, spam: true });
     const fromSpammer = fake.addConversationMessage(spamThread, { direction: 'INCOMING', text: 'Cheap watches' });
 
-    expect(await adapter.getIncomingMessage({ threadId: String(thread), messageId: hello })).toEqual({ contactId: '30001', text: 'Hello there' });
+    // The reply target repeats the message's channel and names its sender as the recipient.
+    expect(await adapter.getIncomingMessage({ threadId: String(thread), messageId: hello })).toEqual({
+      contactId: '30001',
+      text: 'Hello there',
+      replyTarget: { provider: 'hubspot', threadId: String(thread), channelId: '1000', channelAccountId: '240000001', recipient: { actorId: 'V-30001', deliveryIdentifier: null } },
+    });
     const capped = await adapter.getIncomingMessage({ threadId: String(thread), messageId: long });
     expect(capped?.text).toHaveLength(INCOMING_MESSAGE_MAX_CHARS);
     for (const messageId of [reply, note, blank, 'no-such-message']) {

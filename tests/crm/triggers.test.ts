@@ -212,6 +212,17 @@ describe('CRM webhooks start and message agent runs according to agent triggers'
     await expect.poll(async () => (await find()).processedAt, { timeout: 30_000, interval: 100 }).toEqual(expect.any(String));
     const reads = hubspot.apiRequests().filter((r) => r.path.startsWith('/crm/v3/objects/deals/100001'));
     expect(reads.map((r) => r.status)).toEqual([502, 502, 200]);
+    expect((await find()).error).toBeNull();
+
+    // A read the CRM refuses for good (4xx) closes the delivery with its reason, shown in `error`.
+    const refusedId = eventId + 1;
+    hubspot.injectFailure({ status: 400, body: { status: 'error', message: 'Property values were not valid', category: 'VALIDATION_ERROR' }, pathPattern: /^\/crm\/v3\/objects\/deals\/100002/, times: 1 });
+    const refused = hubspot.webhookDelivery(`https://api.example.test${path}`, [{ eventId: refusedId, subscriptionType: 'deal.propertyChange', objectId: 100_002, propertyName: 'amount', propertyValue: '7' }]);
+    expect((await app.inject({ method: 'POST', url: path, headers: refused.headers, payload: refused.body })).statusCode).toBe(200);
+    const findRefused = async () =>
+      (await app.inject({ method: 'GET', url, headers: { authorization: `Bearer ${adminA}` } })).json().items.find((d: { dedupeKey: string }) => d.dedupeKey === `hubspot:${refusedId}`);
+    await expect.poll(async () => (await findRefused())?.processedAt, { timeout: 30_000, interval: 100 }).toEqual(expect.any(String));
+    expect((await findRefused()).error).toEqual(expect.stringContaining('Property values were not valid'));
 
     expect((await app.inject({ method: 'GET', url, headers: { authorization: `Bearer ${memberA}` } })).statusCode).toBe(403);
     expect((await app.inject({ method: 'GET', url, headers: { authorization: `Bearer ${adminB}` } })).statusCode).toBe(404);

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
+import type { Worker } from '@temporalio/worker';
 import { fileURLToPath } from 'node:url';
 import { buildApp, type App, type AppDeps } from '../../api/app.js';
 import type { ConsoleOptions } from '../../api/plugins/console.js';
@@ -35,6 +36,11 @@ export interface FullTestApp {
   crmTaskQueue: string;
   /** With `agentWorker` only: the fake model the worker's runs talk to. */
   llm?: FakeLlmServer;
+  /**
+   * With `agentWorker: 'later'`: starts the in-process agent worker on the API's queue (a crash
+   * test first runs one in a child process it kills).
+   */
+  startAgentWorker(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -45,9 +51,10 @@ export interface FullTestAppOptions extends Partial<Pick<AppDeps, 'rateLimits' |
   hubspotDataset?: Partial<HubspotDatasetSize>;
   /**
    * Also run an agent worker (and a fake LLM) on the API's queue, so started runs run, and a
-   * crm-sync worker that processes webhook deliveries and starts runs on it.
+   * crm-sync worker that processes webhook deliveries and starts runs on it. `'later'`: all of
+   * it but the agent worker, which `startAgentWorker()` starts.
    */
-  agentWorker?: boolean;
+  agentWorker?: boolean | 'later';
   /** The console's settings (it is always served, from web/dist unless `dir` says otherwise). */
   console?: Partial<ConsoleOptions>;
 }
@@ -84,7 +91,15 @@ export async function startFullTestApp(overrides: FullTestAppOptions = {}): Prom
   const credentials = llm ? testCredentialStore(pool, settings) : undefined;
   // Webhook endpoints at fake receivers on loopback, retried after a second (tests/org-events).
   const webhooks = { keyring: testKeyring, ssrf: settings.ssrf ?? {}, retrySchedule: [1], giveUpAfterSeconds: 60 };
-  const worker = llm ? await createTestAgentWorker({ temporal, pool, llmBaseUrl: llm.url, taskQueue, webhooks, ...(credentials ? { credentials } : {}) }) : undefined;
+  const workers: Worker[] = [];
+  const running: Promise<void>[] = [];
+  const startAgentWorker = async () => {
+    if (!llm) throw new Error('startAgentWorker needs agentWorker');
+    const w = await createTestAgentWorker({ temporal, pool, llmBaseUrl: llm.url, taskQueue, webhooks, ...(credentials ? { credentials } : {}) });
+    workers.push(w);
+    running.push(w.run());
+  };
+  if (overrides.agentWorker === true) await startAgentWorker();
   const crmWorker = llm && credentials
     ? await createCrmSyncWorker({
         connection: temporal.nativeConnection,
@@ -99,7 +114,7 @@ export async function startFullTestApp(overrides: FullTestAppOptions = {}): Prom
         handoff: createAgentRunHandoff({ temporal: temporal.client, taskQueue }),
       })
     : undefined;
-  const workerRunning = Promise.all([worker?.run(), crmWorker?.run()]);
+  if (crmWorker) running.push(crmWorker.run());
   return {
     app,
     pool,
@@ -111,10 +126,11 @@ export async function startFullTestApp(overrides: FullTestAppOptions = {}): Prom
     taskQueue,
     crmTaskQueue,
     ...(llm ? { llm } : {}),
+    startAgentWorker,
     close: async () => {
-      worker?.shutdown();
+      for (const w of workers) w.shutdown();
       crmWorker?.shutdown();
-      await workerRunning;
+      await Promise.all(running);
       await llm?.close();
       await app.close();
       await kommo.close();

@@ -98,7 +98,12 @@ export async function converse(
       // The next seq is where a `reply_failed` event would go; it is taken only when one was
       // written, so a conversation's events stay numbered without gaps.
       const outcome = await crmReply.sendReply({ ...run.ref, seq: run.seq + 1, answerSeq: answered });
-      if (outcome === 'failed') run.nextSeq();
+      // One seq per event the step wrote (reply_failed, reply_quota_warning, or both).
+      if (outcome === 'failed' || outcome === 'warned') run.nextSeq();
+      if (outcome === 'failed_warned') {
+        run.nextSeq();
+        run.nextSeq();
+      }
     }
   }
 }

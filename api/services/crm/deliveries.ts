@@ -11,6 +11,7 @@ export interface WebhookDeliveryView {
   change: 'upsert' | 'delete';
   receivedAt: string;
   processedAt: string | null;
+  error: string | null;
 }
 
 export function createDeliveryOps(ctx: CrmContext) {
@@ -19,14 +20,14 @@ export function createDeliveryOps(ctx: CrmContext) {
   /**
    * The connection's most recent webhook deliveries, newest first: what the CRM sent, when, and
    * whether it was processed. Admins only (the rows say which records changed and when). A
-   * delivery left unprocessed failed and waits for the CRM's redelivery.
+   * delivery left unprocessed is still queued; a processed one with an `error` had no effect.
    */
   async function listWebhookDeliveries(principal: Principal, orgId: string, connectionId: string, query: { limit: number }): Promise<{ items: WebhookDeliveryView[] }> {
     return withPrincipal(pool, principal, async (tx) => {
       await requireOrgRole(tx, orgId, 'admin');
       await getRow(tx, orgId, connectionId);
-      const { rows } = await tx.query<{ dedupe_key: string; kind: string; object_type: string; external_id: string; change: 'upsert' | 'delete'; received_at: Date; processed_at: Date | null }>(
-        `select dedupe_key, kind, object_type, external_id, change, received_at, processed_at
+      const { rows } = await tx.query<{ dedupe_key: string; kind: string; object_type: string; external_id: string; change: 'upsert' | 'delete'; received_at: Date; processed_at: Date | null; error: string | null }>(
+        `select dedupe_key, kind, object_type, external_id, change, received_at, processed_at, error
            from public.crm_webhook_deliveries
           where org_id = $1 and connection_id = $2
           order by received_at desc, dedupe_key desc limit $3`,
@@ -41,6 +42,7 @@ export function createDeliveryOps(ctx: CrmContext) {
           change: r.change,
           receivedAt: r.received_at.toISOString(),
           processedAt: r.processed_at?.toISOString() ?? null,
+          error: r.error,
         })),
       };
     });
