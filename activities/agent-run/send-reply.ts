@@ -47,12 +47,14 @@ interface ReplyContext {
   reply_target: unknown;
   answer: string | null;
   failed_recorded: boolean;
+  failed_reason: string | null;
+  failed_status: number | null;
   warned_recorded: boolean;
   ledger: LedgerRow[];
 }
 
 export function createSendReplyActivities(deps: ResolvedAgentRunDeps) {
-  const { pool, credentials } = deps;
+  const { pool, credentials, events } = deps;
 
   async function sendReply(step: SendReplyStep): Promise<SendReplyOutcome> {
     const context = await loadContext(step);
@@ -60,10 +62,14 @@ export function createSendReplyActivities(deps: ResolvedAgentRunDeps) {
     const parsed = replyTargetSchema.safeParse(context.reply_target);
     // Conversations in the app, and CRM threads whose lead never named a thread we can reach.
     if (!connectionId || !parsed.success || context.answer === null || context.answer.trim() === '') return 'not_crm_bound';
-    // A retry of a step whose events were written before the worker died: same outcome again.
-    let warned = context.warned_recorded;
-    if (context.failed_recorded) return warned ? 'failed_warned' : 'failed';
     const target = parsed.data;
+    // A retry of a step whose events were written before the worker died (or whose telling
+    // people failed): same outcome again, and people are told (once: the event id is the cause).
+    let warned = context.warned_recorded;
+    if (context.failed_recorded) {
+      await tellPeople(step, target, context.failed_reason ?? '', context.failed_status);
+      return warned ? 'failed_warned' : 'failed';
+    }
     const ref = { orgId: step.orgId, connectionId };
     if (!credentials) return fail(step, target, 'CRM credentials are not configured on this worker', null, false);
 
@@ -187,6 +193,8 @@ export function createSendReplyActivities(deps: ResolvedAgentRunDeps) {
                 where e.run_id = r.id and e.org_id = r.org_id and e.seq = $3 and e.type = 'llm.completed') as answer,
               exists (select 1 from public.run_events e where e.run_id = r.id and e.org_id = r.org_id and e.seq in ($4, $4 + 1) and e.type = 'reply_failed') as failed_recorded,
               exists (select 1 from public.run_events e where e.run_id = r.id and e.org_id = r.org_id and e.seq = $4 and e.type = 'reply_quota_warning') as warned_recorded,
+              (select e.payload->>'reason' from public.run_events e where e.run_id = r.id and e.org_id = r.org_id and e.seq in ($4, $4 + 1) and e.type = 'reply_failed') as failed_reason,
+              (select (e.payload->>'status')::int from public.run_events e where e.run_id = r.id and e.org_id = r.org_id and e.seq in ($4, $4 + 1) and e.type = 'reply_failed') as failed_status,
               coalesce((select json_agg(json_build_object('part', s.part, 'status', s.status, 'route', s.route, 'attempted_at', s.attempted_at))
                           from public.crm_reply_sends s
                          where s.run_id = r.id and s.org_id = r.org_id and s.answer_seq = $3), '[]'::json) as ledger
@@ -224,7 +232,19 @@ export function createSendReplyActivities(deps: ResolvedAgentRunDeps) {
     });
     crmReplies.inc({ provider: target.provider, route: target.provider === 'kommo' ? 'kommo_talk' : 'hubspot_thread', outcome: 'failed' });
     deps.logger?.warn({ runId: step.runId, answerSeq: step.answerSeq, status }, 'reply to the CRM thread failed; the conversation needs a person');
+    await tellPeople(step, target, payload.reason, status);
     return warned ? 'failed_warned' : 'failed';
+  }
+
+  /** `reply.failed` to the org's webhooks and live feed, after the failure committed; keyed by the answer. */
+  async function tellPeople(step: SendReplyStep, target: ReplyTarget, reason: string, status: number | null): Promise<void> {
+    if (!events) return;
+    await events.publish({
+      orgId: step.orgId,
+      type: 'reply.failed',
+      cause: `${step.runId}:${step.answerSeq}`,
+      data: { runId: step.runId, answerSeq: step.answerSeq, provider: target.provider, status, reason },
+    });
   }
 
   return { sendReply };

@@ -124,6 +124,10 @@ describe("the agent's answer goes into the contact's HubSpot thread, as the dedi
     const events = (await admin.query<{ type: string; payload: Record<string, unknown> }>(`select type, payload from public.run_events where run_id = $1 order by seq`, [run.id])).rows;
     expect(events.filter((e) => e.type === 'reply_failed')).toEqual([expect.objectContaining({ payload: expect.objectContaining({ provider: 'hubspot' }) })]);
     expect(outgoing(thread)).toEqual([]);
+    // People are told through the org's events (webhooks and the live feed).
+    await expect
+      .poll(async () => (await admin.query(`select type, payload from public.org_events where org_id = $1 and type = 'reply.failed'`, [orgId])).rows, { timeout: 10_000 })
+      .toEqual([{ type: 'reply.failed', payload: expect.objectContaining({ runId: run.id, provider: 'hubspot', reason: expect.stringContaining('hubspotSenderActorId') }) }]);
     // The list filter finds it; acknowledging clears it, and the flag is gone from the list.
     const flagged = await app.inject({ method: 'GET', url: `/v1/orgs/${orgId}/runs?needsAttention=true`, headers: as(memberToken) });
     expect(flagged.json().items.map((r: { id: string }) => r.id)).toContain(run.id);
