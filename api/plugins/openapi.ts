@@ -21,6 +21,8 @@ export async function registerOpenApi(app: FastifyInstance, options: { publicUrl
         version: '1',
         description:
           'AI agents for sales teams inside their CRM. Errors are application/problem+json (RFC 9457) with a stable `type`; see docs/api.md.',
+        // Not open source: an SPDX reference of our own, as OpenAPI 3.1 asks of a licence.
+        license: { name: 'Proprietary', identifier: 'LicenseRef-Proprietary' },
       },
       components: {
         securitySchemes: {
@@ -33,7 +35,19 @@ export async function registerOpenApi(app: FastifyInstance, options: { publicUrl
       },
       security: [{ bearerAuth: [] }],
     },
-    transform: jsonSchemaTransform,
+    transform: (input) => {
+      const out = jsonSchemaTransform(input);
+      // An event stream's 200 is written to the raw socket, never serialized, so it has no zod
+      // schema; the declaration (`stream: true`) still tells clients what they get.
+      if (input.route.config?.stream && out.schema && !out.schema.hide) {
+        const response = (out.schema.response ?? {}) as Record<string, unknown>;
+        out.schema.response = {
+          ...response,
+          200: { description: 'A stream of Server-Sent Events', content: { 'text/event-stream': { schema: { type: 'string' } } } },
+        };
+      }
+      return out;
+    },
   });
   // The UI plugin's routes cannot take options of ours, so its scope declares them public.
   await app.register(async (docs) => {

@@ -4162,6 +4162,15 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description A stream of Server-Sent Events */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": string;
+                };
+            };
             /** @description Default Response */
             400: {
                 headers: {
@@ -4317,6 +4326,15 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description A stream of Server-Sent Events */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": string;
+                };
+            };
             /** @description Default Response */
             400: {
                 headers: {
