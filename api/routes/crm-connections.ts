@@ -3,7 +3,8 @@ import { z } from 'zod';
 import { pageQuery } from '../pagination.js';
 import { problemSchema } from '../schemas.js';
 import { messagingSettingsSchema } from '../../integrations/crm/messaging/settings.js';
-import { scheduleInputSchema, type CrmService } from '../services/crm-connections.js';
+import { OAUTH_STATE_TTL_MINUTES, scheduleInputSchema, type CrmService } from '../services/crm-connections.js';
+import { bindingCookie, bindingFromCookies, newBinding } from '../services/crm/oauth-binding.js';
 
 const provider = z.enum(['kommo', 'hubspot']);
 const connectionSchema = z.object({
@@ -81,7 +82,11 @@ export function crmConnectionRoutes(crm: CrmService): FastifyPluginAsyncZod {
         response: { 201: z.object({ connection: connectionSchema, authorizeUrl: z.string().nullable(), webhookUrl: z.string() }), ...errors },
       },
       handler: async (request, reply) => {
-        const created = await crm.create(request.principal, request.params.orgId, request.body);
+        // OAuth: bind the flow to this browser with a short-lived cookie (reused while it lasts,
+        // so an admin may start several flows); the callback checks it.
+        const browserBinding = request.body.auth.kind === 'oauth' ? (bindingFromCookies(request.headers.cookie) ?? newBinding()) : undefined;
+        const created = await crm.create(request.principal, request.params.orgId, request.body, browserBinding ? { browserBinding } : {});
+        if (browserBinding) reply.header('set-cookie', bindingCookie(browserBinding, { maxAgeSeconds: OAUTH_STATE_TTL_MINUTES * 60, secure: request.protocol === 'https' }));
         reply.header('location', `/v1/orgs/${request.params.orgId}/crm/connections/${created.connection.id}`);
         return reply.code(201).send(created);
       },

@@ -2,6 +2,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { problemSchema } from '../schemas.js';
 import type { CrmService } from '../services/crm-connections.js';
+import { bindingFromCookies } from '../services/crm/oauth-binding.js';
 import type { CrmWebhookService } from '../services/crm-webhooks.js';
 
 const provider = z.enum(['kommo', 'hubspot']);
@@ -47,7 +48,7 @@ export function crmPublicRoutes(deps: { crm: CrmService; webhooks: CrmWebhookSer
         response: { 200: z.object({ connectionId: z.uuid(), status: z.string() }), 400: problemSchema },
       },
       handler: async (request) => {
-        const connection = await deps.crm.completeOAuth(request.params.provider, request.query);
+        const connection = await deps.crm.completeOAuth(request.params.provider, request.query, bindingFromCookies(request.headers.cookie));
         return { connectionId: connection.id, status: connection.status };
       },
     });

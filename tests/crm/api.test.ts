@@ -25,6 +25,7 @@ describe('CRM API: connections, OAuth, schedules, syncs, records, webhooks', () 
   const taskQueue = uniqueTaskQueue('crm-api-test');
   let orgA: string;
   let orgB: string;
+  let ownerB: string;
   let adminA: string;
   let memberA: string;
   let memberB: string;
@@ -59,6 +60,7 @@ describe('CRM API: connections, OAuth, schedules, syncs, records, webhooks', () 
     const b = await createOrgWithMembers(admin, ['owner', 'member']);
     orgB = b.orgId;
     memberB = await signUserToken(b.userWithRole('member'));
+    ownerB = await signUserToken(b.userWithRole('owner'));
   });
 
   afterAll(async () => {
@@ -90,13 +92,17 @@ describe('CRM API: connections, OAuth, schedules, syncs, records, webhooks', () 
     const state = authorize.searchParams.get('state')!;
     expect(state.length).toBeGreaterThan(20);
     // The consent screen redirects back with code, referer (the account host) and our state.
+    // The flow is bound to the admin's browser: a short-lived HttpOnly, SameSite=Lax cookie.
+    const setCookie = String(created.headers['set-cookie']);
+    expect(setCookie).toMatch(/^gap_oauth_binding=[A-Za-z0-9_-]{43}; Path=\/v1; Max-Age=900; HttpOnly; SameSite=Lax/);
+    const cookie = setCookie.split(';')[0]!;
     const consent = await fetch(`${authorize.toString()}&redirect_uri=${encodeURIComponent('http://cb.test/callback')}`, { redirect: 'manual' });
     const back = new URL(consent.headers.get('location')!);
-    const callback = await app.inject({ method: 'GET', url: `/v1/crm/oauth/callback/kommo${back.search}` });
+    const callback = await app.inject({ method: 'GET', url: `/v1/crm/oauth/callback/kommo${back.search}`, headers: { cookie } });
     expect(callback.statusCode).toBe(200);
     expect(callback.json()).toEqual({ connectionId: kommoConnection, status: 'active' });
     // The state is single use.
-    const replay = await app.inject({ method: 'GET', url: `/v1/crm/oauth/callback/kommo${back.search}` });
+    const replay = await app.inject({ method: 'GET', url: `/v1/crm/oauth/callback/kommo${back.search}`, headers: { cookie } });
     expect(replay.statusCode).toBe(400);
 
     const { rows } = await admin.query<{ access_token: string; refresh_token: string }>(`select access_token, refresh_token from public.crm_credentials where connection_id = $1`, [kommoConnection]);
@@ -105,6 +111,38 @@ describe('CRM API: connections, OAuth, schedules, syncs, records, webhooks', () 
     const got = await call('GET', `/v1/orgs/${orgA}/crm/connections/${kommoConnection}`, memberA);
     expect(got.statusCode).toBe(200);
     expect(got.body).not.toMatch(/at-[0-9a-f]{8}|rt-[0-9a-f]{8}|v1\.test1/);
+  });
+
+  it("completes an OAuth flow only in the browser that started it: a victim lured to an admin's authorize link links nothing", async () => {
+    // An admin of org A starts connecting and sends the authorize link to someone else.
+    const created = await call('POST', `/v1/orgs/${orgA}/crm/connections`, adminA, { provider: 'kommo', name: 'Phish', auth: { kind: 'oauth' } });
+    const connectionId = created.json().connection.id;
+    const adminCookie = String(created.headers['set-cookie']).split(';')[0]!;
+    const authorize = new URL(created.json().authorizeUrl);
+    const consent = await fetch(`${authorize.toString()}&redirect_uri=${encodeURIComponent('http://cb.test/callback')}`, { redirect: 'manual' });
+    const back = new URL(consent.headers.get('location')!);
+    const tokenRequests = () => kommo.requests.filter((r) => r.path === '/oauth2/access_token').length;
+    const before = tokenRequests();
+
+    // The victim, signed in elsewhere with a binding of their own (they started a flow too), or none at all.
+    const victim = await call('POST', `/v1/orgs/${orgB}/crm/connections`, ownerB, { provider: 'kommo', name: 'Own', auth: { kind: 'oauth' } });
+    const victimCookie = String(victim.headers['set-cookie']).split(';')[0]!;
+    expect(victimCookie).not.toBe(adminCookie);
+    const asVictim = await app.inject({ method: 'GET', url: `/v1/crm/oauth/callback/kommo${back.search}`, headers: { cookie: victimCookie } });
+    expect(asVictim.statusCode).toBe(400);
+    expect(asVictim.json().detail).toMatch(/another browser session/);
+    expect(tokenRequests()).toBe(before);
+    const { rows } = await admin.query(`select status from public.crm_connections where id = $1`, [connectionId]);
+    expect(rows).toEqual([{ status: 'pending' }]);
+    // The state was spent by that attempt: not even the admin's own browser can finish it now.
+    expect((await app.inject({ method: 'GET', url: `/v1/crm/oauth/callback/kommo${back.search}`, headers: { cookie: adminCookie } })).statusCode).toBe(400);
+
+    // Without any cookie, a fresh flow fails the same way.
+    const again = await call('POST', `/v1/orgs/${orgA}/crm/connections`, adminA, { provider: 'kommo', name: 'Phish 2', auth: { kind: 'oauth' } });
+    const consent2 = await fetch(`${new URL(again.json().authorizeUrl).toString()}&redirect_uri=${encodeURIComponent('http://cb.test/callback')}`, { redirect: 'manual' });
+    const back2 = new URL(consent2.headers.get('location')!);
+    expect((await app.inject({ method: 'GET', url: `/v1/crm/oauth/callback/kommo${back2.search}` })).statusCode).toBe(400);
+    expect(tokenRequests()).toBe(before);
   });
 
   it('admins write connections: a member gets 403, a non-member 404, members can read', async () => {

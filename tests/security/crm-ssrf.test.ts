@@ -75,7 +75,8 @@ describe('SSRF guard on CRM URLs, at save and at fetch', () => {
     });
     expect(created.statusCode).toBe(201);
     const state = new URL(created.json().authorizeUrl).searchParams.get('state')!;
-    const res = await full.app.inject({ method: 'GET', url: `/v1/crm/oauth/callback/kommo?code=abc&state=${state}&referer=${encodeURIComponent(full.kommo.referer)}` });
+    const cookie = String(created.headers['set-cookie']).split(';')[0]!;
+    const res = await full.app.inject({ method: 'GET', url: `/v1/crm/oauth/callback/kommo?code=abc&state=${state}&referer=${encodeURIComponent(full.kommo.referer)}`, headers: { cookie } });
     expect(res.statusCode).toBe(400);
     expect(res.json().detail).toMatch(/internal network address/);
     expect(full.kommo.requests).toEqual([]);

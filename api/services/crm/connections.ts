@@ -38,7 +38,8 @@ export function createConnectionOps(ctx: CrmContext) {
     return url.toString();
   }
 
-  async function create(principal: Principal, orgId: string, input: CreateConnectionInput): Promise<CreatedConnection> {
+  /** `browserBinding`: the OAuth binding cookie of the admin's browser (oauth-binding.ts); required for OAuth. */
+  async function create(principal: Principal, orgId: string, input: CreateConnectionInput, opts: { browserBinding?: string } = {}): Promise<CreatedConnection> {
     if (input.auth.kind === 'oauth' && !settings[input.provider].app) {
       throw new ProblemError('validation-error', `OAuth for ${input.provider} is not configured on this server; connect with a token instead.`);
     }
@@ -70,9 +71,9 @@ export function createConnectionOps(ctx: CrmContext) {
       }
       if (state) {
         await tx.query(
-          `insert into public.oauth_states (state_hash, org_id, connection_id, created_by, expires_at)
-           values ($1, $2, $3, $4, now() + make_interval(mins => $5))`,
-          [sha256Hex(state), orgId, row.id, principal.kind === 'user' ? principal.userId : null, OAUTH_STATE_TTL_MINUTES],
+          `insert into public.oauth_states (state_hash, org_id, connection_id, created_by, expires_at, browser_binding_hash)
+           values ($1, $2, $3, $4, now() + make_interval(mins => $5), $6)`,
+          [sha256Hex(state), orgId, row.id, principal.kind === 'user' ? principal.userId : null, OAUTH_STATE_TTL_MINUTES, opts.browserBinding ? sha256Hex(opts.browserBinding) : null],
         );
       }
       return toView(row);

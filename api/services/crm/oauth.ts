@@ -17,13 +17,22 @@ export function createOAuthOps(ctx: CrmContext) {
    * The OAuth redirect target. Unauthenticated: the single-use `state` proves the flow was
    * started by an admin of the org, and only then does the request act, as that org's worker.
    */
-  async function completeOAuth(provider: CrmProvider, query: { code: string; state: string; referer?: string | undefined }): Promise<ConnectionView> {
-    const { rows } = await pool.query<{ org_id: string; connection_id: string; expired: boolean }>(
-      `select org_id, connection_id, expired from private.take_crm_oauth_state($1)`,
+  async function completeOAuth(
+    provider: CrmProvider,
+    query: { code: string; state: string; referer?: string | undefined },
+    browserBinding: string | undefined,
+  ): Promise<ConnectionView> {
+    const { rows } = await pool.query<{ org_id: string; connection_id: string; expired: boolean; browser_binding_hash: string | null }>(
+      `select org_id, connection_id, expired, browser_binding_hash from private.take_crm_oauth_state($1)`,
       [sha256Hex(query.state)],
     );
     const taken = rows[0];
     if (!taken || taken.expired) throw new ProblemError('validation-error', 'The authorization link is invalid or has expired; start connecting again.');
+    // Only the browser that started the flow may finish it (oauth-binding.ts): otherwise anyone
+    // lured to an admin's authorize link would link their CRM into that admin's org.
+    if (!taken.browser_binding_hash || !browserBinding || sha256Hex(browserBinding) !== taken.browser_binding_hash) {
+      throw new ProblemError('validation-error', 'This authorization was started in another browser session; start connecting again from the console.');
+    }
     const worker: Principal = { kind: 'worker', orgId: taken.org_id };
     const info = await withPrincipal(pool, worker, (tx) => loadConnection(tx, taken.org_id, taken.connection_id));
     if (!info || info.provider !== provider) throw new ProblemError('validation-error', 'The authorization does not belong to a connection of this provider.');
