@@ -12,6 +12,7 @@
  * caller's RLS scope, so another org's chunks cannot appear.
  */
 import type { Tx } from '../../lib/db.js';
+import type { ChunkLanguage } from './language.js';
 import { extractTerms, searchText, TOKEN } from './text.js';
 
 export interface KnowledgeHit {
@@ -38,52 +39,74 @@ export interface SearchOptions {
 /** How deep each list is read before fusion. */
 const CANDIDATES = 50;
 const RRF_K = 60;
+/** About how many chunks full-text search reads and ranks at most, whatever the org's size. */
+const ROWS_TO_RANK = 1500;
 /** Vocabulary matches kept per query word. */
 const TERMS_PER_WORD = 3;
 
-/** websearch_to_tsquery never raises on odd input; quotes and a leading '-' are its syntax, so they go. */
-function orQuery(words: string[]): string {
-  return words
-    .map((w) => w.replace(/["']/g, ' ').replace(/^-+/, '').trim())
-    .filter(Boolean)
-    .join(' or ');
+/**
+ * The query's lexemes under each configuration, rarest first in the org, kept while the chunks
+ * they match add up to at most ROWS_TO_RANK (the rarest is always kept): one tsquery of OR-ed
+ * lexemes per chunk language. A word most chunks contain («цена», 'price') would make Postgres
+ * read and rank most of the org's chunks and says little about which one answers, so it goes
+ * when rarer words are there, as an IDF weighting would drop it. Counts: knowledge_lexemes.
+ */
+async function selectiveQueries(tx: Tx, orgId: string, text: string): Promise<Map<ChunkLanguage, string>> {
+  const { rows } = await tx.query<{ language: ChunkLanguage; query: string }>(
+    `with q (language, lexeme) as (
+       select 'ru', lexeme from unnest(to_tsvector('russian', $2))
+       union select 'en', lexeme from unnest(to_tsvector('english', $2))
+       union select 'simple', lexeme from unnest(to_tsvector('simple', $2))
+     ), counted as (
+       select q.language, q.lexeme,
+              (select coalesce(sum(l.chunks), 0) from public.knowledge_lexemes l
+                where l.org_id = $1 and l.language = q.language and l.lexeme = q.lexeme) as n
+         from q
+     ), ordered as (
+       select language, lexeme, n, sum(n) over (order by n, language, lexeme) as running,
+              row_number() over (order by n, language, lexeme) as ord
+         from counted where n > 0
+     )
+     select language,
+            -- tsquery input: a quoted lexeme, quotes doubled and backslashes escaped.
+            string_agg('''' || replace(replace(lexeme, '\\', '\\\\'), '''', '''''') || '''', ' | ' order by lexeme) as query
+       from ordered
+      where ord = 1 or running <= $3
+      group by language`,
+    [orgId, text, ROWS_TO_RANK],
+  );
+  return new Map(rows.map((r) => [r.language, r.query]));
 }
 
 async function fullTextList(tx: Tx, orgId: string, text: string): Promise<string[]> {
   if (!text) return [];
-  const { rows } = await tx.query<{ id: string }>(
-    `select c.id
-       from public.knowledge_chunks c
-      where c.org_id = $1
-        and ((c.language = 'ru' and c.search @@ websearch_to_tsquery('russian', $2))
-          or (c.language = 'en' and c.search @@ websearch_to_tsquery('english', $2))
-          or (c.language = 'simple' and c.search @@ websearch_to_tsquery('simple', $2)))
-      order by ts_rank(c.search, case c.language when 'ru' then websearch_to_tsquery('russian', $2)
-                                                 when 'en' then websearch_to_tsquery('english', $2)
-                                                 else websearch_to_tsquery('simple', $2) end, 1) desc, c.id
-      limit $3`,
-    [orgId, text, CANDIDATES],
-  );
+  const queries = await selectiveQueries(tx, orgId, text);
+  if (queries.size === 0) return [];
+  // A security definer function, so the GIN index serves @@ under RLS (see the migration
+  // 20261207170000_knowledge_search_at_scale.sql); it checks the caller may read the org.
+  const { rows } = await tx.query<{ id: string }>(`select id from private.knowledge_fulltext($1, $2::tsquery, $3::tsquery, $4::tsquery, $5)`, [
+    orgId,
+    queries.get('ru') ?? null,
+    queries.get('en') ?? null,
+    queries.get('simple') ?? null,
+    CANDIDATES,
+  ]);
   return rows.map((r) => r.id);
 }
 
-/** The org's terms trigram-similar to the query's words (similarity ≥ pg_trgm.similarity_threshold, 0.3). */
+/**
+ * The org's terms for the query's words: those of the same compact form ('kx2040' → 'kx-2040'),
+ * or for a word the vocabulary lacks, those trigram-similar to it (≥ pg_trgm.similarity_threshold, 0.3).
+ */
 async function similarTerms(tx: Tx, orgId: string, query: string): Promise<string[]> {
   const words = extractTerms(query, 32);
   if (words.length === 0) return [];
-  const { rows } = await tx.query<{ term: string }>(
-    `select m.term
-       from unnest($2::text[]) as q(compact)
-       cross join lateral (
-         select t.term, max(extensions.similarity(t.compact, q.compact)) as sim
-           from public.knowledge_terms t
-          where t.org_id = $1 and t.compact operator(extensions.%) q.compact
-          group by t.term
-          order by sim desc, t.term
-          limit $3
-       ) m`,
-    [orgId, words.map((w) => w.compact), TERMS_PER_WORD],
-  );
+  // Index-backed under RLS like fullTextList.
+  const { rows } = await tx.query<{ term: string }>(`select term from private.knowledge_similar_terms($1, $2::text[], $3)`, [
+    orgId,
+    words.map((w) => w.compact),
+    TERMS_PER_WORD,
+  ]);
   return [...new Set(rows.map((r) => r.term))];
 }
 
@@ -110,7 +133,7 @@ export function reciprocalRankFusion(lists: string[][], k = RRF_K): Map<string, 
 export async function searchKnowledge(tx: Tx, opts: SearchOptions): Promise<KnowledgeHit[]> {
   const words = searchText(opts.query).match(TOKEN) ?? [];
   const terms = await similarTerms(tx, opts.orgId, opts.query);
-  const lists = [await fullTextList(tx, opts.orgId, orQuery(words)), await fullTextList(tx, opts.orgId, orQuery(terms))];
+  const lists = [await fullTextList(tx, opts.orgId, words.join(' ')), await fullTextList(tx, opts.orgId, terms.join(' '))];
   if (opts.embedding) lists.push(await vectorList(tx, opts.orgId, opts.embedding));
   const fused = [...reciprocalRankFusion(lists)].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).slice(0, opts.limit);
   if (fused.length === 0) return [];

@@ -48,6 +48,7 @@ export async function replaceDocumentChunks(
   if (current.rows[0]?.revision !== doc.revision) return false;
   await tx.query(`delete from public.knowledge_chunks where document_id = $1 and org_id = $2`, [doc.documentId, doc.orgId]);
   await tx.query(`delete from public.knowledge_terms where document_id = $1 and org_id = $2`, [doc.documentId, doc.orgId]);
+  await tx.query(`delete from public.knowledge_lexemes where document_id = $1 and org_id = $2`, [doc.documentId, doc.orgId]);
   const { chunks } = prepared;
   const heading = doc.title.slice(0, 1000);
   // Batches keep each statement's parameter arrays to a few MB.
@@ -80,6 +81,15 @@ export async function replaceDocumentChunks(
       ],
     );
   }
+  // How many of the document's chunks carry each lexeme: search drops the org's most common ones.
+  await tx.query(
+    `insert into public.knowledge_lexemes (org_id, document_id, language, lexeme, chunks)
+     select $1, $2, c.language, l.lexeme, count(*)
+       from public.knowledge_chunks c cross join lateral unnest(c.search) as l
+      where c.document_id = $2 and c.org_id = $1
+      group by c.language, l.lexeme`,
+    [doc.orgId, doc.documentId],
+  );
   const terms = extractTerms(`${doc.title}\n${chunks.map((c) => c.passage).join('\n')}`);
   for (let start = 0; start < terms.length; start += 5000) {
     const batch = terms.slice(start, start + 5000);

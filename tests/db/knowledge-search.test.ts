@@ -100,6 +100,22 @@ describe('knowledge search', () => {
     expect(leaked.rows[0].n).toBe(0);
   });
 
+  it("the index-backed search functions give another org's id nothing: they apply the select policy themselves", async () => {
+    const asB = (sql: string, params: unknown[]) => withPrincipal(app, { kind: 'worker', orgId: orgB }, (tx) => tx.query(sql, params));
+    const fulltext = await asB(`select id from private.knowledge_fulltext($1, 'тариф'::tsquery, 'router'::tsquery, 'тариф'::tsquery, 50)`, [orgA]);
+    expect(fulltext.rows).toEqual([]);
+    const terms = await asB(`select term from private.knowledge_similar_terms($1, array['tarif', 'kx2040'], 3)`, [orgA]);
+    expect(terms.rows).toEqual([]);
+    // The same calls for the caller's own org do find rows, so the empty answers above are the check.
+    const own = await withPrincipal(app, { kind: 'worker', orgId: orgA }, (tx) => tx.query(`select term from private.knowledge_similar_terms($1, array['tarif', 'kx2040'], 3)`, [orgA]));
+    expect(own.rows.map((r) => r.term)).toEqual(expect.arrayContaining(['тариф', 'kx-2040']));
+  });
+
+  it('counts how many chunks carry each lexeme, per document, replaced with the chunks', async () => {
+    const { rows } = await admin.query(`select language, lexeme, chunks from public.knowledge_lexemes where document_id = $1 order by lexeme`, [docs.tariff]);
+    expect(rows).toEqual(expect.arrayContaining([{ language: 'ru', lexeme: 'тариф', chunks: 1 }, { language: 'ru', lexeme: 'рубл', chunks: 1 }]));
+  });
+
   it('answers nothing rather than an error for queries without words', async () => {
     expect(await search(orgA, '?!')).toEqual([]);
     expect(await search(orgA, '"-')).toEqual([]);

@@ -380,6 +380,19 @@ export const expectations: Record<string, TableExpectation> = {
     update: `compact = 'changed'`,
     allow: { select: MEMBERS, insert: WORKER, update: SERVICE, delete: WORKER },
   },
+  knowledge_lexemes: {
+    seed: async (db, w) => {
+      const id = await newKnowledgeDocument(db, w.orgId);
+      await db.query(`insert into public.knowledge_lexemes (org_id, document_id, language, lexeme, chunks) values ($1, $2, 'en', 'seeded', 1)`, [w.orgId, id]);
+      return { where: 'document_id = $1', params: [id] };
+    },
+    insert: async (db, w) => ({
+      sql: `insert into public.knowledge_lexemes (org_id, document_id, language, lexeme, chunks) values ($1, $2, 'en', 'new', 1)`,
+      params: [w.orgId, await newKnowledgeDocument(db, w.orgId)],
+    }),
+    update: `chunks = 2`,
+    allow: { select: MEMBERS, insert: WORKER, update: SERVICE, delete: WORKER },
+  },
 
   // CRM -----------------------------------------------------------------------------------------------
   crm_connections: {
