@@ -73,8 +73,10 @@ async function main() {
   await withServiceRole(admin, async (tx) => {
     await tx.query(`insert into public.organizations (id, name) values ($1, 'Bench org')`, [orgId]);
     await tx.query(`insert into public.organization_members (org_id, user_id, role) values ($1, $2, 'owner')`, [orgId, userId]);
-    await tx.query(`insert into public.knowledge_documents (org_id, title, body) values ($1, 'Pricing', 'Pro costs 49 per seat')`, [orgId]);
   });
+  // A ready document with its chunks, written by the store function ingestion uses: knowledge_search
+  // ranks chunks, so a document row alone would leave every tool call of the bench finding nothing.
+  await seedKnowledge({ admin, app: pool }, orgId, 'Pricing', 'Pro costs 49 per seat. Pricing is per seat and month.');
   const newAgent = async (approval: boolean, model = 'sandbox/bench') => {
     const id = randomUUID();
     await admin.query(
