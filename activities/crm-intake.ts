@@ -27,6 +27,7 @@ export interface DeliveryPayload {
   message?: { text: string; talk?: { talkId: string; origin: string | null } };
   messageRef?: CrmMessageRef;
   stageChange?: boolean;
+  outgoing?: { messageId: string | null };
 }
 
 /** A committed agent_runs row, as the Temporal side needs it. */
@@ -48,6 +49,11 @@ export interface AgentRunHandoff {
    * Answers 'busy' when the agent refused it for now (its busy policy is `reject`).
    */
   deliverMessage(run: RunRef, messageId: string): Promise<'accepted' | 'busy'>;
+  /**
+   * Hands an open conversation to people (a salesperson wrote in the lead's thread), through its
+   * workflow; `key` names the cause, so a retry hands off once. Nothing when it has ended.
+   */
+  requestHandoff(run: RunRef, request: { reason: 'salesperson_replied'; key: string }): Promise<void>;
 }
 
 export interface CrmIntakeActivityDeps {
@@ -123,7 +129,7 @@ export function createCrmIntakeActivities(deps: CrmIntakeActivityDeps) {
     try {
       const records = new Map<string, DeliveryRow[]>();
       for (const row of batch) {
-        if (row.payload.message || row.payload.messageRef) continue;
+        if (row.payload.message || row.payload.messageRef || row.payload.outgoing) continue;
         const key = `${row.object_type}:${row.external_id}`;
         records.set(key, [...(records.get(key) ?? []), row]);
       }
@@ -131,8 +137,8 @@ export function createCrmIntakeActivities(deps: CrmIntakeActivityDeps) {
         await ingestRecordChange(ref, provider, adapter, group);
       }
       for (const row of batch) {
-        if (!row.payload.message && !row.payload.messageRef) continue;
-        await ingestMessage(ref, adapter, row);
+        if (row.payload.outgoing) await ingestOutgoing(ref, row, row.payload.outgoing);
+        else if (row.payload.message || row.payload.messageRef) await ingestMessage(ref, adapter, row);
       }
     } catch (err) {
       if (err instanceof ApplicationFailure) throw err;
@@ -311,6 +317,35 @@ export function createCrmIntakeActivities(deps: CrmIntakeActivityDeps) {
           throw ApplicationFailure.create({ message: 'the agent is still answering the previous message', type: 'AgentBusy', nextRetryDelay: '5 seconds' });
         }
       }
+    }
+    await markProcessed(ref, [row.dedupe_key]);
+  }
+
+  /**
+   * An outgoing message in the lead's thread. Ours (a reply we sent, or one being sent right now,
+   * whose id we may not have recorded yet) changes nothing; anyone else's is a salesperson taking
+   * over, which hands every open conversation of the thread to people.
+   */
+  async function ingestOutgoing(ref: { orgId: string; connectionId: string }, row: DeliveryRow, outgoing: { messageId: string | null }) {
+    const threadKey = leadThreadKey(ref.connectionId, row.external_id);
+    const open = await withPrincipal(pool, worker(ref.orgId), async (tx) => {
+      const ours = await tx.query(
+        `select 1 from public.crm_reply_sends s join public.agent_runs r on r.id = s.run_id and r.org_id = s.org_id
+          where r.org_id = $1 and r.thread_key = $2
+            and (s.external_id = $3 or (s.status = 'attempted' and s.attempted_at > now() - interval '2 minutes'))
+          limit 1`,
+        [ref.orgId, threadKey, outgoing.messageId],
+      );
+      if (ours.rowCount === 1) return [];
+      const { rows } = await tx.query<{ id: string; agent_id: string }>(
+        `select id, agent_id from public.agent_runs where org_id = $1 and thread_key = $2 and status not in ('completed', 'failed', 'cancelled') order by id`,
+        [ref.orgId, threadKey],
+      );
+      return rows;
+    });
+    const deliveryId = sha256Hex(`${ref.connectionId}:${row.dedupe_key}`).slice(0, 32);
+    for (const run of open) {
+      await deps.handoff.requestHandoff({ orgId: ref.orgId, agentId: run.agent_id, runId: run.id }, { reason: 'salesperson_replied', key: `salesperson:${deliveryId}` });
     }
     await markProcessed(ref, [row.dedupe_key]);
   }

@@ -16,6 +16,7 @@ export const problemKinds = {
   'approval-not-pending': { status: 409, title: 'Approval is not pending' },
   'agent-busy': { status: 409, title: 'Agent is busy' },
   'agent-paused': { status: 409, title: 'Agent is paused' },
+  'not-handed-off': { status: 409, title: 'Conversation is not handed off' },
   'not-a-conversation': { status: 409, title: 'Run is not a conversation' },
   'invite-used': { status: 409, title: 'Invite already used' },
   'invite-expired': { status: 410, title: 'Invite expired or revoked' },

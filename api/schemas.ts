@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { HANDOFF_REASONS } from '../lib/agent-rules.js';
 import { runStatusSchema } from '../lib/run-status.js';
 
 /** Zod schemas shared by routes: the single source for validation, types and (later) OpenAPI. */
@@ -34,4 +35,11 @@ export const runSchema = z.object({
    * human handoff, which stops the agent.
    */
   attention: z.object({ reason: z.enum(['reply_failed']), detail: z.string(), since: z.string() }).nullable(),
+  /**
+   * A conversation handed to people (a salesperson wrote, the lead asked, the agent called
+   * handoff_to_human): the agent does not answer until `until`, or until a member resumes it.
+   */
+  handoff: z
+    .object({ reason: z.enum(HANDOFF_REASONS), since: z.string(), until: z.string() })
+    .nullable(),
 });

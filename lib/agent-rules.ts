@@ -17,6 +17,8 @@ export const agentRuleFields = {
    * the wait), so a burst gets one reply that reads all of it. 0 answers at once.
    */
   responseDelaySeconds: z.number().int().min(0, 'must not be negative').max(3600),
+  /** How long a conversation stays with people after a handoff (unless a member resumes it sooner). */
+  handoffMinutes: z.number().int().min(1).max(43_200),
 };
 
 export const agentRulesSchema = z.strictObject(agentRuleFields);
@@ -29,4 +31,29 @@ export type AgentRules = z.infer<typeof agentRulesSchema>;
 export type ReplyGate =
   /** `delaySeconds`: wait for the lead to go quiet this long first (absent = answer at once). */
   | { action: 'answer'; delaySeconds?: number }
-  | { action: 'hold'; reason: 'paused' };
+  | { action: 'hold'; reason: 'paused' }
+  /** `request`: a pending message asks for a person, so the handoff starts now. */
+  | { action: 'hold'; reason: 'handoff'; request?: 'lead_asked' };
+
+/** Why a conversation went to people. */
+export const HANDOFF_REASONS = ['salesperson_replied', 'lead_asked', 'agent_requested'] as const;
+export type HandoffReason = (typeof HANDOFF_REASONS)[number];
+
+/**
+ * A lead asking for a person, in the languages our customers' leads write (en, es, pt, ru, de,
+ * fr). Deliberately narrow: a false positive silences the agent for a day, so anything subtler
+ * is left to the model, which can call `handoff_to_human`.
+ */
+const ASKS_FOR_PERSON = [
+  /\b(talk|speak|chat)\s+(to|with)\s+(a|an|some)?\s*(real\s+|live\s+)?(human|person|people|agent|manager|operator|salesperson|someone)\b/i,
+  /\b(real|live)\s+(human|person|agent)\b/i,
+  /\b(hablar|habla)\s+con\s+(una?\s+)?(persona|humano|asesor|agente|operador)\b/i,
+  /\b(falar)\s+com\s+(uma?\s+)?(pessoa|humano|atendente|consultor)\b/i,
+  /(позов(и|ите)|соедини(те)?|хочу|можно)\s+(с\s+)?(живого\s+)?(человек|оператор|менеджер)/i,
+  /\b(mit\s+einem\s+(menschen|mitarbeiter))\b/i,
+  /\b(parler\s+(à|a|avec)\s+(un|une)\s+(humain|personne|conseiller))\b/i,
+];
+
+export function asksForPerson(text: string): boolean {
+  return ASKS_FOR_PERSON.some((pattern) => pattern.test(text));
+}

@@ -1,6 +1,6 @@
-import { WithStartWorkflowOperation, WorkflowExecutionAlreadyStartedError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
+import { WithStartWorkflowOperation, WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import type { AgentRunHandoff, RunRef } from '../activities/crm-intake.js';
-import { agentRun, postMessageUpdate } from '../workflows/agent-run/index.js';
+import { agentRun, postMessageUpdate, requestHandoffUpdate } from '../workflows/agent-run/index.js';
 import { AgentIdSearchAttribute, OrgIdSearchAttribute } from '../workflows/search-attributes.js';
 import { AGENT_RUNS_TASK_QUEUE, agentRunWorkflowId } from '../workflows/task-queues.js';
 
@@ -47,6 +47,17 @@ export function createAgentRunHandoff(deps: { temporal: Client; taskQueue?: stri
         return 'accepted';
       } catch (err) {
         if (err instanceof WorkflowUpdateFailedError) return 'busy';
+        throw err;
+      }
+    },
+    async requestHandoff(run, request) {
+      try {
+        await deps.temporal.workflow
+          .getHandle(agentRunWorkflowId(run.runId))
+          .executeUpdate(requestHandoffUpdate, { args: [request], updateId: `handoff:${request.key}` });
+      } catch (err) {
+        // The conversation ended meanwhile: there is nothing left to hand over.
+        if (err instanceof WorkflowNotFoundError || err instanceof WorkflowUpdateFailedError) return;
         throw err;
       }
     },

@@ -3,9 +3,11 @@
  * shared event-log reads and writes (run-store.ts), the transcript (transcript.ts), the run's
  * lifecycle (lifecycle.ts), an LLM turn (llm-step.ts), a tool call (tool-step.ts), the steps
  * a person takes (human-steps.ts), a reply into the lead's CRM thread (send-reply.ts) and the
- * team's rules checked before a conversation answers (reply-rules.ts).
+ * team's rules checked before a conversation answers (reply-rules.ts) and human handoff
+ * (handoff.ts).
  */
 import { resolveDeps, type AgentRunActivityDeps } from './deps.js';
+import { createHandoffActivities } from './handoff.js';
 import { createHumanStepActivities } from './human-steps.js';
 import { createLifecycleActivities } from './lifecycle.js';
 import { createLlmStepActivities } from './llm-step.js';
@@ -23,7 +25,22 @@ export function createAgentRunActivities(deps: AgentRunActivityDeps) {
   const { requestApproval, recordApprovalDecision, completeHumanStep } = createHumanStepActivities(resolved);
   const { sendReply } = createSendReplyActivities(resolved);
   const { checkReplyRules } = createReplyRulesActivities(resolved);
-  return { startRun, callLlm, executeTool, acceptMessage, setRunStatus, requestApproval, recordApprovalDecision, completeHumanStep, sendReply, checkReplyRules, finishRun };
+  const { requestHandoff, endHandoff } = createHandoffActivities(resolved);
+  return {
+    startRun,
+    callLlm,
+    executeTool,
+    acceptMessage,
+    setRunStatus,
+    requestApproval,
+    recordApprovalDecision,
+    completeHumanStep,
+    sendReply,
+    checkReplyRules,
+    requestHandoff,
+    endHandoff,
+    finishRun,
+  };
 }
 
 export type AgentRunActivities = ReturnType<typeof createAgentRunActivities>;

@@ -2,6 +2,7 @@
 import { Context } from '@temporalio/activity';
 import { autocommitEachAsPrincipal, withPrincipal } from '../../lib/db.js';
 import { runEffectOnce, type JsonValue } from '../effects.js';
+import { HANDOFF_TOOL } from '../tools/builtin.js';
 import { ToolError, type AgentTool, type ToolContext } from '../tools/registry.js';
 import type { ToolCallRef, ToolStepResult } from './contract.js';
 import type { ResolvedAgentRunDeps } from './deps.js';
@@ -37,7 +38,11 @@ export function createToolStepActivities({ pool, tools }: Pick<ResolvedAgentRunD
     // Loading the call and recording its result are one statement each: one round trip apiece.
     const db = autocommitEachAsPrincipal(pool, workerOf(call.orgId));
     const { toolCall, config, recorded } = await loadToolCall(db, call, true);
-    if (recorded) return { outcome: recorded.payload.error !== undefined ? 'error' : 'completed' };
+    if (recorded) {
+      // A retry after the handoff was recorded must still hand the conversation over.
+      if (recorded.payload.name === HANDOFF_TOOL && recorded.payload.error === undefined) return { outcome: 'control', control: { type: 'handoff' } };
+      return { outcome: recorded.payload.error !== undefined ? 'error' : 'completed' };
+    }
 
     const record = async (payload: { result: JsonValue } | { error: string }): Promise<ToolStepResult> => {
       await appendEvent(db, call, 'tool.completed', { toolCallId: toolCall.id, name: toolCall.function.name, ...payload });
@@ -58,6 +63,10 @@ export function createToolStepActivities({ pool, tools }: Pick<ResolvedAgentRunD
       if (control.type === 'sleep') {
         // The model learns the follow-up was scheduled; the workflow sleeps after this returns.
         await record({ result: { scheduled: true, resumesAfterSeconds: control.seconds } });
+      }
+      if (control.type === 'handoff') {
+        // The model learns it may tell the lead a colleague takes over; the workflow hands off after this returns.
+        await record({ result: { handedOff: true, note: 'A person from the sales team takes over this chat; you will not receive further messages for now.' } });
       }
       return { outcome: 'control', control };
     }

@@ -60,7 +60,24 @@ export const scheduleFollowUp = defineTool({
   control: (args) => ({ type: 'sleep', seconds: args.delay_seconds }),
 });
 
-export const builtinTools: AgentTool[] = [knowledgeSearch, requestHumanInput, scheduleFollowUp] as AgentTool[];
+export const HANDOFF_TOOL = 'handoff_to_human';
+
+/**
+ * Hands the lead's conversation to people: the agent stops answering it for the agent's
+ * `handoffMinutes` (or until a member resumes it) and a CRM task goes to the lead's responsible
+ * user. The workflow performs it (activities/agent-run/handoff.ts); the model may still write a
+ * last answer telling the lead a colleague takes over.
+ */
+export const handoffToHuman = defineTool({
+  name: HANDOFF_TOOL,
+  description:
+    'Hands this conversation to a person on the sales team: use it when the lead asks for a person, is upset, or needs something only a person can do. After it you will not answer this lead for a while; tell them a colleague will reply soon.',
+  kind: 'control',
+  parameters: z.strictObject({ reason: z.string().max(500).optional().describe('Why a person should take over') }),
+  control: () => ({ type: 'handoff' }),
+});
+
+export const builtinTools: AgentTool[] = [knowledgeSearch, requestHumanInput, scheduleFollowUp, handoffToHuman] as AgentTool[];
 
 /** The registry workers use: the built-ins plus whatever `extra` tools (CRM tools, test tools) are given. */
 export function createToolRegistry(extra: AgentTool[] = [], opts: { embedQuery?: QueryEmbedder } = {}): ToolRegistry {

@@ -50,7 +50,7 @@ import type { JsonValue } from '../effects.js';
 export type ToolKind = 'read' | 'effect' | 'control';
 
 /** What a control tool asks the workflow to do. Small and free of tenant text: it goes into history. */
-export type ToolControl = { type: 'sleep'; seconds: number } | { type: 'human_input' };
+export type ToolControl = { type: 'sleep'; seconds: number } | { type: 'human_input' } | { type: 'handoff' };
 
 export interface ToolContext {
   orgId: string;

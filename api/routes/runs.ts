@@ -154,6 +154,17 @@ export function runControlRoutes(runs: RunService, streams: RunStreamDeps): Fast
       },
     });
 
+    app.post('/orgs/:orgId/runs/:runId/handoff/resume', {
+      config: { auth: 'bearer', minRole: 'member' },
+      schema: {
+        operationId: 'resumeHandoff',
+        summary: 'Give a handed-off conversation back to the agent now (members)',
+        params: runParams,
+        response: { 200: runSchema, 404: problemSchema, 409: problemSchema, 503: problemSchema },
+      },
+      handler: async (request) => runs.resumeHandoff(request.principal, request.params.orgId, request.params.runId),
+    });
+
     app.post('/orgs/:orgId/runs/:runId/approvals/:approvalId', {
       config: { auth: 'bearer', minRole: 'member' },
       schema: {

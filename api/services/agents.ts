@@ -53,12 +53,13 @@ interface AgentRow {
   triggers: AgentTrigger[];
   status: AgentRules['status'];
   response_delay_seconds: number;
+  handoff_minutes: number;
   created_at: Date;
   updated_at: Date;
 }
 
 const columns = `id, org_id, name, model, instructions, temperature, max_output_tokens, max_steps, allowed_tools,
-  approval_tools, run_token_budget, busy_policy, approval_timeout_seconds, crm_connection_id, triggers, status, response_delay_seconds, created_at, updated_at`;
+  approval_tools, run_token_budget, busy_policy, approval_timeout_seconds, crm_connection_id, triggers, status, response_delay_seconds, handoff_minutes, created_at, updated_at`;
 
 /** API field → column; the only columns a write may touch. */
 const writable: Record<keyof AgentFields, string> = {
@@ -77,6 +78,7 @@ const writable: Record<keyof AgentFields, string> = {
   triggers: 'triggers',
   status: 'status',
   responseDelaySeconds: 'response_delay_seconds',
+  handoffMinutes: 'handoff_minutes',
 };
 
 /** jsonb columns take their value as JSON text (pg would send an array as a Postgres array). */
@@ -130,6 +132,7 @@ function toView(row: AgentRow): AgentView {
     triggers: row.triggers,
     status: row.status,
     responseDelaySeconds: row.response_delay_seconds,
+    handoffMinutes: row.handoff_minutes,
     createdAt: row.created_at.toISOString(),
     updatedAt: row.updated_at.toISOString(),
   };

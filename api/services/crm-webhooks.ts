@@ -49,7 +49,7 @@ const toRow = (e: CrmWebhookEvent) => ({
   object_type: e.objectType,
   external_id: e.externalId,
   change: e.change,
-  payload: { ...(e.message ? { message: e.message } : {}), ...(e.messageRef ? { messageRef: e.messageRef } : {}), ...(e.stageChange ? { stageChange: true } : {}) },
+  payload: { ...(e.message ? { message: e.message } : {}), ...(e.messageRef ? { messageRef: e.messageRef } : {}), ...(e.stageChange ? { stageChange: true } : {}), ...(e.outgoing ? { outgoing: e.outgoing } : {}) },
 });
 
 const header = (h: WebhookDelivery['headers'], name: string) => {

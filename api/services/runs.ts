@@ -6,6 +6,7 @@ import {
 } from '@temporalio/client';
 import type pg from 'pg';
 import { autocommitAsPrincipal, withPrincipal, type Tx } from '../../lib/db.js';
+import type { HandoffReason } from '../../lib/agent-rules.js';
 import type { Principal } from '../../lib/principal.js';
 import { finalRunStatusSchema, type RunStatus } from '../../lib/run-status.js';
 import { AgentIdSearchAttribute, OrgIdSearchAttribute } from '../../workflows/search-attributes.js';
@@ -13,7 +14,7 @@ import { AGENT_RUNS_TASK_QUEUE, agentRunWorkflowId, CONVERSATION_MEMO } from '..
 import { createRunDispatcher, type RunDispatcher } from './run-dispatch.js';
 import { callTemporal, DEFAULT_TEMPORAL_CALL_DEADLINE_MS, isTemporalUnanswered } from './temporal-calls.js';
 import { WithStartWorkflowOperation } from '@temporalio/client';
-import { decideApprovalUpdate, postMessageUpdate, resumeFollowUpUpdate, agentRun, type ApprovalState } from '../../workflows/agent-run/index.js';
+import { decideApprovalUpdate, postMessageUpdate, resumeConversationUpdate, resumeFollowUpUpdate, agentRun, type ApprovalState } from '../../workflows/agent-run/index.js';
 import { decodeCursor, toPage } from '../pagination.js';
 import { notFound, ProblemError } from '../problems.js';
 import { requireOrgRole } from './org-access.js';
@@ -52,6 +53,7 @@ export interface RunView {
   completedAt: string | null;
   /** Set while the conversation needs a person (its reply could not reach the lead); cleared by acknowledging it. */
   attention: { reason: 'reply_failed'; detail: string; since: string } | null;
+  handoff: { reason: HandoffReason; since: string; until: string } | null;
 }
 
 interface RunRow {
@@ -73,9 +75,12 @@ interface RunRow {
   dispatched_at: Date | null;
   /** Only where the query selects `attentionColumn`. */
   attention?: { reason: 'reply_failed'; detail: string; since: string } | null;
+  handoff_until: Date | null;
+  handoff_reason: HandoffReason | null;
+  handoff_at: Date | null;
 }
 
-const runColumns = `id, org_id, agent_id, status, workflow_id, input, output, error, input_tokens, output_tokens, llm_calls, cost_usd, created_at, started_at, completed_at, dispatched_at`;
+const runColumns = `id, org_id, agent_id, status, workflow_id, input, output, error, input_tokens, output_tokens, llm_calls, cost_usd, created_at, started_at, completed_at, dispatched_at, handoff_until, handoff_reason, handoff_at`;
 
 // The run's needs-attention flag (public.run_attention), as JSON, for the reads that show a run.
 const attentionColumn = `(select json_build_object('reason', a.reason, 'detail', a.detail, 'since', a.since)
@@ -97,6 +102,10 @@ function toView(row: RunRow): RunView {
     startedAt: row.started_at?.toISOString() ?? null,
     completedAt: row.completed_at?.toISOString() ?? null,
     attention: row.attention ? { ...row.attention, since: new Date(row.attention.since).toISOString() } : null,
+    handoff:
+      row.handoff_until && row.handoff_until.getTime() > Date.now() && row.handoff_reason && row.handoff_at
+        ? { reason: row.handoff_reason, since: row.handoff_at.toISOString(), until: row.handoff_until.toISOString() }
+        : null,
   };
 }
 
@@ -238,6 +247,28 @@ export function createRunService(deps: RunServiceDeps) {
       throw err;
     }
     return run;
+  }
+
+  /**
+   * Gives a handed-off conversation back to the agent now: it answers the lead's next message.
+   * Through the workflow (the worker writes the state), so it is ordered with the conversation's
+   * turns; the answer is the run as it is after the resume.
+   */
+  async function resumeHandoff(principal: Principal, orgId: string, runId: string): Promise<RunView> {
+    const run = await getRun(principal, orgId, runId);
+    if (TERMINAL.has(run.status)) throw new ProblemError('run-ended', `The conversation has already ended (${run.status}); there is nothing to resume.`);
+    if (!run.handoff) throw new ProblemError('not-handed-off', 'The conversation is not handed off to people; the agent is already answering.');
+    try {
+      await withUpdateDeadline(() => deps.temporal.workflow.getHandle(run.workflowId).executeUpdate(resumeConversationUpdate));
+    } catch (err) {
+      if (err instanceof WorkflowUpdateFailedError) throw updateRefusedProblem(err, 'The resume');
+      if (err instanceof WorkflowNotFoundError) throw new ProblemError('run-ended', 'The conversation is no longer running; there is nothing to resume.');
+      if (err instanceof WorkflowUpdateRPCTimeoutOrCancelledError || isTemporalUnanswered(err)) {
+        throw new ProblemError('service-unavailable', 'The conversation did not answer in time; retry.');
+      }
+      throw err;
+    }
+    return getRun(principal, orgId, runId);
   }
 
   /**
@@ -394,7 +425,7 @@ export function createRunService(deps: RunServiceDeps) {
     }
   }
 
-  return { startRun, getRun, listRuns, cancelRun, resumeFollowUp, acknowledgeAttention, decideApproval, eventsAfter, postMessage };
+  return { startRun, getRun, listRuns, cancelRun, resumeFollowUp, resumeHandoff, acknowledgeAttention, decideApproval, eventsAfter, postMessage };
 }
 
 export type RunService = ReturnType<typeof createRunService>;

@@ -292,11 +292,18 @@ export class HubspotAdapter implements CrmAdapter {
     return this.createEngagement('notes', target, { hs_timestamp: new Date().toISOString(), hs_note_body: text }, noteAssociation[target.objectType]);
   }
 
-  createTask(target: CrmTarget, task: { text: string; dueAt: Date }): Promise<{ externalId: string }> {
+  createTask(target: CrmTarget, task: { text: string; dueAt: Date; ownerId?: string | null }): Promise<{ externalId: string }> {
     return this.createEngagement(
       'tasks',
       target,
-      { hs_timestamp: task.dueAt.toISOString(), hs_task_subject: task.text.slice(0, 200), hs_task_body: task.text, hs_task_status: 'NOT_STARTED', hs_task_type: 'TODO' },
+      {
+        hs_timestamp: task.dueAt.toISOString(),
+        hs_task_subject: task.text.slice(0, 200),
+        hs_task_body: task.text,
+        hs_task_status: 'NOT_STARTED',
+        hs_task_type: 'TODO',
+        ...(task.ownerId ? { hubspot_owner_id: task.ownerId } : {}),
+      },
       taskAssociation[target.objectType],
     );
   }

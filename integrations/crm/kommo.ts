@@ -216,7 +216,7 @@ export class KommoAdapter implements CrmAdapter {
     return { externalId: String(body._embedded.notes![0]!.id) };
   }
 
-  async createTask(target: CrmTarget, task: { text: string; dueAt: Date }): Promise<{ externalId: string }> {
+  async createTask(target: CrmTarget, task: { text: string; dueAt: Date; ownerId?: string | null }): Promise<{ externalId: string }> {
     const body = await this.http.requestParsed(
       {
         method: 'POST',
@@ -228,6 +228,7 @@ export class KommoAdapter implements CrmAdapter {
             entity_id: Number(target.externalId),
             entity_type: entityPaths[target.objectType],
             task_type_id: 1,
+            ...(task.ownerId && /^\d+$/.test(task.ownerId) ? { responsible_user_id: Number(task.ownerId) } : {}),
           },
         ],
       },

@@ -62,7 +62,8 @@ export interface CrmAdapter {
   /** Null when the record does not exist (or is deleted). */
   getRecord(objectType: CrmEntityType, externalId: string): Promise<CrmRecord | null>;
   addNote(target: CrmTarget, text: string): Promise<{ externalId: string }>;
-  createTask(target: CrmTarget, task: { text: string; dueAt: Date }): Promise<{ externalId: string }>;
+  /** `ownerId`: the CRM user the task is for (Kommo `responsible_user_id`, HubSpot `hubspot_owner_id`); absent = the CRM's default. */
+  createTask(target: CrmTarget, task: { text: string; dueAt: Date; ownerId?: string | null }): Promise<{ externalId: string }>;
   updateStage(dealId: string, stage: { stageId: string; pipelineId?: string }): Promise<CrmRecord>;
   /**
    * A note or task on `target` with exactly `text`, created at or after `since`, or null.
@@ -133,6 +134,12 @@ export interface CrmWebhookEvent {
   messageRef?: CrmMessageRef;
   /** The change moved the record (a deal/lead) into a stage: HubSpot `dealstage` change, Kommo `status`. */
   stageChange?: boolean;
+  /**
+   * An outgoing chat message in the lead's thread (Kommo `message[add]` with `type=outgoing`):
+   * ours, or a salesperson writing, which hands the conversation to people. `messageId` tells
+   * ours apart (crm_reply_sends.external_id).
+   */
+  outgoing?: { messageId: string | null };
 }
 
 /** What an OAuth token request presents: the code of a fresh authorization, or a refresh token. */

@@ -160,12 +160,21 @@ export function parseKommoWebhook(rawBody: string): { accountId: string | null; 
       }
     }
   }
-  // Incoming chat messages (`message[add][i][…]`) about a lead: `entity_type=lead`, `entity_id`.
+  // Chat messages (`message[add][i][…]`) about a lead: `entity_type=lead`, `entity_id`. Incoming
+  // ones are the lead writing; outgoing ones are ours or a salesperson's (a handoff).
   const messages = form.message;
   const added = typeof messages === 'object' ? messages.add : undefined;
   if (typeof added === 'object') {
     for (const [index, item] of Object.entries(added)) {
-      if (typeof item !== 'object' || item.type !== 'incoming' || item.entity_type !== 'lead') continue;
+      if (typeof item !== 'object' || item.entity_type !== 'lead') continue;
+      if (item.type === 'outgoing') {
+        const leadId = item.entity_id;
+        if (typeof leadId !== 'string' || !/^\d+$/.test(leadId)) continue;
+        const messageId = typeof item.id === 'string' && item.id.length > 0 && item.id.length <= 200 ? item.id : null;
+        events.push({ dedupeKey: `kommo:${digest}:message:add:${index}`, objectType: 'deals', externalId: leadId, change: 'upsert', kind: 'message.outgoing', outgoing: { messageId } });
+        continue;
+      }
+      if (item.type !== 'incoming') continue;
       const leadId = item.entity_id;
       const text = incomingMessageText(item.text);
       if (typeof leadId !== 'string' || !/^\d+$/.test(leadId) || text === null) continue;

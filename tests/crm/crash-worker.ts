@@ -34,6 +34,10 @@ const handoff = (): AgentRunHandoff => {
       die();
       return outcome;
     },
+    requestHandoff: async (run, request) => {
+      await real.requestHandoff(run, request);
+      die();
+    },
   };
 };
 const worker =

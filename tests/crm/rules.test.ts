@@ -207,4 +207,122 @@ describe("the team's rules decide whether, when and where the agent answers a le
       expect((await patchAgent(agentId, { responseDelaySeconds: 30 })).json().responseDelaySeconds).toBe(30);
     });
   });
+
+  describe('human handoff', () => {
+    let memberToken: string;
+    beforeAll(async () => {
+      const { rows } = await admin.query<{ user_id: string }>(`select user_id from public.organization_members where org_id = $1 and role = 'admin' limit 1`, [orgId]);
+      memberToken = await signUserToken(rows[0]!.user_id);
+    });
+
+    /** The salesperson writes in the lead's talk; Kommo reports it as an outgoing message. */
+    const salespersonWrites = async (lead: ReturnType<typeof newLead>, text: string, messageId: string = randomUUID()) => {
+      full.kommo.talks.addMessage(lead.talkId, { type: 'outgoing', text, author: 'internal' });
+      const form = new URLSearchParams({
+        'message[add][0][id]': messageId,
+        'message[add][0][type]': 'outgoing',
+        'message[add][0][entity_type]': 'lead',
+        'message[add][0][entity_id]': String(lead.leadId),
+        'message[add][0][talk_id]': String(lead.talkId),
+        'message[add][0][text]': text,
+        'account[id]': '31000001',
+      });
+      const res = await app.inject({
+        method: 'POST',
+        url: `/v1/webhooks/crm/kommo/${connectionId}?secret=${secret}`,
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        payload: form.toString(),
+      });
+      expect(res.statusCode, res.body).toBe(200);
+      await intakeSettled(admin, connectionId);
+    };
+    const runView = async (runId: string) => (await app.inject({ method: 'GET', url: `/v1/orgs/${orgId}/runs/${runId}`, headers: { authorization: `Bearer ${memberToken}` } })).json();
+    const tasksFor = (leadId: number) => full.kommo.tasks.filter((t) => t.entityId === leadId);
+    const handoffEvents = async (runId: string) =>
+      (await admin.query<{ payload: Record<string, unknown> }>(`select payload from public.org_events where org_id = $1 and type = 'handoff.requested' and payload->>'runId' = $2`, [orgId, runId])).rows.map((r) => r.payload);
+
+    it('a salesperson writing in the thread hands it to people: one CRM task for the responsible user, no answers, until a member resumes', async () => {
+      await createAgent();
+      const lead = newLead();
+      full.kommo.updateLead(lead.leadId, { responsible_user_id: 4242 });
+      await lead.says('Do you ship to Porto?');
+      await expect.poll(lead.replies, { timeout: 60_000, interval: 250 }).toEqual([echoOf('Do you ship to Porto?')]);
+      const [run] = await conversationOf((await admin.query<{ agent_id: string }>(`select agent_id from public.agent_runs where thread_key = $1`, [`crm:${connectionId}:${lead.leadId}`])).rows[0]!.agent_id, lead.leadId);
+      expect((await runView(run!.id)).handoff).toBeNull();
+
+      // Kommo also reports our own reply as an outgoing message: that is no handoff.
+      const sent = await admin.query<{ external_id: string }>(`select external_id from public.crm_reply_sends where run_id = $1`, [run!.id]);
+      await salespersonWrites(lead, echoOf('Do you ship to Porto?'), sent.rows[0]!.external_id);
+      expect((await runView(run!.id)).handoff).toBeNull();
+      expect(tasksFor(lead.leadId)).toEqual([]);
+
+      await salespersonWrites(lead, 'Hi, this is Ana from sales, yes we do!');
+      await expect.poll(async () => (await runView(run!.id)).handoff, { timeout: 30_000, interval: 250 }).toEqual({ reason: 'salesperson_replied', since: expect.any(String), until: expect.any(String) });
+      const view = await runView(run!.id);
+      expect(new Date(view.handoff.until).getTime() - new Date(view.handoff.since).getTime()).toBe(24 * 3600 * 1000);
+      expect(tasksFor(lead.leadId)).toEqual([expect.objectContaining({ entityType: 'leads', responsibleUserId: 4242 })]);
+      await expect.poll(() => handoffEvents(run!.id), { timeout: 10_000 }).toEqual([expect.objectContaining({ reason: 'salesperson_replied', agentId: expect.any(String) })]);
+
+      await lead.says('Great, how long does it take?');
+      await expect.poll(async () => (await eventsOf(run!.id)).filter((e) => e.type === 'reply.held'), { timeout: 30_000, interval: 250 }).toEqual([
+        expect.objectContaining({ payload: expect.objectContaining({ reason: 'handoff' }) }),
+      ]);
+      expect(lead.replies()).toEqual([echoOf('Do you ship to Porto?'), echoOf('Do you ship to Porto?'), 'Hi, this is Ana from sales, yes we do!']);
+      expect(tasksFor(lead.leadId)).toHaveLength(1);
+
+      const resume = await app.inject({ method: 'POST', url: `/v1/orgs/${orgId}/runs/${run!.id}/handoff/resume`, headers: { authorization: `Bearer ${memberToken}` } });
+      expect(resume.statusCode, resume.body).toBe(200);
+      expect(resume.json().handoff).toBeNull();
+      const again = await app.inject({ method: 'POST', url: `/v1/orgs/${orgId}/runs/${run!.id}/handoff/resume`, headers: { authorization: `Bearer ${memberToken}` } });
+      expect(again.statusCode).toBe(409);
+      expect(again.json().type).toMatch(/\/problems\/not-handed-off$/);
+
+      await lead.says('Thanks! One more question');
+      await expect.poll(() => lead.replies().at(-1), { timeout: 60_000, interval: 250 }).toBe(echoOf('Thanks! One more question'));
+    });
+
+    it('a lead asking for a person hands off at once (not answered); after handoffMinutes the agent answers again', async () => {
+      const agentId = await createAgent({ handoffMinutes: 30 });
+      const lead = newLead();
+      await lead.says('Can I talk to a human please?');
+      await intakeSettled(admin, connectionId);
+      await expect.poll(async () => (await conversationOf(agentId, lead.leadId)).length, { timeout: 30_000 }).toBe(1);
+      const run = (await conversationOf(agentId, lead.leadId))[0]!;
+      await expect.poll(async () => (await runView(run.id)).handoff?.reason, { timeout: 30_000, interval: 250 }).toBe('lead_asked');
+      const view = await runView(run.id);
+      expect(new Date(view.handoff.until).getTime() - new Date(view.handoff.since).getTime()).toBe(30 * 60 * 1000);
+      await expect.poll(() => tasksFor(lead.leadId), { timeout: 10_000 }).toHaveLength(1);
+      expect(lead.replies()).toEqual([]);
+      await expect
+        .poll(async () => (await eventsOf(run.id)).map((e) => e.type), { timeout: 10_000, interval: 250 })
+        .toEqual(['run.started', 'user.message', 'handoff.requested', 'reply.held']);
+      expect((await eventsOf(run.id)).map((e) => e.type)).not.toContain('llm.completed');
+
+      // The handoff runs out (its end moved into the past, as if 30 minutes went by).
+      await admin.query(`update public.agent_runs set handoff_until = now() - interval '1 second', handoff_at = now() - interval '30 minutes' where id = $1`, [run.id]);
+      await lead.says('Hello again');
+      await expect.poll(lead.replies, { timeout: 60_000, interval: 250 }).toEqual([echoOf('Hello again')]);
+      expect(tasksFor(lead.leadId)).toHaveLength(1);
+    });
+
+    it('the agent calling handoff_to_human hands off after its last answer, with one CRM task', async () => {
+      const agentId = await createAgent({ allowedTools: ['handoff_to_human'] });
+      full.llm!.setReplyFor(
+        (body) => body.messages.at(-1)?.role === 'user' && String(body.messages.at(-1)?.content).includes('refund'),
+        { kind: 'tool_calls', calls: [{ name: 'handoff_to_human', arguments: JSON.stringify({ reason: 'refund request' }) }] },
+      );
+      const lead = newLead();
+      await lead.says('I want a refund for order 77');
+      await expect.poll(lead.replies, { timeout: 60_000, interval: 250 }).toEqual([echoOf('I want a refund for order 77')]);
+      const [run] = await conversationOf(agentId, lead.leadId);
+      await expect.poll(async () => (await runView(run!.id)).handoff?.reason, { timeout: 30_000, interval: 250 }).toBe('agent_requested');
+      expect(tasksFor(lead.leadId)).toHaveLength(1);
+      const tool = (await eventsOf(run!.id)).find((e) => e.type === 'tool.completed');
+      expect(tool?.payload).toMatchObject({ name: 'handoff_to_human', result: { handedOff: true } });
+
+      await lead.says('Hello?');
+      await expect.poll(async () => (await eventsOf(run!.id)).filter((e) => e.type === 'reply.held').length, { timeout: 30_000, interval: 250 }).toBe(1);
+      expect(lead.replies()).toHaveLength(1);
+    });
+  });
 });

@@ -57,7 +57,7 @@ export interface FakeKommo {
   tokens: FakeTokens;
   requests: RecordedCrmRequest[];
   notes: Array<{ entityType: string; entityId: number; text: string; id: number; createdAtMs: number }>;
-  tasks: Array<{ entityType: string; entityId: number; text: string; id: number; completeTill: number; createdAtMs: number }>;
+  tasks: Array<{ entityType: string; entityId: number; text: string; id: number; completeTill: number; createdAtMs: number; responsibleUserId?: number }>;
   /** Called after a note is stored and before the response is sent (crash tests kill the caller here). */
   onNoteStored: ((note: FakeKommo['notes'][number]) => void) | null;
   pipelines: Array<{ id: number; name: string; statuses: Array<{ id: number; name: string }> }>;
@@ -273,13 +273,21 @@ export async function startFakeKommo(options: KommoFakeOptions = {}): Promise<Fa
       return ctx.send(200, { _links: {}, _embedded: { notes: created } });
     }
     if (method === 'POST' && path === '/api/v4/tasks') {
-      const items = JSON.parse(body) as Array<{ text?: string; complete_till?: number; entity_id: number; entity_type: string }>;
+      const items = JSON.parse(body) as Array<{ text?: string; complete_till?: number; entity_id: number; entity_type: string; responsible_user_id?: number }>;
       if (items.some((i) => !i.text || !i.complete_till)) {
         return problem(ctx, 400, 'Bad Request', 'Request validation failed', { 'validation-errors': [{ request_id: '0', errors: [{ code: 'NotBlank', path: 'text', detail: 'This value should not be blank.' }] }] });
       }
       const created = items.map((item) => {
         const id = nextWriteId++;
-        tasks.push({ entityType: item.entity_type, entityId: item.entity_id, text: item.text!, id, completeTill: item.complete_till!, createdAtMs: Date.now() });
+        tasks.push({
+          entityType: item.entity_type,
+          entityId: item.entity_id,
+          text: item.text!,
+          id,
+          completeTill: item.complete_till!,
+          createdAtMs: Date.now(),
+          ...(item.responsible_user_id !== undefined ? { responsibleUserId: item.responsible_user_id } : {}),
+        });
         return { id, request_id: '0' };
       });
       return ctx.send(200, { _links: {}, _embedded: { tasks: created } });

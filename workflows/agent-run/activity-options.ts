@@ -130,3 +130,18 @@ export const SEND_REPLY_PATCH = 'send-reply-to-crm';
  */
 export const REPLY_RULES_PATCH = 'agent-reply-rules';
 export const replyRules = proxyLocalActivities<AgentRunActivities>({ ...bookkeepingOptions, summary: 'Check the reply rules' });
+
+// A handoff writes a CRM task for the lead's responsible user: 429 waits for Retry-After,
+// 5xx backs off; a task the CRM refuses for good is logged by the activity, the handoff stands.
+const handoffOptions: ActivityOptions = {
+  startToCloseTimeout: '1 minute',
+  summary: 'Hand the conversation to people',
+  retry: {
+    initialInterval: '2 seconds',
+    backoffCoefficient: 2,
+    maximumInterval: '1 minute',
+    maximumAttempts: 10,
+    nonRetryableErrorTypes: [NonRetryableFailureTypes.runNotFound],
+  },
+};
+export const handoffSteps = proxyActivities<AgentRunActivities>(handoffOptions);

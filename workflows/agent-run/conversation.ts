@@ -15,13 +15,28 @@ import {
   setHandler,
 } from '@temporalio/workflow';
 import type { RunOutcome, RunSettings } from '../../activities/agent-run/contract.js';
-import { bookkeeping, crmReply, REPLY_RULES_PATCH, SEND_REPLY_PATCH } from './activity-options.js';
-import { postMessageUpdate, RunUpdateFailureTypes, type AgentRunInput, type AgentRunResult, type AgentRunWorkflow } from './definitions.js';
+import type { HandoffReason } from '../../lib/agent-rules.js';
+import { bookkeeping, crmReply, handoffSteps, REPLY_RULES_PATCH, SEND_REPLY_PATCH } from './activity-options.js';
+import { postMessageUpdate, requestHandoffUpdate, resumeConversationUpdate, RunUpdateFailureTypes, type AgentRunInput, type AgentRunResult, type AgentRunWorkflow } from './definitions.js';
 import type { AgentRunState } from './state.js';
 import { takePendingMessages } from './reply-rules.js';
 import { answer } from './turn.js';
 
 export function registerConversationHandler(run: AgentRunState): void {
+  const onlyConversations = () => {
+    if (!run.input.conversation) throw ApplicationFailure.nonRetryable('This run answers a single task; it is not a conversation', RunUpdateFailureTypes.notAConversation);
+  };
+  // Handoffs go through the workflow, so they are ordered with its turns; the state is in Postgres.
+  setHandler(
+    requestHandoffUpdate,
+    async ({ reason, key }) => {
+      const { started } = await handoffSteps.requestHandoff({ ...run.ref, seq: run.nextSeq(), reason, key });
+      return { started };
+    },
+    { validator: (_request: { reason: HandoffReason; key: string }) => onlyConversations() },
+  );
+  setHandler(resumeConversationUpdate, () => handoffSteps.endHandoff(run.ref), { validator: onlyConversations });
+
   setHandler(
     postMessageUpdate,
     ({ messageId }) => {

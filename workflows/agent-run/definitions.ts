@@ -4,6 +4,7 @@
  */
 import { defineQuery, defineUpdate } from '@temporalio/workflow';
 import type { RunSettings } from '../../activities/agent-run/contract.js';
+import type { HandoffReason } from '../../lib/agent-rules.js';
 import type { WorkflowRunStatus } from '../../lib/run-status.js';
 
 export interface AgentRunInput {
@@ -49,6 +50,15 @@ export const runStateQuery = defineQuery<{ status: WorkflowRunStatus; step: numb
 
 /** Delivers a person's message (a conversation_messages row) to a conversation; used with update-with-start. */
 export const postMessageUpdate = defineUpdate<{ messageId: string; queued: boolean; interrupted: boolean }, [{ messageId: string }]>('postMessage');
+
+/**
+ * Hands the conversation to people (the CRM intake saw a salesperson write in the lead's thread).
+ * `key` names the cause, so a redelivered request hands off once; use it as the update id too.
+ */
+export const requestHandoffUpdate = defineUpdate<{ started: boolean }, [{ reason: HandoffReason; key: string }]>('requestHandoff');
+
+/** A member gives a handed-off conversation back to the agent; `resumed` is false when none was running. */
+export const resumeConversationUpdate = defineUpdate<{ resumed: boolean }>('resumeConversation');
 
 /** Ends a pending follow-up wait now: the run resumes at once instead of when its timer fires. */
 export const resumeFollowUpUpdate = defineUpdate<{ resumed: true }>('resumeFollowUp');

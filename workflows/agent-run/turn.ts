@@ -2,7 +2,7 @@
 import { ApplicationFailure, allHandlersFinished, condition, continueAsNew, patched, setCurrentDetails } from '@temporalio/workflow';
 import type { RunOutcome, RunSettings, ToolCallPlan } from '../../activities/agent-run/contract.js';
 import { RunFailureTypes } from '../../activities/failure-types.js';
-import { llmStep, LOCAL_TOOLS_PATCH, localToolStep, runsLocally, toolStep } from './activity-options.js';
+import { handoffSteps, llmStep, LOCAL_TOOLS_PATCH, localToolStep, runsLocally, toolStep } from './activity-options.js';
 import type { AgentRunResult, AgentRunWorkflow } from './definitions.js';
 import { approveToolCall, askForInput, awaitFollowUp } from './human-steps.js';
 import type { AgentRunState } from './state.js';
@@ -46,6 +46,7 @@ async function runToolCall(run: AgentRunState, llmSeq: number, call: ToolCallPla
   if (result.outcome !== 'control') return;
 
   if (result.control.type === 'sleep') await awaitFollowUp(run, result.control.seconds);
+  else if (result.control.type === 'handoff') await handoffSteps.requestHandoff({ ...run.ref, seq: run.nextSeq(), reason: 'agent_requested', key: `tool:${resultSeq}` });
   else await askForInput(run, callRef, approvalTimeoutSeconds);
 }
 
