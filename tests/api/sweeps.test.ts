@@ -31,6 +31,7 @@ const validBodies: Record<string, (o: SeededOrg) => Record<string, unknown> | un
   'POST /v1/orgs/:orgId/agents/:agentId/conversations/:threadKey/messages': () => ({ content: 'hello' }),
   'POST /v1/orgs/:orgId/runs/:runId/cancel': () => undefined,
   'POST /v1/orgs/:orgId/runs/:runId/follow-up/resume': () => undefined,
+  'POST /v1/orgs/:orgId/runs/:runId/handoff/resume': () => undefined,
   'POST /v1/orgs/:orgId/runs/:runId/approvals/:approvalId': () => ({ decision: 'reject' }),
   'POST /v1/orgs/:orgId/knowledge': () => ({ title: 'Sweep doc', body: 'text' }),
   'PATCH /v1/orgs/:orgId/knowledge/:documentId': () => ({ title: 'Renamed doc' }),
