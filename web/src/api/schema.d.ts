@@ -209,6 +209,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/orgs/{orgId}/runs/{runId}/handoff/resume": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Give a handed-off conversation back to the agent now (members) */
+        post: operations["resumeHandoff"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/orgs/{orgId}/runs/{runId}/approvals/{approvalId}": {
         parameters: {
             query?: never;
@@ -1181,6 +1198,12 @@ export interface operations {
                             detail: string;
                             since: string;
                         } | null;
+                        handoff: {
+                            /** @enum {string} */
+                            reason: "salesperson_replied" | "lead_asked" | "agent_requested";
+                            since: string;
+                            until: string;
+                        } | null;
                     };
                 };
             };
@@ -1378,6 +1401,7 @@ export interface operations {
                             /** @enum {string} */
                             status: "active" | "paused";
                             responseDelaySeconds: number;
+                            handoffMinutes: number;
                             createdAt: string;
                             updatedAt: string;
                         }[];
@@ -1565,6 +1589,7 @@ export interface operations {
                     /** @enum {string} */
                     status?: "active" | "paused";
                     responseDelaySeconds?: number;
+                    handoffMinutes?: number;
                 };
             };
         };
@@ -1606,6 +1631,7 @@ export interface operations {
                         /** @enum {string} */
                         status: "active" | "paused";
                         responseDelaySeconds: number;
+                        handoffMinutes: number;
                         createdAt: string;
                         updatedAt: string;
                     };
@@ -1842,6 +1868,7 @@ export interface operations {
                         /** @enum {string} */
                         status: "active" | "paused";
                         responseDelaySeconds: number;
+                        handoffMinutes: number;
                         createdAt: string;
                         updatedAt: string;
                     };
@@ -2189,6 +2216,7 @@ export interface operations {
                     /** @enum {string} */
                     status?: "active" | "paused";
                     responseDelaySeconds?: number;
+                    handoffMinutes?: number;
                 };
             };
         };
@@ -2230,6 +2258,7 @@ export interface operations {
                         /** @enum {string} */
                         status: "active" | "paused";
                         responseDelaySeconds: number;
+                        handoffMinutes: number;
                         createdAt: string;
                         updatedAt: string;
                     };
@@ -3114,6 +3143,12 @@ export interface operations {
                                 detail: string;
                                 since: string;
                             } | null;
+                            handoff: {
+                                /** @enum {string} */
+                                reason: "salesperson_replied" | "lead_asked" | "agent_requested";
+                                since: string;
+                                until: string;
+                            } | null;
                         }[];
                         nextCursor: string | null;
                     };
@@ -3308,6 +3343,12 @@ export interface operations {
                             reason: "reply_failed";
                             detail: string;
                             since: string;
+                        } | null;
+                        handoff: {
+                            /** @enum {string} */
+                            reason: "salesperson_replied" | "lead_asked" | "agent_requested";
+                            since: string;
+                            until: string;
                         } | null;
                     };
                 };
@@ -3912,6 +3953,265 @@ export interface operations {
             };
         };
     };
+    resumeHandoff: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                orgId: string;
+                runId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** Format: uuid */
+                        id: string;
+                        /** Format: uuid */
+                        orgId: string;
+                        /** Format: uuid */
+                        agentId: string;
+                        /** @enum {string} */
+                        status: "queued" | "running" | "awaiting_approval" | "sleeping" | "completed" | "failed" | "cancelled";
+                        workflowId: string;
+                        output: string | null;
+                        error: {
+                            type: string;
+                            message: string;
+                        } | null;
+                        usage: {
+                            inputTokens: number;
+                            outputTokens: number;
+                            llmCalls: number;
+                            costUsd: number;
+                        };
+                        createdAt: string;
+                        startedAt: string | null;
+                        completedAt: string | null;
+                        attention: {
+                            /** @enum {string} */
+                            reason: "reply_failed";
+                            detail: string;
+                            since: string;
+                        } | null;
+                        handoff: {
+                            /** @enum {string} */
+                            reason: "salesperson_replied" | "lead_asked" | "agent_requested";
+                            since: string;
+                            until: string;
+                        } | null;
+                    };
+                };
+            };
+            /** @description Default Response */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        type: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        instance?: string;
+                        requestId?: string;
+                        errors?: {
+                            path: string;
+                            message: string;
+                        }[];
+                    };
+                };
+            };
+            /** @description Default Response */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        type: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        instance?: string;
+                        requestId?: string;
+                        errors?: {
+                            path: string;
+                            message: string;
+                        }[];
+                    };
+                };
+            };
+            /** @description Default Response */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        type: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        instance?: string;
+                        requestId?: string;
+                        errors?: {
+                            path: string;
+                            message: string;
+                        }[];
+                    };
+                };
+            };
+            /** @description Default Response */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        type: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        instance?: string;
+                        requestId?: string;
+                        errors?: {
+                            path: string;
+                            message: string;
+                        }[];
+                    };
+                };
+            };
+            /** @description Default Response */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        type: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        instance?: string;
+                        requestId?: string;
+                        errors?: {
+                            path: string;
+                            message: string;
+                        }[];
+                    };
+                };
+            };
+            /** @description Default Response */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        type: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        instance?: string;
+                        requestId?: string;
+                        errors?: {
+                            path: string;
+                            message: string;
+                        }[];
+                    };
+                };
+            };
+            /** @description Default Response */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        type: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        instance?: string;
+                        requestId?: string;
+                        errors?: {
+                            path: string;
+                            message: string;
+                        }[];
+                    };
+                };
+            };
+            /** @description Default Response */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        type: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        instance?: string;
+                        requestId?: string;
+                        errors?: {
+                            path: string;
+                            message: string;
+                        }[];
+                    };
+                };
+            };
+            /** @description Default Response */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        type: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        instance?: string;
+                        requestId?: string;
+                        errors?: {
+                            path: string;
+                            message: string;
+                        }[];
+                    };
+                };
+            };
+            /** @description Default Response */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        type: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        instance?: string;
+                        requestId?: string;
+                        errors?: {
+                            path: string;
+                            message: string;
+                        }[];
+                    };
+                };
+            };
+        };
+    };
     decideApproval: {
         parameters: {
             query?: never;
@@ -4162,15 +4462,6 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description A stream of Server-Sent Events */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "text/event-stream": string;
-                };
-            };
             /** @description Default Response */
             400: {
                 headers: {
@@ -4326,15 +4617,6 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description A stream of Server-Sent Events */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "text/event-stream": string;
-                };
-            };
             /** @description Default Response */
             400: {
                 headers: {
