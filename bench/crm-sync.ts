@@ -26,7 +26,7 @@ import { generateKeySpec, parseKeyring } from '../lib/crypto.js';
 import { createPool, withPrincipal, withServiceRole } from '../lib/db.js';
 import { createLogger } from '../lib/logger.js';
 import { createDataConverter } from '../lib/temporal-codec.js';
-import { startFakeKommo, type KommoFakeOptions } from '../tests/fakes/kommo-server.js';
+import { startFakeKommo, type KommoFakeOptions } from '../scripts/stack/crm-fakes/kommo.js';
 import { createCrmSyncWorker } from '../workers/crm-sync-worker.js';
 import { crmSyncWorkflowId } from '../workflows/crm-sync-ids.js';
 import { crmSync } from '../workflows/crm-sync.js';

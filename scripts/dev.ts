@@ -1,8 +1,9 @@
 /**
  * `npm run dev`: the whole stack on one machine with a sandbox LLM and a demo organization.
- * Starts Temporal (with its UI), Postgres, the sandbox LLM, the sandbox Supabase Auth, the API
- * (which serves the console) and a worker; seeds a demo org, user and agent; prints how to sign in
- * and start a run. Ctrl-C stops everything.
+ * Starts Temporal (with its UI), Postgres, the sandbox LLM, the sandbox Supabase Auth, the sandbox
+ * CRM (the Kommo fake with a demo lead), the API (which serves the console) and a worker; seeds a
+ * demo org, user and agent bound to the sandbox CRM; prints how to sign in, start a run and write
+ * to the agent as the demo lead. Ctrl-C stops everything.
  *
  * Every real part can be swapped for an existing one with the same variables production uses:
  * TEMPORAL_ADDRESS, DATABASE_URL (a superuser URL here, used to migrate), LLM_BASE_URL/LLM_API_KEY,
@@ -24,10 +25,13 @@ import { ensureTemporalCli } from './stack/temporal-cli.js';
 import { startTemporalDevServer, type TemporalDevServer } from './stack/temporal-server.js';
 import { waitForPort } from './stack/ports.js';
 import { startSandboxAuth, type SandboxAuth } from './stack/sandbox-auth.js';
+import { startSandboxCrm } from './stack/sandbox-crm.js';
+import { bindSandboxCrm, sandboxWebhookUrl } from './stack/sandbox-crm-seed.js';
 import { buildConsole } from './stack/console-build.js';
 import { buildCodecServer } from '../api/codec-server.js';
 import { createLogger } from '../lib/logger.js';
 import { codecKeyringFrom } from '../lib/temporal-codec.js';
+import { generateKeySpec, parseKeyring } from '../lib/crypto.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const dataDir = path.join(root, '.data');
@@ -37,6 +41,7 @@ const DEMO = {
   orgId: '00000000-0000-4000-8000-00000000d001',
   userId: '00000000-0000-4000-8000-00000000d002',
   agentId: '00000000-0000-4000-8000-00000000d003',
+  connectionId: '00000000-0000-4000-8000-00000000d004',
   email: 'demo@example.com',
   // A local sandbox login, printed in the banner; never a credential of anything real.
   password: 'demo-sales-2026',
@@ -45,15 +50,28 @@ const API_PORT = Number(process.env.API_PORT ?? 3000);
 const TEMPORAL_PORT = 7233;
 const TEMPORAL_UI_PORT = 8233;
 const CODEC_SERVER_PORT = Number(process.env.CODEC_SERVER_PORT ?? 8234);
+const SANDBOX_CRM_PORT = Number(process.env.SANDBOX_CRM_PORT ?? 8235);
+// The demo agent waits this long after the lead's last message, so a burst gets one reply.
+const DEMO_RESPONSE_DELAY_SECONDS = 3;
 
 const log = (msg: string) => console.log(`[dev] ${msg}`);
 const cleanups: Array<() => Promise<void>> = [];
 const children: ChildProcess[] = [];
 
 /** Dev-only secrets persist in .data so tokens and logins survive restarts; never used elsewhere. */
-async function devSecrets(): Promise<{ jwtSecret: string; codecKeys: string; codecToken: string }> {
+interface DevSecrets {
+  jwtSecret: string;
+  codecKeys: string;
+  codecToken: string;
+  /** CRM credentials at rest (ENCRYPTION_KEYS) and the sandbox CRM's token and webhook URL secret. */
+  crmKeys: string;
+  sandboxCrmToken: string;
+  sandboxWebhookSecret: string;
+}
+
+async function devSecrets(): Promise<DevSecrets> {
   const file = path.join(dataDir, 'dev-secrets.json');
-  let secrets: { jwtSecret?: string; codecKeys?: string; codecToken?: string } = {};
+  let secrets: Partial<DevSecrets> = {};
   try {
     secrets = JSON.parse(await readFile(file, 'utf8')) as typeof secrets;
   } catch {
@@ -64,6 +82,9 @@ async function devSecrets(): Promise<{ jwtSecret: string; codecKeys: string; cod
     jwtSecret: secrets.jwtSecret ?? randomBytes(32).toString('base64url'),
     codecKeys: secrets.codecKeys ?? `dev-1:${randomBytes(32).toString('base64')}`,
     codecToken: secrets.codecToken ?? randomBytes(32).toString('base64url'),
+    crmKeys: secrets.crmKeys ?? generateKeySpec('dev-crm-1'),
+    sandboxCrmToken: secrets.sandboxCrmToken ?? `sandbox-${randomBytes(24).toString('base64url')}`,
+    sandboxWebhookSecret: secrets.sandboxWebhookSecret ?? randomBytes(24).toString('base64url'),
   };
   if (JSON.stringify(complete) !== JSON.stringify(secrets)) await writeFile(file, JSON.stringify(complete, null, 2), { mode: 0o600 });
   return complete;
@@ -214,6 +235,30 @@ async function main(): Promise<void> {
 
   const jwtSecret = process.env.SUPABASE_JWT_SECRET ?? secrets.jwtSecret;
 
+  // CRM: the sandbox (the Kommo fake with a demo lead) and the demo agent bound to it. Its webhooks
+  // go to the API like Kommo's would, with the connection's URL secret.
+  const crmKeys = process.env.ENCRYPTION_KEYS ?? secrets.crmKeys;
+  const apiUrl = `http://127.0.0.1:${API_PORT}`;
+  const webhookUrl = sandboxWebhookUrl(apiUrl, { connectionId: DEMO.connectionId, webhookSecret: secrets.sandboxWebhookSecret });
+  const sandboxCrm = await startSandboxCrm({ port: SANDBOX_CRM_PORT, accessToken: secrets.sandboxCrmToken, webhookUrl, log: (msg) => log(`sandbox CRM: ${msg}`) });
+  cleanups.push(() => sandboxCrm.close());
+  const seedPool = new pg.Pool({ connectionString: adminUrl, max: 1 });
+  try {
+    await bindSandboxCrm(seedPool, {
+      orgId: DEMO.orgId,
+      agentId: DEMO.agentId,
+      connectionId: DEMO.connectionId,
+      sandboxUrl: sandboxCrm.url,
+      accessToken: secrets.sandboxCrmToken,
+      webhookSecret: secrets.sandboxWebhookSecret,
+      keyring: parseKeyring(crmKeys, process.env.ENCRYPTION_ACTIVE_KEY_ID),
+      responseDelaySeconds: DEMO_RESPONSE_DELAY_SECONDS,
+    });
+  } finally {
+    await seedPool.end();
+  }
+  log(`sandbox CRM (a local Kommo fake, not Kommo) on ${sandboxCrm.url}`);
+
   // Identity: Supabase Auth cannot run here; the sandbox speaks its HTTP API and knows the demo user.
   let supabaseUrl = process.env.SUPABASE_URL;
   let supabaseAnonKey = process.env.SUPABASE_ANON_KEY;
@@ -236,6 +281,9 @@ async function main(): Promise<void> {
     TEMPORAL_ADDRESS: temporalAddress,
     LOG_LEVEL: process.env.LOG_LEVEL ?? 'info',
     TEMPORAL_CODEC_KEYS: codecKeys,
+    ENCRYPTION_KEYS: crmKeys,
+    // The sandbox CRM listens on loopback, which the SSRF guard refuses to anyone else.
+    SSRF_ALLOWED_HOSTS: process.env.SSRF_ALLOWED_HOSTS ?? '127.0.0.1',
   };
   startChild('worker', 'workers/main.ts', { ...common, LLM_BASE_URL: llmBaseUrl });
   // The API reads the built console once, when it starts: build it first (skipped when current).
@@ -253,7 +301,6 @@ async function main(): Promise<void> {
     ...(temporalUi ? { TEMPORAL_UI_URL: temporalUi } : {}),
   });
   await waitForPort('127.0.0.1', API_PORT, 60_000);
-  const apiUrl = `http://127.0.0.1:${API_PORT}`;
   await waitForReady(`${apiUrl}/readyz`, 60_000);
 
   const token = await new SignJWT({ email: DEMO.email, role: 'authenticated' })
@@ -276,6 +323,8 @@ async function main(): Promise<void> {
  Temporal UI   ${temporalUi ?? '(external Temporal: ' + temporalAddress + ')'}
  Demo org      ${DEMO.orgId}
  Demo agent    ${DEMO.agentId}
+ Sandbox CRM   ${sandboxCrm.url}
+ Demo lead     ${sandboxCrm.demoLeadId}
  Demo token    (user ${DEMO.email}, valid 12 h)
 ${token}
 
@@ -287,6 +336,11 @@ ${token}
 
  Then read it (use the "id" from the answer):
    curl -sS ${apiUrl}/v1/orgs/${DEMO.orgId}/runs/<id> -H "Authorization: Bearer ${token}"
+
+ Write to the agent as the demo lead (it answers in the lead's chat after ${DEMO_RESPONSE_DELAY_SECONDS} s):
+   curl -sS -X POST ${sandboxCrm.url}/sandbox/leads/${sandboxCrm.demoLeadId}/messages \\
+     -H 'Content-Type: application/json' -d '{"text":"Hi! Do you ship to Berlin?"}'
+   curl -sS ${sandboxCrm.url}/sandbox/leads/${sandboxCrm.demoLeadId}/messages
 
  In the Temporal UI, filter with:  OrgId = "${DEMO.orgId}"
  Ctrl-C stops everything.
@@ -310,6 +364,22 @@ ${token}
         break;
       }
       if (run.status === 'failed' || Date.now() > deadline) throw new Error(`smoke run ended ${run.status}`);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    // And the sandbox CRM: the demo lead writes, the agent answers in the lead's thread.
+    const thread = `${sandboxCrm.url}/sandbox/leads/${sandboxCrm.demoLeadId}/messages`;
+    const before = ((await (await fetch(thread)).json()) as unknown[]).length;
+    const wrote = await fetch(thread, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ text: 'Smoke test: hello from the demo lead.' }) });
+    if (wrote.status !== 201) throw new Error(`the sandbox CRM answered ${wrote.status}: ${await wrote.text()}`);
+    const replyDeadline = Date.now() + 60_000;
+    for (;;) {
+      const messages = (await (await fetch(thread)).json()) as Array<{ author: string; text: string }>;
+      const reply = messages.slice(before).find((m) => m.author === 'agent');
+      if (reply) {
+        log(`smoke: the agent answered the demo lead in the sandbox CRM: ${reply.text}`);
+        break;
+      }
+      if (Date.now() > replyDeadline) throw new Error('smoke: no agent reply in the sandbox CRM thread within 60 s');
       await new Promise((r) => setTimeout(r, 250));
     }
     await stop(0);

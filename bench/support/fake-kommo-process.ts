@@ -6,7 +6,7 @@
  * The parent forks this file and sends `{ options, token }`; it answers `{ url }` once the
  * fake listens, and exits when the parent disconnects.
  */
-import { startFakeKommo, type KommoFakeOptions } from '../../tests/fakes/kommo-server.js';
+import { startFakeKommo, type KommoFakeOptions } from '../../scripts/stack/crm-fakes/kommo.js';
 
 interface StartMessage {
   options: KommoFakeOptions;

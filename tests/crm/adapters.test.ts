@@ -6,7 +6,7 @@ import type { CrmAdapter, CrmObjectType, CrmRecord } from '../../integrations/cr
 import { parseHubspotEvents, parseKommoWebhook, verifyHubspotV3 } from '../../integrations/crm/webhooks.js';
 import { decryptSecret, encryptSecret, generateKeySpec, parseKeyring } from '../../lib/crypto.js';
 import { startFakeHubspot, type FakeHubspot } from '../fakes/hubspot-server.js';
-import { startFakeKommo, type FakeKommo } from '../fakes/kommo-server.js';
+import { startFakeKommo, type FakeKommo } from '../../scripts/stack/crm-fakes/kommo.js';
 
 async function drain(adapter: CrmAdapter, type: CrmObjectType, list: (cursor: string | null) => ReturnType<CrmAdapter['listPage']>): Promise<CrmRecord[]> {
   const out: CrmRecord[] = [];

@@ -10,7 +10,7 @@ import { RateGovernor } from '../../integrations/crm/governor.js';
 import { withServiceRole } from '../../lib/db.js';
 import { agentRunWorkflowId } from '../../workflows/task-queues.js';
 import { agentRun } from '../../workflows/agent-run/index.js';
-import { startFakeKommo, type FakeKommo } from '../fakes/kommo-server.js';
+import { startFakeKommo, type FakeKommo } from '../../scripts/stack/crm-fakes/kommo.js';
 import { startFakeLlm, type FakeLlmServer } from '../../scripts/stack/sandbox-llm.js';
 import { signUserToken, TEST_JWT_SECRET } from '../support/auth.js';
 import { adminPool, appPool, createAgent, createOrgWithMembers, createRun } from '../support/db.js';

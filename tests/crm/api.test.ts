@@ -7,7 +7,7 @@ import { createCrmSyncWorker } from '../../workers/crm-sync-worker.js';
 import { createAgentRunHandoff } from '../../workers/run-handoff.js';
 import { crmSyncScheduleId } from '../../workflows/crm-sync-ids.js';
 import { startFakeHubspot, type FakeHubspot } from '../fakes/hubspot-server.js';
-import { startFakeKommo, type FakeKommo } from '../fakes/kommo-server.js';
+import { startFakeKommo, type FakeKommo } from '../../scripts/stack/crm-fakes/kommo.js';
 import { signUserToken, TEST_JWT_SECRET } from '../support/auth.js';
 import { adminPool, appPool, createOrgWithMembers } from '../support/db.js';
 import { connectTestTemporal, testDataConverter, testLogger, uniqueTaskQueue, type TestTemporal } from '../support/temporal.js';

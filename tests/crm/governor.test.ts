@@ -5,7 +5,7 @@ import { defaultBudgets } from '../../integrations/crm/governor.js';
 import { createCrmSyncWorker } from '../../workers/crm-sync-worker.js';
 import { crmSyncWorkflowId } from '../../workflows/crm-sync-ids.js';
 import { crmSync } from '../../workflows/crm-sync.js';
-import { startFakeKommo, type FakeKommo } from '../fakes/kommo-server.js';
+import { startFakeKommo, type FakeKommo } from '../../scripts/stack/crm-fakes/kommo.js';
 import { adminPool, appPool, createOrgWithMembers } from '../support/db.js';
 import { connectTestTemporal, testDataConverter, testLogger, uniqueTaskQueue, type TestTemporal } from '../support/temporal.js';
 import { createCrmConnection, crmSettingsFor, fastBudget, testCredentialStore } from './support.js';

@@ -6,7 +6,7 @@ import { KommoAdapter } from '../../integrations/crm/kommo.js';
 import { splitForChannel } from '../../integrations/crm/messaging/split.js';
 import type { ReplyTarget } from '../../integrations/crm/messaging/types.js';
 import { startFakeHubspot, type FakeHubspot } from '../fakes/hubspot-server.js';
-import { startFakeKommo, type FakeKommo } from '../fakes/kommo-server.js';
+import { startFakeKommo, type FakeKommo } from '../../scripts/stack/crm-fakes/kommo.js';
 
 describe('splitForChannel', () => {
   it('keeps a short answer whole and cuts a long one at paragraphs, then sentences, then words, never over the limit', () => {

@@ -8,7 +8,7 @@ import type { CrmProvider, TokenSet } from '../../integrations/crm/types.js';
 import { generateKeySpec, parseKeyring, type Keyring } from '../../lib/crypto.js';
 import { withServiceRole } from '../../lib/db.js';
 import type { FakeHubspot } from '../fakes/hubspot-server.js';
-import type { FakeKommo } from '../fakes/kommo-server.js';
+import type { FakeKommo } from '../../scripts/stack/crm-fakes/kommo.js';
 
 /** Passed to child worker processes (CRM_TEST_KEY_SPEC) so they decrypt what this process stored. */
 export const testKeySpec: string = process.env.CRM_TEST_KEY_SPEC ?? generateKeySpec('test1');

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCrmSyncWorker } from '../../workers/crm-sync-worker.js';
 import { crmSyncWorkflowId } from '../../workflows/crm-sync-ids.js';
 import { crmSync } from '../../workflows/crm-sync.js';
-import { startFakeKommo, type FakeKommo } from '../fakes/kommo-server.js';
+import { startFakeKommo, type FakeKommo } from '../../scripts/stack/crm-fakes/kommo.js';
 import { adminPool, appPool, createOrgWithMembers } from '../support/db.js';
 import { connectTestTemporal, testDataConverter, testLogger, uniqueTaskQueue, type TestTemporal } from '../support/temporal.js';
 import { createCrmConnection, crmSettingsFor, testCredentialStore, testKeySpec } from './support.js';

@@ -5,7 +5,7 @@ import type { App } from '../../api/app.js';
 import { createRunService } from '../../api/services/runs.js';
 import { sha256Hex } from '../../lib/crypto.js';
 import type { FakeHubspot } from '../fakes/hubspot-server.js';
-import type { FakeKommo } from '../fakes/kommo-server.js';
+import type { FakeKommo } from '../../scripts/stack/crm-fakes/kommo.js';
 import { signUserToken } from '../support/auth.js';
 import { attempt, createOrgWithMembers } from '../support/db.js';
 import { startFullTestApp, type FullTestApp } from '../support/full-app.js';

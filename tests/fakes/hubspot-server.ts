@@ -24,7 +24,7 @@ import {
   type FakeRecord,
   type InjectedFailure,
   type RecordedCrmRequest,
-} from './crm-fake-common.js';
+} from '../../scripts/stack/crm-fakes/common.js';
 
 export interface HubspotFakeOptions {
   clientId?: string;

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { InjectedFailure } from '../fakes/crm-fake-common.js';
+import type { InjectedFailure } from '../../scripts/stack/crm-fakes/common.js';
 import { seedOrg, startFullTestApp, type FullTestApp, type SeededOrg } from '../support/full-app.js';
 
 /**

@@ -11,7 +11,7 @@ import type { CrmSettings } from '../../integrations/crm/settings.js';
 import { withServiceRole } from '../../lib/db.js';
 import { crmSettingsFor, fastBudget, testCredentialStore, testKeyring } from '../crm/support.js';
 import { startFakeHubspot, type FakeHubspot, type HubspotDatasetSize } from '../fakes/hubspot-server.js';
-import { startFakeKommo, type FakeKommo, type KommoDatasetSize } from '../fakes/kommo-server.js';
+import { startFakeKommo, type FakeKommo, type KommoDatasetSize } from '../../scripts/stack/crm-fakes/kommo.js';
 import { startFakeLlm, type FakeLlmServer } from '../../scripts/stack/sandbox-llm.js';
 import { signUserToken, TEST_JWT_SECRET } from './auth.js';
 import { adminPool, appPool, createAgent, createOrgWithMembers, createRun } from './db.js';

@@ -6,7 +6,7 @@ import { createAgentRunHandoff } from '../../../workers/run-handoff.js';
 import { crmIntake, deliveriesRecordedSignal } from '../../../workflows/crm-intake.js';
 import { crmIntakeWorkflowId } from '../../../workflows/crm-sync-ids.js';
 import { createCrmConnection, crmSettingsFor, testCredentialStore } from '../../crm/support.js';
-import { startFakeKommo, type FakeKommo } from '../../fakes/kommo-server.js';
+import { startFakeKommo, type FakeKommo } from '../../../scripts/stack/crm-fakes/kommo.js';
 import { createAgent, createOrgWithMembers } from '../../support/db.js';
 import { testDataConverter, testLogger, uniqueTaskQueue } from '../../support/temporal.js';
 import type { ReplayScenario, ScenarioContext, ScenarioModule } from '../scenario.js';

@@ -4,7 +4,7 @@ import { createCrmSyncWorker } from '../../../workers/crm-sync-worker.js';
 import { crmSyncWorkflowId } from '../../../workflows/crm-sync-ids.js';
 import { createCrmConnection, crmSettingsFor, testCredentialStore } from '../../crm/support.js';
 import { startFakeHubspot, type FakeHubspot } from '../../fakes/hubspot-server.js';
-import { startFakeKommo, type FakeKommo } from '../../fakes/kommo-server.js';
+import { startFakeKommo, type FakeKommo } from '../../../scripts/stack/crm-fakes/kommo.js';
 import { createOrgWithMembers } from '../../support/db.js';
 import { testDataConverter, testLogger } from '../../support/temporal.js';
 import type { ReplayScenario, ScenarioContext, ScenarioModule } from '../scenario.js';

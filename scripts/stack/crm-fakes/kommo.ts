@@ -19,7 +19,7 @@ import {
   type FakeHttp,
   type InjectedFailure,
   type RecordedCrmRequest,
-} from './crm-fake-common.js';
+} from './common.js';
 import { FakeKommoTalks, type FakeKommoTalksOptions } from './kommo-talks.js';
 
 export interface KommoFakeOptions {
@@ -37,6 +37,10 @@ export interface KommoFakeOptions {
   latencyMs?: number;
   /** The Chats API add-on: monthly `send_message` quota and whether the scope is granted. */
   talks?: FakeKommoTalksOptions;
+  /** Listen on this port (default: any free one). */
+  port?: number;
+  /** Routes of the dev sandbox (scripts/stack/sandbox-crm.ts), tried before Kommo's own; true when answered. */
+  extraRoutes?: (ctx: FakeContext) => boolean | Promise<boolean>;
 }
 
 export interface KommoDatasetSize {
@@ -72,7 +76,7 @@ export interface FakeKommo {
   updateLead(id: number, fields: Record<string, unknown>): void;
   deleteLead(id: number): void;
   addLead(fields: Record<string, unknown>): number;
-  /** Talks (lead chats), `send_message` with its quota, and Salesbots (tests/fakes/kommo-talks.ts). */
+  /** Talks (lead chats), `send_message` with its quota, and Salesbots (scripts/stack/crm-fakes/kommo-talks.ts). */
   talks: FakeKommoTalks;
   apiRequests(): RecordedCrmRequest[];
   close(): Promise<void>;
@@ -147,6 +151,7 @@ export async function startFakeKommo(options: KommoFakeOptions = {}): Promise<Fa
     const { req, url, body } = ctx;
     const path = url.pathname;
     const method = req.method ?? 'GET';
+    if (options.extraRoutes && (await options.extraRoutes(ctx))) return;
 
     if (path === '/oauth' && method === 'GET') {
       const code = tokens.issueCode();
@@ -311,7 +316,7 @@ export async function startFakeKommo(options: KommoFakeOptions = {}): Promise<Fa
     return problem(ctx, 404, 'Not Found', `No route ${method} ${path}`);
   };
 
-  const http: FakeHttp = await startFakeHttp(handler, { isApiPath: (p) => p.startsWith('/api/v4/'), ...(options.latencyMs ? { latencyMs: () => options.latencyMs! } : {}) });
+  const http: FakeHttp = await startFakeHttp(handler, { isApiPath: (p) => p.startsWith('/api/v4/'), ...(options.latencyMs ? { latencyMs: () => options.latencyMs! } : {}), ...(options.port !== undefined ? { port: options.port } : {}) });
   const referer = `127.0.0.1:${http.port}`;
 
   return {

@@ -6,7 +6,7 @@
  * into the lead's open talk. No deduplication anywhere: a repeated send is a second message.
  */
 import { randomUUID } from 'node:crypto';
-import type { FakeContext } from './crm-fake-common.js';
+import type { FakeContext } from './common.js';
 
 export interface FakeTalkMessage {
   id: string;

@@ -206,7 +206,7 @@ export interface FakeHttp {
 }
 
 /** A loopback server that records every request and applies injected failures first. */
-export async function startFakeHttp(handler: FakeHandler, opts: { isApiPath: (path: string) => boolean; latencyMs?: () => number }): Promise<FakeHttp> {
+export async function startFakeHttp(handler: FakeHandler, opts: { isApiPath: (path: string) => boolean; latencyMs?: () => number; port?: number }): Promise<FakeHttp> {
   const requests: RecordedCrmRequest[] = [];
   const failures: InjectedFailure[] = [];
   const server: Server = createServer((req, res: ServerResponse) => {
@@ -253,7 +253,10 @@ export async function startFakeHttp(handler: FakeHandler, opts: { isApiPath: (pa
       run().catch((err: unknown) => send(500, { message: `fake crashed: ${String(err)}` }));
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port ?? 0, '127.0.0.1', resolve);
+  });
   const port = (server.address() as AddressInfo).port;
   return {
     url: `http://127.0.0.1:${port}`,
