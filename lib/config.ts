@@ -282,6 +282,10 @@ const versioningPair: CrossCheck = (env) =>
       ]
     : [];
 
+/** The SSRF allowlist exists for fakes on loopback; in production it would open internal hosts to tenants' URLs. */
+const noSsrfAllowlistInProduction: CrossCheck = (env) =>
+  env.APP_ENV === 'production' && env.SSRF_ALLOWED_HOSTS?.trim() ? ['SSRF_ALLOWED_HOSTS: must be empty when APP_ENV=production (it lets tenant-supplied URLs reach internal hosts)'] : [];
+
 /** An org that sets no quota must not get more than one that sets the most it may. */
 const quotaDefaultWithinMax: CrossCheck = (env) => {
   const fallbackDefault = DEFAULT_SPEND_SETTINGS.orgDailyTokenQuotaDefault;
@@ -301,7 +305,7 @@ export function spendSettingsFrom(config: Pick<ApiConfig, 'ORG_DAILY_TOKEN_QUOTA
 }
 
 export function loadApiConfig(env: NodeJS.ProcessEnv = process.env): ApiConfig {
-  return parse(apiSchema, env, codecInProduction, issuerWithJwks, quotaDefaultWithinMax);
+  return parse(apiSchema, env, codecInProduction, issuerWithJwks, quotaDefaultWithinMax, noSsrfAllowlistInProduction);
 }
 
 const codecTokenLength: CrossCheck = (env) =>
@@ -320,7 +324,7 @@ export function loadSetupConfig(env: NodeJS.ProcessEnv = process.env): SetupConf
 }
 
 export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerConfig {
-  return parse(workerSchema, env, llmKeyInProduction, codecInProduction, versioningPair, quotaDefaultWithinMax);
+  return parse(workerSchema, env, llmKeyInProduction, codecInProduction, versioningPair, quotaDefaultWithinMax, noSsrfAllowlistInProduction);
 }
 
 /** Every variable the project reads, for the README table and `--help` output. */

@@ -16,6 +16,8 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type pg from 'pg';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { DEFAULT_PRICES } from './pricing.js';
+import type { ModelPatterns } from './spend.js';
 
 export const registry = new Registry();
 collectDefaultMetrics({ register: registry });
@@ -172,6 +174,27 @@ export const metricsScrapeErrors = new Counter({
   registers: [registry],
 });
 
+/**
+ * The model names metrics may carry: an agent's model is whatever an admin typed, and each new
+ * name would be a new time series. Names the operator's catalog lists keep theirs, names under a
+ * listed `vendor/*` prefix take the prefix, everything else is `other`. The worker sets the
+ * catalog at start (LLM_MODELS or the price table, lib/spend.ts); until then, the built-in prices.
+ */
+let metricModels: ModelPatterns = Object.keys(DEFAULT_PRICES).filter((pattern) => pattern !== '*');
+
+export function setMetricModels(patterns: ModelPatterns): void {
+  metricModels = patterns;
+}
+
+export function modelLabel(model: string): string {
+  if (metricModels.includes(model) && !model.endsWith('*')) return model;
+  let best: string | undefined;
+  for (const pattern of metricModels) {
+    if (pattern.endsWith('*') && model.startsWith(pattern.slice(0, -1)) && (!best || pattern.length > best.length)) best = pattern;
+  }
+  return best ?? 'other';
+}
+
 /** Records one LLM call: count, latency, and on success tokens and cost. */
 export function recordLlmCall(sample: {
   model: string;
@@ -181,11 +204,12 @@ export function recordLlmCall(sample: {
   outputTokens?: number;
   costUsd?: number;
 }): void {
-  llmRequests.inc({ model: sample.model, outcome: sample.outcome });
-  llmRequestDuration.observe({ model: sample.model, outcome: sample.outcome }, sample.seconds);
-  if (sample.inputTokens) llmTokens.inc({ model: sample.model, direction: 'input' }, sample.inputTokens);
-  if (sample.outputTokens) llmTokens.inc({ model: sample.model, direction: 'output' }, sample.outputTokens);
-  if (sample.costUsd) llmCostUsd.inc({ model: sample.model }, sample.costUsd);
+  const model = modelLabel(sample.model);
+  llmRequests.inc({ model, outcome: sample.outcome });
+  llmRequestDuration.observe({ model, outcome: sample.outcome }, sample.seconds);
+  if (sample.inputTokens) llmTokens.inc({ model, direction: 'input' }, sample.inputTokens);
+  if (sample.outputTokens) llmTokens.inc({ model, direction: 'output' }, sample.outputTokens);
+  if (sample.costUsd) llmCostUsd.inc({ model }, sample.costUsd);
 }
 
 export interface MetricsServer {

@@ -1,6 +1,6 @@
 import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import { BlockList, isIP } from 'node:net';
-import { Agent, fetch as undiciFetch, type RequestInit as UndiciRequestInit, type Response as UndiciResponse } from 'undici';
+import { Agent, Headers as UndiciHeaders, fetch as undiciFetch, type RequestInit as UndiciRequestInit, type Response as UndiciResponse } from 'undici';
 
 /**
  * Guards every URL a customer can make us call (CRM base URLs, callback and webhook targets)
@@ -181,6 +181,14 @@ export interface GuardedFetch {
   close(): Promise<void>;
 }
 
+const CREDENTIAL_HEADERS = ['authorization', 'proxy-authorization', 'cookie'];
+
+function withoutCredentials(init: UndiciRequestInit): UndiciRequestInit {
+  const headers = new UndiciHeaders(init.headers);
+  for (const name of CREDENTIAL_HEADERS) headers.delete(name);
+  return { ...init, headers };
+}
+
 /**
  * A fetch for customer-supplied URLs. Every hop (the first request and each redirect) is
  * checked with `assertPublicUrl`, and the connection itself only reaches public addresses.
@@ -189,13 +197,20 @@ export function createGuardedFetch(policy: SsrfPolicy = {}): GuardedFetch {
   const agent = new Agent({ connect: { lookup: guardedLookup(policy) } });
   const guarded = async (raw: string, init: UndiciRequestInit = {}): Promise<UndiciResponse> => {
     let current = raw;
+    let hopInit = init;
+    let origin: string | undefined;
     for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
       const url = await assertPublicUrl(current, policy);
-      const response = await undiciFetch(url, { ...init, redirect: 'manual', dispatcher: agent });
+      origin ??= new URL(url).origin;
+      const response = await undiciFetch(url, { ...hopInit, redirect: 'manual', dispatcher: agent });
       const location = response.headers.get('location');
       if (response.status >= 300 && response.status < 400 && location) {
         await response.body?.cancel();
-        current = new URL(location, url).toString();
+        const next = new URL(location, url);
+        // A token meant for one host never follows a redirect to another origin, nor over plain
+        // http where anyone on the path reads it; once dropped it stays dropped.
+        if (next.origin !== origin || next.protocol !== 'https:') hopInit = withoutCredentials(hopInit);
+        current = next.toString();
         continue;
       }
       return response;

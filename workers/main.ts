@@ -7,7 +7,8 @@ import { createLogger, type Logger } from '../lib/logger.js';
 import { describeTemporalConnection, diagnoseTemporalConnection, temporalConnectionOptions } from '../lib/temporal.js';
 import { WorkerHealth } from './health.js';
 import { deploymentVersionFromConfig } from './versioning.js';
-import { startMetricsServer, trackDatabaseMetrics } from '../lib/metrics.js';
+import { setMetricModels, startMetricsServer, trackDatabaseMetrics } from '../lib/metrics.js';
+import { operatorModels } from '../lib/spend.js';
 import { flushSentry, initSentry } from '../lib/sentry.js';
 import { exitOnCrash } from '../lib/crash.js';
 import { runtimeLogger, workerTelemetryOptions } from './telemetry.js';
@@ -65,6 +66,9 @@ async function connectUntilStopped(config: WorkerConfig, health: WorkerHealth, l
 async function main(): Promise<void> {
   const config = loadWorkerConfig();
   const logger = createLogger({ name: 'worker', level: config.LOG_LEVEL });
+  const prices = parsePriceTable(config.LLM_PRICES);
+  // Metrics name only the models the operator offers; any other name is `other`.
+  setMetricModels(operatorModels(config.LLM_MODELS, prices));
   if (initSentry(config, 'worker')) logger.info('Sentry error reporting on');
   exitOnCrash(logger);
 
@@ -108,7 +112,7 @@ async function main(): Promise<void> {
       logger,
       shutdownGraceTime: config.WORKER_SHUTDOWN_GRACE_MS,
       dataConverter: createDataConverter(codecKeyringFrom(config)),
-      prices: parsePriceTable(config.LLM_PRICES),
+      prices,
       spend: spendSettingsFrom(config),
       ...(deploymentVersion ? { deploymentVersion } : {}),
       tools: createToolRegistry(crmCredentials ? createCrmTools({ credentials: crmCredentials }) : [], embedder ? { embedQuery: async (_orgId, query) => ({ model: embedder.model, vector: (await embedder.embed([query]))[0]! }) } : {}),

@@ -91,6 +91,40 @@ describe('SSRF guard', () => {
       await fetchGuarded.close();
     });
 
+    it('never forwards credentials across a redirect to another origin or over plain http', async () => {
+      const seen: Array<{ url: string | undefined; headers: Record<string, unknown> }> = [];
+      const target = createServer((req, res) => {
+        seen.push({ url: req.url, headers: { ...req.headers } });
+        res.end('landed');
+      });
+      const targetPort = await listen(target);
+      const hopper = createServer((req, res) => {
+        seen.push({ url: req.url, headers: { ...req.headers } });
+        if (req.url === '/elsewhere') return res.writeHead(302, { location: `http://127.0.0.1:${targetPort}/landing` }).end();
+        if (req.url === '/same-origin') return res.writeHead(302, { location: '/final' }).end();
+        res.end('final');
+      });
+      const hopperPort = await listen(hopper);
+      const fetchGuarded = createGuardedFetch({ allowedHosts: [`127.0.0.1:${hopperPort}`, `127.0.0.1:${targetPort}`] });
+      const headers = { authorization: 'Bearer crm-token', cookie: 'session=1', 'x-request-id': 'r-1' };
+      try {
+        expect(await (await fetchGuarded(`http://127.0.0.1:${hopperPort}/elsewhere`, { headers })).text()).toBe('landed');
+        expect(await (await fetchGuarded(`http://127.0.0.1:${hopperPort}/same-origin`, { headers })).text()).toBe('final');
+      } finally {
+        await fetchGuarded.close();
+        await new Promise((r) => target.close(r));
+        await new Promise((r) => hopper.close(r));
+      }
+      // The first hop carries what the caller sent; no later hop carries a credential.
+      expect(seen.map((s) => s.url)).toEqual(['/elsewhere', '/landing', '/same-origin', '/final']);
+      for (const first of [seen[0]!, seen[2]!]) expect(first.headers).toMatchObject({ authorization: 'Bearer crm-token', cookie: 'session=1' });
+      for (const hop of [seen[1]!, seen[3]!]) {
+        expect(hop.headers.authorization).toBeUndefined();
+        expect(hop.headers.cookie).toBeUndefined();
+        expect(hop.headers['x-request-id']).toBe('r-1');
+      }
+    });
+
     it('refuses an internal target outright without an allowlist', async () => {
       const fetchGuarded = createGuardedFetch();
       await expect(fetchGuarded(`http://127.0.0.1:${canaryPort}/`)).rejects.toBeInstanceOf(UnsafeUrlError);
