@@ -4462,6 +4462,15 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description A stream of Server-Sent Events */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": string;
+                };
+            };
             /** @description Default Response */
             400: {
                 headers: {
@@ -4617,6 +4626,15 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description A stream of Server-Sent Events */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": string;
+                };
+            };
             /** @description Default Response */
             400: {
                 headers: {
