@@ -21,6 +21,7 @@ import { createDataConverter } from '../lib/temporal-codec.js';
 import { SignJWT } from 'jose';
 import { agentRunWorkflowId } from '../workflows/task-queues.js';
 import { agentRun, postMessageUpdate } from '../workflows/agent-run/index.js';
+import { seedKnowledge } from '../tests/support/knowledge.js';
 import { baselineRun, baselineSameShape } from './workflows.js';
 import { postgresCpuMeter } from './postgres-cpu.js';
 import { FigureLog, ROUNDS, summarize } from './support/figures.js';
