@@ -89,6 +89,54 @@ export class AesGcmPayloadCodec implements PayloadCodec {
   }
 }
 
+/** Why a history's payloads cannot be read with the keyring at hand (replay reports it as such). */
+export interface PayloadKeyProblem {
+  kind: 'missing-key' | 'unknown-key' | 'undecryptable';
+  message: string;
+}
+
+/** Encrypted payloads anywhere in a history (or any protobuf object): found by their encoding. */
+function encryptedPayloads(value: unknown, found: Payload[] = []): Payload[] {
+  if (value === null || typeof value !== 'object' || ArrayBuffer.isView(value)) return found;
+  if (Array.isArray(value)) {
+    for (const item of value) encryptedPayloads(item, found);
+    return found;
+  }
+  const encoding = (value as Payload).metadata?.[METADATA_ENCODING_KEY];
+  if (encoding instanceof Uint8Array && decoder.decode(encoding) === ENCRYPTED_ENCODING) {
+    found.push(value as Payload);
+    return found;
+  }
+  for (const child of Object.values(value)) encryptedPayloads(child, found);
+  return found;
+}
+
+/**
+ * Whether every encrypted payload of `history` decrypts with `keyring`, and if not, why: no
+ * keyring at all, key ids the keyring does not hold, or a key that does not decrypt (same id,
+ * other key material). Replay checks this first, so a missing key is reported as what it is
+ * instead of as the workflow task failure it would cause.
+ */
+export async function payloadKeyProblem(history: unknown, keyring: Keyring | undefined): Promise<PayloadKeyProblem | undefined> {
+  const payloads = encryptedPayloads(history);
+  if (payloads.length === 0) return undefined;
+  const keyIds = [...new Set(payloads.map((p) => decoder.decode(p.metadata?.[METADATA_KEY_ID] ?? new Uint8Array())))];
+  if (!keyring) {
+    return { kind: 'missing-key', message: `payloads are encrypted (key ${keyIds.join(', ')}) and TEMPORAL_CODEC_KEYS is not set` };
+  }
+  const unknown = keyIds.filter((id) => !keyring.keys.has(id));
+  if (unknown.length > 0) {
+    return { kind: 'unknown-key', message: `payload key ${unknown.join(', ')} is not in TEMPORAL_CODEC_KEYS (it holds ${[...keyring.keys.keys()].join(', ')})` };
+  }
+  try {
+    await new AesGcmPayloadCodec(keyring).decode(payloads);
+    return undefined;
+  } catch (err) {
+    if (err instanceof PayloadDecryptionError) return { kind: 'undecryptable', message: `${err.message}: TEMPORAL_CODEC_KEYS has a key of that id with other key material` };
+    throw err;
+  }
+}
+
 /** The module whose `failureConverter` export moves failure messages and stack traces into an (encrypted) payload. */
 export const failureConverterPath = fileURLToPath(new URL('./temporal-failure-converter.cjs', import.meta.url));
 

@@ -59,17 +59,22 @@ async function main(): Promise<number> {
       }
     })();
     let total = 0;
-    let failed = 0;
-    for await (const outcome of replayHistories(movers, { dataConverter, replayName: 'deploy-promote' })) {
+    let diverged = 0;
+    let unverified = 0;
+    for await (const outcome of replayHistories(movers, { dataConverter, replayName: 'deploy-promote', payloadKeys: { keyring: codecKeyringFrom(config) } })) {
       total++;
-      if (!outcome.deterministic) {
-        failed++;
-        console.log(describeOutcome(outcome));
-      }
+      if (outcome.status === 'nondeterministic') diverged++;
+      else if (!outcome.deterministic) unverified++;
+      if (!outcome.deterministic) console.log(describeOutcome(outcome));
     }
-    console.log(`[promote] replay gate: ${total - failed} of ${total} open runs replay on this build (${skippedPinned} pinned runs stay on their build)`);
-    if (failed > 0) {
-      console.error(`[promote] NOT promoted: ${failed} open runs would fail on ${version.buildId}; guard the change with patched() (docs/operations.md)`);
+    console.log(`[promote] replay gate: ${total - diverged - unverified} of ${total} open runs replay on this build (${skippedPinned} pinned runs stay on their build)`);
+    if (diverged > 0) {
+      console.error(`[promote] NOT promoted: ${diverged} open runs would fail on ${version.buildId}; guard the change with patched() (docs/operations.md)`);
+      return 1;
+    }
+    if (unverified > 0) {
+      // Not a verdict on the code: the gate could not check these runs (payload keys, replay errors).
+      console.error(`[promote] NOT promoted: ${unverified} open runs could not be replayed (see above; TEMPORAL_CODEC_KEYS?), so the build is unverified`);
       return 1;
     }
     await setCurrentVersion(client, version, { timeoutMs: Number(process.env.PROMOTE_TIMEOUT_MS ?? 300_000) });

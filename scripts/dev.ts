@@ -32,6 +32,7 @@ import { buildCodecServer } from '../api/codec-server.js';
 import { createLogger } from '../lib/logger.js';
 import { codecKeyringFrom } from '../lib/temporal-codec.js';
 import { generateKeySpec, parseKeyring } from '../lib/crypto.js';
+import { devSecretsFile } from './stack/dev-secrets.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const dataDir = path.join(root, '.data');
@@ -70,7 +71,7 @@ interface DevSecrets {
 }
 
 async function devSecrets(): Promise<DevSecrets> {
-  const file = path.join(dataDir, 'dev-secrets.json');
+  const file = devSecretsFile();
   let secrets: Partial<DevSecrets> = {};
   try {
     secrets = JSON.parse(await readFile(file, 'utf8')) as typeof secrets;
