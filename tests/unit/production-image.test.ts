@@ -110,6 +110,7 @@ describe('package.json', () => {
     'scripts/migrate.ts',
     'scripts/replay.ts',
     'scripts/rotate-keys.ts',
+    'scripts/knowledge-backfill.ts',
     'lib/temporal-failure-converter.cjs',
     ...readdirSync(path.join(root, 'workflows'))
       .filter((f) => f.endsWith('.ts'))
