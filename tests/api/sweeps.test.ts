@@ -58,7 +58,8 @@ describe('OWASP API sweeps over every route of the inventory', () => {
   let spec: { paths: Record<string, Record<string, { requestBody?: { content: Record<string, { schema: { properties?: Record<string, unknown> } }> }; parameters?: Array<{ in: string; name: string }> }>> };
 
   beforeAll(async () => {
-    full = await startFullTestApp();
+    // No agent worker polls here: a message reaching its conversation waits this long, then 503.
+    full = await startFullTestApp({ updateDeadlineMs: 1_000 });
     [a, b] = await Promise.all([seedOrg(full, 'a'), seedOrg(full, 'b')]);
     spec = (await full.app.inject({ method: 'GET', url: '/openapi.json' })).json();
   });
@@ -134,6 +135,55 @@ describe('OWASP API sweeps over every route of the inventory', () => {
       checked.push(key(route));
     }
     expect(checked.length).toBeGreaterThan(15);
+  });
+
+  it('every org route\'s service enforces exactly its declared minRole: one role below is refused, the minimum is let through', async () => {
+    // An org of its own: the calls at the minimum change, and finally delete, what they reach.
+    const c = await seedOrg(full, 'c');
+    const roleRoutes = bearer.filter((r) => r.minRole !== null);
+    expect(roleRoutes.length).toBeGreaterThan(50);
+    // Below member is a signed-in user of another org (404: the org is not revealed); below
+    // admin a member, below owner an admin (403).
+    const below = { member: ['non-member user', b.owner, 404, 'not-found'], admin: ['member user', c.memberToken, 403, 'forbidden'], owner: ['admin user', c.adminToken, 403, 'forbidden'] } as const;
+    const atMinimum = { member: c.memberToken, admin: c.adminToken, owner: c.owner } as const;
+    // Below the minimum, member changes aim at the admin (a member may leave, so not at
+    // themselves); at the minimum at the plain member, so the admin keeps the role later calls need.
+    const belowParams = paramsOf(c);
+    const atParams = { ...paramsOf(c), userId: c.memberId };
+
+    /** Event streams answer once their head is written; the stream is then dropped. */
+    const callOnce = async (route: InventoryRoute, token: string, params: Record<string, string>) => {
+      if (!route.stream) return call(route, token, params, { body: bodyFor(route, c) });
+      const res = await full.app.inject({ method: route.method, url: fillPath(route.path, params), headers: { authorization: `Bearer ${token}` }, payloadAsStream: true });
+      const status = res.statusCode;
+      const body = status === 200 ? '' : await new Response(res.stream() as unknown as ReadableStream).text();
+      res.raw.res.destroy();
+      return { statusCode: status, body, json: () => JSON.parse(body) as { type: string } };
+    };
+
+    for (const route of roleRoutes) {
+      const [who, token, status, type] = below[route.minRole!];
+      const res = await callOnce(route, token, belowParams);
+      expect(res.statusCode, `${key(route)} (minRole ${route.minRole}) as ${who}: ${res.body}`).toBe(status);
+      expect(res.json().type, key(route)).toBe(`${PROBLEMS}${type}`);
+    }
+
+    // Deletions last, deepest paths first (deleting an agent deletes its runs) and the org's
+    // own deletion last of all, so each call finds what it names.
+    const rank = (r: InventoryRoute) => (r.method !== 'DELETE' ? 0 : 100 - r.path.split('/').length);
+    const allowed: Record<string, number> = {};
+    for (const route of [...roleRoutes].sort((x, y) => rank(x) - rank(y))) {
+      const res = await callOnce(route, atMinimum[route.minRole!], atParams);
+      const where = `${key(route)} (minRole ${route.minRole}) as ${route.minRole}: ${res.statusCode} ${res.body.slice(0, 300)}`;
+      expect(res.statusCode, where).not.toBe(403);
+      expect(res.statusCode, where).not.toBe(401);
+      // The org and every id in the path exist, so a 404 would mean the service hid the org.
+      expect(res.statusCode, where).not.toBe(404);
+      // 503: let through, then no agent worker took the message in time (none runs here).
+      if (res.statusCode >= 500) expect(res.json().type, where).toBe(`${PROBLEMS}service-unavailable`);
+      allowed[key(route)] = res.statusCode;
+    }
+    expect(Object.values(allowed).filter((s) => s < 300).length, JSON.stringify(allowed)).toBeGreaterThan(roleRoutes.length * 0.8);
   });
 
   const PRIVILEGED = ['org_id', 'orgId', 'role', 'id', 'created_by', 'createdBy', 'owner', 'isAdmin', 'scope', 'status', 'key_hash', 'keyHash', 'token_hash', 'secret', 'token', 'webhook_secret_hash', 'api_base_url', 'apiBaseUrl', 'accessToken', 'unknownField'];
