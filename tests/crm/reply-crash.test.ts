@@ -122,3 +122,84 @@ describe('a worker SIGKILLed after Kommo accepted the reply leaves one message i
     expect(events).not.toContain('reply_failed');
   });
 });
+
+describe('a worker SIGKILLed after HubSpot stored the reply leaves one message in the thread', { timeout: 240_000 }, () => {
+  let full: FullTestApp;
+  let child: ChildProcess | undefined;
+  let orgId: string;
+  let connectionId: string;
+  const token = `pat-na1-${randomUUID()}`;
+  // The fake's first owner is user 601, whose agent actor is A-1601.
+  const sender = 'A-1601';
+
+  beforeAll(async () => {
+    full = await startFullTestApp({ agentWorker: 'later', hubspotDataset: { deals: 2, contacts: 5 } });
+    full.hubspot.addPrivateAppToken(token);
+    const org = await createOrgWithMembers(full.admin, ['owner', 'admin']);
+    orgId = org.orgId;
+    connectionId = await createCrmConnection(full.admin, orgId, { provider: 'hubspot', apiBaseUrl: full.hubspot.url, authKind: 'token', tokens: { accessToken: token, refreshToken: null, expiresAt: null } });
+    const adminToken = await signUserToken(org.userWithRole('admin'));
+    const settings = await full.app.inject({
+      method: 'PUT',
+      url: `/v1/orgs/${orgId}/crm/connections/${connectionId}/messaging-settings`,
+      headers: { authorization: `Bearer ${adminToken}` },
+      payload: { hubspotSenderActorId: sender },
+    });
+    expect(settings.statusCode, settings.body).toBe(200);
+    const agent = await full.app.inject({
+      method: 'POST',
+      url: `/v1/orgs/${orgId}/agents`,
+      headers: { authorization: `Bearer ${adminToken}` },
+      payload: { name: 'Crash replies HubSpot', model: 'sandbox/echo', crmConnectionId: connectionId, triggers: [{ event: 'incoming_message' }] },
+    });
+    expect(agent.statusCode, agent.body).toBe(201);
+  });
+
+  afterAll(async () => {
+    if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    if (full) full.hubspot.onThreadMessageStored = null;
+    await full?.close();
+  });
+
+  it('the retry lists the thread, finds its own message from the dedicated user and does not post again', async () => {
+    child = spawn(process.execPath, ['--import', 'tsx', crashWorkerPath], {
+      env: { ...process.env, CRM_CRASH_MODE: 'agent', CRM_CRASH_TASK_QUEUE: full.taskQueue, CRM_CRASH_LLM_URL: full.llm!.url, CRM_TEST_KEY_SPEC: testKeySpec },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const proc = child;
+    await new Promise<void>((resolve, reject) => {
+      proc.stdout!.on('data', (chunk: Buffer) => {
+        if (chunk.toString().includes('crm-crash-worker ready')) resolve();
+      });
+      proc.once('exit', (code, signal) => reject(new Error(`crash worker exited early (${code ?? signal})`)));
+    });
+    const exited = new Promise<NodeJS.Signals | null>((resolve) => proc.once('exit', (_code, signal) => resolve(signal)));
+    const thread = full.hubspot.addConversationThread({ contactId: 30_004 });
+    // HubSpot stores the posted reply, then the worker dies before the 201 reaches it.
+    full.hubspot.onThreadMessageStored = (threadId) => {
+      if (threadId === thread) proc.kill('SIGKILL');
+    };
+    const text = 'Do you have a free trial?';
+    const messageId = full.hubspot.addConversationMessage(thread, { direction: 'INCOMING', text });
+    const path = `/v1/webhooks/crm/hubspot/${connectionId}`;
+    const delivery = full.hubspot.webhookDelivery(`https://api.example.test${path}`, [{ eventId: 710_001, subscriptionType: 'conversation.newMessage', objectId: thread, messageId, messageType: 'MESSAGE' }]);
+    const requestsBefore = full.hubspot.apiRequests().length;
+    expect((await full.app.inject({ method: 'POST', url: path, headers: delivery.headers, payload: delivery.body })).statusCode).toBe(200);
+
+    expect(await exited).toBe('SIGKILL');
+    full.hubspot.onThreadMessageStored = null;
+    const run = (await full.admin.query<{ id: string }>(`select id from public.agent_runs where org_id = $1 and thread_key = $2`, [orgId, `crm:${connectionId}:30004`])).rows[0]!;
+    expect((await full.admin.query(`select status from public.crm_reply_sends where run_id = $1`, [run.id])).rows).toEqual([{ status: 'attempted' }]);
+
+    await full.startAgentWorker();
+    await expect
+      .poll(async () => (await full.admin.query(`select status, route, external_id from public.crm_reply_sends where run_id = $1`, [run.id])).rows, { timeout: 150_000, interval: 500 })
+      .toEqual([{ status: 'sent', route: 'hubspot_thread', external_id: expect.any(String) }]);
+    const outgoing = full.hubspot.threadMessages(thread).filter((m) => m.direction === 'OUTGOING');
+    expect(outgoing.map((m) => [m.text, m.senderActorId])).toEqual([[echoOf(text), sender]]);
+    const ledger = (await full.admin.query<{ external_id: string }>(`select external_id from public.crm_reply_sends where run_id = $1`, [run.id])).rows[0]!;
+    expect(ledger.external_id).toBe(outgoing[0]!.id);
+    const posts = full.hubspot.apiRequests().slice(requestsBefore).filter((r) => r.method === 'POST' && r.path === `/conversations/v3/conversations/threads/${thread}/messages`);
+    expect(posts).toHaveLength(1);
+  });
+});
