@@ -189,10 +189,10 @@ export function createCrmIntakeActivities(deps: CrmIntakeActivityDeps) {
     await markProcessed(ref, keys);
   }
 
-  async function triggeredAgents(orgId: string, connectionId: string, match: AgentTrigger): Promise<{ id: string; triggers: AgentTrigger[]; status: AgentStatus }[]> {
+  async function triggeredAgents(orgId: string, connectionId: string, match: AgentTrigger): Promise<{ id: string; triggers: AgentTrigger[]; status: AgentStatus; scoped: boolean }[]> {
     return withPrincipal(pool, worker(orgId), async (tx) => {
-      const { rows } = await tx.query<{ id: string; triggers: AgentTrigger[]; status: AgentStatus }>(
-        `select id, triggers, status from public.agents where org_id = $1 and crm_connection_id = $2 and triggers @> $3::jsonb order by id`,
+      const { rows } = await tx.query<{ id: string; triggers: AgentTrigger[]; status: AgentStatus; scoped: boolean }>(
+        `select id, triggers, status, reply_stages is not null as scoped from public.agents where org_id = $1 and crm_connection_id = $2 and triggers @> $3::jsonb order by id`,
         [orgId, connectionId, JSON.stringify([match])],
       );
       return rows;
@@ -304,6 +304,7 @@ export function createCrmIntakeActivities(deps: CrmIntakeActivityDeps) {
         incoming = read && { leadExternalId: read.contactId, text: read.text, replyTarget: read.replyTarget };
       }
     }
+    if (incoming && row.payload.message && agents.some((a) => a.scoped)) await knowLead(ref, adapter, row.external_id);
     if (incoming) {
       const deliveryId = sha256Hex(`${ref.connectionId}:${row.dedupe_key}`).slice(0, 32);
       for (const agent of agents) {
@@ -319,6 +320,28 @@ export function createCrmIntakeActivities(deps: CrmIntakeActivityDeps) {
       }
     }
     await markProcessed(ref, [row.dedupe_key]);
+  }
+
+  /**
+   * Stage scoping needs the lead's stage: a Kommo lead the connection has not synced (a first
+   * message) is read once and stored, so the conversation's rules see where it is. Later moves
+   * arrive as `leads[status]` deliveries.
+   */
+  async function knowLead(ref: { orgId: string; connectionId: string }, adapter: CrmAdapter, leadId: string) {
+    const known = await withPrincipal(pool, worker(ref.orgId), (tx) =>
+      tx.query(`select 1 from public.crm_records where connection_id = $1 and object_type = 'deals' and external_id = $2 and deleted_at is null`, [ref.connectionId, leadId]),
+    );
+    if (known.rowCount === 1) return;
+    let record;
+    try {
+      record = await adapter.getRecord('deals', leadId);
+    } catch (err) {
+      // A lead the CRM will not show stays unknown, which the rules treat as outside the stages.
+      if (eventScoped(err)) return;
+      throw err;
+    }
+    if (!record) return;
+    await withPrincipal(pool, worker(ref.orgId), (tx) => upsertRecords(tx, { orgId: ref.orgId, connectionId: ref.connectionId }, 'deals', [record], null));
   }
 
   /**

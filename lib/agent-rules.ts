@@ -19,6 +19,14 @@ export const agentRuleFields = {
   responseDelaySeconds: z.number().int().min(0, 'must not be negative').max(3600),
   /** How long a conversation stays with people after a handoff (unless a member resumes it sooner). */
   handoffMinutes: z.number().int().min(1).max(43_200),
+  /**
+   * The pipelines and stages in which the agent may reply (a stage without a pipeline: in any
+   * pipeline). A lead whose deal is elsewhere is recorded and not answered. null = everywhere.
+   */
+  replyStages: z
+    .array(z.strictObject({ stageId: z.string().min(1).max(100), pipelineId: z.string().min(1).max(100).optional() }))
+    .max(100)
+    .nullable(),
 };
 
 export const agentRulesSchema = z.strictObject(agentRuleFields);
@@ -31,7 +39,7 @@ export type AgentRules = z.infer<typeof agentRulesSchema>;
 export type ReplyGate =
   /** `delaySeconds`: wait for the lead to go quiet this long first (absent = answer at once). */
   | { action: 'answer'; delaySeconds?: number }
-  | { action: 'hold'; reason: 'paused' }
+  | { action: 'hold'; reason: 'paused' | 'outside_stages' }
   /** `request`: a pending message asks for a person, so the handoff starts now. */
   | { action: 'hold'; reason: 'handoff'; request?: 'lead_asked' };
 
@@ -53,6 +61,13 @@ const ASKS_FOR_PERSON = [
   /\b(mit\s+einem\s+(menschen|mitarbeiter))\b/i,
   /\b(parler\s+(à|a|avec)\s+(un|une)\s+(humain|personne|conseiller))\b/i,
 ];
+
+/** Whether a lead's deal at (pipeline, stage) is inside the agent's reply stages (null = everywhere). */
+export function inReplyStages(scope: AgentRules['replyStages'], lead: { pipelineId: string | null; stageId: string | null } | null): boolean {
+  if (scope === null) return true;
+  if (!lead?.stageId) return false;
+  return scope.some((s) => s.stageId === lead.stageId && (s.pipelineId === undefined || s.pipelineId === lead.pipelineId));
+}
 
 export function asksForPerson(text: string): boolean {
   return ASKS_FOR_PERSON.some((pattern) => pattern.test(text));

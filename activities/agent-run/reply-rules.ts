@@ -6,7 +6,7 @@
  * records, so replay never re-reads.
  */
 import { autocommitAsPrincipal } from '../../lib/db.js';
-import { asksForPerson, type AgentRules, type ReplyGate } from '../../lib/agent-rules.js';
+import { asksForPerson, inReplyStages, type AgentRules, type ReplyGate } from '../../lib/agent-rules.js';
 import type { RunRef } from './contract.js';
 import type { ResolvedAgentRunDeps } from './deps.js';
 import { runGone, workerOf } from './run-store.js';
@@ -16,6 +16,9 @@ interface RulesRow {
   response_delay_seconds: number;
   handed_off: boolean;
   pending: string[];
+  reply_stages: AgentRules['replyStages'];
+  /** The lead's deal as last synced or read (Kommo leads are deals); null when unknown or not a CRM thread. */
+  lead: { pipelineId: string | null; stageId: string | null } | null;
 }
 
 export function createReplyRulesActivities({ pool }: Pick<ResolvedAgentRunDeps, 'pool'>) {
@@ -24,7 +27,10 @@ export function createReplyRulesActivities({ pool }: Pick<ResolvedAgentRunDeps, 
     const { rows } = await autocommitAsPrincipal<RulesRow>(
       pool,
       workerOf(ref.orgId),
-      `select a.status, a.response_delay_seconds,
+      `select a.status, a.response_delay_seconds, a.reply_stages,
+              (select json_build_object('pipelineId', c.pipeline_id, 'stageId', c.stage_id) from public.crm_records c
+                where r.thread_key like 'crm:%' and c.org_id = r.org_id and c.connection_id::text = split_part(r.thread_key, ':', 2)
+                  and c.object_type = 'deals' and c.external_id = split_part(r.thread_key, ':', 3) and c.deleted_at is null) as lead,
               coalesce(r.handoff_until > now(), false) as handed_off,
               coalesce((select array_agg(m.content) from public.conversation_messages m
                          where m.run_id = r.id and m.org_id = r.org_id and m.id = any($3::uuid[])), '{}') as pending
@@ -36,6 +42,8 @@ export function createReplyRulesActivities({ pool }: Pick<ResolvedAgentRunDeps, 
     if (!rules) throw runGone(ref.runId);
     if (rules.status === 'paused') return { action: 'hold', reason: 'paused' };
     if (rules.handed_off) return { action: 'hold', reason: 'handoff' };
+    // A lead whose stage is unknown is outside: the intake reads an unknown lead before delivering.
+    if (!inReplyStages(rules.reply_stages, rules.lead)) return { action: 'hold', reason: 'outside_stages' };
     if (rules.pending.some(asksForPerson)) return { action: 'hold', reason: 'handoff', request: 'lead_asked' };
     return rules.response_delay_seconds > 0 ? { action: 'answer', delaySeconds: rules.response_delay_seconds } : { action: 'answer' };
   }

@@ -54,12 +54,13 @@ interface AgentRow {
   status: AgentRules['status'];
   response_delay_seconds: number;
   handoff_minutes: number;
+  reply_stages: AgentRules['replyStages'];
   created_at: Date;
   updated_at: Date;
 }
 
 const columns = `id, org_id, name, model, instructions, temperature, max_output_tokens, max_steps, allowed_tools,
-  approval_tools, run_token_budget, busy_policy, approval_timeout_seconds, crm_connection_id, triggers, status, response_delay_seconds, handoff_minutes, created_at, updated_at`;
+  approval_tools, run_token_budget, busy_policy, approval_timeout_seconds, crm_connection_id, triggers, status, response_delay_seconds, handoff_minutes, reply_stages, created_at, updated_at`;
 
 /** API field → column; the only columns a write may touch. */
 const writable: Record<keyof AgentFields, string> = {
@@ -79,10 +80,11 @@ const writable: Record<keyof AgentFields, string> = {
   status: 'status',
   responseDelaySeconds: 'response_delay_seconds',
   handoffMinutes: 'handoff_minutes',
+  replyStages: 'reply_stages',
 };
 
 /** jsonb columns take their value as JSON text (pg would send an array as a Postgres array). */
-const toParam = (key: keyof AgentFields, value: unknown) => (key === 'triggers' ? JSON.stringify(value) : value);
+const toParam = (key: keyof AgentFields, value: unknown) => (key === 'triggers' || (key === 'replyStages' && value !== null) ? JSON.stringify(value) : value);
 
 function requireApprovalSubset(allowed: string[], approval: string[]): void {
   const outside = approval.filter((tool) => !allowed.includes(tool));
@@ -113,6 +115,36 @@ async function requireOwnConnection(tx: Tx, orgId: string, connectionId: string 
   }
 }
 
+/**
+ * Reply stages name stages of the agent's CRM connection as the last sync saw its pipelines
+ * (Kommo statuses, HubSpot deal stages): an unknown one would silently never match.
+ */
+async function requireKnownStages(tx: Tx, orgId: string, stages: AgentFields['replyStages'] | undefined, connectionId: string | null): Promise<void> {
+  if (!stages) return;
+  if (!connectionId) {
+    throw new ProblemError('validation-error', "Reply stages are stages of the agent's CRM connection: set crmConnectionId, or remove replyStages.", [
+      { path: 'body.replyStages', message: 'requires crmConnectionId' },
+    ]);
+  }
+  const { rows } = await tx.query<{ pipeline_id: string; stage_id: string }>(
+    `select p.external_id as pipeline_id, s.value->>'id' as stage_id
+       from public.crm_records p,
+            jsonb_array_elements(coalesce(p.properties->'_embedded'->'statuses', p.properties->'stages', '[]'::jsonb)) s
+      where p.org_id = $1 and p.connection_id = $2 and p.object_type = 'pipelines' and p.deleted_at is null`,
+    [orgId, connectionId],
+  );
+  const errors = stages.flatMap((stage, i) => {
+    const known = rows.some((r) => r.stage_id === stage.stageId && (stage.pipelineId === undefined || r.pipeline_id === stage.pipelineId));
+    if (known) return [];
+    const pipelineKnown = stage.pipelineId === undefined || rows.some((r) => r.pipeline_id === stage.pipelineId);
+    return [pipelineKnown ? { path: `body.replyStages.${i}.stageId`, message: 'unknown stage' } : { path: `body.replyStages.${i}.pipelineId`, message: 'unknown pipeline' }];
+  });
+  if (errors.length > 0) {
+    const hint = rows.length === 0 ? ' No pipelines of this connection are known yet: sync it first.' : '';
+    throw new ProblemError('validation-error', `replyStages names stages the CRM connection does not have.${hint}`, errors);
+  }
+}
+
 function toView(row: AgentRow): AgentView {
   return {
     id: row.id,
@@ -133,6 +165,7 @@ function toView(row: AgentRow): AgentView {
     status: row.status,
     responseDelaySeconds: row.response_delay_seconds,
     handoffMinutes: row.handoff_minutes,
+    replyStages: row.reply_stages,
     createdAt: row.created_at.toISOString(),
     updatedAt: row.updated_at.toISOString(),
   };
@@ -155,6 +188,7 @@ export function createAgentService(deps: { pool: pg.Pool; spend?: SpendPolicy })
       requireApprovalSubset(fields.allowedTools ?? [], fields.approvalTools ?? []);
       requireConnectionForTriggers(fields.triggers ?? [], fields.crmConnectionId);
       await requireOwnConnection(tx, orgId, fields.crmConnectionId);
+      await requireKnownStages(tx, orgId, fields.replyStages, fields.crmConnectionId ?? null);
       const entries = Object.entries(fields).filter(([, v]) => v !== undefined) as [keyof AgentFields, unknown][];
       const names = ['org_id', ...entries.map(([k]) => writable[k])];
       const values = [orgId, ...entries.map(([k, v]) => toParam(k, v))];
@@ -199,6 +233,11 @@ export function createAgentService(deps: { pool: pg.Pool; spend?: SpendPolicy })
       requireApprovalSubset(fields.allowedTools ?? current.rows[0].allowed_tools, fields.approvalTools ?? current.rows[0].approval_tools);
       requireConnectionForTriggers(fields.triggers ?? current.rows[0].triggers, fields.crmConnectionId !== undefined ? fields.crmConnectionId : current.rows[0].crm_connection_id);
       await requireOwnConnection(tx, orgId, fields.crmConnectionId);
+      const connectionId = fields.crmConnectionId !== undefined ? fields.crmConnectionId : current.rows[0].crm_connection_id;
+      // Checked when the stages or the connection change (unbinding the connection keeps no stale scope).
+      if (fields.replyStages !== undefined || fields.crmConnectionId !== undefined) {
+        await requireKnownStages(tx, orgId, fields.replyStages !== undefined ? fields.replyStages : current.rows[0].reply_stages, connectionId);
+      }
       const sets = entries.map(([k], i) => `${writable[k]} = $${i + 3}`);
       const { rows } = await tx.query<AgentRow>(
         `update public.agents set ${sets.join(', ')} where id = $1 and org_id = $2 returning ${columns}`,

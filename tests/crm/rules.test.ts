@@ -325,4 +325,42 @@ describe("the team's rules decide whether, when and where the agent answers a le
       expect(lead.replies()).toHaveLength(1);
     });
   });
+
+  describe('stage scoping', () => {
+    it('answers leads in its reply stages only; others are recorded and not answered; unknown stages answer 400', async () => {
+      const inside = newLead();
+      const outside = newLead();
+      full.kommo.updateLead(inside.leadId, { pipeline_id: 7001, status_id: 70012 });
+      full.kommo.updateLead(outside.leadId, { pipeline_id: 7001, status_id: 70013 });
+      const sync = await app.inject({ method: 'POST', url: `/v1/orgs/${orgId}/crm/connections/${connectionId}/syncs`, headers: auth(), payload: { mode: 'full' } });
+      expect(sync.statusCode, sync.body).toBe(202);
+      await full.temporal.client.workflow.getHandle(sync.json().workflowId).result();
+
+      const agentId = await createAgent();
+      const unknownStage = await patchAgent(agentId, { replyStages: [{ stageId: '99999' }] });
+      expect(unknownStage.statusCode).toBe(400);
+      expect(unknownStage.headers['content-type']).toMatch(/application\/problem\+json/);
+      expect(unknownStage.json().errors).toEqual([{ path: 'body.replyStages.0.stageId', message: 'unknown stage' }]);
+      const unknownPipeline = await patchAgent(agentId, { replyStages: [{ stageId: '70012' }, { pipelineId: '123', stageId: '70012' }] });
+      expect(unknownPipeline.json().errors).toEqual([{ path: 'body.replyStages.1.pipelineId', message: 'unknown pipeline' }]);
+      const scoped = await patchAgent(agentId, { replyStages: [{ pipelineId: '7001', stageId: '70012' }] });
+      expect(scoped.statusCode, scoped.body).toBe(200);
+      expect(scoped.json().replyStages).toEqual([{ pipelineId: '7001', stageId: '70012' }]);
+
+      await inside.says('Is the offer still on?');
+      await outside.says('Is the offer still on?');
+      await expect.poll(inside.replies, { timeout: 60_000, interval: 250 }).toEqual([echoOf('Is the offer still on?')]);
+      const [run] = await conversationOf(agentId, outside.leadId);
+      await expect.poll(async () => (await eventsOf(run!.id)).filter((e) => e.type === 'reply.held').map((e) => e.payload.reason), { timeout: 30_000, interval: 250 }).toEqual([
+        'outside_stages',
+      ]);
+      expect(await messagesOf(run!.id)).toEqual(['Is the offer still on?']);
+      expect(outside.replies()).toEqual([]);
+
+      // Everywhere again: the same lead is answered.
+      expect((await patchAgent(agentId, { replyStages: null })).json().replyStages).toBeNull();
+      await outside.says('Hello?');
+      await expect.poll(outside.replies, { timeout: 60_000, interval: 250 }).toEqual([echoOf('Hello?')]);
+    });
+  });
 });
