@@ -1402,6 +1402,10 @@ export interface operations {
                             status: "active" | "paused";
                             responseDelaySeconds: number;
                             handoffMinutes: number;
+                            replyStages: {
+                                stageId: string;
+                                pipelineId?: string;
+                            }[] | null;
                             createdAt: string;
                             updatedAt: string;
                         }[];
@@ -1590,6 +1594,10 @@ export interface operations {
                     status?: "active" | "paused";
                     responseDelaySeconds?: number;
                     handoffMinutes?: number;
+                    replyStages?: {
+                        stageId: string;
+                        pipelineId?: string;
+                    }[] | null;
                 };
             };
         };
@@ -1632,6 +1640,10 @@ export interface operations {
                         status: "active" | "paused";
                         responseDelaySeconds: number;
                         handoffMinutes: number;
+                        replyStages: {
+                            stageId: string;
+                            pipelineId?: string;
+                        }[] | null;
                         createdAt: string;
                         updatedAt: string;
                     };
@@ -1869,6 +1881,10 @@ export interface operations {
                         status: "active" | "paused";
                         responseDelaySeconds: number;
                         handoffMinutes: number;
+                        replyStages: {
+                            stageId: string;
+                            pipelineId?: string;
+                        }[] | null;
                         createdAt: string;
                         updatedAt: string;
                     };
@@ -2217,6 +2233,10 @@ export interface operations {
                     status?: "active" | "paused";
                     responseDelaySeconds?: number;
                     handoffMinutes?: number;
+                    replyStages?: {
+                        stageId: string;
+                        pipelineId?: string;
+                    }[] | null;
                 };
             };
         };
@@ -2259,6 +2279,10 @@ export interface operations {
                         status: "active" | "paused";
                         responseDelaySeconds: number;
                         handoffMinutes: number;
+                        replyStages: {
+                            stageId: string;
+                            pipelineId?: string;
+                        }[] | null;
                         createdAt: string;
                         updatedAt: string;
                     };
