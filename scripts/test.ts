@@ -34,7 +34,11 @@ async function main(): Promise<number> {
 
   const report = path.join(root, 'tests', '.artifacts', 'vitest-report.json');
   await rm(report, { force: true });
-  const code = await run('tests', bin('vitest'), ['run', '--reporter=default', '--reporter=json', `--outputFile.json=${report}`, ...vitestArgs]);
+  // The full run measures V8 coverage of the production code (vitest.config.ts `coverage`).
+  const coverage = vitestArgs.length === 0 ? ['--coverage.enabled'] : [];
+  const coverageSummary = path.join(root, 'tests', '.artifacts', 'coverage', 'coverage-summary.json');
+  await rm(coverageSummary, { force: true });
+  const code = await run('tests', bin('vitest'), ['run', '--reporter=default', '--reporter=json', `--outputFile.json=${report}`, ...coverage, ...vitestArgs]);
   if (code !== 0) failures.push('tests');
 
   // lib/db.ts' pipeline mode and named prepared statements are settings (DATABASE_PIPELINE,
@@ -64,6 +68,14 @@ async function main(): Promise<number> {
   } catch {
     console.log('\nvitest: no report written');
     failures.push('no report');
+  }
+  if (coverage.length > 0) {
+    try {
+      const { total } = JSON.parse(await readFile(coverageSummary, 'utf8')) as { total: Record<'lines' | 'statements' | 'functions' | 'branches', { pct: number }> };
+      console.log(`coverage (v8, production code in test processes): lines ${total.lines.pct}%, statements ${total.statements.pct}%, functions ${total.functions.pct}%, branches ${total.branches.pct}%`);
+    } catch {
+      console.log('coverage: no summary written');
+    }
   }
   if (failures.length > 0) console.log(`npm test failed: ${failures.join(', ')}`);
   return failures.length === 0 ? 0 : 1;
