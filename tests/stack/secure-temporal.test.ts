@@ -35,7 +35,9 @@ describe('secured Temporal connections (mutual TLS through a terminator)', () =>
 
   beforeAll(async () => {
     admin = adminPool();
-    llm = await startFakeLlm();
+    // Every call gets the same answer: under load the first LLM attempt can time out and be
+    // retried, and a one-shot queued reply would then be spent on the abandoned attempt.
+    llm = await startFakeLlm({ defaultReply: () => ({ kind: 'text', content: 'Qualified over mutual TLS.', usage: { inputTokens: 10, outputTokens: 5 } }) });
     tlsEnv = {
       APP_ENV: 'test',
       LOG_LEVEL: 'info',
@@ -108,7 +110,6 @@ describe('secured Temporal connections (mutual TLS through a terminator)', () =>
     const agentId = await createAgent(admin, org.orgId);
     const token = await signUserToken(org.userWithRole('owner'));
     const headers = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
-    llm.enqueue({ kind: 'text', content: 'Qualified over mutual TLS.', usage: { inputTokens: 10, outputTokens: 5 } });
     const res = await fetch(`${api.base}/v1/orgs/${org.orgId}/agents/${agentId}/runs`, { method: 'POST', headers, body: JSON.stringify({ input: 'Qualify this lead' }) });
     expect(res.status).toBe(201);
     const { id: runId, workflowId } = (await res.json()) as { id: string; workflowId: string };
