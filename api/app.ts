@@ -30,6 +30,7 @@ import { createAgentService } from './services/agents.js';
 import { quotaRoutes } from './routes/quota.js';
 import { createQuotaService, type SpendPolicy } from './services/quota.js';
 import { DEFAULT_SPEND_SETTINGS } from '../lib/spend.js';
+import { DEFAULT_RESOURCE_CAPS, type ResourceCaps } from './services/caps.js';
 import { createKnowledgeService } from './services/knowledge.js';
 import { RunStreamHub } from './services/run-stream.js';
 import { defaultStreamLimits, StreamGuard, type StreamLimits } from './services/stream-guard.js';
@@ -105,6 +106,8 @@ export interface AppDeps {
   publicUrl?: string;
   /** The operator's spend ceilings and model catalog (default: lib/spend.ts defaults, any model). */
   spend?: SpendPolicy;
+  /** How many orgs a person may own and agents, documents, keys and invites an org may hold. */
+  caps?: Partial<ResourceCaps>;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,100}$/;
@@ -240,7 +243,8 @@ export async function buildApp(deps: AppDeps) {
       });
       await v1.register(runRoutes(runs));
       const spend: SpendPolicy = deps.spend ?? { settings: DEFAULT_SPEND_SETTINGS };
-      await v1.register(agentRoutes(createAgentService({ pool: deps.pool, spend })));
+      const caps: ResourceCaps = { ...DEFAULT_RESOURCE_CAPS, ...deps.caps };
+      await v1.register(agentRoutes(createAgentService({ pool: deps.pool, spend, caps })));
       await v1.register(quotaRoutes(createQuotaService({ pool: deps.pool, policy: spend })));
       const runStreams = new RunStreamHub(deps.pool);
       // preClose: open event streams would otherwise keep the server from closing.
@@ -248,12 +252,12 @@ export async function buildApp(deps: AppDeps) {
       const streamGuard = new StreamGuard({ ...defaultStreamLimits, ...deps.streamLimits });
       await v1.register(runControlRoutes(runs, { hub: runStreams, guard: streamGuard, reauthenticate: authenticate }));
       await v1.register(orgEventRoutes(createOrgEventService({ pool: deps.pool }), { hub: runStreams, guard: streamGuard, reauthenticate: authenticate }));
-      await v1.register(knowledgeRoutes(createKnowledgeService({ pool: deps.pool, temporal: deps.temporal, ...(deps.knowledgeTaskQueue ? { taskQueue: deps.knowledgeTaskQueue } : {}) }), deps.knowledgeMaxUploadBytes ? { maxUploadBytes: deps.knowledgeMaxUploadBytes } : {}));
+      await v1.register(knowledgeRoutes(createKnowledgeService({ pool: deps.pool, temporal: deps.temporal, caps, ...(deps.knowledgeTaskQueue ? { taskQueue: deps.knowledgeTaskQueue } : {}) }), deps.knowledgeMaxUploadBytes ? { maxUploadBytes: deps.knowledgeMaxUploadBytes } : {}));
       await v1.register(usageRoutes(createUsageService({ pool: deps.pool })));
-      await v1.register(orgRoutes(createOrgService({ pool: deps.pool })));
+      await v1.register(orgRoutes(createOrgService({ pool: deps.pool, caps })));
       await v1.register(memberRoutes(createMemberService({ pool: deps.pool })));
-      await v1.register(inviteRoutes(createInviteService({ pool: deps.pool })));
-      await v1.register(apiKeyRoutes(createApiKeyService({ pool: deps.pool })));
+      await v1.register(inviteRoutes(createInviteService({ pool: deps.pool, caps })));
+      await v1.register(apiKeyRoutes(createApiKeyService({ pool: deps.pool, caps })));
       await v1.register(auditLogRoutes(createAuditService({ pool: deps.pool })));
       if (crmService) await v1.register(crmConnectionRoutes(crmService));
       // Endpoint secrets are encrypted with the same keyring as CRM credentials (ENCRYPTION_KEYS).

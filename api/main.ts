@@ -41,6 +41,13 @@ async function main(): Promise<void> {
     logger,
     ...(config.API_PUBLIC_URL ? { publicUrl: config.API_PUBLIC_URL } : {}),
     corsAllowedOrigins: config.CORS_ALLOWED_ORIGINS,
+    caps: {
+      orgsPerUser: config.LIMIT_ORGS_PER_USER,
+      agentsPerOrg: config.LIMIT_AGENTS_PER_ORG,
+      knowledgeDocumentsPerOrg: config.LIMIT_KNOWLEDGE_DOCUMENTS_PER_ORG,
+      apiKeysPerOrg: config.LIMIT_API_KEYS_PER_ORG,
+      invitesPerOrg: config.LIMIT_INVITES_PER_ORG,
+    },
     spend: { settings: spendSettingsFrom(config), models: operatorModels(config.LLM_MODELS, parsePriceTable(config.LLM_PRICES)) },
     streamLimits: { maxPerUser: config.STREAM_MAX_PER_USER, maxPerOrg: config.STREAM_MAX_PER_ORG, maxLifetimeMs: config.STREAM_MAX_LIFETIME_SECONDS * 1000 },
     ...(config.TRUST_PROXY !== undefined ? { trustProxy: config.TRUST_PROXY } : {}),

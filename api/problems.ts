@@ -19,6 +19,7 @@ export const problemKinds = {
   'not-handed-off': { status: 409, title: 'Conversation is not handed off' },
   'not-a-conversation': { status: 409, title: 'Run is not a conversation' },
   'invite-used': { status: 409, title: 'Invite already used' },
+  'limit-reached': { status: 409, title: 'Limit reached' },
   'invite-expired': { status: 410, title: 'Invite expired or revoked' },
   'payload-too-large': { status: 413, title: 'Request body too large' },
   'unsupported-media-type': { status: 415, title: 'Unsupported media type' },

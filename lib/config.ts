@@ -165,6 +165,12 @@ const apiSchema = baseSchema.extend({
     .string()
     .regex(/^[0-9a-fA-F.:/]+(,[0-9a-fA-F.:/]+)*$/, 'addresses/CIDRs like 10.0.0.0/8,127.0.0.1')
     .optional(),
+  // How many of each thing one person or org may hold (api/services/caps.ts); past it, 409 limit-reached.
+  LIMIT_ORGS_PER_USER: z.coerce.number().int().positive().default(20),
+  LIMIT_AGENTS_PER_ORG: z.coerce.number().int().positive().default(200),
+  LIMIT_KNOWLEDGE_DOCUMENTS_PER_ORG: z.coerce.number().int().positive().default(10_000),
+  LIMIT_API_KEYS_PER_ORG: z.coerce.number().int().positive().default(50),
+  LIMIT_INVITES_PER_ORG: z.coerce.number().int().positive().default(500),
   TEMPORAL_CALL_DEADLINE_MS: positiveMs.max(60_000).default(5_000),
   RUN_DISPATCH_INTERVAL_MS: positiveMs.max(3_600_000).default(15_000),
 });

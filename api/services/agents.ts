@@ -7,6 +7,7 @@ import type { AgentRules } from '../../lib/agent-rules.js';
 import type { AgentTrigger } from '../../lib/agent-triggers.js';
 import { requireOrgRole } from './org-access.js';
 import { modelRefusal, type SpendPolicy } from './quota.js';
+import { DEFAULT_RESOURCE_CAPS, requireBelowCap, type ResourceCaps } from './caps.js';
 
 export type BusyPolicy = 'queue' | 'reject' | 'interrupt';
 
@@ -178,13 +179,15 @@ async function requireAllowedModel(tx: Tx, policy: SpendPolicy | undefined, orgI
   if (refusal) throw new ProblemError('validation-error', `body.model: ${model} ${refusal}`, [{ path: 'body.model', message: `${model} ${refusal}` }]);
 }
 
-export function createAgentService(deps: { pool: pg.Pool; spend?: SpendPolicy }) {
+export function createAgentService(deps: { pool: pg.Pool; spend?: SpendPolicy; caps?: ResourceCaps }) {
+  const caps = deps.caps ?? DEFAULT_RESOURCE_CAPS;
   const { pool } = deps;
 
   async function create(principal: Principal, orgId: string, fields: Partial<AgentFields> & Pick<AgentFields, 'name' | 'model'>): Promise<AgentView> {
     return withPrincipal(pool, principal, async (tx) => {
       await requireOrgRole(tx, orgId, 'admin');
       await requireAllowedModel(tx, deps.spend, orgId, fields.model);
+      await requireBelowCap(tx, caps, 'agentsPerOrg', orgId);
       requireApprovalSubset(fields.allowedTools ?? [], fields.approvalTools ?? []);
       requireConnectionForTriggers(fields.triggers ?? [], fields.crmConnectionId);
       await requireOwnConnection(tx, orgId, fields.crmConnectionId);

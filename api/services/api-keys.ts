@@ -6,6 +6,7 @@ import type { ApiKeyScope, Principal } from '../../lib/principal.js';
 import type { ApiKeyPrincipal } from '../auth.js';
 import { decodeCursor, toPage } from '../pagination.js';
 import { notFound } from '../problems.js';
+import { DEFAULT_RESOURCE_CAPS, requireBelowCap, type ResourceCaps } from './caps.js';
 import { requireOrgRole, requireUser } from './org-access.js';
 
 /**
@@ -82,11 +83,13 @@ function toView(row: ApiKeyRow): ApiKeyView {
   };
 }
 
-export function createApiKeyService(deps: { pool: pg.Pool }) {
+export function createApiKeyService(deps: { pool: pg.Pool; caps?: ResourceCaps }) {
+  const caps = deps.caps ?? DEFAULT_RESOURCE_CAPS;
   async function createKey(principal: Principal, orgId: string, input: { name: string; scope: ApiKeyScope }) {
     return withPrincipal(deps.pool, principal, async (tx) => {
       await requireOrgRole(tx, orgId, 'admin');
       const user = requireUser(principal, 'create API keys');
+      await requireBelowCap(tx, caps, 'apiKeysPerOrg', orgId);
       const { key, prefix, hash } = generateApiKey();
       const { rows } = await tx.query<ApiKeyRow>(
         `insert into public.api_keys (org_id, name, prefix, key_hash, scope, created_by)

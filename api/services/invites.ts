@@ -4,6 +4,7 @@ import { withPrincipal } from '../../lib/db.js';
 import type { Principal } from '../../lib/principal.js';
 import { decodeCursor, toPage } from '../pagination.js';
 import { notFound, ProblemError } from '../problems.js';
+import { DEFAULT_RESOURCE_CAPS, requireBelowCap, type ResourceCaps } from './caps.js';
 import { requireOrgRole, requireUser } from './org-access.js';
 
 /**
@@ -60,10 +61,14 @@ const toView = (row: InviteRow): InviteView => ({
 
 const hashToken = (token: string) => Buffer.from(sha256Hex(token), 'hex');
 
-export function createInviteService(deps: { pool: pg.Pool }) {
+export function createInviteService(deps: { pool: pg.Pool; caps?: ResourceCaps }) {
+  const caps = deps.caps ?? DEFAULT_RESOURCE_CAPS;
   async function createInvite(principal: Principal, orgId: string, input: { email: string; role: InviteRole; expiresInHours?: number | undefined }) {
     return withPrincipal(deps.pool, principal, async (tx) => {
       await requireOrgRole(tx, orgId, 'admin');
+      // A key must not mint the people who manage keys: admins are made by people.
+      if (principal.kind === 'api_key' && input.role !== 'member') throw new ProblemError('forbidden', 'API keys invite members only; a person makes admins.');
+      await requireBelowCap(tx, caps, 'invitesPerOrg', orgId);
       const token = `inv_${randomToken(32)}`;
       const email = input.email.toLowerCase();
       const { rows } = await tx.query<InviteRow>(

@@ -9,6 +9,7 @@ import type { knowledgeIngest } from '../../workflows/knowledge-ingest.js';
 import { OrgIdSearchAttribute } from '../../workflows/search-attributes.js';
 import { decodeCursor, toPage } from '../pagination.js';
 import { notFound, ProblemError } from '../problems.js';
+import { DEFAULT_RESOURCE_CAPS, requireBelowCap, type ResourceCaps } from './caps.js';
 import { requireOrgRole } from './org-access.js';
 
 export type KnowledgeStatus = 'pending' | 'processing' | 'ready' | 'failed';
@@ -110,7 +111,8 @@ async function storeFile(tx: Tx, orgId: string, documentId: string, revision: nu
  * Temporal); the document shows its status and progress until it is `ready` or `failed`.
  * Admins write, members read.
  */
-export function createKnowledgeService(deps: { pool: pg.Pool; temporal: Client; taskQueue?: string }) {
+export function createKnowledgeService(deps: { pool: pg.Pool; temporal: Client; taskQueue?: string; caps?: ResourceCaps }) {
+  const caps = deps.caps ?? DEFAULT_RESOURCE_CAPS;
   const { pool } = deps;
 
   /** Starts ingestion of this revision; a start that fails marks the document failed, with a reason to retry. */
@@ -142,6 +144,7 @@ export function createKnowledgeService(deps: { pool: pg.Pool; temporal: Client; 
     async create(principal: Principal, orgId: string, doc: { title: string; content: KnowledgeContent }): Promise<KnowledgeDocument> {
       const row = await withPrincipal(pool, principal, async (tx) => {
         await requireOrgRole(tx, orgId, 'admin');
+        await requireBelowCap(tx, caps, 'knowledgeDocumentsPerOrg', orgId);
         const s = sourceColumns(doc.content);
         const { rows } = await tx.query<Row>(
           `insert into public.knowledge_documents (org_id, title, body, created_by, source_kind, source_url, file_name, media_type, byte_size)

@@ -68,6 +68,8 @@ export function createMemberService(deps: { pool: pg.Pool }) {
     try {
       return await withPrincipal(deps.pool, principal, async (tx) => {
         const callerRole = await requireOrgRole(tx, orgId, 'admin');
+        // A key must not mint the people who manage keys: admins are made by people.
+        if (principal.kind === 'api_key' && role !== 'member') throw new ProblemError('forbidden', 'API keys cannot make admins or owners; a person must.');
         const member = await loadMember(tx, orgId, userId);
         if ((member.role === 'owner' || role === 'owner') && !outranks(callerRole, 'owner')) {
           throw new ProblemError('forbidden', 'Only an owner can make or unmake owners.');

@@ -4,6 +4,7 @@ import { withPrincipal, type Tx } from '../../lib/db.js';
 import type { Principal } from '../../lib/principal.js';
 import { decodeCursor, toPage } from '../pagination.js';
 import { notFound } from '../problems.js';
+import { DEFAULT_RESOURCE_CAPS, requireBelowCap, type ResourceCaps } from './caps.js';
 import { requireOrgRole, requireUser, type OrgRole } from './org-access.js';
 
 export interface OrgView {
@@ -36,7 +37,8 @@ async function loadOrg(tx: Tx, orgId: string): Promise<OrgView> {
   return toView(rows[0]);
 }
 
-export function createOrgService(deps: { pool: pg.Pool }) {
+export function createOrgService(deps: { pool: pg.Pool; caps?: ResourceCaps }) {
+  const caps = deps.caps ?? DEFAULT_RESOURCE_CAPS;
   /** The creator becomes the owner (a trigger adds the membership in the same transaction). */
   async function createOrg(principal: Principal, input: { name: string }): Promise<OrgView> {
     requireUser(principal, 'create organizations');
@@ -44,6 +46,7 @@ export function createOrgService(deps: { pool: pg.Pool }) {
       // The id is chosen here because the new row is not visible to its creator until the
       // membership exists, so INSERT … RETURNING would fail its own select policy.
       const orgId = randomUUID();
+      await requireBelowCap(tx, caps, 'orgsPerUser', principal.kind === 'user' ? principal.userId : 'nobody');
       await tx.query(`insert into public.organizations (id, name) values ($1, $2)`, [orgId, input.name]);
       return loadOrg(tx, orgId);
     });

@@ -231,6 +231,47 @@ describe('API keys', () => {
     expectUnauthenticatedWithoutTenantQueries(await getOrg(key, randomUUID()));
   });
 
+  it("a key acts with its creator's standing: an admin's keys stop working when the admin is demoted or removed", async () => {
+    const org = await createOrgWithMembers(admin, ['owner', 'admin']);
+    const as = async (user: string) => ({ authorization: `Bearer ${await signUserToken(user, { issuer: ISSUER })}` });
+    const creator = org.userWithRole('admin');
+    const mint = async (scope: 'member' | 'admin') =>
+      (await app.inject({ method: 'POST', url: `/v1/orgs/${org.orgId}/api-keys`, headers: await as(creator), payload: { name: `by admin ${scope}`, scope } })).json().key as string;
+    const adminKey = await mint('admin');
+    const memberKey = await mint('member');
+    expect((await getOrg(adminKey, org.orgId)).statusCode).toBe(200);
+
+    const demote = await app.inject({ method: 'PATCH', url: `/v1/orgs/${org.orgId}/members/${creator}`, headers: await as(org.userWithRole('owner')), payload: { role: 'member' } });
+    expect(demote.statusCode).toBe(200);
+    statements.length = 0;
+    expectUnauthenticatedWithoutTenantQueries(await getOrg(adminKey, org.orgId));
+    // A member key needs only what its creator still is.
+    expect((await getOrg(memberKey, org.orgId)).statusCode).toBe(200);
+
+    const remove = await app.inject({ method: 'DELETE', url: `/v1/orgs/${org.orgId}/members/${creator}`, headers: await as(org.userWithRole('owner')) });
+    expect(remove.statusCode).toBe(204);
+    statements.length = 0;
+    expectUnauthenticatedWithoutTenantQueries(await getOrg(memberKey, org.orgId));
+  });
+
+  it('an admin key invites and manages members but never makes a human admin or owner', async () => {
+    const { key } = await createKey('admin');
+    const headers = { authorization: `Bearer ${key}` };
+    const other = await createOrgWithMembers(admin, ['member']);
+    const member = other.userWithRole('member');
+    await admin.query(`insert into public.organization_members (org_id, user_id, role) values ($1, $2, 'member')`, [orgId, member]);
+
+    const inviteAdmin = await app.inject({ method: 'POST', url: `/v1/orgs/${orgId}/invites`, headers, payload: { email: `${randomUUID()}@example.test`, role: 'admin' } });
+    expect(inviteAdmin.statusCode).toBe(403);
+    expect((await app.inject({ method: 'POST', url: `/v1/orgs/${orgId}/invites`, headers, payload: { email: `${randomUUID()}@example.test`, role: 'member' } })).statusCode).toBe(201);
+    for (const role of ['admin', 'owner']) {
+      const promote = await app.inject({ method: 'PATCH', url: `/v1/orgs/${orgId}/members/${member}`, headers, payload: { role } });
+      expect(promote.statusCode, role).toBe(403);
+    }
+    const { rows } = await admin.query(`select role from public.organization_members where org_id = $1 and user_id = $2`, [orgId, member]);
+    expect(rows).toEqual([{ role: 'member' }]);
+  });
+
   it('unknown and malformed keys answer 401', async () => {
     expectUnauthenticatedWithoutTenantQueries(await getOrg(`gap_live_AAAAAAAA_${'A'.repeat(43)}`));
     expectUnauthenticatedWithoutTenantQueries(await getOrg('gap_live_short'));
