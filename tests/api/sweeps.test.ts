@@ -137,7 +137,7 @@ describe('OWASP API sweeps over every route of the inventory', () => {
     expect(checked.length).toBeGreaterThan(15);
   });
 
-  it('every org route\'s service enforces exactly its declared minRole: one role below is refused, the minimum is let through', async () => {
+  it('every bearer route\'s service enforces exactly its declared minRole: one role below is refused, the minimum (or, without one, any signed-in user) is let through', async () => {
     // An org of its own: the calls at the minimum change, and finally delete, what they reach.
     const c = await seedOrg(full, 'c');
     const roleRoutes = bearer.filter((r) => r.minRole !== null);
@@ -166,6 +166,19 @@ describe('OWASP API sweeps over every route of the inventory', () => {
       const res = await callOnce(route, token, belowParams);
       expect(res.statusCode, `${key(route)} (minRole ${route.minRole}) as ${who}: ${res.body}`).toBe(status);
       expect(res.json().type, key(route)).toBe(`${PROBLEMS}${type}`);
+    }
+
+    // Routes that declare no role take any signed-in user: one who belongs to no org yet.
+    const email = `newcomer-${randomUUID().slice(0, 8)}@example.test`;
+    const invite = await full.app.inject({ method: 'POST', url: `/v1/orgs/${c.orgId}/invites`, headers: { authorization: `Bearer ${c.adminToken}` }, payload: { email } });
+    expect(invite.statusCode, invite.body).toBe(201);
+    const newcomer = await signUserToken(randomUUID(), { email });
+    const signedInRoutes = bearer.filter((r) => r.minRole === null);
+    expect(signedInRoutes.length).toBeGreaterThanOrEqual(3);
+    for (const route of signedInRoutes) {
+      const body = key(route) === 'POST /v1/invites/accept' ? { token: invite.json().token } : bodyFor(route, c);
+      const res = await call(route, newcomer, {}, { body });
+      expect(res.statusCode, `${key(route)} as a user of no org: ${res.body}`).toBeLessThan(300);
     }
 
     // Deletions last, deepest paths first (deleting an agent deletes its runs) and the org's
