@@ -47,7 +47,9 @@ import { createInviteService } from './services/invites.js';
 import { createMemberService } from './services/members.js';
 import { createOrgService } from './services/orgs.js';
 import { crmConnectionRoutes } from './routes/crm-connections.js';
+import { crmLeadRoutes } from './routes/crm-leads.js';
 import { orgEventRoutes } from './routes/org-events.js';
+import { createLeadService } from './services/crm/leads.js';
 import { webhookEndpointRoutes } from './routes/webhook-endpoints.js';
 import { createOrgEventService } from './services/org-events.js';
 import { createWebhookEndpointService } from './services/webhook-endpoints.js';
@@ -259,7 +261,10 @@ export async function buildApp(deps: AppDeps) {
       await v1.register(inviteRoutes(createInviteService({ pool: deps.pool, caps })));
       await v1.register(apiKeyRoutes(createApiKeyService({ pool: deps.pool, caps })));
       await v1.register(auditLogRoutes(createAuditService({ pool: deps.pool })));
-      if (crmService) await v1.register(crmConnectionRoutes(crmService));
+      if (crmService) {
+        await v1.register(crmConnectionRoutes(crmService));
+        await v1.register(crmLeadRoutes(createLeadService({ pool: deps.pool })));
+      }
       // Endpoint secrets are encrypted with the same keyring as CRM credentials (ENCRYPTION_KEYS).
       if (deps.crm) {
         await v1.register(

@@ -11,6 +11,7 @@ import { createHandoffActivities } from './handoff.js';
 import { createHumanStepActivities } from './human-steps.js';
 import { createLifecycleActivities } from './lifecycle.js';
 import { createLlmStepActivities } from './llm-step.js';
+import { createMemoryActivities } from './memory.js';
 import { createReplyRulesActivities } from './reply-rules.js';
 import { createSendReplyActivities } from './send-reply.js';
 import { createToolStepActivities } from './tool-step.js';
@@ -24,6 +25,7 @@ export function createAgentRunActivities(deps: AgentRunActivityDeps) {
   const { executeTool } = createToolStepActivities(resolved);
   const { requestApproval, recordApprovalDecision, completeHumanStep } = createHumanStepActivities(resolved);
   const { sendReply } = createSendReplyActivities(resolved);
+  const { rememberConversation } = createMemoryActivities(resolved);
   const { checkReplyRules } = createReplyRulesActivities(resolved);
   const { requestHandoff, endHandoff } = createHandoffActivities(resolved);
   return {
@@ -40,6 +42,7 @@ export function createAgentRunActivities(deps: AgentRunActivityDeps) {
     requestHandoff,
     endHandoff,
     finishRun,
+    rememberConversation,
   };
 }
 

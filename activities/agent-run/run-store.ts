@@ -42,10 +42,22 @@ export interface AgentConfigRow {
   approval_tools: string[];
   run_token_budget: number | null;
   input: string;
+  /** The lead's memory (latest summaries of its earlier conversations, oldest first); loaded with the transcript only. */
+  memories: string[];
   run_tokens: number;
   daily_token_quota: string | null;
   tokens_today: string;
 }
+
+/** How many summaries of a lead's earlier conversations the agent is given. */
+export const MEMORIES_PER_LEAD = 3;
+
+// A CRM lead's conversation (thread key `crm:<connectionId>:<leadExternalId>`) starts with what
+// was remembered about the lead; other runs have none (their thread key matches no memory).
+const MEMORIES = `coalesce((select json_agg(m.summary order by m.created_at)
+                 from (select summary, created_at from public.lead_memories m
+                        where m.org_id = r.org_id and m.thread_key = r.thread_key and m.source_run_id <> r.id
+                        order by created_at desc limit ${MEMORIES_PER_LEAD}) m), '[]'::json)`;
 
 /**
  * The agent's configuration and the run's budget state, with the run's events that `events`
@@ -62,6 +74,7 @@ export async function loadAgentConfig(
   const { rows } = await tx.query<AgentConfigRow & { events: RunEventRow[] }>(
     `select a.id as agent_id, a.model, a.temperature, a.max_output_tokens, a.instructions, a.allowed_tools, a.approval_tools,
             a.run_token_budget, r.input, r.input_tokens + r.output_tokens as run_tokens, o.daily_token_quota,
+            ${'transcriptWithSeq' in events ? MEMORIES : `'[]'::json`} as memories,
             coalesce((select sum(u.input_tokens + u.output_tokens) from public.usage_daily u
                        where u.org_id = r.org_id and u.day = (now() at time zone 'utc')::date), 0) as tokens_today,
             coalesce((select json_agg(json_build_object('seq', e.seq, 'type', e.type, 'payload', e.payload) order by e.seq)

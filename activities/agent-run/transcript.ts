@@ -1,5 +1,8 @@
 import type { ChatMessage, ToolCall } from '../../integrations/llm/types.js';
 
+/** Introduces the lead's memory in the transcript. */
+export const MEMORY_PREAMBLE = 'Notes from your earlier conversations with this lead (oldest first):';
+
 /** A row of public.run_events as the activities read it. */
 export interface RunEventRow {
   seq: number;
@@ -8,14 +11,19 @@ export interface RunEventRow {
 }
 
 /**
- * Rebuilds the chat transcript from the run's instructions, its input and its event log:
+ * Rebuilds the chat transcript from the run's instructions, the lead's memory, its input and its event log:
  * `llm.completed` events are the assistant messages (with their tool calls), `tool.completed`
  * events the tool messages, `user.message` events a conversation's messages. Pure, so a retried
  * LLM step sends the provider exactly what the first attempt sent.
  */
-export function buildTranscript(run: { instructions: string; input: string }, events: RunEventRow[]): ChatMessage[] {
+export function buildTranscript(run: { instructions: string; input: string; memories?: string[] }, events: RunEventRow[]): ChatMessage[] {
   const messages: ChatMessage[] = [];
   if (run.instructions.trim() !== '') messages.push({ role: 'system', content: run.instructions });
+  // What was remembered about a CRM lead from earlier conversations (memory.ts), as context the
+  // team's instructions come before: the agent's notes, not instructions.
+  if (run.memories && run.memories.length > 0) {
+    messages.push({ role: 'system', content: `${MEMORY_PREAMBLE}\n${run.memories.map((m) => `- ${m}`).join('\n')}` });
+  }
   // A conversation's row has no input of its own: its messages are user.message events.
   if (run.input !== '') messages.push({ role: 'user', content: run.input });
   for (const event of events) {

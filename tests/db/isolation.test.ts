@@ -59,6 +59,7 @@ const tenantTables: Record<string, TenantTable> = {
   webhook_endpoints: { tenantColumn: 'org_id', hijack: `url = 'https://attacker.example.com/'`, reader: 'admin' },
   webhook_deliveries: { tenantColumn: 'org_id', hijack: `status = 'delivered'`, reader: 'admin' },
   webhook_delivery_attempts: { tenantColumn: 'org_id', hijack: `error = 'hijacked'`, reader: 'admin' },
+  lead_memories: { tenantColumn: 'org_id', hijack: `summary = 'hijacked'` },
 };
 
 const admin = adminPool();
@@ -160,6 +161,8 @@ beforeAll(async () => {
   const deliveryA = randomUUID();
   await admin.query(`insert into public.webhook_deliveries (id, org_id, endpoint_id, event_id) values ($1, $2, $3, $4)`, [deliveryA, orgA.orgId, endpointA, eventA]);
   await admin.query(`insert into public.webhook_delivery_attempts (org_id, delivery_id, attempt, status_code, duration_ms) values ($1, $2, 1, 500, 3)`, [orgA.orgId, deliveryA]);
+  // What an agent remembers of one of org A's leads.
+  await admin.query(`insert into public.lead_memories (org_id, connection_id, lead_external_id, summary, source_run_id) values ($1, $2, 'lead-a', 'Lead of A wants a demo.', $3)`, [orgA.orgId, crmConnectionA, runA]);
 });
 
 afterAll(async () => {

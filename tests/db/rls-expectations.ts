@@ -608,6 +608,19 @@ export const expectations: Record<string, TableExpectation> = {
     update: `detail = 'updated'`,
     allow: { select: MEMBERS, insert: WORKER, update: WORKER, delete: MEMBERS },
   },
+  lead_memories: {
+    seed: async (db, w) => {
+      const runId = (await insertRow(db, `insert into public.agent_runs (org_id, agent_id, input, status) values ($1, $2, '', 'completed') returning id`, [w.orgId, w.agentId])).id as string;
+      await db.query(`insert into public.lead_memories (org_id, connection_id, lead_external_id, summary, source_run_id) values ($1, $2, 'lead-1', 'Wants a demo.', $3)`, [w.orgId, w.connectionId, runId]);
+      return { where: 'source_run_id = $1', params: [runId] };
+    },
+    insert: async (db, w) => ({
+      sql: `insert into public.lead_memories (org_id, connection_id, lead_external_id, summary, source_run_id) values ($1, $2, 'lead-2', 'New.', $3)`,
+      params: [w.orgId, w.connectionId, (await insertRow(db, `insert into public.agent_runs (org_id, agent_id, input, status) values ($1, $2, '', 'completed') returning id`, [w.orgId, w.agentId])).id],
+    }),
+    update: `summary = 'rewritten'`,
+    allow: { select: MEMBERS, insert: WORKER, update: SERVICE, delete: ADMINS },
+  },
 };
 
 /** Who attempts a transition: an actor of the matrix, or the invitee of the world's invites. */

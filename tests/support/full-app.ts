@@ -165,6 +165,7 @@ export interface SeededOrg {
     keyId: string;
     connectionId: string;
     endpointId: string;
+    leadId: string;
     userId: string;
     threadKey: string;
     provider: string;
@@ -205,6 +206,17 @@ export async function seedOrg(full: FullTestApp, label: string): Promise<SeededO
     headers: auth,
     payload: { provider: 'hubspot', name: `CRM ${tag}`, auth: { kind: 'token', token: crmToken } },
   });
+  // A lead the agents remember (its memory row needs an ended conversation of the lead).
+  const leadId = `lead-${tag}`;
+  const memoryText = `Memory of ${tag}`;
+  const connectionId = connection.json().connection?.id as string | undefined;
+  if (connectionId) {
+    const leadRun = await createRun(full.admin, orgId, agentId, { input: '' });
+    await withServiceRole(full.admin, async (tx) => {
+      await tx.query(`update public.agent_runs set thread_key = $2, status = 'completed', completed_at = now() where id = $1`, [leadRun, `crm:${connectionId}:${leadId}`]);
+      await tx.query(`insert into public.lead_memories (org_id, connection_id, lead_external_id, summary, source_run_id, agent_id) values ($1, $2, $3, $4, $5, $6)`, [orgId, connectionId, leadId, memoryText, leadRun, agentId]);
+    });
+  }
   // A public IP literal: the SSRF guard needs no DNS for it, and nothing is ever delivered in these tests.
   const endpoint = await full.app.inject({ method: 'POST', url: `/v1/orgs/${orgId}/webhook-endpoints`, headers: auth, payload: { url: `https://93.184.215.14/hooks/${tag}` } });
   for (const res of [invite, key, connection, endpoint]) if (res.statusCode !== 201) throw new Error(`seeding ${label} failed: ${res.statusCode} ${res.body}`);
@@ -228,11 +240,12 @@ export async function seedOrg(full: FullTestApp, label: string): Promise<SeededO
       keyId: key.json().id,
       connectionId: connection.json().connection.id,
       endpointId: endpoint.json().id,
+      leadId,
       userId: org.userWithRole('admin'),
       threadKey: `thread-${tag}`,
       provider: 'hubspot',
     },
-    secrets: [orgName, agentName, runInput, docTitle, `invitee-${tag}@example.test`, invite.json().token, key.json().key, `Key ${tag}`, crmToken, `CRM ${tag}`, endpoint.json().secret, `/hooks/${tag}`],
+    secrets: [orgName, agentName, runInput, docTitle, `invitee-${tag}@example.test`, invite.json().token, key.json().key, `Key ${tag}`, crmToken, `CRM ${tag}`, endpoint.json().secret, `/hooks/${tag}`, memoryText],
   };
 }
 

@@ -20,6 +20,17 @@ describe('the transcript an LLM step sends', () => {
     ]);
   });
 
+  it("gives a lead's conversation the memory of earlier ones after the instructions, before any message", () => {
+    const events: RunEventRow[] = [{ seq: 2, type: 'user.message', payload: { content: 'Hi again' } }];
+    expect(buildTranscript({ instructions: 'Be brief.', input: '', memories: ['Wants 20 seats.', 'Asked for a discount.'] }, events)).toEqual([
+      { role: 'system', content: 'Be brief.' },
+      { role: 'system', content: 'Notes from your earlier conversations with this lead (oldest first):\n- Wants 20 seats.\n- Asked for a discount.' },
+      { role: 'user', content: 'Hi again' },
+    ]);
+    // No memory, no extra message.
+    expect(buildTranscript({ instructions: 'Be brief.', input: '', memories: [] }, events)).toHaveLength(2);
+  });
+
   it('shows a tool error to the model as {"error": …} and a missing result as null', () => {
     const events: RunEventRow[] = [
       { seq: 2, type: 'llm.completed', payload: { content: '', toolCalls: [call('a'), call('b')] } },

@@ -145,3 +145,11 @@ const handoffOptions: ActivityOptions = {
   },
 };
 export const handoffSteps = proxyActivities<AgentRunActivities>(handoffOptions);
+
+/**
+ * The summary of an ended conversation for the lead's memory: one LLM call, bounded retries;
+ * a conversation whose summary cannot be written still ends completed (memory is a help, not
+ * the outcome). Conversations recorded before memory existed replay without it (`patched`).
+ */
+export const LEAD_MEMORY_PATCH = 'lead-memory-summary';
+export const leadMemory = proxyActivities<AgentRunActivities>({ ...llmOptions, summary: 'Remember the conversation for the lead' });

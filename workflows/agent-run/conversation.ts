@@ -16,7 +16,7 @@ import {
 } from '@temporalio/workflow';
 import type { RunOutcome, RunSettings } from '../../activities/agent-run/contract.js';
 import type { HandoffReason } from '../../lib/agent-rules.js';
-import { bookkeeping, crmReply, handoffSteps, REPLY_RULES_PATCH, SEND_REPLY_PATCH } from './activity-options.js';
+import { bookkeeping, crmReply, handoffSteps, LEAD_MEMORY_PATCH, leadMemory, REPLY_RULES_PATCH, SEND_REPLY_PATCH } from './activity-options.js';
 import { postMessageUpdate, requestHandoffUpdate, resumeConversationUpdate, RunUpdateFailureTypes, type AgentRunInput, type AgentRunResult, type AgentRunWorkflow } from './definitions.js';
 import type { AgentRunState } from './state.js';
 import { takePendingMessages } from './reply-rules.js';
@@ -83,6 +83,16 @@ export async function converse(
       if (!arrived) {
         if (lastAnswerSeq === undefined) await finish({ status: 'cancelled' });
         else await finish({ status: 'completed', outputSeq: lastAnswerSeq });
+        if (lastAnswerSeq !== undefined && patched(LEAD_MEMORY_PATCH)) {
+          // After the outcome is recorded, so the run reads as ended at once. A failure here (the
+          // model down for the whole retry budget), or a cancel arriving now, costs the memory,
+          // never the outcome: the run has already completed.
+          try {
+            await leadMemory.rememberConversation(run.ref);
+          } catch {
+            // Logged by the worker with the activity failure; nothing to record on the run.
+          }
+        }
         await condition(allHandlersFinished);
         return { status: 'completed', inputTokens: run.inputTokens, outputTokens: run.outputTokens };
       }

@@ -158,6 +158,27 @@ export const scenarios: ReplayScenario[] = [
       return settle(ctx, workflowId);
     },
   },
+  {
+    workflowType: 'agentRun',
+    path: 'conversation-lead-memory',
+    description: "a CRM lead's conversation: one message, one answer, the idle timeout ends it and the lead's memory is written",
+    async run(ctx) {
+      const { orgId } = await createOrgWithMembers(ctx.admin, ['owner']);
+      const agentId = await createAgent(ctx.admin, orgId, { model: 'openai/gpt-4o-mini', instructions: 'Replay fixture agent.' });
+      const { rows: connections } = await ctx.admin.query<{ id: string }>(
+        `insert into public.crm_connections (org_id, provider, name, auth_kind, status) values ($1, 'kommo', 'Replay', 'token', 'active') returning id`,
+        [orgId],
+      );
+      const runId = await createRun(ctx.admin, orgId, agentId, { input: '' });
+      await ctx.admin.query(`update public.agent_runs set thread_key = $2 where id = $1`, [runId, `crm:${connections[0]!.id}:replay-lead`]);
+      ctx.llm.enqueue({ kind: 'text', content: 'Fixture answer' }, { kind: 'text', content: 'The lead asked for prices.' });
+      const workflowId = agentRunWorkflowId(runId);
+      await ctx.temporal.client.workflow.start('agentRun', { taskQueue: ctx.taskQueue, workflowId, args: [{ orgId, agentId, runId, conversation: { idleTimeoutSeconds: 1 } }] });
+      const { rows } = await ctx.admin.query(`insert into public.conversation_messages (org_id, run_id, author, content) values ($1, $2, gen_random_uuid(), 'Prices?') returning id`, [orgId, runId]);
+      await ctx.temporal.client.workflow.getHandle(workflowId).executeUpdate('postMessage', { args: [{ messageId: rows[0].id as string }] });
+      return settle(ctx, workflowId);
+    },
+  },
 ];
 
 export async function startWorkers(ctx: ScenarioContext) {
