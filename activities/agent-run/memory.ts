@@ -9,7 +9,7 @@ import { withPrincipal } from '../../lib/db.js';
 import { recordLlmCall } from '../../lib/metrics.js';
 import { LlmError } from '../../integrations/llm/errors.js';
 import { toActivityFailure } from '../activity-failure.js';
-import { costOf } from '../pricing.js';
+import { costOf } from '../../lib/pricing.js';
 import type { RunRef } from './contract.js';
 import type { ResolvedAgentRunDeps } from './deps.js';
 import { workerOf } from './run-store.js';
