@@ -60,6 +60,9 @@ async function main(): Promise<void> {
   if (unknown.length > 0) throw new Error(`BENCH_ONLY names unknown benchmarks: ${unknown.join(', ')} (known: ${BENCHES.join(', ')})`);
   const selected = BENCHES.filter((b) => !only || only.includes(b));
 
+  // The code measured is the code at the start: a commit made while the benchmarks run must not rename the result.
+  const commit = git('rev-parse', '--short=12', 'HEAD') || 'unknown';
+  const dirty = git('status', '--porcelain', '--untracked-files=no') !== '';
   const scratch = mkdtempSync(path.join(os.tmpdir(), 'bench-'));
   const figuresFile = path.join(scratch, 'figures.jsonl');
   writeFileSync(figuresFile, '');
@@ -74,8 +77,6 @@ async function main(): Promise<void> {
       .filter(Boolean)
       .map((line) => JSON.parse(line) as Figure);
 
-    const commit = git('rev-parse', '--short=12', 'HEAD') || 'unknown';
-    const dirty = git('status', '--porcelain', '--untracked-files=no') !== '';
     const date = new Date().toISOString().slice(0, 10);
     const cpus = os.cpus();
     const machine = {

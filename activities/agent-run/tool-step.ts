@@ -31,7 +31,7 @@ export function createToolStepActivities({ pool, tools }: Pick<ResolvedAgentRunD
   /**
    * Validates and executes tool call `index` of LLM turn `llmSeq`, recording its result (or the
    * error the model should see) as event `seq`. Control tools only validate and return what
-   * the workflow should do. Effect tools get `${workflowId}:${activityId}` as idempotency key.
+   * the workflow should do. Effect tools get `${workflowId}:tool-${seq}` as idempotency key.
    */
   async function executeTool(call: ToolCallRef): Promise<ToolStepResult> {
     const ctx = Context.current();

@@ -57,7 +57,7 @@ export interface ToolContext {
   runId: string;
   agentId: string;
   toolName: string;
-  /** `${workflowId}:${activityId}`: stable across retries of this tool call, unique per call. */
+  /** `${workflowId}:tool-${seq}` (the id of a regular tool activity): stable across retries of this tool call, unique per call. */
   idempotencyKey: string;
   /** Aborted when the run is cancelled (delivered through heartbeats). */
   signal: AbortSignal;
