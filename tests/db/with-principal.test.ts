@@ -17,12 +17,15 @@ beforeAll(async () => {
 afterAll(() => admin.end());
 
 /**
- * A TCP proxy in front of the test database that holds every answer of the server for `delayMs`:
- * the time a transaction takes is then its number of round trips times `delayMs`.
+ * A TCP proxy in front of the test database that counts round trips: a client write that follows
+ * an answer of the server starts a new one. Counting, not timing, so a loaded machine cannot add
+ * a trip. Answers are held for `delayMs` so that statements a client pipelines (written back to
+ * back) all reach the proxy before any answer does, whatever the scheduler does.
  */
-async function startSlowProxy(databaseUrl: string, delayMs: number): Promise<{ url: string; close(): Promise<void> }> {
+async function startSlowProxy(databaseUrl: string, delayMs: number): Promise<{ url: string; roundTrips(): number; close(): Promise<void> }> {
   const target = new URL(databaseUrl);
   const sockets = new Set<Socket>();
+  let roundTrips = 0;
   const server: Server = createServer((client) => {
     const upstream = connect(Number(target.port || 5432), target.hostname);
     for (const s of [client, upstream]) {
@@ -33,8 +36,18 @@ async function startSlowProxy(databaseUrl: string, delayMs: number): Promise<{ u
       });
       s.on('close', () => sockets.delete(s));
     }
-    client.on('data', (chunk) => upstream.write(chunk));
-    upstream.on('data', (chunk) => setTimeout(() => client.write(chunk), delayMs));
+    let answered = true;
+    client.on('data', (chunk) => {
+      if (answered) roundTrips++;
+      answered = false;
+      upstream.write(chunk);
+    });
+    upstream.on('data', (chunk) =>
+      setTimeout(() => {
+        answered = true;
+        client.write(chunk);
+      }, delayMs),
+    );
     client.on('end', () => upstream.end());
     upstream.on('end', () => setTimeout(() => client.end(), delayMs));
   });
@@ -44,6 +57,7 @@ async function startSlowProxy(databaseUrl: string, delayMs: number): Promise<{ u
   url.port = String((server.address() as AddressInfo).port);
   return {
     url: url.toString(),
+    roundTrips: () => roundTrips,
     close: async () => {
       for (const s of sockets) s.destroy();
       await new Promise((resolve) => server.close(resolve));
@@ -167,28 +181,28 @@ describe('withPrincipal on a pooled connection', () => {
   });
 
   it('sends BEGIN with the first statement (one round trip fewer in pipeline mode) and nothing for an empty transaction', async () => {
-    const delayMs = 200;
+    const delayMs = 50;
     const proxy = await startSlowProxy(appDatabaseUrl(), delayMs);
     try {
       const owner = { kind: 'user', userId: org.userWithRole('owner') } as const;
       for (const pipeline of [true, false]) {
         const pool = createPool(proxy.url, { max: 1, pipeline });
         try {
-          // Connect and prepare first: only the transaction's own round trips are timed.
+          // Connect and prepare first: only the transaction's own round trips are counted.
           await withPrincipal(pool, owner, (tx) => tx.query('select name from public.agents where id = $1', [agentId]));
-          const timed = async <T>(fn: () => Promise<T>) => {
-            const t0 = performance.now();
+          const counted = async <T>(fn: () => Promise<T>) => {
+            const before = proxy.roundTrips();
             const value = await fn();
-            return { value, roundTrips: Math.floor((performance.now() - t0) / delayMs) };
+            return { value, roundTrips: proxy.roundTrips() - before };
           };
-          const read = await timed(() => withPrincipal(pool, owner, (tx) => tx.query<{ name: string }>('select name from public.agents where id = $1', [agentId])));
+          const read = await counted(() => withPrincipal(pool, owner, (tx) => tx.query<{ name: string }>('select name from public.agents where id = $1', [agentId])));
           expect(read.value.rows).toEqual([{ name: 'Original' }]);
           // Pipelined: BEGIN + statement, then COMMIT. Plain: BEGIN, statement, COMMIT.
           expect(read.roundTrips, `pipeline ${pipeline}`).toBe(pipeline ? 2 : 3);
-          const one = await timed(() => autocommitAsPrincipal(pool, owner, 'select name from public.agents where id = $1', [agentId]));
+          const one = await counted(() => autocommitAsPrincipal(pool, owner, 'select name from public.agents where id = $1', [agentId]));
           expect(one.value.rows).toEqual([{ name: 'Original' }]);
           expect(one.roundTrips, `pipeline ${pipeline}`).toBe(pipeline ? 1 : 3);
-          const empty = await timed(() => withPrincipal(pool, owner, async () => 'no statement'));
+          const empty = await counted(() => withPrincipal(pool, owner, async () => 'no statement'));
           expect(empty).toEqual({ value: 'no statement', roundTrips: 0 });
         } finally {
           await pool.end();
