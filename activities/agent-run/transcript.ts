@@ -10,6 +10,9 @@ export interface RunEventRow {
   payload: Record<string, unknown>;
 }
 
+/** Prefixes a message a member of the org wrote into a lead's CRM conversation. */
+export const STAFF_MARKER = '[Staff, not the lead] ';
+
 /**
  * Rebuilds the chat transcript from the run's instructions, the lead's memory, its input and its event log:
  * `llm.completed` events are the assistant messages (with their tool calls), `tool.completed`
@@ -18,6 +21,9 @@ export interface RunEventRow {
  */
 export function buildTranscript(run: { instructions: string; input: string; memories?: string[] }, events: RunEventRow[]): ChatMessage[] {
   const messages: ChatMessage[] = [];
+  // In a lead's CRM thread both the lead and the team's people write as `user`; the model must
+  // tell them apart, or it answers a colleague's note as if the lead had said it.
+  const leadThread = events.some((e) => e.type === 'user.message' && e.payload.source === 'crm_webhook');
   if (run.instructions.trim() !== '') messages.push({ role: 'system', content: run.instructions });
   // What was remembered about a CRM lead from earlier conversations (memory.ts), as context the
   // team's instructions come before: the agent's notes, not instructions.
@@ -35,7 +41,8 @@ export function buildTranscript(run: { instructions: string; input: string; memo
       const content = JSON.stringify(p.error !== undefined ? { error: p.error } : (p.result ?? null));
       messages.push({ role: 'tool', tool_call_id: String(p.toolCallId), content });
     } else {
-      messages.push({ role: 'user', content: String(p.content ?? '') });
+      const staff = leadThread && p.source === 'user';
+      messages.push({ role: 'user', content: `${staff ? STAFF_MARKER : ''}${String(p.content ?? '')}` });
     }
   }
   return answerDanglingToolCalls(messages);

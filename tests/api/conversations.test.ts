@@ -7,6 +7,8 @@ import { signUserToken, TEST_JWT_SECRET } from '../support/auth.js';
 import { createAgent, createOrgWithMembers } from '../support/db.js';
 import { testLogger, type TestTemporal } from '../support/temporal.js';
 import { agentRun } from '../../workflows/agent-run/index.js';
+import { createRunService } from '../../api/services/runs.js';
+import { STAFF_MARKER } from '../../activities/agent-run/transcript.js';
 
 const PROBLEM = 'https://gpt-agent-platform.dev/problems/';
 const lastUser = (body: FakeLlmRequestBody) => [...body.messages].reverse().find((m) => m.role === 'user')?.content ?? '';
@@ -196,6 +198,21 @@ describe('conversations: update-with-start, queued, rejected and interrupting me
     const next = await send(agentId, 'idle-thread', 'back again');
     expect(next.statusCode).toBe(202);
     expect(next.json().runId).not.toBe(runId);
+  });
+
+  it("marks the team's messages in a lead's CRM conversation as staff, so the model tells them from the lead", async () => {
+    const agentId = await agentWith('queue');
+    const runs = createRunService({ pool, temporal: temporal.client, taskQueue });
+    const threadKey = `crm:lead-${Date.now()}`;
+    // The lead writes through the CRM (the webhook intake posts as the org's worker)...
+    await runs.postMessage({ kind: 'worker', orgId }, { orgId, agentId, threadKey, content: 'How much is Pro?', sourceKey: `evt-${threadKey}` });
+    await llmReceived('How much is Pro?');
+    // ...and a member of the team writes into the same conversation from the console.
+    expect((await send(agentId, threadKey, 'They are a VIP, offer the annual discount')).statusCode).toBe(202);
+    await llmReceived(`${STAFF_MARKER}They are a VIP, offer the annual discount`);
+    const last = llm.requests.map((r) => r.body as FakeLlmRequestBody).find((b) => lastUser(b).endsWith('offer the annual discount'))!;
+    const users = last.messages.filter((m) => m.role === 'user').map((m) => m.content);
+    expect(users).toEqual(['How much is Pro?', `${STAFF_MARKER}They are a VIP, offer the annual discount`]);
   });
 
   it("answers 404 for another org's agent and validates the message", async () => {
