@@ -6,7 +6,7 @@
  * records, so replay never re-reads.
  */
 import { autocommitAsPrincipal } from '../../lib/db.js';
-import { asksForPerson, inReplyStages, type AgentRules, type ReplyGate } from '../../lib/agent-rules.js';
+import { asksForPerson, inReplyStages, secondsUntilOpen, type AgentRules, type ReplyGate } from '../../lib/agent-rules.js';
 import type { RunRef } from './contract.js';
 import type { ResolvedAgentRunDeps } from './deps.js';
 import { runGone, workerOf } from './run-store.js';
@@ -17,6 +17,7 @@ interface RulesRow {
   handed_off: boolean;
   pending: string[];
   reply_stages: AgentRules['replyStages'];
+  working_hours: AgentRules['workingHours'];
   /** The lead's deal as last synced or read (Kommo leads are deals); null when unknown or not a CRM thread. */
   lead: { pipelineId: string | null; stageId: string | null } | null;
 }
@@ -27,7 +28,7 @@ export function createReplyRulesActivities({ pool }: Pick<ResolvedAgentRunDeps, 
     const { rows } = await autocommitAsPrincipal<RulesRow>(
       pool,
       workerOf(ref.orgId),
-      `select a.status, a.response_delay_seconds, a.reply_stages,
+      `select a.status, a.response_delay_seconds, a.reply_stages, a.working_hours,
               (select json_build_object('pipelineId', c.pipeline_id, 'stageId', c.stage_id) from public.crm_records c
                 where r.thread_key like 'crm:%' and c.org_id = r.org_id and c.connection_id::text = split_part(r.thread_key, ':', 2)
                   and c.object_type = 'deals' and c.external_id = split_part(r.thread_key, ':', 3) and c.deleted_at is null) as lead,
@@ -45,6 +46,10 @@ export function createReplyRulesActivities({ pool }: Pick<ResolvedAgentRunDeps, 
     // A lead whose stage is unknown is outside: the intake reads an unknown lead before delivering.
     if (!inReplyStages(rules.reply_stages, rules.lead)) return { action: 'hold', reason: 'outside_stages' };
     if (rules.pending.some(asksForPerson)) return { action: 'hold', reason: 'handoff', request: 'lead_asked' };
+    if (rules.working_hours && rules.working_hours.outsideHours !== 'answer') {
+      const seconds = secondsUntilOpen(rules.working_hours, new Date());
+      if (seconds > 0) return { action: 'defer', reason: 'outside_hours', seconds };
+    }
     return rules.response_delay_seconds > 0 ? { action: 'answer', delaySeconds: rules.response_delay_seconds } : { action: 'answer' };
   }
 

@@ -56,12 +56,13 @@ interface AgentRow {
   response_delay_seconds: number;
   handoff_minutes: number;
   reply_stages: AgentRules['replyStages'];
+  working_hours: AgentRules['workingHours'];
   created_at: Date;
   updated_at: Date;
 }
 
 const columns = `id, org_id, name, model, instructions, temperature, max_output_tokens, max_steps, allowed_tools,
-  approval_tools, run_token_budget, busy_policy, approval_timeout_seconds, crm_connection_id, triggers, status, response_delay_seconds, handoff_minutes, reply_stages, created_at, updated_at`;
+  approval_tools, run_token_budget, busy_policy, approval_timeout_seconds, crm_connection_id, triggers, status, response_delay_seconds, handoff_minutes, reply_stages, working_hours, created_at, updated_at`;
 
 /** API field → column; the only columns a write may touch. */
 const writable: Record<keyof AgentFields, string> = {
@@ -82,10 +83,11 @@ const writable: Record<keyof AgentFields, string> = {
   responseDelaySeconds: 'response_delay_seconds',
   handoffMinutes: 'handoff_minutes',
   replyStages: 'reply_stages',
+  workingHours: 'working_hours',
 };
 
 /** jsonb columns take their value as JSON text (pg would send an array as a Postgres array). */
-const toParam = (key: keyof AgentFields, value: unknown) => (key === 'triggers' || (key === 'replyStages' && value !== null) ? JSON.stringify(value) : value);
+const toParam = (key: keyof AgentFields, value: unknown) => (key === 'triggers' || ((key === 'replyStages' || key === 'workingHours') && value !== null) ? JSON.stringify(value) : value);
 
 function requireApprovalSubset(allowed: string[], approval: string[]): void {
   const outside = approval.filter((tool) => !allowed.includes(tool));
@@ -167,6 +169,7 @@ function toView(row: AgentRow): AgentView {
     responseDelaySeconds: row.response_delay_seconds,
     handoffMinutes: row.handoff_minutes,
     replyStages: row.reply_stages,
+    workingHours: row.working_hours,
     createdAt: row.created_at.toISOString(),
     updatedAt: row.updated_at.toISOString(),
   };

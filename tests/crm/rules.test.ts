@@ -363,4 +363,48 @@ describe("the team's rules decide whether, when and where the agent answers a le
       await expect.poll(outside.replies, { timeout: 60_000, interval: 250 }).toEqual([echoOf('Hello?')]);
     });
   });
+
+  describe('working hours', () => {
+    const days = ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'];
+    const hhmm = (d: Date) => d.toISOString().slice(11, 16);
+
+    it('a message outside the hours is recorded and answered when they open (a durable timer); with outsideHours answer, at once', async () => {
+      // Hours that open at the next minute boundary at least 20 s away, in UTC.
+      const opens = new Date(Math.ceil((Date.now() + 20_000) / 60_000) * 60_000);
+      const closes = new Date(opens.getTime() + 30 * 60_000);
+      const interval = { day: days[opens.getUTCDay()], start: hhmm(opens), end: hhmm(closes) < hhmm(opens) ? '24:00' : hhmm(closes) };
+      const agentId = await createAgent({ workingHours: { timeZone: 'UTC', intervals: [interval] } });
+      const lead = newLead();
+      await lead.says('Are you open?');
+      await expect.poll(async () => (await conversationOf(agentId, lead.leadId)).length, { timeout: 30_000 }).toBe(1);
+      const run = (await conversationOf(agentId, lead.leadId))[0]!;
+      await expect.poll(async () => (await eventsOf(run.id)).filter((e) => e.type === 'reply.deferred').map((e) => e.payload.reason), { timeout: 30_000, interval: 250 }).toEqual([
+        'outside_hours',
+      ]);
+      expect(lead.replies()).toEqual([]);
+      await expect.poll(lead.replies, { timeout: 150_000, interval: 500 }).toEqual([echoOf('Are you open?')]);
+      expect(Date.now()).toBeGreaterThanOrEqual(opens.getTime());
+
+      // The same closed hours, set to answer anyway.
+      const eager = await createAgent({ workingHours: { timeZone: 'UTC', outsideHours: 'answer', intervals: [{ day: days[(opens.getUTCDay() + 3) % 7], start: '09:00', end: '10:00' }] } });
+      const other = newLead();
+      await other.says('Anyone?');
+      await expect.poll(other.replies, { timeout: 60_000, interval: 250 }).toEqual([echoOf('Anyone?')]);
+      expect((await conversationOf(eager, other.leadId))).toHaveLength(1);
+    });
+
+    it('overlapping hours and an unknown time zone answer 400 naming the field', async () => {
+      const agentId = await createAgent();
+      const overlap = await patchAgent(agentId, {
+        workingHours: { timeZone: 'Europe/Madrid', intervals: [{ day: 'mon', start: '09:00', end: '13:00' }, { day: 'mon', start: '12:00', end: '18:00' }] },
+      });
+      expect(overlap.statusCode).toBe(400);
+      expect(overlap.headers['content-type']).toMatch(/application\/problem\+json/);
+      expect(overlap.json().errors.map((e: { path: string }) => e.path)).toEqual(['body.workingHours.intervals.1']);
+      const zone = await patchAgent(agentId, { workingHours: { timeZone: 'Mars/Olympus', intervals: [{ day: 'mon', start: '09:00', end: '13:00' }] } });
+      expect(zone.json().errors.map((e: { path: string }) => e.path)).toEqual(['body.workingHours.timeZone']);
+      const fine = await patchAgent(agentId, { workingHours: { timeZone: 'Europe/Madrid', intervals: [{ day: 'mon', start: '09:00', end: '13:00' }] } });
+      expect(fine.json().workingHours).toEqual({ timeZone: 'Europe/Madrid', outsideHours: 'defer', intervals: [{ day: 'mon', start: '09:00', end: '13:00' }] });
+    });
+  });
 });

@@ -1,13 +1,14 @@
 /**
  * The team's rules at a conversation's turn: the lead's pending messages are taken into the
  * transcript, then answered, or recorded and held (the agent is paused, or the conversation is
- * with people: handed off, or a pending message asks for a person, which hands it off now). With a response delay
+ * with people: handed off, or a pending message asks for a person, which hands it off now; or
+ * the lead is outside the agent's stages), or deferred until the working hours open. With a response delay
  * the turn first waits until the lead has been quiet that long (a durable timer; each new
  * message restarts it) and then answers everything that arrived in one reply. The rules are read
  * by an activity each time, so a change to the agent applies at the next turn; the decisions are
  * in the history, so replay never re-reads them.
  */
-import { condition, setCurrentDetails } from '@temporalio/workflow';
+import { condition, setCurrentDetails, sleep } from '@temporalio/workflow';
 import type { ReplyGate } from '../../lib/agent-rules.js';
 import { bookkeeping, handoffSteps, replyRules } from './activity-options.js';
 import type { AgentRunState } from './state.js';
@@ -31,6 +32,15 @@ export async function takePendingMessages(run: AgentRunState): Promise<boolean> 
     await bookkeeping.acceptMessage({ ...run.ref, seq: run.nextSeq(), messageId: run.queue.shift()! });
   }
   if (gate.action === 'answer') return true;
+  if (gate.action === 'defer') {
+    // Outside working hours: the messages are in the transcript; the answer waits for the hours
+    // to open (a durable timer, so a restart or deploy keeps it), then the rules are checked again.
+    await bookkeeping.setRunStatus({ ...run.ref, status: 'sleeping', event: { seq: run.nextSeq(), type: 'reply.deferred', payload: { reason: gate.reason, seconds: gate.seconds } } });
+    run.setStatus('sleeping', `Outside working hours: answering in ${gate.seconds} s`);
+    await sleep(Math.min(gate.seconds, 7 * 86_400) * 1000);
+    run.setStatus('running', 'Working hours open');
+    return takePendingMessages(run);
+  }
   if (gate.reason === 'handoff' && gate.request === 'lead_asked' && firstPending !== undefined) {
     await handoffSteps.requestHandoff({ ...run.ref, seq: run.nextSeq(), reason: 'lead_asked', key: `lead:${firstPending}` });
   }
