@@ -1440,6 +1440,20 @@ export interface operations {
                                 stageId: string;
                                 pipelineId?: string;
                             }[] | null;
+                            workingHours: {
+                                timeZone: string;
+                                /**
+                                 * @default defer
+                                 * @enum {string}
+                                 */
+                                outsideHours: "defer" | "answer";
+                                intervals: {
+                                    /** @enum {string} */
+                                    day: "mon" | "tue" | "wed" | "thu" | "fri" | "sat" | "sun";
+                                    start: string;
+                                    end: string;
+                                }[];
+                            } | null;
                             createdAt: string;
                             updatedAt: string;
                         }[];
@@ -1632,6 +1646,20 @@ export interface operations {
                         stageId: string;
                         pipelineId?: string;
                     }[] | null;
+                    workingHours?: {
+                        timeZone: string;
+                        /**
+                         * @default defer
+                         * @enum {string}
+                         */
+                        outsideHours?: "defer" | "answer";
+                        intervals: {
+                            /** @enum {string} */
+                            day: "mon" | "tue" | "wed" | "thu" | "fri" | "sat" | "sun";
+                            start: string;
+                            end: string;
+                        }[];
+                    } | null;
                 };
             };
         };
@@ -1678,6 +1706,20 @@ export interface operations {
                             stageId: string;
                             pipelineId?: string;
                         }[] | null;
+                        workingHours: {
+                            timeZone: string;
+                            /**
+                             * @default defer
+                             * @enum {string}
+                             */
+                            outsideHours: "defer" | "answer";
+                            intervals: {
+                                /** @enum {string} */
+                                day: "mon" | "tue" | "wed" | "thu" | "fri" | "sat" | "sun";
+                                start: string;
+                                end: string;
+                            }[];
+                        } | null;
                         createdAt: string;
                         updatedAt: string;
                     };
@@ -1919,6 +1961,20 @@ export interface operations {
                             stageId: string;
                             pipelineId?: string;
                         }[] | null;
+                        workingHours: {
+                            timeZone: string;
+                            /**
+                             * @default defer
+                             * @enum {string}
+                             */
+                            outsideHours: "defer" | "answer";
+                            intervals: {
+                                /** @enum {string} */
+                                day: "mon" | "tue" | "wed" | "thu" | "fri" | "sat" | "sun";
+                                start: string;
+                                end: string;
+                            }[];
+                        } | null;
                         createdAt: string;
                         updatedAt: string;
                     };
@@ -2271,6 +2327,20 @@ export interface operations {
                         stageId: string;
                         pipelineId?: string;
                     }[] | null;
+                    workingHours?: {
+                        timeZone: string;
+                        /**
+                         * @default defer
+                         * @enum {string}
+                         */
+                        outsideHours?: "defer" | "answer";
+                        intervals: {
+                            /** @enum {string} */
+                            day: "mon" | "tue" | "wed" | "thu" | "fri" | "sat" | "sun";
+                            start: string;
+                            end: string;
+                        }[];
+                    } | null;
                 };
             };
         };
@@ -2317,6 +2387,20 @@ export interface operations {
                             stageId: string;
                             pipelineId?: string;
                         }[] | null;
+                        workingHours: {
+                            timeZone: string;
+                            /**
+                             * @default defer
+                             * @enum {string}
+                             */
+                            outsideHours: "defer" | "answer";
+                            intervals: {
+                                /** @enum {string} */
+                                day: "mon" | "tue" | "wed" | "thu" | "fri" | "sat" | "sun";
+                                start: string;
+                                end: string;
+                            }[];
+                        } | null;
                         createdAt: string;
                         updatedAt: string;
                     };
