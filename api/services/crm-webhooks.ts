@@ -69,8 +69,8 @@ export function createCrmWebhookService(deps: {
   const { pool, settings } = deps;
 
   async function receive(delivery: WebhookDelivery): Promise<WebhookResult> {
-    const { rows } = await pool.query<{ org_id: string; provider: CrmProvider; webhook_secret_hash: string | null; status: string }>(
-      `select org_id, provider, webhook_secret_hash, status from private.crm_webhook_target($1)`,
+    const { rows } = await pool.query<{ org_id: string; provider: CrmProvider; webhook_secret_hash: string | null; status: string; external_account_id: string | null }>(
+      `select org_id, provider, webhook_secret_hash, status, external_account_id from private.crm_webhook_target($1)`,
       [delivery.connectionId],
     );
     const target = rows[0];
@@ -96,6 +96,12 @@ export function createCrmWebhookService(deps: {
           body = JSON.parse(delivery.rawBody);
         } catch {
           throw new ProblemError('malformed-body', 'The webhook body is not JSON.');
+        }
+        // HubSpot signs every portal's events with the one app secret: only the events of this
+        // connection's own portal are its to take (when the portal is known, from OAuth or a test).
+        const portal = target.external_account_id;
+        if (portal !== null && Array.isArray(body)) {
+          body = body.filter((e: unknown) => typeof e === 'object' && e !== null && String((e as { portalId?: unknown }).portalId) === portal);
         }
         events = parseHubspotEvents(body);
       } else {

@@ -153,6 +153,20 @@ describe('HubSpot incoming chat messages reach the contact conversation of trigg
   const openDeliveries = async (connectionId: string) =>
     (await admin.query<{ dedupe_key: string }>(`select dedupe_key from public.crm_webhook_deliveries where connection_id = $1 and processed_at is null order by dedupe_key`, [connectionId])).rows.map((r) => r.dedupe_key);
 
+  it("takes only the events of the connection's own portal: another portal's, signed with the same app secret, are dropped", async () => {
+    const connectionId = await newConnection();
+    await admin.query(`update public.crm_connections set external_account_id = '62515' where id = $1`, [connectionId]);
+    const ours = { eventId: 7_000_001, subscriptionType: 'deal.creation', objectId: 8_800_001, portalId: 62515, occurredAt: 1 };
+    const theirs = { eventId: 7_000_002, subscriptionType: 'deal.creation', objectId: 8_800_002, portalId: 99999, occurredAt: 1 };
+    const res = await deliver(connectionId, [ours, theirs])();
+    expect(res.statusCode, res.body).toBeLessThan(300);
+    const { rows } = await admin.query<{ dedupe_key: string; external_id: string }>(
+      `select dedupe_key, external_id from public.crm_webhook_deliveries where connection_id = $1 order by dedupe_key`,
+      [connectionId],
+    );
+    expect(rows).toEqual([{ dedupe_key: 'hubspot:7000001', external_id: '8800001' }]);
+  });
+
   it('a signed conversation.newMessage lands once in the contact conversation, read through the API, and a redelivery does nothing', async () => {
     const connectionId = await newConnection();
     const triggered = await createAgent(connectionId, [{ event: 'incoming_message' }]);
