@@ -25,6 +25,10 @@ export interface SandboxCrmOptions {
   /** Where Kommo would deliver the account's webhooks (the API's URL for the connection, with its secret). */
   webhookUrl: string;
   log?: (msg: string) => void;
+  /** Leads in the account (default 3, a readable demo); `npm run bench:conversations` needs one per conversation. */
+  leads?: number;
+  /** Kommo's monthly `send_message` quota (default the fake's 500); the benchmark's thousand conversations would exhaust it. */
+  monthlySendQuota?: number;
 }
 
 export interface SandboxCrm {
@@ -130,8 +134,9 @@ export async function startSandboxCrm(opts: SandboxCrmOptions): Promise<SandboxC
 
   const kommo = await startFakeKommo({
     // A small, readable account; no per-second limit, so a newcomer never sees a 429.
-    dataset: { leads: 3, contacts: 3, companies: 1, users: 2 },
+    dataset: { leads: opts.leads ?? 3, contacts: 3, companies: 1, users: 2 },
     rateLimitPerSecond: null,
+    ...(opts.monthlySendQuota !== undefined ? { talks: { monthlyQuota: opts.monthlySendQuota } } : {}),
     ...(opts.port !== undefined ? { port: opts.port } : {}),
     extraRoutes: sandboxRoutes,
   });

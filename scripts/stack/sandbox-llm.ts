@@ -45,6 +45,8 @@ export interface FakeLlmRequestBody {
 
 export interface RecordedLlmRequest {
   at: number /* Date.now() on arrival */;
+  /** Date.now() once the answer was sent (`npm run bench:conversations` subtracts the fake's own time). */
+  doneAt?: number;
   method: string;
   path: string;
   headers: Record<string, string | string[] | undefined>;
@@ -103,7 +105,11 @@ export async function startFakeLlm(options: FakeLlmOptions = {}): Promise<FakeLl
     const path = new URL(req.url ?? '/', 'http://fake').pathname;
     const rawBody = await readRequestBody(req);
     const body = parseJson(rawBody);
-    requests.push({ at, method: req.method ?? 'GET', path, headers: { ...req.headers }, body });
+    const recorded: RecordedLlmRequest = { at, method: req.method ?? 'GET', path, headers: { ...req.headers }, body };
+    requests.push(recorded);
+    res.once('finish', () => {
+      recorded.doneAt = Date.now();
+    });
 
     if (options.requireApiKey !== undefined && req.headers.authorization !== `Bearer ${options.requireApiKey}`) {
       sendError(res, 401, 'Incorrect API key provided.', 'invalid_request_error', 'invalid_api_key');
