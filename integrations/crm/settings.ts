@@ -91,7 +91,9 @@ export function createAdapter(
     if (!connection.apiBaseUrl) throw new Error('a Kommo connection needs its account URL');
     return new KommoAdapter({ baseUrl: connection.apiBaseUrl, ...common, fetch: fetchImpl ?? customerUrlFetch(settings.ssrf) });
   }
-  return new HubspotAdapter({ baseUrl: connection.apiBaseUrl ?? settings.hubspot.apiBaseUrl, ...common });
+  // HubSpot's host is ours to configure, not a customer's, but every outbound call goes through
+  // the same guard: a misconfigured or stored base URL must not reach an internal address either.
+  return new HubspotAdapter({ baseUrl: connection.apiBaseUrl ?? settings.hubspot.apiBaseUrl, ...common, fetch: fetchImpl ?? customerUrlFetch(settings.ssrf) });
 }
 
 
@@ -103,5 +105,5 @@ export function requestToken(settings: CrmSettings, connection: { provider: CrmP
   }
   const hubspotApp = settings.hubspot.app;
   if (!hubspotApp) throw new Error('the HubSpot OAuth app is not configured (HUBSPOT_CLIENT_ID, HUBSPOT_CLIENT_SECRET, HUBSPOT_REDIRECT_URI)');
-  return hubspotTokenRequest({ baseUrl: connection.apiBaseUrl ?? settings.hubspot.apiBaseUrl, app: hubspotApp, timeoutMs: settings.timeoutMs }, grant);
+  return hubspotTokenRequest({ baseUrl: connection.apiBaseUrl ?? settings.hubspot.apiBaseUrl, app: hubspotApp, timeoutMs: settings.timeoutMs, fetch: customerUrlFetch(settings.ssrf) }, grant);
 }

@@ -119,4 +119,14 @@ describe('SSRF guard at fetch time: redirects', () => {
     expect(hubspot.requests.length).toBe(before);
     expect(kommo.requests.length).toBe(1);
   });
+
+  it('guards the HubSpot adapter like every other outbound call: an internal base URL is refused and never contacted', async () => {
+    const { hubspot } = full;
+    // Nothing allowlisted: the fake HubSpot on loopback is an internal address.
+    const settings = { ...full.settings, ssrf: { allowedHosts: [] } };
+    const adapter = createAdapter(settings, { provider: 'hubspot', apiBaseUrl: hubspot.url }, async () => 'token');
+    const before = hubspot.requests.length;
+    await expect(adapter.whoAmI()).rejects.toMatchObject({ name: 'CrmError', kind: 'forbidden', retryable: false });
+    expect(hubspot.requests.length).toBe(before);
+  });
 });
