@@ -1,5 +1,9 @@
 import { randomUUID } from 'node:crypto';
+import { ScheduleNotFoundError, WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type pg from 'pg';
+import type { Logger } from '../../lib/logger.js';
+import { crmIntakeWorkflowId, crmSyncScheduleId, crmSyncWorkflowId } from '../../workflows/crm-sync-ids.js';
+import { callTemporal, DEFAULT_TEMPORAL_CALL_DEADLINE_MS } from './temporal-calls.js';
 import { withPrincipal, type Tx } from '../../lib/db.js';
 import type { Principal } from '../../lib/principal.js';
 import { decodeCursor, toPage } from '../pagination.js';
@@ -37,7 +41,7 @@ async function loadOrg(tx: Tx, orgId: string): Promise<OrgView> {
   return toView(rows[0]);
 }
 
-export function createOrgService(deps: { pool: pg.Pool; caps?: ResourceCaps }) {
+export function createOrgService(deps: { pool: pg.Pool; caps?: ResourceCaps; temporal?: Client; temporalDeadlineMs?: number; logger?: Logger }) {
   const caps = deps.caps ?? DEFAULT_RESOURCE_CAPS;
   /** The creator becomes the owner (a trigger adds the membership in the same transaction). */
   async function createOrg(principal: Principal, input: { name: string }): Promise<OrgView> {
@@ -83,13 +87,54 @@ export function createOrgService(deps: { pool: pg.Pool; caps?: ResourceCaps }) {
     });
   }
 
-  /** Owners only. Everything the org owns goes with it (foreign keys cascade), its audit log included. */
+  /**
+   * Owners only. Everything the org owns goes with it (foreign keys cascade), its audit log
+   * included, and so does its work in Temporal: the CRM sync schedules are deleted first (a
+   * Temporal that does not answer leaves the org in place, 503), then the rows, then the open
+   * runs and syncs are cancelled. Temporal is never called inside a transaction.
+   */
   async function deleteOrg(principal: Principal, orgId: string): Promise<void> {
+    const { connectionIds, openWorkflowIds } = await withPrincipal(deps.pool, principal, async (tx) => {
+      await requireOrgRole(tx, orgId, 'owner');
+      const connections = await tx.query<{ id: string }>(`select id from public.crm_connections where org_id = $1`, [orgId]);
+      const runs = await tx.query<{ workflow_id: string }>(
+        `select workflow_id from public.agent_runs where org_id = $1 and status not in ('completed', 'failed', 'cancelled')`,
+        [orgId],
+      );
+      return { connectionIds: connections.rows.map((r) => r.id), openWorkflowIds: runs.rows.map((r) => r.workflow_id) };
+    });
+    const temporal = deps.temporal;
+    if (temporal) {
+      await callTemporal(
+        temporal,
+        deps.temporalDeadlineMs ?? DEFAULT_TEMPORAL_CALL_DEADLINE_MS,
+        async () => {
+          for (const connectionId of connectionIds) {
+            try {
+              await temporal.schedule.getHandle(crmSyncScheduleId(connectionId)).delete();
+            } catch (err) {
+              if (!(err instanceof ScheduleNotFoundError)) throw err;
+            }
+          }
+        },
+        'Temporal did not answer in time; the organization was not deleted. Retry.',
+      );
+    }
     await withPrincipal(deps.pool, principal, async (tx) => {
       await requireOrgRole(tx, orgId, 'owner');
       const { rowCount } = await tx.query(`delete from public.organizations where id = $1`, [orgId]);
       if (rowCount !== 1) throw notFound('Organization');
     });
+    if (!temporal) return;
+    // Best effort: the rows are gone, so a run that is not cancelled now fails at its next step.
+    const cancels = [...openWorkflowIds, ...connectionIds.flatMap((id) => [crmSyncWorkflowId(id), crmIntakeWorkflowId(id)])].map(async (workflowId) => {
+      try {
+        await callTemporal(temporal, deps.temporalDeadlineMs ?? DEFAULT_TEMPORAL_CALL_DEADLINE_MS, () => temporal.workflow.getHandle(workflowId).cancel(), 'cancel timed out');
+      } catch (err) {
+        if (!(err instanceof WorkflowNotFoundError)) deps.logger?.warn({ err, workflowId }, 'could not cancel a workflow of a deleted organization');
+      }
+    });
+    await Promise.all(cancels);
   }
 
   return { createOrg, listOrgs, getOrg, renameOrg, deleteOrg };
