@@ -7,8 +7,9 @@
  * 1. Webhook intake, BENCH_ROUNDS rounds: BENCH_INTAKE_COUNT (default 500) Kommo `message[add]`
  *    webhooks POSTed to `/v1/webhooks/crm/kommo/:connectionId` (URL secret, as Kommo signs them),
  *    BENCH_INTAKE_CONCURRENCY (default 10) in flight, versus the same count of bare
- *    `signalWithStart` calls of a trivial workflow (one workflow per connection, as the intake
- *    does), sides alternating in order each round. The intake's connection has no agent bound, so
+ *    `signalWithStart` calls of a trivial workflow that ignores the signal (one workflow per
+ *    connection, as the intake does; run by a worker in this process, as crmIntake is), sides
+ *    alternating in order each round. The intake's connection has no agent bound, so
  *    its deliveries are processed (by the worker in this process) but start no runs.
  * 2. Reply latency, BENCH_ROUNDS rounds: a lead writes BENCH_REPLY_SAMPLES (default 10) messages
  *    in turn through the sandbox (`POST /sandbox/leads/:leadId/messages`), each waiting for the
@@ -23,8 +24,9 @@
 import { fork } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Client, Connection } from '@temporalio/client';
-import { bundleWorkflowCode, DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
+import { bundleWorkflowCode, DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { buildApp } from '../api/app.js';
 import { CredentialStore, storeTokens } from '../integrations/crm/credentials.js';
 import { RateGovernor } from '../integrations/crm/governor.js';
@@ -41,6 +43,7 @@ import { createAgentRunsWorker, workflowsPath } from '../workers/agent-runs-work
 import { createCrmSyncWorker } from '../workers/crm-sync-worker.js';
 import { createAgentRunHandoff } from '../workers/run-handoff.js';
 import { FigureLog, ROUNDS } from './support/figures.js';
+import { benchDeliverySignal, trivialIntake } from './workflows.js';
 
 const INTAKE_COUNT = Number(process.env.BENCH_INTAKE_COUNT ?? 500);
 const INTAKE_CONCURRENCY = Number(process.env.BENCH_INTAKE_CONCURRENCY ?? 10);
@@ -136,7 +139,15 @@ async function main() {
     dataConverter,
     handoff: createAgentRunHandoff({ temporal: client, taskQueue }),
   });
-  const running = [agentWorker.run(), crmWorker.run()];
+  const baselineTaskQueue = `bench-baseline-${randomUUID()}`;
+  const baselineWorker = await Worker.create({
+    connection: nativeConnection,
+    namespace: temporalServer.namespace,
+    taskQueue: baselineTaskQueue,
+    workflowsPath: fileURLToPath(new URL('./workflows.ts', import.meta.url)),
+    dataConverter,
+  });
+  const running = [agentWorker.run(), crmWorker.run(), baselineWorker.run()];
 
   // The org, its agent bound to the sandbox (zero response delay), and a second connection to the
   // same sandbox with no agent, whose webhooks the intake figure posts.
@@ -200,15 +211,14 @@ async function main() {
     if (res.status !== 200) throw new Error(`the webhook intake answered ${res.status}`);
   };
   // The baseline: what the intake cannot avoid, a signal-with-start of the connection's workflow
-  // (a trivial type no worker polls: Temporal's own cost, nothing of ours).
+  // (a trivial one that ignores the signal, run by a worker in this process like crmIntake).
   const rawWorkflowId = `bench-raw-intake-${randomUUID()}`;
   const rawSignal = async () => {
-    await client.workflow.signalWithStart('benchTrivialIntake', {
-      taskQueue: `bench-unpolled-${crmTaskQueue}`,
+    await client.workflow.signalWithStart(trivialIntake, {
+      taskQueue: baselineTaskQueue,
       workflowId: rawWorkflowId,
-      signal: 'delivery',
+      signal: benchDeliverySignal,
       signalArgs: [{ deliveries: 1 }],
-      args: [],
     });
   };
   // Warm-up (connections, prepared statements, the intake workflow's first task), not measured.
@@ -300,6 +310,7 @@ async function main() {
 
   agentWorker.shutdown();
   crmWorker.shutdown();
+  baselineWorker.shutdown();
   await Promise.all(running.map((r) => r.catch(() => undefined)));
   await app.close();
   await sandbox.close();

@@ -1,5 +1,5 @@
 // Workflow bundle of the benchmark: the real agentRun next to bare baseline workflows.
-import { proxyActivities, proxyLocalActivities } from '@temporalio/workflow';
+import { condition, defineSignal, proxyActivities, proxyLocalActivities, setHandler } from '@temporalio/workflow';
 
 export { agentRun } from '../workflows/agent-run/index.js';
 
@@ -17,4 +17,19 @@ export async function baselineRun(activities: number): Promise<void> {
  */
 export async function baselineSameShape(shape: string): Promise<void> {
   for (const call of shape) await (call === 'l' ? localNoop() : noop());
+}
+
+export const benchDeliverySignal = defineSignal<[{ deliveries: number }]>('delivery');
+
+/**
+ * The baseline of `bench:conversations`' webhook intake: a workflow per connection woken by a
+ * signal-with-start per delivery, as crmIntake is, that does nothing with it. Polled, so Temporal
+ * pays a workflow task per signal on both sides.
+ */
+export async function trivialIntake(): Promise<void> {
+  let received = 0;
+  setHandler(benchDeliverySignal, ({ deliveries }) => {
+    received += deliveries;
+  });
+  await condition(() => received < 0);
 }
