@@ -79,6 +79,9 @@ const worker = (orgId: string) => ({ kind: 'worker', orgId }) as const;
 /** CRM failures that concern one event (its record was rejected), not the connection or the CRM's health. */
 const eventScoped = (err: unknown) => err instanceof CrmError && !err.retryable && err.kind !== 'auth' && err.kind !== 'forbidden';
 
+/** How long to wait before a second read confirms that a record reading back 404 is gone. */
+const NOT_FOUND_RECHECK_MS = 1_000;
+
 export function createCrmIntakeActivities(deps: CrmIntakeActivityDeps) {
   const { pool, credentials } = deps;
   const batchSize = deps.batchSize ?? 25;
@@ -164,6 +167,13 @@ export function createCrmIntakeActivities(deps: CrmIntakeActivityDeps) {
     let record;
     try {
       record = last.change === 'delete' ? null : await adapter.getRecord(last.object_type, last.external_id);
+      if (record === null && last.change !== 'delete') {
+        // A record that reads back 404 right after an event about it is usually not replicated
+        // yet (HubSpot answers 404 for a just-created object for a moment): it is tombstoned only
+        // when a second read, a moment later, confirms it is gone.
+        await new Promise((resolve) => setTimeout(resolve, NOT_FOUND_RECHECK_MS));
+        record = await adapter.getRecord(last.object_type, last.external_id);
+      }
     } catch (err) {
       // The CRM rejected this read (not the connection, not its health): retrying cannot help,
       // so the event is closed with the reason rather than holding the connection's queue.

@@ -236,6 +236,17 @@ describe('CRM API: connections, OAuth, schedules, syncs, records, webhooks', () 
     expect(deliveries.rows[0]).toEqual({ n: 1 });
   });
 
+  it('a record that reads back 404 once is not marked deleted: a second read confirms before any tombstone', async () => {
+    const path = `/v1/webhooks/crm/hubspot/${hubspotConnection}`;
+    hubspot.updateObject('deals', 100_003, { dealname: 'Still here' });
+    hubspot.injectFailure({ status: 404, body: JSON.stringify({ status: 'error', category: 'OBJECT_NOT_FOUND', message: 'Object not found' }) });
+    const delivery = hubspot.webhookDelivery(`https://api.example.test${path}`, [{ eventId: 778, subscriptionType: 'deal.propertyChange', objectId: 100_003, propertyName: 'dealname' }]);
+    expect((await app.inject({ method: 'POST', url: path, headers: delivery.headers, payload: delivery.body })).json()).toMatchObject({ accepted: 1 });
+    await intakeSettled(admin, hubspotConnection);
+    const { rows } = await admin.query(`select name, deleted_at from public.crm_records where connection_id = $1 and external_id = '100003'`, [hubspotConnection]);
+    expect(rows).toEqual([{ name: 'Still here', deleted_at: null }]);
+  });
+
   it('deleting a connection removes its schedule, credentials and records, and is audited', async () => {
     const res = await call('DELETE', `/v1/orgs/${orgA}/crm/connections/${kommoConnection}`, adminA);
     expect(res.statusCode).toBe(204);
