@@ -18,7 +18,7 @@ import { historyFromFile, replayHistories, type ReplayOutcome } from '../../work
 import { startFakeLlm, type FakeLlmServer } from '../../scripts/stack/sandbox-llm.js';
 import { adminPool, appPool } from '../support/db.js';
 import { connectTestTemporal, TEST_CODEC_KEYS, testDataConverter, uniqueTaskQueue, type TestTemporal } from '../support/temporal.js';
-import { scenarios, startWorkers } from './scenarios/agent-run.js';
+import { close as closeScenarioFakes, scenarios, startWorkers } from './scenarios/agent-run.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const historiesDir = path.join(root, 'tests', 'replay', 'histories');
@@ -114,6 +114,7 @@ describe('npm run replay', () => {
   afterAll(async () => {
     workers?.forEach((w) => w.shutdown());
     await Promise.allSettled(running ?? []);
+    await closeScenarioFakes();
     await llm?.close();
     await temporal?.close();
     await pool?.end();

@@ -1,3 +1,5 @@
+import { startFakeKommo, type FakeKommo } from '../../../scripts/stack/crm-fakes/kommo.js';
+import { createCrmConnection, crmSettingsFor, testCredentialStore } from '../../crm/support.js';
 import { createAgent, createOrgWithMembers, createRun } from '../../support/db.js';
 import { createTestAgentWorker } from '../../support/temporal.js';
 import { agentRunWorkflowId } from '../../../workflows/task-queues.js';
@@ -33,6 +35,58 @@ async function decide(ctx: ScenarioContext, workflowId: string, decision: 'appro
   await ctx.temporal.client.workflow
     .getHandle(workflowId)
     .executeUpdate(agentRunWorkflow.decideApprovalUpdate, { args: [{ approvalId: approval.id, decision, responseId: rows[0].id as string }] });
+}
+
+const KOMMO_TOKEN = 'kommo-long-lived-replay-token';
+let kommo: FakeKommo | undefined;
+
+/**
+ * A conversation bound to a lead's talk in the fake Kommo, started as the CRM intake starts one:
+ * the run's thread is the lead, its reply target the talk, so answers are sent into the talk.
+ */
+async function startKommoConversation(ctx: ScenarioContext, opts: { responseDelaySeconds?: number; idleTimeoutSeconds: number }) {
+  const { orgId } = await createOrgWithMembers(ctx.admin, ['owner']);
+  const agentId = await createAgent(ctx.admin, orgId, { model: 'openai/gpt-4o-mini', instructions: 'Replay fixture agent.' });
+  await ctx.admin.query(`update public.agents set response_delay_seconds = $2 where id = $1`, [agentId, opts.responseDelaySeconds ?? 0]);
+  const connectionId = await createCrmConnection(ctx.admin, orgId, {
+    provider: 'kommo',
+    apiBaseUrl: kommo!.url,
+    authKind: 'token',
+    tokens: { accessToken: KOMMO_TOKEN, refreshToken: null, expiresAt: null },
+  });
+  // A lead of the fake's dataset, so a handoff's task has a lead to be created on.
+  const leadId = 1_000_001;
+  const talkId = kommo!.talks.addTalk({ leadId });
+  const runId = await createRun(ctx.admin, orgId, agentId, { input: '' });
+  await ctx.admin.query(`update public.agent_runs set thread_key = $2, reply_target = $3 where id = $1`, [
+    runId,
+    `crm:${connectionId}:${leadId}`,
+    JSON.stringify({ provider: 'kommo', talkId: String(talkId), leadId: String(leadId), origin: 'telegram' }),
+  ]);
+  const workflowId = agentRunWorkflowId(runId);
+  await ctx.temporal.client.workflow.start('agentRun', { taskQueue: ctx.taskQueue, workflowId, args: [{ orgId, agentId, runId, conversation: { idleTimeoutSeconds: opts.idleTimeoutSeconds } }] });
+  /** The lead writes in the talk; the message reaches the run as the intake delivers it. */
+  const says = async (text: string) => {
+    kommo!.talks.addMessage(talkId, { type: 'incoming', text });
+    const { rows } = await ctx.admin.query(`insert into public.conversation_messages (org_id, run_id, author, content) values ($1, $2, gen_random_uuid(), $3) returning id`, [orgId, runId, text]);
+    await ctx.temporal.client.workflow.getHandle(workflowId).executeUpdate('postMessage', { args: [{ messageId: rows[0].id as string }] });
+  };
+  const replies = () => kommo!.talks.talks.get(talkId)!.messages.filter((m) => m.type === 'outgoing').map((m) => m.text);
+  return { runId, workflowId, says, replies };
+}
+
+async function waitForEvent(ctx: ScenarioContext, runId: string, type: string): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    if ((await ctx.admin.query(`select 1 from public.run_events where run_id = $1 and type = $2`, [runId, type])).rowCount) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`run ${runId} never wrote a ${type} event`);
+}
+
+/** The recorded history is only worth keeping if the lead saw exactly these replies. */
+function expectReplies(actual: string[], expected: string[]): void {
+  if (JSON.stringify(actual) !== JSON.stringify(expected)) throw new Error(`the lead's talk holds ${JSON.stringify(actual)}, expected ${JSON.stringify(expected)}`);
 }
 
 /** Waits for the run to close, whatever its outcome: the history is what we keep. */
@@ -179,11 +233,52 @@ export const scenarios: ReplayScenario[] = [
       return settle(ctx, workflowId);
     },
   },
+  {
+    workflowType: 'agentRun',
+    path: 'conversation-kommo-delayed-burst',
+    description: 'a Kommo lead writes twice within the response delay; one reply answers both, sent into the talk, and the memory is written',
+    async run(ctx) {
+      ctx.llm.enqueue({ kind: 'text', content: 'The blue one is 40 EUR and in stock.' }, { kind: 'text', content: 'The lead asked about the blue one.' });
+      const lead = await startKommoConversation(ctx, { responseDelaySeconds: 2, idleTimeoutSeconds: 2 });
+      await lead.says('Hi!');
+      await lead.says('How much is the blue one?');
+      await settle(ctx, lead.workflowId);
+      expectReplies(lead.replies(), ['The blue one is 40 EUR and in stock.']);
+      return lead.workflowId;
+    },
+  },
+  {
+    workflowType: 'agentRun',
+    path: 'conversation-handoff-resumed',
+    description: 'a Kommo lead asks for a person: the conversation is handed off (task in Kommo, no reply); a member resumes it and the next message is answered into the talk',
+    async run(ctx) {
+      ctx.llm.enqueue({ kind: 'text', content: 'Welcome back, how can I help?' }, { kind: 'text', content: 'The lead wanted a person, then came back.' });
+      const lead = await startKommoConversation(ctx, { idleTimeoutSeconds: 5 });
+      const tasksBefore = kommo!.tasks.length;
+      await lead.says('Can I talk to a real person?');
+      await waitForEvent(ctx, lead.runId, 'reply.held');
+      const tasks = kommo!.tasks.slice(tasksBefore).map((t) => t.text);
+      if (tasks.length !== 1 || !tasks[0]!.includes('the lead asked for a person')) throw new Error(`expected one handoff task in Kommo, got ${JSON.stringify(tasks)}`);
+      const { resumed } = await ctx.temporal.client.workflow.getHandle(lead.workflowId).executeUpdate(agentRunWorkflow.resumeConversationUpdate);
+      if (!resumed) throw new Error('the handoff was not running when the member resumed');
+      await lead.says('Actually, the bot is fine.');
+      await settle(ctx, lead.workflowId);
+      expectReplies(lead.replies(), ['Welcome back, how can I help?']);
+      return lead.workflowId;
+    },
+  },
 ];
 
 export async function startWorkers(ctx: ScenarioContext) {
-  return [await createTestAgentWorker({ temporal: ctx.temporal, pool: ctx.pool, llmBaseUrl: ctx.llm.url, taskQueue: ctx.taskQueue })];
+  kommo = await startFakeKommo({ dataset: { leads: 5 }, rateLimitPerSecond: null });
+  kommo.addLongLivedToken(KOMMO_TOKEN);
+  const credentials = testCredentialStore(ctx.pool, crmSettingsFor({ kommo }));
+  return [await createTestAgentWorker({ temporal: ctx.temporal, pool: ctx.pool, llmBaseUrl: ctx.llm.url, taskQueue: ctx.taskQueue, credentials })];
+}
+
+export async function close() {
+  await kommo?.close();
 }
 
 // Checked against the shape the recorder expects.
-void ({ scenarios, startWorkers } satisfies ScenarioModule);
+void ({ scenarios, startWorkers, close } satisfies ScenarioModule);
