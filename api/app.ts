@@ -268,7 +268,7 @@ export async function buildApp(deps: AppDeps) {
       // Endpoint secrets are encrypted with the same keyring as CRM credentials (ENCRYPTION_KEYS).
       if (deps.crm) {
         await v1.register(
-          webhookEndpointRoutes(createWebhookEndpointService({ pool: deps.pool, keyring: deps.crm.keyring, ...(deps.crm.settings.ssrf ? { ssrf: deps.crm.settings.ssrf } : {}) })),
+          webhookEndpointRoutes(createWebhookEndpointService({ pool: deps.pool, keyring: deps.crm.keyring, caps, ...(deps.crm.settings.ssrf ? { ssrf: deps.crm.settings.ssrf } : {}) })),
         );
       }
     },

@@ -47,6 +47,7 @@ async function main(): Promise<void> {
       knowledgeDocumentsPerOrg: config.LIMIT_KNOWLEDGE_DOCUMENTS_PER_ORG,
       apiKeysPerOrg: config.LIMIT_API_KEYS_PER_ORG,
       invitesPerOrg: config.LIMIT_INVITES_PER_ORG,
+      webhookEndpointsPerOrg: config.LIMIT_WEBHOOK_ENDPOINTS_PER_ORG,
     },
     spend: { settings: spendSettingsFrom(config), models: operatorModels(config.LLM_MODELS, parsePriceTable(config.LLM_PRICES)) },
     streamLimits: { maxPerUser: config.STREAM_MAX_PER_USER, maxPerOrg: config.STREAM_MAX_PER_ORG, maxLifetimeMs: config.STREAM_MAX_LIFETIME_SECONDS * 1000 },

@@ -171,6 +171,7 @@ const apiSchema = baseSchema.extend({
   LIMIT_KNOWLEDGE_DOCUMENTS_PER_ORG: z.coerce.number().int().positive().default(10_000),
   LIMIT_API_KEYS_PER_ORG: z.coerce.number().int().positive().default(50),
   LIMIT_INVITES_PER_ORG: z.coerce.number().int().positive().default(500),
+  LIMIT_WEBHOOK_ENDPOINTS_PER_ORG: z.coerce.number().int().positive().default(20),
   TEMPORAL_CALL_DEADLINE_MS: positiveMs.max(60_000).default(5_000),
   RUN_DISPATCH_INTERVAL_MS: positiveMs.max(3_600_000).default(15_000),
 });

@@ -15,6 +15,8 @@ export interface ResourceCaps {
   apiKeysPerOrg: number;
   /** Pending invites (not accepted, revoked or expired). */
   invitesPerOrg: number;
+  /** Org webhook endpoints: each is a URL every org event is delivered to. */
+  webhookEndpointsPerOrg: number;
 }
 
 export const DEFAULT_RESOURCE_CAPS: ResourceCaps = {
@@ -23,6 +25,7 @@ export const DEFAULT_RESOURCE_CAPS: ResourceCaps = {
   knowledgeDocumentsPerOrg: 10_000,
   apiKeysPerOrg: 50,
   invitesPerOrg: 500,
+  webhookEndpointsPerOrg: 20,
 };
 
 const counts = {
@@ -31,6 +34,7 @@ const counts = {
   knowledgeDocumentsPerOrg: `select count(*) from public.knowledge_documents where org_id = $1`,
   apiKeysPerOrg: `select count(*) from public.api_keys where org_id = $1 and revoked_at is null`,
   invitesPerOrg: `select count(*) from public.invites where org_id = $1 and accepted_at is null and revoked_at is null and expires_at > now()`,
+  webhookEndpointsPerOrg: `select count(*) from public.webhook_endpoints where org_id = $1`,
 } satisfies Record<keyof ResourceCaps, string>;
 
 const nouns: Record<keyof ResourceCaps, string> = {
@@ -39,6 +43,7 @@ const nouns: Record<keyof ResourceCaps, string> = {
   knowledgeDocumentsPerOrg: 'knowledge documents',
   apiKeysPerOrg: 'active API keys',
   invitesPerOrg: 'pending invites',
+  webhookEndpointsPerOrg: 'webhook endpoints',
 };
 
 /**

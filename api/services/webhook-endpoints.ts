@@ -8,6 +8,7 @@ import { assertPublicUrl, UnsafeUrlError, type SsrfPolicy } from '../../lib/ssrf
 import { generateWebhookSecret } from '../../lib/standard-webhooks.js';
 import { decodeCursor, toPage } from '../pagination.js';
 import { notFound, ProblemError } from '../problems.js';
+import { DEFAULT_RESOURCE_CAPS, requireBelowCap, type ResourceCaps } from './caps.js';
 import { requireOrgRole } from './org-access.js';
 
 /**
@@ -17,7 +18,6 @@ import { requireOrgRole } from './org-access.js';
  * delivery (workers). Deliveries and their attempts are the log admins read to see what reached
  * their systems.
  */
-export const MAX_ENDPOINTS_PER_ORG = 20;
 
 export interface WebhookEndpointView {
   id: string;
@@ -79,7 +79,8 @@ function toDeliveryView(row: DeliveryRow) {
   };
 }
 
-export function createWebhookEndpointService(deps: { pool: pg.Pool; keyring: Keyring; ssrf?: SsrfPolicy }) {
+export function createWebhookEndpointService(deps: { pool: pg.Pool; keyring: Keyring; ssrf?: SsrfPolicy; caps?: ResourceCaps }) {
+  const caps = deps.caps ?? DEFAULT_RESOURCE_CAPS;
   /** https only (plain http only for allowlisted development hosts), and a public address. */
   async function assertDeliverableUrl(raw: string): Promise<void> {
     const problem = (message: string) => new ProblemError('validation-error', `The endpoint URL ${message}.`, [{ path: 'body.url', message }]);
@@ -101,10 +102,7 @@ export function createWebhookEndpointService(deps: { pool: pg.Pool; keyring: Key
     const secret = generateWebhookSecret();
     return withPrincipal(deps.pool, principal, async (tx) => {
       await requireOrgRole(tx, orgId, 'admin');
-      const count = await tx.query<{ n: number }>(`select count(*)::int as n from public.webhook_endpoints where org_id = $1`, [orgId]);
-      if (count.rows[0]!.n >= MAX_ENDPOINTS_PER_ORG) {
-        throw new ProblemError('conflict', `An organization has at most ${MAX_ENDPOINTS_PER_ORG} webhook endpoints; delete one first.`);
-      }
+      await requireBelowCap(tx, caps, 'webhookEndpointsPerOrg', orgId);
       // The id first: the ciphertext is bound to it.
       const id = randomUUID();
       const { rows } = await tx.query<EndpointRow>(

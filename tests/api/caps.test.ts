@@ -3,6 +3,7 @@ import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp, type App } from '../../api/app.js';
 import { signUserToken, TEST_JWT_SECRET } from '../support/auth.js';
+import { startFullTestApp } from '../support/full-app.js';
 import { adminPool, appPool, createOrgWithMembers } from '../support/db.js';
 import { connectTestTemporal, testLogger, type TestTemporal } from '../support/temporal.js';
 
@@ -76,5 +77,23 @@ describe('resource caps', () => {
 
     expect((await post(token, `${base}/invites`, { email: `${randomUUID()}@example.test` })).statusCode).toBe(201);
     expectLimit(await post(token, `${base}/invites`, { email: `${randomUUID()}@example.test` }));
+  });
+
+  it('caps webhook endpoints per org (the full app: endpoints need the CRM keyring; loopback is its allowed host)', async () => {
+    const full = await startFullTestApp({ caps: { webhookEndpointsPerOrg: 1 } });
+    try {
+      const org = await createOrgWithMembers(full.admin, ['owner']);
+      const token = await signUserToken(org.userWithRole('owner'));
+      const create = () => full.app.inject({ method: 'POST', url: `/v1/orgs/${org.orgId}/webhook-endpoints`, headers: { authorization: `Bearer ${token}` }, payload: { url: 'https://127.0.0.1/gap' } });
+      const first = await create();
+      expect(first.statusCode, first.body).toBe(201);
+      expectLimit(await create());
+      // A deleted endpoint no longer counts.
+      const del = await full.app.inject({ method: 'DELETE', url: `/v1/orgs/${org.orgId}/webhook-endpoints/${first.json().id}`, headers: { authorization: `Bearer ${token}` } });
+      expect(del.statusCode).toBe(204);
+      expect((await create()).statusCode).toBe(201);
+    } finally {
+      await full.close();
+    }
   });
 });

@@ -44,7 +44,7 @@ export interface FullTestApp {
   close(): Promise<void>;
 }
 
-export interface FullTestAppOptions extends Partial<Pick<AppDeps, 'rateLimits' | 'bodyLimitBytes' | 'updateDeadlineMs'>> {
+export interface FullTestAppOptions extends Partial<Pick<AppDeps, 'rateLimits' | 'bodyLimitBytes' | 'updateDeadlineMs' | 'caps'>> {
   crmSettings?: (base: CrmSettings) => CrmSettings;
   /** Dataset sizes of the fakes (default 3 Kommo leads, 3 HubSpot deals). */
   kommoDataset?: Partial<KommoDatasetSize>;
@@ -84,6 +84,7 @@ export async function startFullTestApp(overrides: FullTestAppOptions = {}): Prom
     rateLimits: overrides.rateLimits ?? { perOrg: 1_000_000, perApiKey: 1_000_000, perUser: 1_000_000, perIp: 1_000_000, windowMs: 60_000 },
     ...(overrides.bodyLimitBytes ? { bodyLimitBytes: overrides.bodyLimitBytes } : {}),
     ...(overrides.updateDeadlineMs ? { updateDeadlineMs: overrides.updateDeadlineMs } : {}),
+    ...(overrides.caps ? { caps: overrides.caps } : {}),
     console: { dir: CONSOLE_DIST, ...overrides.console },
   });
   await app.ready();
