@@ -14,6 +14,7 @@ import type { CredentialStore } from '../integrations/crm/credentials.js';
 import { CrmError } from '../integrations/crm/http.js';
 import { tombstoneRecords, upsertRecords } from '../integrations/crm/record-store.js';
 import type { CrmAdapter, CrmEntityType, CrmMessageRef, CrmProvider } from '../integrations/crm/types.js';
+import { loadMessagingSettings } from '../integrations/crm/messaging/settings.js';
 import type { ReplyTarget } from '../integrations/crm/messaging/types.js';
 import type { AgentStatus } from '../lib/agent-rules.js';
 import { DEFAULT_TRIGGER_COOLDOWN_MINUTES, leadThreadKey, type AgentTrigger } from '../lib/agent-triggers.js';
@@ -140,7 +141,7 @@ export function createCrmIntakeActivities(deps: CrmIntakeActivityDeps) {
         await ingestRecordChange(ref, provider, adapter, group);
       }
       for (const row of batch) {
-        if (row.payload.outgoing) await ingestOutgoing(ref, row, row.payload.outgoing);
+        if (row.payload.outgoing) await ingestOutgoing(ref, row.dedupe_key, row.external_id, row.payload.outgoing.messageId);
         else if (row.payload.message || row.payload.messageRef) await ingestMessage(ref, adapter, row);
       }
     } catch (err) {
@@ -288,7 +289,8 @@ export function createCrmIntakeActivities(deps: CrmIntakeActivityDeps) {
    * The lead's incoming message, into the lead's conversation with each agent triggered by
    * incoming messages. Kommo delivers the text about a lead; HubSpot only names the message, whose
    * text and contact are read through the API, and only when some agent listens (each read
-   * spends the connection's rate budget).
+   * spends the connection's rate budget). A HubSpot message a person sent to the contact is an
+   * outgoing one (Kommo's arrive as their own deliveries).
    */
   async function ingestMessage(ref: { orgId: string; connectionId: string }, adapter: CrmAdapter, row: DeliveryRow) {
     const agents = await triggeredAgents(ref.orgId, ref.connectionId, { event: 'incoming_message' });
@@ -302,13 +304,21 @@ export function createCrmIntakeActivities(deps: CrmIntakeActivityDeps) {
           replyTarget: talk ? { provider: 'kommo', talkId: talk.talkId, leadId: row.external_id, origin: talk.origin } : null,
         };
       } else {
-        if (!adapter.getIncomingMessage) throw ApplicationFailure.nonRetryable(`The ${adapter.provider} adapter cannot read conversation messages`, 'CrmRequestRejected');
+        if (!adapter.getConversationMessage) throw ApplicationFailure.nonRetryable(`The ${adapter.provider} adapter cannot read conversation messages`, 'CrmRequestRejected');
         let read;
         try {
-          read = await adapter.getIncomingMessage(row.payload.messageRef!);
+          read = await adapter.getConversationMessage(row.payload.messageRef!);
         } catch (err) {
           if (!eventScoped(err)) throw err;
           await markProcessed(ref, [row.dedupe_key], (err as Error).message.slice(0, 1000));
+          return;
+        }
+        if (read?.direction === 'outgoing') {
+          // A person of the portal wrote to the contact: the dedicated user the agent posts as
+          // is us (our reply's echo), anyone else is a salesperson taking over.
+          const settings = await withPrincipal(pool, worker(ref.orgId), (tx) => loadMessagingSettings(tx, ref.orgId, ref.connectionId));
+          if (read.senderActorId === settings.hubspotSenderActorId) await markProcessed(ref, [row.dedupe_key]);
+          else await ingestOutgoing(ref, row.dedupe_key, read.contactId, read.messageId);
           return;
         }
         incoming = read && { leadExternalId: read.contactId, text: read.text, replyTarget: read.replyTarget };
@@ -357,17 +367,18 @@ export function createCrmIntakeActivities(deps: CrmIntakeActivityDeps) {
   /**
    * An outgoing message in the lead's thread. Ours (a reply we sent, or one being sent right now,
    * whose id we may not have recorded yet) changes nothing; anyone else's is a salesperson taking
-   * over, which hands every open conversation of the thread to people.
+   * over, which hands every open conversation of the thread to people. Kommo names the lead;
+   * HubSpot the contact (read from the message's thread).
    */
-  async function ingestOutgoing(ref: { orgId: string; connectionId: string }, row: DeliveryRow, outgoing: { messageId: string | null }) {
-    const threadKey = leadThreadKey(ref.connectionId, row.external_id);
+  async function ingestOutgoing(ref: { orgId: string; connectionId: string }, dedupeKey: string, leadExternalId: string, messageId: string | null) {
+    const threadKey = leadThreadKey(ref.connectionId, leadExternalId);
     const open = await withPrincipal(pool, worker(ref.orgId), async (tx) => {
       const ours = await tx.query(
         `select 1 from public.crm_reply_sends s join public.agent_runs r on r.id = s.run_id and r.org_id = s.org_id
           where r.org_id = $1 and r.thread_key = $2
             and (s.external_id = $3 or (s.status = 'attempted' and s.attempted_at > now() - interval '2 minutes'))
           limit 1`,
-        [ref.orgId, threadKey, outgoing.messageId],
+        [ref.orgId, threadKey, messageId],
       );
       if (ours.rowCount === 1) return [];
       const { rows } = await tx.query<{ id: string; agent_id: string }>(
@@ -376,11 +387,11 @@ export function createCrmIntakeActivities(deps: CrmIntakeActivityDeps) {
       );
       return rows;
     });
-    const deliveryId = sha256Hex(`${ref.connectionId}:${row.dedupe_key}`).slice(0, 32);
+    const deliveryId = sha256Hex(`${ref.connectionId}:${dedupeKey}`).slice(0, 32);
     for (const run of open) {
       await deps.handoff.requestHandoff({ orgId: ref.orgId, agentId: run.agent_id, runId: run.id }, { reason: 'salesperson_replied', key: `salesperson:${deliveryId}` });
     }
-    await markProcessed(ref, [row.dedupe_key]);
+    await markProcessed(ref, [dedupeKey]);
   }
 
   /**

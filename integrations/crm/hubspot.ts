@@ -15,6 +15,7 @@ import type {
   CrmAdapter,
   CrmDeletionsPage,
   CrmEntityType,
+  CrmConversationMessage,
   CrmIncomingMessage,
   CrmMessageRef,
   CrmObjectType,
@@ -349,20 +350,30 @@ export class HubspotAdapter implements CrmAdapter {
   }
 
   async getIncomingMessage(ref: CrmMessageRef): Promise<CrmIncomingMessage | null> {
+    const message = await this.getConversationMessage(ref);
+    return message?.direction === 'incoming' ? { contactId: message.contactId, text: message.text, replyTarget: message.replyTarget } : null;
+  }
+
+  async getConversationMessage(ref: CrmMessageRef): Promise<CrmConversationMessage | null> {
     const thread = `/conversations/v3/conversations/threads/${encodeURIComponent(ref.threadId)}`;
     try {
       const message = await this.http.requestParsed({ method: 'GET', path: `${thread}/messages/${encodeURIComponent(ref.messageId)}` }, conversationMessage);
-      // OUTGOING is anything sent from the inbox (a colleague's reply, or an agent's own reply
-      // posted back to HubSpot): only what the contact sent is passed on, so replies never loop.
-      if (message.type !== 'MESSAGE' || message.direction !== 'INCOMING') return null;
-      const text = incomingMessageText(message.text);
-      if (text === null) return null;
+      if (message.type !== 'MESSAGE') return null;
+      // OUTGOING is anything sent from the inbox: a colleague's reply or the agent's own reply
+      // posted back to HubSpot. Only one sent by a person of the portal (an agent actor `A-…`;
+      // not `S-hubspot`, `I-<app>`, bots) is passed on, for the intake to tell ours apart.
+      const sender = message.senders?.[0]?.actorId ?? null;
+      const outgoing = message.direction === 'OUTGOING' && sender !== null && sender.startsWith('A-');
+      const text = message.direction === 'INCOMING' ? incomingMessageText(message.text) : null;
+      if (!outgoing && text === null) return null;
       // The conversation is keyed by the contact, which only the thread names.
       const { associatedContactId, spam } = await this.http.requestParsed({ method: 'GET', path: thread }, conversationThread);
       // A thread the inbox marked as spam is not a conversation an agent should join.
       if (spam === true) return null;
       if (associatedContactId === null || associatedContactId === undefined || associatedContactId === '') return null;
-      return { contactId: String(associatedContactId), text, replyTarget: replyTargetOf(ref.threadId, message) };
+      const contactId = String(associatedContactId);
+      if (outgoing) return { direction: 'outgoing', contactId, messageId: message.id, senderActorId: sender };
+      return { direction: 'incoming', contactId, text: text!, replyTarget: replyTargetOf(ref.threadId, message) };
     } catch (err) {
       if (err instanceof CrmError && err.kind === 'not-found') return null;
       throw err;

@@ -81,6 +81,12 @@ export interface CrmAdapter {
    * the text itself).
    */
   getIncomingMessage?(ref: CrmMessageRef): Promise<CrmIncomingMessage | null>;
+  /**
+   * Like `getIncomingMessage`, and also an outgoing message a person of the CRM account sent
+   * into a contact's thread (HubSpot: `OUTGOING` from an agent actor `A-…`), which is ours or
+   * a salesperson taking over. The intake reads this one.
+   */
+  getConversationMessage?(ref: CrmMessageRef): Promise<CrmConversationMessage | null>;
   /** Sends replies into a lead's thread through this adapter's client (same token, same rate budget). */
   messenger(settings: MessagingSettings): CrmMessenger;
 }
@@ -99,6 +105,11 @@ export interface CrmIncomingMessage {
   /** Where a reply to it goes (the same thread and channel), when the message names it. */
   replyTarget: ReplyTarget | null;
 }
+
+/** A conversation message as the intake needs it: what the contact wrote, or who wrote to the contact. */
+export type CrmConversationMessage =
+  | ({ direction: 'incoming' } & CrmIncomingMessage)
+  | { direction: 'outgoing'; contactId: string; messageId: string; senderActorId: string };
 
 /** Access and refresh tokens as a provider's token endpoint issues them. */
 export interface TokenSet {

@@ -82,6 +82,14 @@ describe('HubspotAdapter.getIncomingMessage', () => {
     expect(await adapter.getIncomingMessage({ threadId: String(anonymous), messageId: fromVisitor })).toBeNull();
     expect(await adapter.getIncomingMessage({ threadId: String(spamThread), messageId: fromSpammer })).toBeNull();
     expect(await adapter.getIncomingMessage({ threadId: '1', messageId: hello })).toBeNull();
+    // The conversation read also names who wrote an outgoing message (a user of the portal), for handoffs.
+    expect(await adapter.getConversationMessage({ threadId: String(thread), messageId: reply })).toEqual({
+      direction: 'outgoing',
+      contactId: '30001',
+      messageId: reply,
+      senderActorId: expect.stringMatching(/^A-\d+$/),
+    });
+    expect(await adapter.getConversationMessage({ threadId: String(thread), messageId: note })).toBeNull();
   });
 
   it('classifies refusals like the other reads: 429 retryable with the default wait, 401 not', async () => {
@@ -217,9 +225,11 @@ describe('HubSpot incoming chat messages reach the contact conversation of trigg
     expect(await messagesOf(agentId)).toEqual([]);
     expect(await runsOf(agentId)).toEqual([]);
     expect(await openDeliveries(connectionId)).toEqual([]);
-    // The outgoing message was read (that is how we know its direction) and its thread never was.
+    // The outgoing message was read (that is how we know its direction); a colleague wrote it, so
+    // its thread was read once for the contact whose open conversations it hands off (none here).
+    // The comment and the blank message never needed the thread.
     expect(conversationReads(thread)).toContain(`/conversations/v3/conversations/threads/${thread}/messages/${reply}`);
-    expect(conversationReads(thread)).not.toContain(`/conversations/v3/conversations/threads/${thread}`);
+    expect(conversationReads(thread).filter((p) => p === `/conversations/v3/conversations/threads/${thread}`)).toHaveLength(1);
     expect(conversationReads(visitorThread)).toContain(`/conversations/v3/conversations/threads/${visitorThread}`);
   });
 

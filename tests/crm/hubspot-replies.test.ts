@@ -6,7 +6,7 @@ import type { FakeHubspot } from '../fakes/hubspot-server.js';
 import { signUserToken } from '../support/auth.js';
 import { createOrgWithMembers } from '../support/db.js';
 import { startFullTestApp, type FullTestApp } from '../support/full-app.js';
-import { createCrmConnection } from './support.js';
+import { createCrmConnection, intakeSettled } from './support.js';
 
 /** A `conversation.newMessage` event as HubSpot sends it (no text: only the thread and message ids). */
 const newMessageEvent = (eventId: number, threadId: number, messageId: string) => ({
@@ -105,6 +105,39 @@ describe("the agent's answer goes into the contact's HubSpot thread, as the dedi
     expect((await deliver(connectionId, [newMessageEvent(610_002, thread, ours)])).statusCode).toBe(200);
     await new Promise((resolve) => setTimeout(resolve, 2_000));
     expect(outgoing(thread)).toHaveLength(1);
+  });
+
+  it('a salesperson (another agent actor of the portal) writing in the thread hands it to people; our own reply\'s echo does not', async () => {
+    const connectionId = await connectionWithAgent();
+    await app.inject({ method: 'PUT', url: `/v1/orgs/${orgId}/crm/connections/${connectionId}/messaging-settings`, headers: as(adminToken), payload: { hubspotSenderActorId: AGENT_USER } });
+    const thread = hubspot.addConversationThread({ contactId: 30_004 });
+    const first = hubspot.addConversationMessage(thread, { direction: 'INCOMING', text: 'Do you ship to Porto?' });
+    expect((await deliver(connectionId, [newMessageEvent(630_001, thread, first)])).statusCode).toBe(200);
+    await expect.poll(() => outgoing(thread).map((m) => m.text), { timeout: 60_000, interval: 250 }).toEqual([echoOf('Do you ship to Porto?')]);
+    const run = (await runOf(connectionId, 30_004))!;
+    const runView = async () => (await app.inject({ method: 'GET', url: `/v1/orgs/${orgId}/runs/${run.id}`, headers: as(memberToken) })).json();
+    const eventsOf = async () => (await admin.query<{ type: string; payload: Record<string, unknown> }>(`select type, payload from public.run_events where run_id = $1 order by seq`, [run.id])).rows;
+
+    // Our reply's echo is OUTGOING from an agent actor too, but from the dedicated user: no handoff.
+    expect((await deliver(connectionId, [newMessageEvent(630_002, thread, outgoing(thread)[0]!.id)])).statusCode).toBe(200);
+    await intakeSettled(admin, connectionId);
+    expect((await runView()).handoff).toBeNull();
+
+    // A colleague answers from the inbox (the fake's owner 1, actor A-601).
+    const salesperson = hubspot.addConversationMessage(thread, { direction: 'OUTGOING', text: 'Hi, Ana from sales here: yes we do!' });
+    expect((await deliver(connectionId, [newMessageEvent(630_003, thread, salesperson)])).statusCode).toBe(200);
+    await expect.poll(async () => (await runView()).handoff, { timeout: 30_000, interval: 250 }).toEqual({ reason: 'salesperson_replied', since: expect.any(String), until: expect.any(String) });
+    await expect
+      .poll(async () => (await admin.query(`select payload from public.org_events where org_id = $1 and type = 'handoff.requested' and payload->>'runId' = $2`, [orgId, run.id])).rows, { timeout: 10_000 })
+      .toEqual([{ payload: expect.objectContaining({ reason: 'salesperson_replied' }) }]);
+
+    // The lead's next message is recorded and held, not answered.
+    const next = hubspot.addConversationMessage(thread, { direction: 'INCOMING', text: 'Great, how long does it take?' });
+    expect((await deliver(connectionId, [newMessageEvent(630_004, thread, next)])).statusCode).toBe(200);
+    await expect.poll(async () => (await eventsOf()).filter((e) => e.type === 'reply.held'), { timeout: 30_000, interval: 250 }).toEqual([
+      expect.objectContaining({ payload: expect.objectContaining({ reason: 'handoff' }) }),
+    ]);
+    expect(outgoing(thread).map((m) => m.text)).toEqual([echoOf('Do you ship to Porto?'), 'Hi, Ana from sales here: yes we do!']);
   });
 
   it('without a sender user the reply fails as reply_failed, the run is flagged for people, and a member clears the flag', async () => {
