@@ -15,7 +15,7 @@ import { ConnectionUnavailableError } from '../../integrations/crm/credentials.j
 import { CrmError } from '../../integrations/crm/http.js';
 import type { CrmTarget } from '../../integrations/crm/types.js';
 import type { HandoffReason } from '../../lib/agent-rules.js';
-import { withPrincipal } from '../../lib/db.js';
+import { autocommitAsPrincipal, withPrincipal } from '../../lib/db.js';
 import { toActivityFailure } from '../activity-failure.js';
 import { runEffectOnce } from '../effects.js';
 import type { RunRef, RunStep } from './contract.js';
@@ -96,12 +96,14 @@ export function createHandoffActivities(deps: Pick<ResolvedAgentRunDeps, 'pool' 
     const thread = state.thread_key?.match(/^crm:([0-9a-f-]{36}):(.+)$/);
     if (!thread || !credentials) return { taskId: null };
     const [, connectionId, leadId] = thread as unknown as [string, string, string];
-    const { result } = await runEffectOnce({ pool, orgId: input.orgId, runId: input.runId, toolName: 'handoff' }, `handoff-task:${input.runId}:${input.key}`, async (tx) => {
+    const { result } = await runEffectOnce({ pool, orgId: input.orgId, runId: input.runId, toolName: 'handoff' }, `handoff-task:${input.runId}:${input.key}`, async () => {
       try {
         const { adapter } = await credentials.open({ orgId: input.orgId, connectionId });
         // The lead: a Kommo lead is a deal; HubSpot threads are about a contact.
         const target: CrmTarget = { objectType: adapter.provider === 'kommo' ? 'deals' : 'contacts', externalId: leadId };
-        const known = await tx.query<{ owner_id: string | null }>(
+        const known = await autocommitAsPrincipal<{ owner_id: string | null }>(
+          pool,
+          workerOf(input.orgId),
           `select owner_id from public.crm_records where connection_id = $1 and object_type = $2 and external_id = $3 and deleted_at is null`,
           [connectionId, target.objectType, target.externalId],
         );

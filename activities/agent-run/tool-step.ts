@@ -88,7 +88,7 @@ export function createToolStepActivities({ pool, tools }: Pick<ResolvedAgentRunD
         if (!info.isLocal) ctx.heartbeat();
       },
       withOrgScope: (fn) => withPrincipal(pool, workerOf(call.orgId), fn),
-      runEffectOnce: (effect) => runEffectOnce({ pool, orgId: call.orgId, runId: call.runId, toolName: tool.name }, idempotencyKey, effect),
+      runEffectOnce: (effect, recordRows) => runEffectOnce({ pool, orgId: call.orgId, runId: call.runId, toolName: tool.name }, idempotencyKey, effect, recordRows),
     };
     let result: JsonValue;
     try {

@@ -237,14 +237,20 @@ export function createCrmTools(deps: CrmToolDeps): AgentTool[] {
       pipelineId: z.string().min(1).max(100).optional().describe('Only to move the deal to another pipeline'),
     }),
     execute: guarded(async (args: { dealId: string; stageId: string; pipelineId?: string | undefined }, ctx) => {
-      const { result } = await ctx.runEffectOnce(async (tx) => {
-        const { adapter, connectionId } = await openCrm(deps, ctx);
-        ctx.heartbeat();
-        const record = await adapter.updateStage(args.dealId, { stageId: args.stageId, ...(args.pipelineId ? { pipelineId: args.pipelineId } : {}) });
-        // Our synced copy follows at once (in the ledger's transaction), so searches see the new stage.
-        await upsertRecords(tx, { orgId: ctx.orgId, connectionId }, 'deals', [record], null);
-        return recordView(record);
-      });
+      let moved: { record: Awaited<ReturnType<CrmAdapter['updateStage']>>; connectionId: string } | undefined;
+      const { result } = await ctx.runEffectOnce(
+        async () => {
+          const { adapter, connectionId } = await openCrm(deps, ctx);
+          ctx.heartbeat();
+          const record = await adapter.updateStage(args.dealId, { stageId: args.stageId, ...(args.pipelineId ? { pipelineId: args.pipelineId } : {}) });
+          moved = { record, connectionId };
+          return recordView(record);
+        },
+        // Our synced copy follows at once (with the ledger entry), so searches see the new stage.
+        async (tx) => {
+          if (moved) await upsertRecords(tx, { orgId: ctx.orgId, connectionId: moved.connectionId }, 'deals', [moved.record], null);
+        },
+      );
       return result;
     }),
   });

@@ -11,10 +11,10 @@
  *   kind: 'effect',                              // 'read' | 'effect' | 'control', see ToolKind
  *   parameters: z.strictObject({ recordId: z.string(), text: z.string().max(5000) }),
  *   async execute(args, ctx) {                   // args are parsed and typed by `parameters`
- *     const { result } = await ctx.runEffectOnce(async (tx) => {
- *       // call the CRM with ctx.idempotencyKey as its idempotency key, write rows through tx
+ *     const { result } = await ctx.runEffectOnce(async () => {
+ *       // call the CRM with ctx.idempotencyKey as its idempotency key (no transaction is open)
  *       return { noteId: '…' };                  // JSON; recorded in the ledger and shown to the model
- *     });
+ *     }, async (tx, note) => {});               // optional: our own rows that follow, with the ledger entry
  *     return result;
  *   },
  * }));
@@ -29,7 +29,7 @@
  *   passes only ids through Temporal. A tool returns JSON (keep it small: it goes back into
  *   the model's context) and never secrets.
  * - Database access goes through `ctx.withOrgScope` (the worker principal of the run's org,
- *   so RLS applies) or the `tx` that `runEffectOnce` hands the effect.
+ *   so RLS applies) or the `tx` that `runEffectOnce` hands its `record` step.
  * - An `effect` tool changes something outside the run and MUST perform that change inside
  *   `ctx.runEffectOnce`, so a retry after the effect returns the recorded result.
  * - Long work calls `ctx.heartbeat()` and honours `ctx.signal` (cancellation of the run).
@@ -64,8 +64,11 @@ export interface ToolContext {
   heartbeat(): void;
   /** A transaction as the worker principal of the run's org. */
   withOrgScope<T>(fn: (tx: Tx) => Promise<T>): Promise<T>;
-  /** Performs `effect` at most once for this tool call; see activities/effects.ts. */
-  runEffectOnce<T extends JsonValue>(effect: (tx: Tx) => Promise<T>): Promise<{ result: T; replayed: boolean }>;
+  /**
+   * Performs `effect` (the external call, no transaction open) at most once for this tool call,
+   * then `record(tx, result)` (our own rows that follow it) with the ledger entry; see activities/effects.ts.
+   */
+  runEffectOnce<T extends JsonValue>(effect: () => Promise<T>, record?: (tx: Tx, result: T) => Promise<void>): Promise<{ result: T; replayed: boolean }>;
 }
 
 export interface AgentTool<S extends z.ZodType = z.ZodType> {

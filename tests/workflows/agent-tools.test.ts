@@ -16,7 +16,12 @@ import { decideApprovalUpdate, postMessageUpdate, runStateQuery, agentRun, type 
 import { RunStatusSearchAttribute } from '../../workflows/search-attributes.js';
 
 /** A side-effecting test tool: counts real executions, and fails once right after its effect committed. */
-const effects = { executed: 0, failAfterEffect: new Set<string>() };
+const effects = {
+  executed: 0,
+  failAfterEffect: new Set<string>(),
+  /** Runs inside the effect, as another session would look at the database during a CRM call. */
+  observe: undefined as ((idempotencyKey: string, orgId: string) => Promise<void>) | undefined,
+};
 const recordNote = defineTool({
   name: 'test_record_note',
   description: 'Records a note (test tool with a side effect)',
@@ -24,6 +29,7 @@ const recordNote = defineTool({
   parameters: z.strictObject({ text: z.string().min(1) }),
   async execute(args, ctx) {
     const { result } = await ctx.runEffectOnce(async () => {
+      await effects.observe?.(ctx.idempotencyKey, ctx.orgId);
       effects.executed += 1;
       return { noteId: `note-${effects.executed}`, length: args.text.length };
     });
@@ -265,6 +271,33 @@ describe('agentRun: tools, approvals, timers, budgets', () => {
     expect(rows[0].idempotency_key).toBe(`agent-run:${ids.runId}:tool-3`);
     const tool = (await events(ids.runId)).find((e) => e.type === 'tool.completed')!;
     expect(tool.payload.result).toEqual(rows[0].result);
+  });
+
+  it('holds no transaction across the external call: the claim commits before it, the result after', async () => {
+    const ids = await newRun('Write a note', { allowedTools: ['test_record_note'] });
+    const seen: { claim: unknown; lockFree: boolean }[] = [];
+    effects.observe = async (key, orgId) => {
+      const claim = await admin.query(`select completed_at, lease_until > now() as leased from public.effect_ledger where org_id = $1 and idempotency_key = $2`, [orgId, key]);
+      // The key's advisory lock is transaction-scoped: free here means no transaction holds it now.
+      const client = await admin.connect();
+      try {
+        await client.query('begin');
+        const lock = await client.query<{ ok: boolean }>(`select pg_try_advisory_xact_lock(hashtextextended($1, 0)) as ok`, [`effect:${orgId}:${key}`]);
+        await client.query('rollback');
+        seen.push({ claim: claim.rows, lockFree: lock.rows[0]!.ok });
+      } finally {
+        client.release();
+      }
+    };
+    try {
+      llm.enqueue({ kind: 'tool_calls', calls: [{ name: 'test_record_note', arguments: '{"text":"hello"}' }] }, { kind: 'text', content: 'Noted.' });
+      expect((await (await start(ids)).result()).status).toBe('completed');
+    } finally {
+      effects.observe = undefined;
+    }
+    expect(seen).toEqual([{ claim: [{ completed_at: null, leased: true }], lockFree: true }]);
+    const { rows } = await admin.query(`select completed_at is not null as completed, lease_until, result from public.effect_ledger where run_id = $1`, [ids.runId]);
+    expect(rows).toEqual([{ completed: true, lease_until: null, result: expect.objectContaining({ noteId: expect.any(String) }) }]);
   });
 
   it('pauses a tool that needs approval, and runs it once approved', async () => {
