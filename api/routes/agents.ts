@@ -62,7 +62,7 @@ export function agentRoutes(agents: AgentService): FastifyPluginAsyncZod {
   return async (app) => {
     app.post('/orgs/:orgId/agents', {
       config: { auth: 'bearer', minRole: 'admin' },
-      schema: { operationId: 'createAgent', summary: 'Create an agent', params: orgParams, body: createBody, response: { 201: agentSchema, ...problems } },
+      schema: { operationId: 'createAgent', summary: 'Create an agent', params: orgParams, body: createBody, response: { 201: agentSchema, 409: problemSchema, ...problems } },
       handler: async (request, reply) => {
         const agent = await agents.create(request.principal, request.params.orgId, request.body);
         reply.header('location', `/v1/orgs/${agent.orgId}/agents/${agent.id}`);

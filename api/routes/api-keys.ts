@@ -28,7 +28,7 @@ export function apiKeyRoutes(keys: ApiKeyService): FastifyPluginAsyncZod {
         summary: 'Create an API key (admin user); the key is shown once',
         params: orgParams,
         body: z.strictObject({ name: z.string().trim().min(1).max(200), scope: scopeSchema.default('member') }),
-        response: { 201: apiKeySchema.extend({ key: z.string() }), ...problems },
+        response: { 201: apiKeySchema.extend({ key: z.string() }), 409: problemSchema, ...problems },
       },
       handler: async (request, reply) => reply.code(201).send(await keys.createKey(request.principal, request.params.orgId, request.body)),
     });

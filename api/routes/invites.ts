@@ -31,7 +31,7 @@ export function inviteRoutes(invites: InviteService): FastifyPluginAsyncZod {
           role: inviteRole.default('member'),
           expiresInHours: z.number().int().min(1).max(24 * 30).optional(),
         }),
-        response: { 201: inviteSchema.extend({ token: z.string() }), ...problems },
+        response: { 201: inviteSchema.extend({ token: z.string() }), 409: problemSchema, ...problems },
       },
       handler: async (request, reply) => reply.code(201).send(await invites.createInvite(request.principal, request.params.orgId, request.body)),
     });

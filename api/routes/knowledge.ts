@@ -109,7 +109,7 @@ export function knowledgeRoutes(knowledge: KnowledgeService, opts: KnowledgeRout
         description: 'Ingestion runs in the background; the document reports status (pending, processing, ready, failed) and progress.',
         params: orgParams,
         body: z.union([textBody, urlBody]).nullish(),
-        response: { 201: documentSchema, ...problems, 503: problemSchema },
+        response: { 201: documentSchema, 409: problemSchema, ...problems, 503: problemSchema },
       },
       handler: async (request, reply) => {
         const upload = await contentOf(request, request.body);

@@ -16,7 +16,7 @@ export function orgRoutes(orgs: OrgService): FastifyPluginAsyncZod {
   return async (app) => {
     app.post('/orgs', {
       config: { auth: 'bearer', minRole: null },
-      schema: { operationId: 'createOrg', summary: 'Create an organization (the caller becomes its owner)', body: orgBody, response: { 201: orgSchema, ...problems } },
+      schema: { operationId: 'createOrg', summary: 'Create an organization (the caller becomes its owner)', body: orgBody, response: { 201: orgSchema, 409: problemSchema, ...problems } },
       handler: async (request, reply) => {
         const org = await orgs.createOrg(request.principal, request.body);
         reply.header('location', `/v1/orgs/${org.id}`);
