@@ -60,6 +60,15 @@ describe('the sandbox CRM of npm run dev', { timeout: 120_000 }, () => {
     const written = await post(`${sandbox.url}/sandbox/leads/${leadId}/manager-messages`, { text: 'I will call you at 5.' });
     expect(written.status).toBe(201);
     expect((await thread(leadId)).at(-1)).toEqual({ id: expect.any(String), direction: 'out', author: 'manager', text: 'I will call you at 5.', createdAt: expect.any(String) });
+    // The real webhook reached the API: the lead's open conversation is handed to people.
+    const deadline = Date.now() + 30_000;
+    let handedOff: { handoff_reason: string | null }[] = [];
+    while (Date.now() < deadline) {
+      ({ rows: handedOff } = await full.admin.query(`select handoff_reason from public.agent_runs where org_id = $1 and handoff_until > now()`, [orgId]));
+      if (handedOff.length > 0) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(handedOff).toEqual([{ handoff_reason: 'salesperson_replied' }]);
     expect((await post(messagesUrl(999_999_999), { text: 'hello' })).status).toBe(404);
     expect((await fetch(messagesUrl(999_999_999))).status).toBe(404);
     expect((await post(messagesUrl(leadId), { text: '' })).status).toBe(400);
