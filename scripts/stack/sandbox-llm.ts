@@ -76,6 +76,9 @@ export interface FakeLlmOptions {
   defaultReply?: (body: FakeLlmRequestBody) => FakeLlmReply;
 }
 
+/** What the sandbox model answers to `text`: tests compare replies with it. */
+export const sandboxEcho = (text: string): string => `[sandbox LLM] You said: "${text}"`;
+
 export const SANDBOX_MODELS = ['sandbox/echo', 'sandbox/tool-caller'] as const;
 
 const REQUEST_BODY_LIMIT_BYTES = 10 * 1024 * 1024;
@@ -257,7 +260,7 @@ function sandboxReply(body: FakeLlmRequestBody): FakeLlmReply {
   const content: unknown = lastUserMessage?.content ?? '';
   const said = (typeof content === 'string' ? content : JSON.stringify(content)).replace(/\s+/g, ' ').trim();
   const echoed = said.length > ECHO_MAX_CHARS ? `${said.slice(0, ECHO_MAX_CHARS)}…` : said;
-  return { kind: 'text', content: `[sandbox LLM] You said: "${echoed}"` };
+  return { kind: 'text', content: sandboxEcho(echoed) };
 }
 
 function estimateTokens(text: string): number {

@@ -1,3 +1,4 @@
+import { sandboxEcho } from '../../scripts/stack/sandbox-llm.js';
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,7 +17,7 @@ const newMessageEvent = (eventId: number, threadId: number, messageId: string) =
   messageId,
   messageType: 'MESSAGE',
 });
-const echoOf = (text: string) => `[sandbox LLM] You said: "${text}"`;
+const echoOf = sandboxEcho;
 // The fake's first owner is user 601, whose agent actor is A-1601 (users are owners + 1000).
 const AGENT_USER = 'A-1601';
 

@@ -1,3 +1,4 @@
+import { sandboxEcho } from '../../scripts/stack/sandbox-llm.js';
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -22,7 +23,7 @@ const kommoMessage = (leadId: number, talkId: number, text: string, origin = 'te
   return form.toString();
 };
 
-const echoOf = (text: string) => `[sandbox LLM] You said: "${text}"`;
+const echoOf = sandboxEcho;
 
 describe("the agent's answer goes into the lead's Kommo talk, once", { timeout: 180_000 }, () => {
   let full: FullTestApp;

@@ -1,3 +1,4 @@
+import { sandboxEcho } from '../../scripts/stack/sandbox-llm.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
@@ -11,7 +12,7 @@ import { startFullTestApp, type FullTestApp } from '../support/full-app.js';
 import { createCrmConnection, testKeySpec } from './support.js';
 
 const crashWorkerPath = fileURLToPath(new URL('./crash-worker.ts', import.meta.url));
-const echoOf = (text: string) => `[sandbox LLM] You said: "${text}"`;
+const echoOf = sandboxEcho;
 
 /**
  * The worst moment for a duplicate: Kommo has stored the reply in the talk, and the worker dies

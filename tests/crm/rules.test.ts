@@ -3,6 +3,7 @@
  * intake and the conversation workflow obey them, and what the lead sees in the Kommo fake's
  * talk (the replies the agent sent) is the observable result.
  */
+import { sandboxEcho } from '../../scripts/stack/sandbox-llm.js';
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,7 +14,7 @@ import { createOrgWithMembers } from '../support/db.js';
 import { startFullTestApp, type FullTestApp } from '../support/full-app.js';
 import { createCrmConnection, intakeSettled } from './support.js';
 
-const echoOf = (text: string) => `[sandbox LLM] You said: "${text}"`;
+const echoOf = sandboxEcho;
 
 describe("the team's rules decide whether, when and where the agent answers a lead", { timeout: 180_000 }, () => {
   let full: FullTestApp;
