@@ -13,43 +13,15 @@
  * and sets REQUIRE_CHROMIUM=1, so CI fails rather than skips when it is missing).
  */
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import type { AddressInfo } from 'node:net';
+import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { startSandboxAuth, type SandboxAuth } from '../../scripts/stack/sandbox-auth.js';
-import { TEST_JWT_SECRET } from '../support/auth.js';
-import { startFullTestApp, type FullTestApp } from '../support/full-app.js';
-
-const root = fileURLToPath(new URL('../..', import.meta.url));
-const chromiumPath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const axeSource = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
-const LAUNCH_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'];
-
-interface AxeViolation {
-  id: string;
-  impact: string | null;
-  help: string;
-  nodes: Array<{ target: string[] }>;
-}
+import { describe, expect, it } from 'vitest';
+import { ARTIFACTS, axeViolations, chromiumMissing, useConsoleBrowser } from '../support/console-browser.js';
 
 describe('console (real browser, real stack)', () => {
-  if (!existsSync(chromiumPath)) {
-    it('needs Chromium', () => {
-      expect(process.env.REQUIRE_CHROMIUM, `no Chromium at ${chromiumPath} (apt-get install chromium)`).not.toBe('1');
-    });
-    return;
-  }
-
-  let auth: SandboxAuth;
-  let full: FullTestApp;
-  let browser: Browser;
-  let base: string;
-  const cspViolations: string[] = [];
-  const pageErrors: string[] = [];
+  if (chromiumMissing()) return;
+  const stack = useConsoleBrowser({ label: 'console' });
+  const { newContext, signUp } = stack;
   const tag = randomUUID().slice(0, 8);
   const owner = { email: `owner-${tag}@example.test`, password: 'owner-password-1' };
   const invitee = { email: `invitee-${tag}@example.test`, password: 'invitee-password-1' };
@@ -57,56 +29,11 @@ describe('console (real browser, real stack)', () => {
   let orgId = '';
   let runId = '';
 
-  const opened: Page[] = [];
-  async function newContext(width = 1280): Promise<BrowserContext> {
-    const context = await browser.newContext({ viewport: { width, height: 900 } });
-    context.on('page', (page) => {
-      opened.push(page);
-      watch(page);
-    });
-    return context;
-  }
-  function watch(page: Page) {
-    page.on('console', (message) => {
-      if (/Content.Security.Policy/i.test(message.text())) cspViolations.push(message.text());
-    });
-    page.on('pageerror', (err) => pageErrors.push(err.message));
-  }
-  async function signUp(page: Page, who: { email: string; password: string }) {
-    await page.getByRole('button', { name: 'Create an account' }).click();
-    await page.getByLabel('Email').fill(who.email);
-    await page.getByLabel('Password').fill(who.password);
-    await page.getByRole('button', { name: 'Create account' }).click();
-  }
-
-  beforeAll(async () => {
-    auth = await startSandboxAuth({ jwtSecret: TEST_JWT_SECRET });
-    full = await startFullTestApp({ agentWorker: true, console: { supabaseUrl: auth.url, supabaseAnonKey: auth.anonKey, temporalUiUrl: 'http://127.0.0.1:8233' } });
-    await full.app.listen({ host: '127.0.0.1', port: 0 });
-    base = `http://127.0.0.1:${(full.app.server.address() as AddressInfo).port}`;
-    browser = await chromium.launch({ executablePath: chromiumPath, headless: true, args: LAUNCH_ARGS });
-  }, 120_000);
-
-  // A failing step leaves a screenshot of every page still open, to see what the user saw.
-  afterEach(async (ctx) => {
-    if (ctx.task.result?.state !== 'fail') return;
-    mkdirSync(path.join(root, 'tests', '.artifacts'), { recursive: true });
-    for (const [i, page] of opened.entries()) {
-      if (!page.isClosed()) await page.screenshot({ path: path.join(root, 'tests', '.artifacts', `console-failure-${i}.png`), fullPage: true }).catch(() => {});
-    }
-  });
-
-  afterAll(async () => {
-    await browser?.close();
-    await full?.close();
-    await auth?.close();
-  });
-
   it('signs up, founds an org (showing the API problem for a blank name), creates an agent, runs it live and approves its tool call from the inbox', async () => {
     const context = await newContext();
     const page = await context.newPage();
     const started = Date.now();
-    await page.goto(base);
+    await page.goto(stack.base);
     await page.getByRole('heading', { name: 'Sign in', exact: true }).waitFor();
     const firstScreenMs = Date.now() - started;
     await signUp(page, owner);
@@ -124,7 +51,7 @@ describe('console (real browser, real stack)', () => {
     await page.getByRole('button', { name: 'Create organization' }).click();
     await page.getByRole('heading', { name: 'Agents', exact: true }).waitFor();
     orgId = /#\/orgs\/([0-9a-f-]{36})\/agents/.exec(page.url())![1]!;
-    const orgs = (await full.admin.query(`select o.name, m.role from public.organizations o join public.organization_members m on m.org_id = o.id where o.id = $1`, [orgId])).rows;
+    const orgs = (await stack.full.admin.query(`select o.name, m.role from public.organizations o join public.organization_members m on m.org_id = o.id where o.id = $1`, [orgId])).rows;
     expect(orgs).toEqual([{ name: orgName, role: 'owner' }]);
 
     await page.getByRole('link', { name: 'New agent' }).click();
@@ -134,10 +61,10 @@ describe('console (real browser, real stack)', () => {
     await page.getByLabel('Needs approval: Search the knowledge base').check();
     await page.getByRole('button', { name: 'Create agent' }).click();
     await page.getByRole('heading', { name: 'Closer', exact: true }).waitFor();
-    const agent = (await full.admin.query(`select allowed_tools, approval_tools from public.agents where org_id = $1`, [orgId])).rows;
+    const agent = (await stack.full.admin.query(`select allowed_tools, approval_tools from public.agents where org_id = $1`, [orgId])).rows;
     expect(agent).toEqual([{ allowed_tools: ['knowledge_search'], approval_tools: ['knowledge_search'] }]);
 
-    full.llm!.enqueue(
+    stack.full.llm!.enqueue(
       { kind: 'tool_calls', calls: [{ name: 'knowledge_search', arguments: '{"query":"pricing"}' }], usage: { inputTokens: 120, outputTokens: 12 } },
       { kind: 'text', content: 'Our plans start at 49 EUR per seat.', usage: { inputTokens: 200, outputTokens: 30 } },
     );
@@ -156,7 +83,7 @@ describe('console (real browser, real stack)', () => {
     await card.getByLabel('Comment (optional)').fill('Go ahead, quote the list price.');
     await card.getByRole('button', { name: 'Approve' }).click();
     await page.getByText('Nothing waits for you.').waitFor({ timeout: 15_000 });
-    const decided = (await full.admin.query(`select a.status, r.comment from public.run_approvals a left join public.run_approval_responses r on r.id = a.response_id where a.run_id = $1`, [runId])).rows;
+    const decided = (await stack.full.admin.query(`select a.status, r.comment from public.run_approvals a left join public.run_approval_responses r on r.id = a.response_id where a.run_id = $1`, [runId])).rows;
     expect(decided).toEqual([{ status: 'approved', comment: 'Go ahead, quote the list price.' }]);
 
     // The run continues after the approval: the runs list links to its timeline, which ends completed.
@@ -176,7 +103,7 @@ describe('console (real browser, real stack)', () => {
     expect(orgId).not.toBe('');
     const ownerContext = await newContext();
     const page = await ownerContext.newPage();
-    await page.goto(base);
+    await page.goto(stack.base);
     await page.getByLabel('Email').fill(owner.email);
     await page.getByLabel('Password').fill(owner.password);
     await page.getByRole('button', { name: 'Sign in' }).click();
@@ -185,7 +112,7 @@ describe('console (real browser, real stack)', () => {
     await page.getByLabel('Email').fill(invitee.email);
     await page.getByRole('button', { name: 'Create invite link' }).click();
     const link = await page.getByTestId('invite-link').inputValue();
-    expect(link).toMatch(new RegExp(`^${base}/#/invite/`));
+    expect(link).toMatch(new RegExp(`^${stack.base}/#/invite/`));
     await ownerContext.close();
 
     const inviteeContext = await newContext();
@@ -197,7 +124,7 @@ describe('console (real browser, real stack)', () => {
     expect(joining.url()).toContain(`#/orgs/${orgId}/agents`);
     expect(await joining.getByLabel('Organization').locator('option:checked').textContent()).toBe(orgName);
     await joining.getByRole('link', { name: 'Closer' }).waitFor();
-    const members = (await full.admin.query(`select role from public.organization_members where org_id = $1 order by role`, [orgId])).rows.map((r) => r.role);
+    const members = (await stack.full.admin.query(`select role from public.organization_members where org_id = $1 order by role`, [orgId])).rows.map((r) => r.role);
     expect(members).toEqual(['member', 'owner']);
     await inviteeContext.close();
   }, 120_000);
@@ -206,27 +133,13 @@ describe('console (real browser, real stack)', () => {
     expect(runId).not.toBe('');
     const context = await newContext(375);
     const page = await context.newPage();
-    const axe = async () => {
-      const result = (await page.evaluate(
-        `${axeSource}\n;axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice'] } }).then((r) => ({ violations: r.violations, passes: r.passes.length }))`,
-      )) as { violations: AxeViolation[]; passes: number };
-      expect(result.passes).toBeGreaterThan(0);
-      return result.violations;
-    };
-    const check = async (label: string) => {
-      await page.waitForLoadState('networkidle').catch(() => {});
-      const violations = await axe();
-      const serious = violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => `${v.id} (${v.impact}): ${v.help} at ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
-      expect(serious, label).toEqual([]);
-      const widths = (await page.evaluate('({ scroll: document.documentElement.scrollWidth, client: document.documentElement.clientWidth })')) as { scroll: number; client: number };
-      expect(widths.scroll, `${label} scrolls horizontally at 375 px`).toBeLessThanOrEqual(widths.client);
-    };
+    const check = (label: string) => stack.expectAccessible(page, label);
 
-    await page.goto(base);
+    await page.goto(stack.base);
     await page.getByRole('heading', { name: 'Sign in', exact: true }).waitFor();
     // The checker itself: an input without a label is a critical violation it must report.
     await page.evaluate(`document.querySelector('form').append(Object.assign(document.createElement('input'), { id: 'unlabelled-probe' }))`);
-    expect((await axe()).filter((v) => v.impact === 'critical').map((v) => v.id)).toContain('label');
+    expect((await axeViolations(page)).filter((v) => v.impact === 'critical').map((v) => v.id)).toContain('label');
     await page.evaluate(`document.getElementById('unlabelled-probe').remove()`);
     await check('sign-in');
     await page.getByLabel('Email').fill(owner.email);
@@ -234,7 +147,7 @@ describe('console (real browser, real stack)', () => {
     await page.getByRole('button', { name: 'Sign in' }).click();
     await page.getByRole('heading', { name: 'Agents', exact: true }).waitFor();
     await check('agents');
-    const agentId = (await full.admin.query(`select id from public.agents where org_id = $1`, [orgId])).rows[0].id as string;
+    const agentId = (await stack.full.admin.query(`select id from public.agents where org_id = $1`, [orgId])).rows[0].id as string;
 
     const screens: Array<[string, string, string]> = [
       ['agent editor', `#/orgs/${orgId}/agents/${agentId}`, 'Closer'],
@@ -251,21 +164,21 @@ describe('console (real browser, real stack)', () => {
       ['new org', '#/orgs/new', 'New organization'],
     ];
     for (const [label, hash, heading] of screens) {
-      await page.goto(`${base}/${hash}`);
+      await page.goto(`${stack.base}/${hash}`);
       await page.getByRole('heading', { name: heading, exact: true }).waitFor();
       if (label === 'run timeline') await page.getByText('Run completed').waitFor();
       await check(label);
     }
 
-    mkdirSync(path.join(root, 'tests', '.artifacts'), { recursive: true });
-    await page.goto(`${base}/#/orgs/${orgId}/runs/${runId}`);
+    mkdirSync(ARTIFACTS, { recursive: true });
+    await page.goto(`${stack.base}/#/orgs/${orgId}/runs/${runId}`);
     await page.getByText('Run completed').waitFor();
-    await page.screenshot({ path: path.join(root, 'tests', '.artifacts', 'console-run-375.png'), fullPage: true });
+    await page.screenshot({ path: path.join(ARTIFACTS, 'console-run-375.png'), fullPage: true });
     await context.close();
   }, 180_000);
 
   it('ran every page under its Content-Security-Policy without a violation or an uncaught error', () => {
-    expect(cspViolations).toEqual([]);
-    expect(pageErrors).toEqual([]);
+    expect(stack.cspViolations).toEqual([]);
+    expect(stack.pageErrors).toEqual([]);
   });
 });
