@@ -270,6 +270,9 @@ async function main(): Promise<void> {
       port: Number(process.env.SANDBOX_AUTH_PORT ?? 9999),
       users: [{ id: DEMO.userId, email: DEMO.email, password: DEMO.password }],
       stateFile: path.join(dataDir, 'sandbox-auth-users.json'),
+      // Links and OAuth come back to the console; the stand-in GitHub suggests the demo user.
+      siteUrl: `${apiUrl}/`,
+      oauthProviders: { github: { email: DEMO.email } },
     });
     cleanups.push(() => sandboxAuth!.close());
     supabaseUrl = sandboxAuth.url;
@@ -321,7 +324,7 @@ async function main(): Promise<void> {
  API           ${apiUrl}
  Console       ${apiUrl}/${consoleBuilt ? '' : '   (not built: npm run build:console)'}
  Demo login    ${sandboxAuth ? `${DEMO.email} / ${DEMO.password}` : `(your Supabase project at ${supabaseUrl})`}
- Temporal UI   ${temporalUi ?? '(external Temporal: ' + temporalAddress + ')'}
+${sandboxAuth ? ` Mailbox       ${sandboxAuth.url}/sandbox/mailbox   (sign-in links the sandbox auth "sent")\n` : ''} Temporal UI   ${temporalUi ?? '(external Temporal: ' + temporalAddress + ')'}
  Demo org      ${DEMO.orgId}
  Demo agent    ${DEMO.agentId}
  Sandbox CRM   ${sandboxCrm.url}
