@@ -45,10 +45,14 @@ export function crmPublicRoutes(deps: { crm: CrmService; webhooks: CrmWebhookSer
         summary: 'OAuth redirect target of the CRM apps',
         params: z.object({ provider }),
         querystring: z.looseObject({ code: z.string().min(1).max(2000), state: z.string().min(1).max(200), referer: z.string().max(300).optional() }),
-        response: { 200: z.object({ connectionId: z.uuid(), status: z.string() }), 400: problemSchema },
+        description:
+          'A browser (Accept: text/html) is sent on to the console\'s CRM screen of the connection\'s org (303); other clients get the connection id and status as JSON.',
+        response: { 200: z.object({ connectionId: z.uuid(), status: z.string() }), 303: z.null().describe('Back to the console: Location is /#/orgs/{orgId}/crm'), 400: problemSchema },
       },
-      handler: async (request) => {
+      handler: async (request, reply) => {
         const connection = await deps.crm.completeOAuth(request.params.provider, request.query, bindingFromCookies(request.headers.cookie));
+        // The CRM's consent page redirected the admin's browser here: a JSON page would strand them.
+        if (request.headers.accept?.includes('text/html')) return reply.code(303).header('location', `/#/orgs/${connection.orgId}/crm`).send(null);
         return { connectionId: connection.id, status: connection.status };
       },
     });

@@ -176,6 +176,18 @@ export async function startFakeHubspot(options: HubspotFakeOptions = {}): Promis
     const path = url.pathname;
     const method = req.method ?? 'GET';
 
+    // The install page: a real portal shows its account picker first; the fake consents at once
+    // and sends the browser back to the app's redirect URI with a one-time code and the state.
+    if (path === '/oauth/authorize' && method === 'GET') {
+      if (url.searchParams.get('client_id') !== clientId) return ctx.send(400, { status: 'error', message: 'Unknown client id', category: 'VALIDATION_ERROR' });
+      const redirect = url.searchParams.get('redirect_uri');
+      if (!redirect) return ctx.send(400, { status: 'error', message: 'redirect_uri is required', category: 'VALIDATION_ERROR' });
+      const to = new URL(redirect);
+      to.searchParams.set('code', tokens.issueCode());
+      const state = url.searchParams.get('state');
+      if (state) to.searchParams.set('state', state);
+      return ctx.send(302, undefined, { location: to.toString() });
+    }
     if (path === '/oauth/v1/token' || path === '/oauth/v3/token') {
       if (method !== 'POST') return error(ctx, 405, 'Method not allowed', 'VALIDATION_ERROR');
       const form = parseBody(body, req.headers['content-type']);

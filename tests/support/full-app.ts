@@ -7,6 +7,7 @@ import type { ConsoleOptions } from '../../api/plugins/console.js';
 import { RateGovernor } from '../../integrations/crm/governor.js';
 import { createCrmSyncWorker } from '../../workers/crm-sync-worker.js';
 import { createAgentRunHandoff } from '../../workers/run-handoff.js';
+import { createKnowledgeWorker } from '../../workers/knowledge-worker.js';
 import type { CrmSettings } from '../../integrations/crm/settings.js';
 import { withServiceRole } from '../../lib/db.js';
 import { crmSettingsFor, fastBudget, testCredentialStore, testKeyring } from '../crm/support.js';
@@ -34,6 +35,8 @@ export interface FullTestApp {
   taskQueue: string;
   /** The queue the API starts syncs and webhook intake on. */
   crmTaskQueue: string;
+  /** The queue the API starts knowledge ingestion on (a knowledge worker polls it with `agentWorker`). */
+  knowledgeTaskQueue: string;
   /** With `agentWorker` only: the fake model the worker's runs talk to. */
   llm?: FakeLlmServer;
   /**
@@ -51,7 +54,8 @@ export interface FullTestAppOptions extends Partial<Pick<AppDeps, 'rateLimits' |
   hubspotDataset?: Partial<HubspotDatasetSize>;
   /**
    * Also run an agent worker (and a fake LLM) on the API's queue, so started runs run, and a
-   * crm-sync worker that processes webhook deliveries and starts runs on it. `'later'`: all of
+   * crm-sync worker that processes webhook deliveries and starts runs on it, and a knowledge
+   * worker (customer URLs on loopback allowed) that ingests documents. `'later'`: all of
    * it but the agent worker, which `startAgentWorker()` starts.
    */
   agentWorker?: boolean | 'later';
@@ -71,6 +75,7 @@ export async function startFullTestApp(overrides: FullTestAppOptions = {}): Prom
   const settings = overrides.crmSettings ? overrides.crmSettings(base) : base;
   const taskQueue = uniqueTaskQueue('full-app');
   const crmTaskQueue = uniqueTaskQueue('full-app-crm');
+  const knowledgeTaskQueue = uniqueTaskQueue('full-app-knowledge');
   const app = await buildApp({
     pool,
     temporal: temporal.client,
@@ -79,7 +84,7 @@ export async function startFullTestApp(overrides: FullTestAppOptions = {}): Prom
     // Without `agentWorker` no worker polls this queue: started workflows just wait, which is
     // all the API sees.
     agentRunsTaskQueue: taskQueue,
-    knowledgeTaskQueue: taskQueue,
+    knowledgeTaskQueue,
     crm: { keyring: testKeyring, settings, syncTaskQueue: crmTaskQueue, governor: new RateGovernor(pool, { budgets: { kommo: fastBudget, hubspot: fastBudget } }) },
     rateLimits: overrides.rateLimits ?? { perOrg: 1_000_000, perApiKey: 1_000_000, perUser: 1_000_000, perIp: 1_000_000, windowMs: 60_000 },
     ...(overrides.bodyLimitBytes ? { bodyLimitBytes: overrides.bodyLimitBytes } : {}),
@@ -117,6 +122,19 @@ export async function startFullTestApp(overrides: FullTestAppOptions = {}): Prom
       })
     : undefined;
   if (crmWorker) running.push(crmWorker.run());
+  const knowledgeWorker = llm
+    ? await createKnowledgeWorker({
+        connection: temporal.nativeConnection,
+        namespace: temporal.namespace,
+        pool,
+        taskQueue: knowledgeTaskQueue,
+        workflowBundle: { codePath: process.env.TEST_WORKFLOW_BUNDLE! },
+        shutdownGraceTime: '2 seconds',
+        dataConverter: testDataConverter,
+        ssrfAllowedHosts: ['127.0.0.1'],
+      })
+    : undefined;
+  if (knowledgeWorker) running.push(knowledgeWorker.worker.run());
   return {
     app,
     pool,
@@ -127,12 +145,15 @@ export async function startFullTestApp(overrides: FullTestAppOptions = {}): Prom
     settings,
     taskQueue,
     crmTaskQueue,
+    knowledgeTaskQueue,
     ...(llm ? { llm } : {}),
     startAgentWorker,
     close: async () => {
       for (const w of workers) w.shutdown();
       crmWorker?.shutdown();
+      knowledgeWorker?.worker.shutdown();
       await Promise.all(running);
+      await knowledgeWorker?.close();
       await llm?.close();
       await app.close();
       await kommo.close();

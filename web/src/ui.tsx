@@ -95,3 +95,15 @@ export function formValues(event: Event): Record<string, string> {
   const form = event.currentTarget as HTMLFormElement;
   return Object.fromEntries([...new FormData(form).entries()].map(([k, v]) => [k, String(v)]));
 }
+
+/**
+ * Calls `reload` after `delay` ms, re-armed whenever `version` changes (each load answers a new
+ * value); `null` stops. Screens pass state/live.ts's decision, so polling ends when work does.
+ */
+export function usePoll(delay: number | null, reload: () => void, version: unknown): void {
+  useEffect(() => {
+    if (delay === null) return;
+    const timer = setTimeout(reload, delay);
+    return () => clearTimeout(timer);
+  }, [delay, version]);
+}

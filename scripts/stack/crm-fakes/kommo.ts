@@ -39,6 +39,8 @@ export interface KommoFakeOptions {
   talks?: FakeKommoTalksOptions;
   /** Listen on this port (default: any free one). */
   port?: number;
+  /** The integration's registered Redirect URI, where the consent page sends the browser. */
+  redirectUri?: string;
   /** Routes of the dev sandbox (scripts/stack/sandbox-crm.ts), tried before Kommo's own; true when answered. */
   extraRoutes?: (ctx: FakeContext) => boolean | Promise<boolean>;
 }
@@ -71,6 +73,8 @@ export interface FakeKommo {
   setRateLimit(perSecond: number | null): void;
   /** Issues an authorization code, as the consent screen would. */
   authorize(): string;
+  /** The integration's registered Redirect URI (settable: a test learns its app's port late). */
+  redirectUri: string;
   addLongLivedToken(token: string): void;
   /** Simulates an edit in the Kommo UI. */
   updateLead(id: number, fields: Record<string, unknown>): void;
@@ -93,6 +97,7 @@ export async function startFakeKommo(options: KommoFakeOptions = {}): Promise<Fa
   const tokens = new FakeTokens({ accessTokenTtlSec: options.accessTokenTtlSec ?? 86_400, rotateRefreshTokens: options.rotateRefreshTokens ?? true });
   let limiter = options.rateLimitPerSecond === null ? null : new SlidingWindow(options.rateLimitPerSecond ?? 7, 1000);
   const notes: FakeKommo['notes'] = [];
+  let redirectUri = options.redirectUri ?? 'http://127.0.0.1/callback';
   let onNoteStored: FakeKommo['onNoteStored'] = null;
   const talks = new FakeKommoTalks(options.talks);
   const tasks: FakeKommo['tasks'] = [];
@@ -155,7 +160,8 @@ export async function startFakeKommo(options: KommoFakeOptions = {}): Promise<Fa
 
     if (path === '/oauth' && method === 'GET') {
       const code = tokens.issueCode();
-      const to = new URL(url.searchParams.get('redirect_uri') ?? 'http://127.0.0.1/callback');
+      // Kommo sends the browser to the Redirect URI registered with the integration.
+      const to = new URL(url.searchParams.get('redirect_uri') ?? redirectUri);
       to.searchParams.set('code', code);
       to.searchParams.set('referer', referer);
       to.searchParams.set('client_id', clientId);
@@ -343,6 +349,12 @@ export async function startFakeKommo(options: KommoFakeOptions = {}): Promise<Fa
       limiter = perSecond === null ? null : new SlidingWindow(perSecond, 1000);
     },
     authorize: () => tokens.issueCode(),
+    get redirectUri() {
+      return redirectUri;
+    },
+    set redirectUri(uri) {
+      redirectUri = uri;
+    },
     addLongLivedToken: (token) => tokens.addStaticToken(token),
     updateLead: (id, fields) => void store.update('leads', id, fields),
     deleteLead: (id) => store.remove('leads', id),

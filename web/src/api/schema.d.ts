@@ -764,7 +764,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** OAuth redirect target of the CRM apps */
+        /**
+         * OAuth redirect target of the CRM apps
+         * @description A browser (Accept: text/html) is sent on to the console's CRM screen of the connection's org (303); other clients get the connection id and status as JSON.
+         */
         get: operations["completeCrmOAuth"];
         put?: never;
         post?: never;
@@ -14275,6 +14278,13 @@ export interface operations {
                         status: string;
                     };
                 };
+            };
+            /** @description Back to the console: Location is /#/orgs/{orgId}/crm */
+            303: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Default Response */
             400: {
