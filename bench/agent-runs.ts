@@ -24,7 +24,7 @@ import { agentRun, postMessageUpdate } from '../workflows/agent-run/index.js';
 import { seedKnowledge } from '../tests/support/knowledge.js';
 import { baselineRun, baselineSameShape } from './workflows.js';
 import { postgresCpuMeter } from './postgres-cpu.js';
-import { FigureLog, ROUNDS, summarize } from './support/figures.js';
+import { FigureLog, ROUNDS, summarize, percentile } from './support/figures.js';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 200);
 const PARKED = Number(process.env.BENCH_PARKED ?? 500);
@@ -35,10 +35,6 @@ const SAME_SHAPE = 'lalalal';
 const JWT_SECRET = 'bench-only-jwt-secret-0123456789abcdef-0123';
 const log = (msg: string) => console.log(`[bench] ${msg}`);
 
-const percentile = (values: number[], p: number) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
-};
 const ms = (n: number) => `${n.toFixed(1)} ms`;
 
 async function main() {

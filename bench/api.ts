@@ -19,17 +19,13 @@ import { createDataConverter } from '../lib/temporal-codec.js';
 import { AgentIdSearchAttribute, OrgIdSearchAttribute } from '../workflows/search-attributes.js';
 import { agentRunWorkflowId } from '../workflows/task-queues.js';
 import { agentRun } from '../workflows/agent-run/index.js';
-import { FigureLog, ROUNDS, summarize } from './support/figures.js';
+import { FigureLog, ROUNDS, summarize, percentile } from './support/figures.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 20);
 const WARM_UP_SECONDS = 5;
 const JWT_SECRET = 'bench-only-jwt-secret-0123456789abcdef-0123';
 const log = (msg: string) => console.log(`[bench:api] ${msg}`);
-const percentile = (values: number[], p: number) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
-};
 
 async function main() {
   const stack = await startSuiteStack({ name: 'bench_api', postgresDataDir: path.join(import.meta.dirname, '..', '.data', 'bench-api-postgres'), log });

@@ -36,7 +36,7 @@ import { knowledgeIngestWorkflowId } from '../workflows/knowledge-ids.js';
 import { knowledgeIngest } from '../workflows/knowledge-ingest.js';
 import { loadDocuments, loadQuestions, QUESTION_KINDS, type EvalQuestion } from './knowledge/dataset.js';
 import { fillerDocument } from './knowledge/filler.js';
-import { FigureLog, ROUNDS } from './support/figures.js';
+import { FigureLog, ROUNDS, percentile } from './support/figures.js';
 
 const SIZES = (process.env.BENCH_KNOWLEDGE_CHUNKS ?? '10000,100000').split(',').map(Number);
 const INGEST_DOCS = Number(process.env.BENCH_INGEST_DOCS ?? 6);
@@ -48,10 +48,6 @@ const EMBEDDING_MODEL = 'sandbox/embed-64';
 const log = (msg: string) => console.log(`[bench:knowledge] ${msg}`);
 const load = () => os.loadavg().map((l) => l.toFixed(1)).join(' / ');
 
-const percentile = (values: number[], p: number) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
-};
 
 interface Ranked {
   question: EvalQuestion;

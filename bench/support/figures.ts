@@ -45,6 +45,12 @@ export function summarize(samples: readonly number[]): Summary {
   return { n: sorted.length, min: sorted[0]!, median, max: sorted.at(-1)! };
 }
 
+/** The nearest-rank percentile (p in 0–100) of one round's latencies; NaN for none. */
+export function percentile(values: readonly number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
+}
+
 /** Whether the median meets the goal; undefined without a goal or without samples. */
 export function meetsGoal(figure: Pick<Figure, 'goal' | 'samples'>): boolean | undefined {
   if (!figure.goal) return undefined;

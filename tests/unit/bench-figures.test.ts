@@ -1,6 +1,6 @@
 /** The summary and table logic of `npm run bench` (bench/support/figures.ts); the benchmarks themselves are printed, never asserted. */
 import { describe, expect, it } from 'vitest';
-import { baselineOf, FigureLog, formatNumber, meetsGoal, renderTable, summarize, type Figure } from '../../bench/support/figures.js';
+import { baselineOf, FigureLog, formatNumber, meetsGoal, percentile, renderTable, summarize, type Figure } from '../../bench/support/figures.js';
 
 describe('summarize', () => {
   it('gives min, median and max of an odd number of rounds', () => {
@@ -13,6 +13,17 @@ describe('summarize', () => {
     expect(summarize([NaN, 2, Infinity])).toEqual({ n: 1, min: 2, median: 2, max: 2 });
     expect(summarize([]).n).toBe(0);
     expect(summarize([]).median).toBeNaN();
+  });
+});
+
+describe('percentile', () => {
+  it('takes the value at rank floor(p% of n), so p99 of 100 latencies is the largest and p50 the upper middle', () => {
+    const latencies = Array.from({ length: 100 }, (_, i) => 100 - i);
+    expect(percentile(latencies, 99)).toBe(100);
+    expect(percentile(latencies, 95)).toBe(96);
+    expect(percentile(latencies, 50)).toBe(51);
+    expect(percentile([7], 95)).toBe(7);
+    expect(percentile([], 50)).toBeNaN();
   });
 });
 
