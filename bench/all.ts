@@ -5,7 +5,7 @@
  * bench/results/<date>-<commit>.json together with the machine and its load average.
  * Prints, never asserts. BENCH_ONLY=rls,api runs a subset; each benchmark also runs alone
  * (`npm run bench:agent-runs`, `bench:rls`, `bench:crm`, `bench:api`, `bench:knowledge`,
- * `bench:conversations`).
+ * `bench:conversations`, `bench:console`).
  *
  * The machine may be shared: the load average is sampled every 5 s while each benchmark runs
  * and reported beside the table, so a figure measured under load is visibly so.
@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { ROUNDS, renderTable, summarize, type Figure } from './support/figures.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const BENCHES = ['agent-runs', 'rls', 'crm-sync', 'api', 'knowledge', 'conversations'] as const;
+const BENCHES = ['agent-runs', 'rls', 'crm-sync', 'api', 'knowledge', 'conversations', 'console'] as const;
 
 interface LoadSeen {
   bench: string;

@@ -8,7 +8,7 @@
  * errors are collected (each suite asserts there are none), and a failing test leaves a
  * screenshot of each open page under tests/.artifacts/.
  *
- * Chromium: CHROMIUM_PATH, or /usr/bin/chromium. `chromiumMissing()` registers a test that fails
+ * Chromium: CHROMIUM_PATH, or /usr/bin/chromium (scripts/stack/chromium.ts). `chromiumMissing()` registers a test that fails
  * under REQUIRE_CHROMIUM=1 (CI) and passes otherwise, so a missing browser never passes silently
  * in CI.
  */
@@ -19,14 +19,13 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
+import { CHROMIUM_LAUNCH_ARGS, chromiumPath } from '../../scripts/stack/chromium.js';
 import { startSandboxAuth, type SandboxAuth, type SandboxAuthOptions } from '../../scripts/stack/sandbox-auth.js';
 import { TEST_JWT_SECRET } from './auth.js';
 import { startFullTestApp, type FullTestApp, type FullTestAppOptions } from './full-app.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 export const ARTIFACTS = path.join(root, 'tests', '.artifacts');
-export const chromiumPath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const LAUNCH_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'];
 let axeSource: string | undefined;
 
 /** Call first inside `describe`: true (and a test that insists under CI) when Chromium is missing. */
@@ -132,7 +131,7 @@ export function useConsoleBrowser(options: ConsoleBrowserOptions = {}): ConsoleB
     });
     await handles.full.app.listen({ host: '127.0.0.1', port: 0 });
     handles.base = `http://127.0.0.1:${(handles.full.app.server.address() as AddressInfo).port}`;
-    handles.browser = await chromium.launch({ executablePath: chromiumPath, headless: true, args: LAUNCH_ARGS });
+    handles.browser = await chromium.launch({ executablePath: chromiumPath, headless: true, args: CHROMIUM_LAUNCH_ARGS });
   }, 120_000);
 
   // A failing step leaves a screenshot of every page still open, to see what the user saw.
