@@ -36,6 +36,7 @@ import { generateKeySpec, parseKeyring, sha256Hex } from '../lib/crypto.js';
 import { createPool, withServiceRole } from '../lib/db.js';
 import { createLogger } from '../lib/logger.js';
 import { createDataConverter } from '../lib/temporal-codec.js';
+import { kommoChatWebhookBody } from '../scripts/stack/crm-fakes/kommo-talks.js';
 import { startSandboxCrm } from '../scripts/stack/sandbox-crm.js';
 import { bindSandboxCrm, sandboxWebhookUrl } from '../scripts/stack/sandbox-crm-seed.js';
 import { startSuiteStack } from '../scripts/stack/suite-stack.js';
@@ -189,24 +190,8 @@ async function main() {
   const intakeTalk = sandbox.kommo.talks.addTalk({ leadId: leadIds[0]!, origin: 'telegram' });
   const intakeUrl = `${apiUrl}/v1/webhooks/crm/kommo/${intakeConnection.id}?secret=${encodeURIComponent(intakeConnection.secret)}`;
   const postWebhook = async () => {
-    const form = new URLSearchParams({
-      'message[add][0][id]': randomUUID(),
-      'message[add][0][chat_id]': `bench-chat-${intakeTalk}`,
-      'message[add][0][talk_id]': String(intakeTalk),
-      'message[add][0][text]': 'How much is the Pro plan?',
-      'message[add][0][created_at]': String(Math.floor(Date.now() / 1000)),
-      'message[add][0][element_type]': '2',
-      'message[add][0][element_id]': String(leadIds[0]),
-      'message[add][0][entity_type]': 'lead',
-      'message[add][0][entity_id]': String(leadIds[0]),
-      'message[add][0][type]': 'incoming',
-      'message[add][0][author][id]': `bench-lead-${leadIds[0]}`,
-      'message[add][0][author][type]': 'external',
-      'message[add][0][author][name]': 'Bench lead',
-      'message[add][0][origin]': 'telegram',
-      'account[id]': String(sandbox.kommo.accountId),
-    });
-    const res = await fetch(intakeUrl, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: form.toString() });
+    const body = kommoChatWebhookBody({ leadId: leadIds[0]!, talkId: intakeTalk, text: 'How much is the Pro plan?', authorName: 'Bench lead', accountId: sandbox.kommo.accountId });
+    const res = await fetch(intakeUrl, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body });
     await res.arrayBuffer();
     if (res.status !== 200) throw new Error(`the webhook intake answered ${res.status}`);
   };

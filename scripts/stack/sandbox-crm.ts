@@ -16,6 +16,7 @@
 import { z } from 'zod';
 import type { FakeContext } from './crm-fakes/common.js';
 import { startFakeKommo, type FakeKommo } from './crm-fakes/kommo.js';
+import { kommoChatWebhookBody } from './crm-fakes/kommo-talks.js';
 
 export interface SandboxCrmOptions {
   /** Listen here (0: any free port). */
@@ -65,25 +66,19 @@ export async function startSandboxCrm(opts: SandboxCrmOptions): Promise<SandboxC
 
   /** Kommo's `message[add]` account webhook for a message in the lead's talk. */
   async function deliver(leadId: number, talkId: number, message: { id: string; text: string; type: 'incoming' | 'outgoing'; createdAtMs: number }): Promise<number | null> {
-    const form = new URLSearchParams({
-      'message[add][0][id]': message.id,
-      'message[add][0][chat_id]': `sandbox-chat-${talkId}`,
-      'message[add][0][talk_id]': String(talkId),
-      'message[add][0][text]': message.text,
-      'message[add][0][created_at]': String(Math.floor(message.createdAtMs / 1000)),
-      'message[add][0][element_type]': '2',
-      'message[add][0][element_id]': String(leadId),
-      'message[add][0][entity_type]': 'lead',
-      'message[add][0][entity_id]': String(leadId),
-      'message[add][0][type]': message.type,
-      'message[add][0][author][id]': message.type === 'incoming' ? `sandbox-lead-${leadId}` : 'sandbox-manager',
-      'message[add][0][author][type]': message.type === 'incoming' ? 'external' : 'internal',
-      'message[add][0][author][name]': message.type === 'incoming' ? 'Demo lead' : 'Sandbox manager',
-      'message[add][0][origin]': ORIGIN,
-      'account[id]': String(fake.kommo!.accountId),
+    const body = kommoChatWebhookBody({
+      leadId,
+      talkId,
+      text: message.text,
+      type: message.type,
+      id: message.id,
+      createdAtMs: message.createdAtMs,
+      origin: ORIGIN,
+      authorName: message.type === 'incoming' ? 'Demo lead' : 'Sandbox manager',
+      accountId: fake.kommo!.accountId,
     });
     try {
-      const res = await fetch(opts.webhookUrl, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: form.toString(), signal: AbortSignal.timeout(10_000) });
+      const res = await fetch(opts.webhookUrl, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body, signal: AbortSignal.timeout(10_000) });
       if (!res.ok) log(`webhook for lead ${leadId} answered ${res.status}`);
       return res.status;
     } catch (err) {

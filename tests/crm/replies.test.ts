@@ -1,27 +1,16 @@
+import { kommoChatWebhookBody } from '../../scripts/stack/crm-fakes/kommo-talks.js';
 import { sandboxEcho } from '../../scripts/stack/sandbox-llm.js';
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../../api/app.js';
-import { sha256Hex } from '../../lib/crypto.js';
 import { signUserToken } from '../support/auth.js';
 import { createOrgWithMembers } from '../support/db.js';
 import { startFullTestApp, type FullTestApp } from '../support/full-app.js';
-import { createCrmConnection } from './support.js';
+import { connectKommoByToken } from './support.js';
 
-/** Kommo's form-encoded webhook body for a lead's chat message in a talk, as Kommo sends it. */
-const kommoMessage = (leadId: number, talkId: number, text: string, origin = 'telegram') => {
-  const form = new URLSearchParams();
-  form.set('message[add][0][id]', randomUUID());
-  form.set('message[add][0][type]', 'incoming');
-  form.set('message[add][0][entity_type]', 'lead');
-  form.set('message[add][0][entity_id]', String(leadId));
-  form.set('message[add][0][talk_id]', String(talkId));
-  form.set('message[add][0][origin]', origin);
-  form.set('message[add][0][text]', text);
-  form.set('account[id]', '31000001');
-  return form.toString();
-};
+/** Kommo's webhook body for a lead's chat message in a talk (the fake's account id). */
+const kommoMessage = (leadId: number, talkId: number, text: string, origin = 'telegram') => kommoChatWebhookBody({ leadId, talkId, text, origin, accountId: 31_000_001 });
 
 const echoOf = sandboxEcho;
 
@@ -32,30 +21,16 @@ describe("the agent's answer goes into the lead's Kommo talk, once", { timeout: 
   let orgId: string;
   let adminToken: string;
   let connectionId: string;
-  const secret = `kommo-secret-${randomUUID()}`;
-  const token = `kommo-${randomUUID()}`;
+  /** Each connection's webhook path (its own secret). */
+  const webhookPaths = new Map<string, string>();
 
   beforeAll(async () => {
     full = await startFullTestApp({ agentWorker: true, kommoDataset: { leads: 10 } });
     ({ app, admin } = full);
-    full.kommo.addLongLivedToken(token);
     const org = await createOrgWithMembers(admin, ['owner', 'admin']);
     orgId = org.orgId;
     adminToken = await signUserToken(org.userWithRole('admin'));
-    connectionId = await createCrmConnection(admin, orgId, {
-      provider: 'kommo',
-      apiBaseUrl: full.kommo.url,
-      authKind: 'token',
-      tokens: { accessToken: token, refreshToken: null, expiresAt: null },
-      webhookSecretHash: sha256Hex(secret),
-    });
-    const agent = await app.inject({
-      method: 'POST',
-      url: `/v1/orgs/${orgId}/agents`,
-      headers: { authorization: `Bearer ${adminToken}` },
-      payload: { name: 'Replies', model: 'sandbox/echo', crmConnectionId: connectionId, triggers: [{ event: 'incoming_message' }] },
-    });
-    expect(agent.statusCode, agent.body).toBe(201);
+    connectionId = await connectionWithAgent('Replies');
   });
 
   afterAll(async () => {
@@ -65,7 +40,7 @@ describe("the agent's answer goes into the lead's Kommo talk, once", { timeout: 
   const deliver = async (body: string, connection = connectionId) => {
     const res = await app.inject({
       method: 'POST',
-      url: `/v1/webhooks/crm/kommo/${connection}?secret=${secret}`,
+      url: webhookPaths.get(connection)!,
       headers: { 'content-type': 'application/x-www-form-urlencoded' },
       payload: body,
     });
@@ -75,19 +50,14 @@ describe("the agent's answer goes into the lead's Kommo talk, once", { timeout: 
     (await admin.query<{ id: string; status: string }>(`select id, status from public.agent_runs where org_id = $1 and thread_key = $2`, [orgId, `crm:${connection}:${leadId}`]))
       .rows[0];
   /** A connection of its own (its own monthly count) with an agent answering incoming messages. */
-  const connectionWithAgent = async () => {
-    const id = await createCrmConnection(admin, orgId, {
-      provider: 'kommo',
-      apiBaseUrl: full.kommo.url,
-      authKind: 'token',
-      tokens: { accessToken: token, refreshToken: null, expiresAt: null },
-      webhookSecretHash: sha256Hex(secret),
-    });
+  const connectionWithAgent = async (name = `Replies ${randomUUID().slice(0, 6)}`) => {
+    const { connectionId: id, webhookPath } = await connectKommoByToken(admin, orgId, full.kommo);
+    webhookPaths.set(id, webhookPath);
     const agent = await app.inject({
       method: 'POST',
       url: `/v1/orgs/${orgId}/agents`,
       headers: { authorization: `Bearer ${adminToken}` },
-      payload: { name: `Replies ${randomUUID().slice(0, 6)}`, model: 'sandbox/echo', crmConnectionId: id, triggers: [{ event: 'incoming_message' }] },
+      payload: { name, model: 'sandbox/echo', crmConnectionId: id, triggers: [{ event: 'incoming_message' }] },
     });
     expect(agent.statusCode, agent.body).toBe(201);
     return id;

@@ -4,12 +4,12 @@ import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { kommoChatWebhookBody } from '../../scripts/stack/crm-fakes/kommo-talks.js';
 import type { App } from '../../api/app.js';
-import { sha256Hex } from '../../lib/crypto.js';
 import { signUserToken } from '../support/auth.js';
 import { createOrgWithMembers } from '../support/db.js';
 import { startFullTestApp, type FullTestApp } from '../support/full-app.js';
-import { createCrmConnection, testKeySpec } from './support.js';
+import { connectKommoByToken, createCrmConnection, testKeySpec } from './support.js';
 
 const crashWorkerPath = fileURLToPath(new URL('./crash-worker.ts', import.meta.url));
 const echoOf = sandboxEcho;
@@ -26,22 +26,14 @@ describe('a worker SIGKILLed after Kommo accepted the reply leaves one message i
   let child: ChildProcess | undefined;
   let orgId: string;
   let connectionId: string;
-  const secret = `kommo-secret-${randomUUID()}`;
-  const token = `kommo-${randomUUID()}`;
+  let webhookPath: string;
 
   beforeAll(async () => {
     full = await startFullTestApp({ agentWorker: 'later', kommoDataset: { leads: 10 } });
     ({ app, admin } = full);
-    full.kommo.addLongLivedToken(token);
     const org = await createOrgWithMembers(admin, ['owner', 'admin']);
     orgId = org.orgId;
-    connectionId = await createCrmConnection(admin, orgId, {
-      provider: 'kommo',
-      apiBaseUrl: full.kommo.url,
-      authKind: 'token',
-      tokens: { accessToken: token, refreshToken: null, expiresAt: null },
-      webhookSecretHash: sha256Hex(secret),
-    });
+    ({ connectionId, webhookPath } = await connectKommoByToken(admin, orgId, full.kommo));
     const agent = await app.inject({
       method: 'POST',
       url: `/v1/orgs/${orgId}/agents`,
@@ -80,22 +72,13 @@ describe('a worker SIGKILLed after Kommo accepted the reply leaves one message i
     const talkId = full.kommo.talks.addTalk({ leadId });
     const text = 'Is the warranty two years?';
     full.kommo.talks.addMessage(talkId, { type: 'incoming', text });
-    const form = new URLSearchParams({
-      'message[add][0][id]': randomUUID(),
-      'message[add][0][type]': 'incoming',
-      'message[add][0][entity_type]': 'lead',
-      'message[add][0][entity_id]': String(leadId),
-      'message[add][0][talk_id]': String(talkId),
-      'message[add][0][origin]': 'telegram',
-      'message[add][0][text]': text,
-      'account[id]': '31000001',
-    });
+    const body = kommoChatWebhookBody({ leadId, talkId, text, accountId: full.kommo.accountId });
     const requestsBefore = full.kommo.apiRequests().length;
     const res = await app.inject({
       method: 'POST',
-      url: `/v1/webhooks/crm/kommo/${connectionId}?secret=${secret}`,
+      url: webhookPath,
       headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      payload: form.toString(),
+      payload: body,
     });
     expect(res.statusCode, res.body).toBe(200);
 

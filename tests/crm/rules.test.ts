@@ -3,16 +3,16 @@
  * intake and the conversation workflow obey them, and what the lead sees in the Kommo fake's
  * talk (the replies the agent sent) is the observable result.
  */
+import { kommoChatWebhookBody } from '../../scripts/stack/crm-fakes/kommo-talks.js';
 import { sandboxEcho } from '../../scripts/stack/sandbox-llm.js';
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../../api/app.js';
-import { sha256Hex } from '../../lib/crypto.js';
 import { signUserToken } from '../support/auth.js';
 import { createOrgWithMembers } from '../support/db.js';
 import { startFullTestApp, type FullTestApp } from '../support/full-app.js';
-import { createCrmConnection, intakeSettled } from './support.js';
+import { connectKommoByToken, intakeSettled } from './support.js';
 
 const echoOf = sandboxEcho;
 
@@ -23,24 +23,16 @@ describe("the team's rules decide whether, when and where the agent answers a le
   let orgId: string;
   let adminToken: string;
   let connectionId: string;
-  const secret = `kommo-secret-${randomUUID()}`;
-  const token = `kommo-${randomUUID()}`;
+  let webhookPath: string;
   let nextLead = 1_000_001;
 
   beforeAll(async () => {
     full = await startFullTestApp({ agentWorker: true, kommoDataset: { leads: 20 } });
     ({ app, admin } = full);
-    full.kommo.addLongLivedToken(token);
     const org = await createOrgWithMembers(admin, ['owner', 'admin']);
     orgId = org.orgId;
     adminToken = await signUserToken(org.userWithRole('admin'));
-    connectionId = await createCrmConnection(admin, orgId, {
-      provider: 'kommo',
-      apiBaseUrl: full.kommo.url,
-      authKind: 'token',
-      tokens: { accessToken: token, refreshToken: null, expiresAt: null },
-      webhookSecretHash: sha256Hex(secret),
-    });
+    ({ connectionId, webhookPath } = await connectKommoByToken(admin, orgId, full.kommo));
   });
 
   afterAll(async () => {
@@ -69,21 +61,12 @@ describe("the team's rules decide whether, when and where the agent answers a le
     const talkId = full.kommo.talks.addTalk({ leadId });
     const says = async (text: string) => {
       full.kommo.talks.addMessage(talkId, { type: 'incoming', text });
-      const form = new URLSearchParams({
-        'message[add][0][id]': randomUUID(),
-        'message[add][0][type]': 'incoming',
-        'message[add][0][entity_type]': 'lead',
-        'message[add][0][entity_id]': String(leadId),
-        'message[add][0][talk_id]': String(talkId),
-        'message[add][0][origin]': 'telegram',
-        'message[add][0][text]': text,
-        'account[id]': '31000001',
-      });
+      const body = kommoChatWebhookBody({ leadId, talkId, text, accountId: full.kommo.accountId });
       const res = await app.inject({
         method: 'POST',
-        url: `/v1/webhooks/crm/kommo/${connectionId}?secret=${secret}`,
+        url: webhookPath,
         headers: { 'content-type': 'application/x-www-form-urlencoded' },
-        payload: form.toString(),
+        payload: body,
       });
       expect(res.statusCode, res.body).toBe(200);
     };
@@ -162,7 +145,7 @@ describe("the team's rules decide whether, when and where the agent answers a le
       full.kommo.updateLead(1_000_002, { status_id: 70012, pipeline_id: 7001 });
       const res = await app.inject({
         method: 'POST',
-        url: `/v1/webhooks/crm/kommo/${connectionId}?secret=${secret}`,
+        url: webhookPath,
         headers: { 'content-type': 'application/x-www-form-urlencoded' },
         payload: form.toString(),
       });
@@ -219,20 +202,12 @@ describe("the team's rules decide whether, when and where the agent answers a le
     /** The salesperson writes in the lead's talk; Kommo reports it as an outgoing message. */
     const salespersonWrites = async (lead: ReturnType<typeof newLead>, text: string, messageId: string = randomUUID()) => {
       full.kommo.talks.addMessage(lead.talkId, { type: 'outgoing', text, author: 'internal' });
-      const form = new URLSearchParams({
-        'message[add][0][id]': messageId,
-        'message[add][0][type]': 'outgoing',
-        'message[add][0][entity_type]': 'lead',
-        'message[add][0][entity_id]': String(lead.leadId),
-        'message[add][0][talk_id]': String(lead.talkId),
-        'message[add][0][text]': text,
-        'account[id]': '31000001',
-      });
+      const body = kommoChatWebhookBody({ leadId: lead.leadId, talkId: lead.talkId, text, type: 'outgoing', id: messageId, accountId: full.kommo.accountId });
       const res = await app.inject({
         method: 'POST',
-        url: `/v1/webhooks/crm/kommo/${connectionId}?secret=${secret}`,
+        url: webhookPath,
         headers: { 'content-type': 'application/x-www-form-urlencoded' },
-        payload: form.toString(),
+        payload: body,
       });
       expect(res.statusCode, res.body).toBe(200);
       await intakeSettled(admin, connectionId);

@@ -5,7 +5,7 @@ import { CredentialStore, storeTokens } from '../../integrations/crm/credentials
 import { RateGovernor, type RateBudget } from '../../integrations/crm/governor.js';
 import type { CrmSettings } from '../../integrations/crm/settings.js';
 import type { CrmProvider, TokenSet } from '../../integrations/crm/types.js';
-import { generateKeySpec, parseKeyring, type Keyring } from '../../lib/crypto.js';
+import { generateKeySpec, parseKeyring, sha256Hex, type Keyring } from '../../lib/crypto.js';
 import { withServiceRole } from '../../lib/db.js';
 import type { FakeHubspot } from '../fakes/hubspot-server.js';
 import type { FakeKommo } from '../../scripts/stack/crm-fakes/kommo.js';
@@ -69,4 +69,23 @@ export async function intakeSettled(admin: pg.Pool, connectionId: string, timeou
       { timeout: timeoutMs, interval: 50 },
     )
     .toBe(0);
+}
+
+/**
+ * A Kommo connection of `orgId` on the fake, authorised by a fresh long-lived token and
+ * receiving webhooks under a fresh secret: what a team has after connecting Kommo by token.
+ * `webhookPath` is where Kommo posts the account's webhooks.
+ */
+export async function connectKommoByToken(admin: pg.Pool, orgId: string, kommo: FakeKommo): Promise<{ connectionId: string; secret: string; webhookPath: string }> {
+  const token = `kommo-${randomUUID()}`;
+  const secret = `kommo-secret-${randomUUID()}`;
+  kommo.addLongLivedToken(token);
+  const connectionId = await createCrmConnection(admin, orgId, {
+    provider: 'kommo',
+    apiBaseUrl: kommo.url,
+    authKind: 'token',
+    tokens: { accessToken: token, refreshToken: null, expiresAt: null },
+    webhookSecretHash: sha256Hex(secret),
+  });
+  return { connectionId, secret, webhookPath: `/v1/webhooks/crm/kommo/${connectionId}?secret=${secret}` };
 }

@@ -32,6 +32,46 @@ export interface FakeKommoTalksOptions {
   addOn?: boolean;
 }
 
+export interface KommoChatWebhookMessage {
+  leadId: number;
+  talkId: number;
+  text: string;
+  accountId: number;
+  /** incoming: the lead wrote; outgoing: a user of the account (a salesperson) did. */
+  type?: 'incoming' | 'outgoing';
+  id?: string;
+  createdAtMs?: number;
+  origin?: string;
+  authorName?: string;
+}
+
+/**
+ * The body Kommo posts to an account webhook for one chat message in a lead's talk
+ * (`message[add]`, form-encoded; reference crm-messaging.md §1.3). The one definition of that
+ * wire format for the sandbox, the benches and the tests.
+ */
+export function kommoChatWebhookBody(message: KommoChatWebhookMessage): string {
+  const type = message.type ?? 'incoming';
+  const lead = String(message.leadId);
+  return new URLSearchParams({
+    'message[add][0][id]': message.id ?? randomUUID(),
+    'message[add][0][chat_id]': `chat-${message.talkId}`,
+    'message[add][0][talk_id]': String(message.talkId),
+    'message[add][0][text]': message.text,
+    'message[add][0][created_at]': String(Math.floor((message.createdAtMs ?? Date.now()) / 1000)),
+    'message[add][0][element_type]': '2',
+    'message[add][0][element_id]': lead,
+    'message[add][0][entity_type]': 'lead',
+    'message[add][0][entity_id]': lead,
+    'message[add][0][type]': type,
+    'message[add][0][author][id]': type === 'incoming' ? `lead-${lead}` : 'manager',
+    'message[add][0][author][type]': type === 'incoming' ? 'external' : 'internal',
+    'message[add][0][author][name]': message.authorName ?? (type === 'incoming' ? 'Lead' : 'Manager'),
+    'message[add][0][origin]': message.origin ?? 'telegram',
+    'account[id]': String(message.accountId),
+  }).toString();
+}
+
 type Problem = (ctx: FakeContext, status: number, title: string, detail: string) => void;
 
 export class FakeKommoTalks {
