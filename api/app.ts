@@ -48,6 +48,8 @@ import { createMemberService } from './services/members.js';
 import { createOrgService } from './services/orgs.js';
 import { crmConnectionRoutes } from './routes/crm-connections.js';
 import { crmLeadRoutes } from './routes/crm-leads.js';
+import { conversationRoutes } from './routes/conversations.js';
+import { createConversationService } from './services/conversations.js';
 import { orgEventRoutes } from './routes/org-events.js';
 import { createLeadService } from './services/crm/leads.js';
 import { webhookEndpointRoutes } from './routes/webhook-endpoints.js';
@@ -253,6 +255,7 @@ export async function buildApp(deps: AppDeps) {
       v1.addHook('preClose', () => runStreams.close());
       const streamGuard = new StreamGuard({ ...defaultStreamLimits, ...deps.streamLimits });
       await v1.register(runControlRoutes(runs, { hub: runStreams, guard: streamGuard, reauthenticate: authenticate }));
+      await v1.register(conversationRoutes(createConversationService({ pool: deps.pool })));
       await v1.register(orgEventRoutes(createOrgEventService({ pool: deps.pool }), { hub: runStreams, guard: streamGuard, reauthenticate: authenticate }));
       await v1.register(knowledgeRoutes(createKnowledgeService({ pool: deps.pool, temporal: deps.temporal, caps, ...(deps.knowledgeTaskQueue ? { taskQueue: deps.knowledgeTaskQueue } : {}) }), deps.knowledgeMaxUploadBytes ? { maxUploadBytes: deps.knowledgeMaxUploadBytes } : {}));
       await v1.register(usageRoutes(createUsageService({ pool: deps.pool })));

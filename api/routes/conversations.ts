@@ -1,0 +1,53 @@
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { pageQuery } from '../pagination.js';
+import { problemSchema, runSchema, runStatusSchema } from '../schemas.js';
+import { conversationFilterSchema, type ConversationService } from '../services/conversations.js';
+
+const conversationSchema = z.object({
+  /** The conversation is a run: its timeline, stream, handoff resume and attention live under /runs/{runId}. */
+  runId: z.uuid(),
+  agentId: z.uuid(),
+  threadKey: z.string(),
+  status: runStatusSchema,
+  /** Set when the thread is a CRM lead's (`crm:<connectionId>:<leadId>`): its memory is at …/crm/connections/{connectionId}/leads/{leadId}/memory. */
+  lead: z.object({ connectionId: z.uuid(), leadId: z.string() }).nullable(),
+  /** The latest message: from the lead (CRM), staff (a member in the console) or the agent; the first 200 characters. */
+  lastMessage: z.object({ from: z.enum(['lead', 'staff', 'agent']), preview: z.string(), at: z.string() }).nullable(),
+  handoff: runSchema.shape.handoff,
+  attention: runSchema.shape.attention,
+  createdAt: z.string(),
+});
+
+/** Conversations: the runs with a thread key, listed the way a sales team works through them. */
+export function conversationRoutes(conversations: ConversationService): FastifyPluginAsyncZod {
+  return async (app) => {
+    app.get('/orgs/:orgId/conversations', {
+      config: { auth: 'bearer', minRole: 'member' },
+      schema: {
+        operationId: 'listConversations',
+        summary: 'List conversations (lead and chat threads), newest first, with their last message and whether they need a person',
+        params: z.object({ orgId: z.uuid() }),
+        querystring: z.object({
+          agentId: z.uuid().optional(),
+          /** `needs_person`: handed off to people or flagged for attention. */
+          status: conversationFilterSchema.optional(),
+          ...pageQuery,
+        }),
+        response: { 200: z.object({ items: z.array(conversationSchema), nextCursor: z.string().nullable() }), 400: problemSchema, 404: problemSchema },
+      },
+      handler: async (request) => conversations.listConversations(request.principal, request.params.orgId, request.query),
+    });
+
+    app.get('/orgs/:orgId/conversations/:runId', {
+      config: { auth: 'bearer', minRole: 'member' },
+      schema: {
+        operationId: 'getConversation',
+        summary: 'Get a conversation: its thread, lead, last message, handoff and attention',
+        params: z.object({ orgId: z.uuid(), runId: z.uuid() }),
+        response: { 200: conversationSchema, 404: problemSchema },
+      },
+      handler: async (request) => conversations.getConversation(request.principal, request.params.orgId, request.params.runId),
+    });
+  };
+}
