@@ -15,7 +15,9 @@ import { ApiKeys } from './screens/api-keys';
 import { Knowledge } from './screens/knowledge';
 import { Usage } from './screens/usage';
 import { CrmConnections } from './screens/crm';
-import { Conversations } from './screens/conversations';
+import { ConversationList, ConversationThread } from './screens/conversations';
+import { Notices } from './screens/notices';
+import { Webhooks } from './screens/webhooks';
 import './style.css';
 
 function useRoute(): Route {
@@ -37,6 +39,7 @@ const SECTIONS: Array<[Route['name'], string]> = [
   ['knowledge', 'Knowledge'],
   ['members', 'Members'],
   ['api-keys', 'API keys'],
+  ['webhooks', 'Webhooks'],
   ['usage', 'Usage'],
 ];
 
@@ -93,7 +96,7 @@ function Shell({ session, route, config }: { session: Session; route: Route; con
       {orgId && (
         <nav aria-label="Sections" class="sections">
           {SECTIONS.map(([name, label]) => {
-            const current = route.name === name || (name === 'runs' && route.name === 'run') || (name === 'agents' && (route.name === 'agent' || route.name === 'new-agent'));
+            const current = route.name === name || (name === 'runs' && route.name === 'run') || (name === 'conversations' && route.name === 'conversation') || (name === 'agents' && (route.name === 'agent' || route.name === 'new-agent'));
             return (
               <a key={name} href={href({ name, orgId } as Route)} aria-current={current ? 'page' : undefined}>
                 {label}
@@ -103,6 +106,7 @@ function Shell({ session, route, config }: { session: Session; route: Route; con
         </nav>
       )}
       <main id="main" tabIndex={-1}>
+        {org && <Notices key={org.id} orgId={org.id} />}
         <ErrorBox error={orgs.error} />
         {orgId && orgs.data && !orgs.loading && !org ? (
           <ErrorBox error={new Error('This organization does not exist or you are not a member of it.')} />
@@ -139,7 +143,11 @@ function Screen({ route, config, role }: { route: Route; config: ConsoleConfig; 
     case 'approvals':
       return <ApprovalsInbox orgId={route.orgId} />;
     case 'conversations':
-      return <Conversations orgId={route.orgId} />;
+      return <ConversationList route={route} />;
+    case 'conversation':
+      return <ConversationThread orgId={route.orgId} runId={route.runId} />;
+    case 'webhooks':
+      return <Webhooks orgId={route.orgId} admin={admin} />;
     case 'crm':
       return <CrmConnections orgId={route.orgId} admin={admin} />;
     case 'knowledge':

@@ -1,4 +1,5 @@
-import { SseParser } from '../state/sse';
+import { SseParser, type SseMessage } from '../state/sse';
+import type { OrgEvent } from '../state/conversation';
 import type { RunEvent } from '../state/timeline';
 import { TERMINAL_EVENTS } from '../state/timeline';
 import { accessToken } from './client';
@@ -10,24 +11,30 @@ export interface RunStreamHandlers {
 }
 
 /**
- * Follows a run's event stream (GET /v1/orgs/:orgId/runs/:runId/events) with fetch, since
- * EventSource cannot send the bearer token. Reconnects with Last-Event-ID after a drop, so no
- * durable event is missed or repeated; stops at the run's terminal event or when aborted.
+ * Follows an SSE route with fetch, since EventSource cannot send the bearer token. Reconnects
+ * with Last-Event-ID after a drop (backing off to 10 s), so no durable event is missed or
+ * repeated; stops when `onMessage` says the stream is finished, on a 4xx, or when aborted.
+ * `onMessage` answers the message's seq (to resume after) and whether the stream is done.
  */
-export function followRun(orgId: string, runId: string, handlers: RunStreamHandlers): () => void {
+function followSse(
+  path: string,
+  afterSeq: number,
+  onMessage: (message: SseMessage) => { seq?: number; finished?: boolean },
+  onError?: (message: string) => void,
+): () => void {
   const controller = new AbortController();
-  let lastSeq = 0;
+  let lastSeq = afterSeq;
   let finished = false;
 
   const connect = async (): Promise<void> => {
     const token = await accessToken();
-    const res = await fetch(`/v1/orgs/${orgId}/runs/${runId}/events`, {
+    const res = await fetch(path, {
       headers: { accept: 'text/event-stream', ...(token ? { authorization: `Bearer ${token}` } : {}), ...(lastSeq > 0 ? { 'last-event-id': String(lastSeq) } : {}) },
       signal: controller.signal,
     });
     if (!res.ok || !res.body) {
       const problem = (await res.json().catch(() => null)) as { title?: string; detail?: string } | null;
-      handlers.onError?.(problem?.title ? `${problem.title}: ${problem.detail ?? ''}` : `The event stream answered ${res.status}`);
+      onError?.(problem?.title ? `${problem.title}: ${problem.detail ?? ''}` : `The event stream answered ${res.status}`);
       finished = res.status >= 400 && res.status < 500;
       return;
     }
@@ -37,14 +44,9 @@ export function followRun(orgId: string, runId: string, handlers: RunStreamHandl
       const { value, done } = await reader.read();
       if (done) return;
       for (const message of parser.feed(value)) {
-        if (message.event === 'delta') {
-          handlers.onDelta(JSON.parse(message.data) as { seq: number; text: string });
-          continue;
-        }
-        const event = JSON.parse(message.data) as RunEvent;
-        if (event.seq > lastSeq) lastSeq = event.seq;
-        handlers.onEvent(event);
-        if (TERMINAL_EVENTS.has(event.type)) finished = true;
+        const { seq, finished: done } = onMessage(message);
+        if (seq !== undefined && seq > lastSeq) lastSeq = seq;
+        if (done) finished = true;
       }
     }
   };
@@ -64,4 +66,31 @@ export function followRun(orgId: string, runId: string, handlers: RunStreamHandl
     }
   })();
   return () => controller.abort();
+}
+
+/** Follows a run's event stream (GET /v1/orgs/:orgId/runs/:runId/events) until its terminal event. */
+export function followRun(orgId: string, runId: string, handlers: RunStreamHandlers): () => void {
+  return followSse(
+    `/v1/orgs/${orgId}/runs/${runId}/events`,
+    0,
+    (message) => {
+      if (message.event === 'delta') {
+        handlers.onDelta(JSON.parse(message.data) as { seq: number; text: string });
+        return {};
+      }
+      const event = JSON.parse(message.data) as RunEvent;
+      handlers.onEvent(event);
+      return { seq: event.seq, finished: TERMINAL_EVENTS.has(event.type) };
+    },
+    handlers.onError,
+  );
+}
+
+/** Follows the org's events (GET /v1/orgs/:orgId/events) after `afterSeq`, for as long as the page wants. */
+export function followOrgEvents(orgId: string, afterSeq: number, onEvent: (event: OrgEvent) => void): () => void {
+  return followSse(`/v1/orgs/${orgId}/events`, afterSeq, (message) => {
+    const event = JSON.parse(message.data) as OrgEvent;
+    onEvent(event);
+    return { seq: event.seq };
+  });
 }

@@ -10,7 +10,9 @@ export type Route =
   | { name: 'runs'; orgId: string; agentId?: string; status?: string }
   | { name: 'run'; orgId: string; runId: string }
   | { name: 'approvals'; orgId: string }
-  | { name: 'conversations'; orgId: string }
+  | { name: 'conversations'; orgId: string; agentId?: string; status?: string }
+  | { name: 'conversation'; orgId: string; runId: string }
+  | { name: 'webhooks'; orgId: string }
   | { name: 'crm'; orgId: string }
   | { name: 'members'; orgId: string }
   | { name: 'api-keys'; orgId: string }
@@ -18,7 +20,7 @@ export type Route =
   | { name: 'usage'; orgId: string }
   | { name: 'not-found'; path: string };
 
-export const ORG_SECTIONS = ['agents', 'runs', 'approvals', 'conversations', 'crm', 'knowledge', 'members', 'api-keys', 'usage'] as const;
+export const ORG_SECTIONS = ['agents', 'runs', 'approvals', 'conversations', 'crm', 'knowledge', 'members', 'api-keys', 'webhooks', 'usage'] as const;
 export type OrgSection = (typeof ORG_SECTIONS)[number];
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -39,12 +41,13 @@ export function parseRoute(hash: string): Route {
     if (section === 'agents' && id === 'new') return { name: 'new-agent', orgId };
     if (section === 'agents' && id && UUID.test(id)) return { name: 'agent', orgId, agentId: id };
     if (section === 'runs' && id && UUID.test(id)) return { name: 'run', orgId, runId: id };
-    if (section === 'runs' && !id) {
+    if (section === 'conversations' && id && UUID.test(id)) return { name: 'conversation', orgId, runId: id.toLowerCase() };
+    if ((section === 'runs' || section === 'conversations') && !id) {
       const agentId = query.get('agentId');
       const status = query.get('status');
-      return { name: 'runs', orgId, ...(agentId ? { agentId } : {}), ...(status ? { status } : {}) };
+      return { name: section, orgId, ...(agentId ? { agentId } : {}), ...(status ? { status } : {}) };
     }
-    if (!id && (ORG_SECTIONS as readonly string[]).includes(section)) return { name: section as Exclude<OrgSection, 'runs'>, orgId };
+    if (!id && (ORG_SECTIONS as readonly string[]).includes(section)) return { name: section as Exclude<OrgSection, 'runs' | 'conversations'>, orgId };
   }
   return { name: 'not-found', path: pathPart };
 }
@@ -65,12 +68,15 @@ export function href(route: Route): string {
       return `#/orgs/${route.orgId}/agents/${route.agentId}`;
     case 'run':
       return `#/orgs/${route.orgId}/runs/${route.runId}`;
-    case 'runs': {
+    case 'conversation':
+      return `#/orgs/${route.orgId}/conversations/${route.runId}`;
+    case 'runs':
+    case 'conversations': {
       const q = new URLSearchParams();
       if (route.agentId) q.set('agentId', route.agentId);
       if (route.status) q.set('status', route.status);
       const qs = q.toString();
-      return `#/orgs/${route.orgId}/runs${qs ? `?${qs}` : ''}`;
+      return `#/orgs/${route.orgId}/${route.name}${qs ? `?${qs}` : ''}`;
     }
     case 'not-found':
       return `#${route.path}`;
