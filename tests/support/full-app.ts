@@ -214,6 +214,8 @@ export async function seedOrg(full: FullTestApp, label: string): Promise<SeededO
   const docTitle = `Doc ${tag}`;
   const documentId = randomUUID();
   await withServiceRole(full.admin, async (tx) => {
+    // The run is a chat conversation too, so the routes that read a conversation reach it.
+    await tx.query(`update public.agent_runs set thread_key = $2 where id = $1`, [runId, `chat-${tag}`]);
     await tx.query(`insert into public.run_approvals (id, org_id, run_id, seq, kind, tool_name, expires_at) values ($1, $2, $3, 1, 'approval', 'crm_update', now() + interval '1 hour')`, [approvalId, orgId, runId]);
     await tx.query(`insert into public.knowledge_documents (id, org_id, title, body) values ($1, $2, $3, $4)`, [documentId, orgId, docTitle, `Body ${tag}`]);
   });
