@@ -1,4 +1,4 @@
-import type { RunEvent } from './timeline';
+import type { RunEvent } from './timeline.js';
 
 /** Who wrote a message in a thread: the lead (through the CRM), a member of the team (the console), the agent. */
 export type Sender = 'lead' | 'staff' | 'agent';
