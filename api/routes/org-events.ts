@@ -2,10 +2,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { problemSchema } from '../schemas.js';
 import type { OrgEventService } from '../services/org-events.js';
-import type { RunStreamDeps } from './runs.js';
-import { superviseStream } from '../services/stream-guard.js';
-
-const SSE_KEEPALIVE_MS = 15_000;
+import { serveEventStream, type RunStreamDeps } from '../services/event-stream.js';
 
 /**
  * The org-wide live feed for consoles: the same events the org's webhook endpoints receive
@@ -27,70 +24,13 @@ export function orgEventRoutes(events: OrgEventService, streams: RunStreamDeps):
       handler: async (request, reply) => {
         const { orgId } = request.params;
         await events.assertCanFollow(request.principal, orgId);
-        let lastSeq = Number(request.headers['last-event-id'] ?? 0);
-        let principal = request.principal;
-        const release = streams.guard.admit(principal.kind === 'api_key' ? `key:${principal.keyId}` : principal.kind === 'user' ? `user:${principal.userId}` : principal.kind, orgId);
-
-        reply.hijack();
-        const res = reply.raw;
-        res.writeHead(200, {
-          'content-type': 'text/event-stream; charset=utf-8',
-          'cache-control': 'no-cache, no-transform',
-          connection: 'keep-alive',
-          'x-accel-buffering': 'no',
-          'x-request-id': request.id,
+        await serveEventStream(request, reply, streams, {
+          orgId,
+          banner: 'stream of org events',
+          recheck: (principal) => events.assertCanFollow(principal, orgId),
+          eventsAfter: (principal, lastSeq) => events.eventsAfter(principal, orgId, lastSeq),
+          subscribe: (feed) => streams.hub.subscribeOrg(orgId, feed),
         });
-
-        let draining: Promise<void> = Promise.resolve();
-        let unsubscribe: () => void = () => {};
-        const stream = superviseStream(
-          res,
-          streams.guard.limits,
-          async () => {
-            principal = await streams.reauthenticate(request);
-            await events.assertCanFollow(principal, orgId);
-          },
-          () => {
-            clearInterval(keepalive);
-            unsubscribe();
-            release();
-          },
-        );
-        const keepalive = setInterval(() => stream.write(': keepalive\n\n'), SSE_KEEPALIVE_MS);
-        stream.write(': stream of org events\n\n');
-
-        // Serialized so each event goes out once and in order, however notifications interleave.
-        const drain = () => {
-          draining = draining
-            .then(async () => {
-              while (!stream.ended) {
-                const batch = await events.eventsAfter(principal, orgId, lastSeq);
-                for (const event of batch) {
-                  if (stream.ended) return;
-                  stream.write(`id: ${event.seq}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
-                  lastSeq = event.seq;
-                }
-                if (batch.length < 500) break;
-              }
-            })
-            .catch(() => stream.end());
-          return draining;
-        };
-
-        try {
-          unsubscribe = await streams.hub.subscribeOrg(orgId, {
-            onEvent: (seq) => {
-              if (seq > lastSeq) void drain();
-            },
-            onClose: () => stream.end(),
-          });
-        } catch {
-          // Shutting down, or Postgres is unreachable: the client reconnects with Last-Event-ID.
-          stream.end();
-          return;
-        }
-        if (stream.ended) unsubscribe();
-        await drain();
       },
     });
   };

@@ -1,10 +1,7 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { RunService } from '../services/runs.js';
-import type { FastifyRequest } from 'fastify';
-import type { RequestPrincipal } from '../auth.js';
-import type { RunStreamHub } from '../services/run-stream.js';
-import { superviseStream, type StreamGuard } from '../services/stream-guard.js';
+import { serveEventStream, type RunStreamDeps } from '../services/event-stream.js';
 import { pageQuery } from '../pagination.js';
 import { problemSchema, runSchema, runStatusSchema } from '../schemas.js';
 
@@ -63,16 +60,8 @@ export function runRoutes(runs: RunService): FastifyPluginAsyncZod {
 
 const runParams = z.object({ orgId: z.uuid(), runId: z.uuid() });
 const TERMINAL_EVENTS = new Set(['run.completed', 'run.failed', 'run.cancelled']);
-const SSE_KEEPALIVE_MS = 15_000;
 
 /** Listing, cancelling, approvals and the live event stream of runs. */
-export interface RunStreamDeps {
-  hub: RunStreamHub;
-  guard: StreamGuard;
-  /** The request's credential verified again, as at the start of the request (a revoked key or an expired token throws). */
-  reauthenticate(request: FastifyRequest): Promise<RequestPrincipal>;
-}
-
 export function runControlRoutes(runs: RunService, streams: RunStreamDeps): FastifyPluginAsyncZod {
   const hub = streams.hub;
   return async (app) => {
@@ -197,82 +186,25 @@ export function runControlRoutes(runs: RunService, streams: RunStreamDeps): Fast
       handler: async (request, reply) => {
         const { orgId, runId } = request.params;
         await runs.getRun(request.principal, orgId, runId);
-        let lastSeq = Number(request.headers['last-event-id'] ?? 0);
-        let principal = request.principal;
-        const release = streams.guard.admit(principal.kind === 'api_key' ? `key:${principal.keyId}` : principal.kind === 'user' ? `user:${principal.userId}` : principal.kind, orgId);
-
-        reply.hijack();
-        const res = reply.raw;
-        res.writeHead(200, {
-          'content-type': 'text/event-stream; charset=utf-8',
-          'cache-control': 'no-cache, no-transform',
-          connection: 'keep-alive',
-          'x-accel-buffering': 'no',
-          'x-request-id': request.id,
+        await serveEventStream(request, reply, streams, {
+          orgId,
+          banner: 'stream of run events',
+          recheck: async (principal) => void (await runs.getRun(principal, orgId, runId)),
+          eventsAfter: (principal, lastSeq) => runs.eventsAfter(principal, orgId, runId, lastSeq),
+          isLast: (event) => TERMINAL_EVENTS.has(event.type),
+          subscribe: (feed) =>
+            hub.subscribe(runId, {
+              onEvent: feed.onEvent,
+              onClose: feed.onClose,
+              // Queued behind any page of durable events being sent: events committed before this
+              // delta (Postgres notifies in commit order) go out first, so a client never sees a
+              // step's tokens before the events that precede it. Deltas of a step already recorded are stale.
+              onDelta: (delta) =>
+                feed.after((send, lastSeq) => {
+                  if (delta.seq > lastSeq) send(`event: delta\ndata: ${JSON.stringify({ seq: delta.seq, text: delta.text })}\n\n`);
+                }),
+            }),
         });
-
-        let finished = false;
-        let draining: Promise<void> = Promise.resolve();
-        let unsubscribe: () => void = () => {};
-        // Access is re-checked as it was at the start: the credential again (a revoked key or an
-        // expired token fails), then the run through RLS (a removed member or a deleted org fails).
-        const stream = superviseStream(
-          res,
-          streams.guard.limits,
-          async () => {
-            principal = await streams.reauthenticate(request);
-            await runs.getRun(principal, orgId, runId);
-          },
-          () => {
-            clearInterval(keepalive);
-            unsubscribe();
-            release();
-          },
-        );
-        const keepalive = setInterval(() => stream.write(': keepalive\n\n'), SSE_KEEPALIVE_MS);
-        stream.write(': stream of run events\n\n');
-
-        // Serialized so durable events go out once each and in order, however notifications interleave.
-        const drain = () => {
-          draining = draining.then(async () => {
-            while (!stream.ended && !finished) {
-              const events = await runs.eventsAfter(principal, orgId, runId, lastSeq);
-              for (const event of events) {
-                if (stream.ended) return;
-                stream.write(`id: ${event.seq}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
-                lastSeq = event.seq;
-                if (TERMINAL_EVENTS.has(event.type)) finished = true;
-              }
-              if (events.length < 500) break;
-            }
-            if (finished) stream.end();
-          }).catch(() => stream.end());
-          return draining;
-        };
-
-        try {
-          unsubscribe = await hub.subscribe(runId, {
-            onEvent: (seq) => {
-              if (seq > lastSeq) void drain();
-            },
-            onDelta: (delta) => {
-              // Queued behind any drain in progress: durable events committed before this delta
-              // (Postgres notifies in commit order) go out first, so a client never sees a step's
-              // tokens before the events that precede it. Deltas of a step already recorded are stale.
-              draining = draining.then(() => {
-                if (delta.seq > lastSeq) stream.write(`event: delta\ndata: ${JSON.stringify({ seq: delta.seq, text: delta.text })}\n\n`);
-              });
-            },
-            onClose: () => stream.end(),
-          });
-        } catch {
-          // Shutting down, or Postgres is unreachable: the client reconnects with Last-Event-ID.
-          stream.end();
-          return;
-        }
-        // The client may have gone while we subscribed.
-        if (stream.ended) unsubscribe();
-        await drain();
       },
     });
   };
