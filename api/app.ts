@@ -257,7 +257,7 @@ export async function buildApp(deps: AppDeps) {
       await v1.register(runControlRoutes(runs, { hub: runStreams, guard: streamGuard, reauthenticate: authenticate }));
       await v1.register(conversationRoutes(createConversationService({ pool: deps.pool })));
       await v1.register(orgEventRoutes(createOrgEventService({ pool: deps.pool }), { hub: runStreams, guard: streamGuard, reauthenticate: authenticate }));
-      await v1.register(knowledgeRoutes(createKnowledgeService({ pool: deps.pool, temporal: deps.temporal, caps, ...(deps.knowledgeTaskQueue ? { taskQueue: deps.knowledgeTaskQueue } : {}) }), deps.knowledgeMaxUploadBytes ? { maxUploadBytes: deps.knowledgeMaxUploadBytes } : {}));
+      await v1.register(knowledgeRoutes(createKnowledgeService({ pool: deps.pool, temporal: deps.temporal, caps, ...(deps.knowledgeTaskQueue ? { taskQueue: deps.knowledgeTaskQueue } : {}), ...(deps.temporalDeadlineMs ? { temporalDeadlineMs: deps.temporalDeadlineMs } : {}) }), deps.knowledgeMaxUploadBytes ? { maxUploadBytes: deps.knowledgeMaxUploadBytes } : {}));
       await v1.register(usageRoutes(createUsageService({ pool: deps.pool })));
       await v1.register(orgRoutes(createOrgService({ pool: deps.pool, caps, temporal: deps.temporal, logger: deps.logger, ...(deps.temporalDeadlineMs ? { temporalDeadlineMs: deps.temporalDeadlineMs } : {}) })));
       await v1.register(memberRoutes(createMemberService({ pool: deps.pool })));

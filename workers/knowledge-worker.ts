@@ -2,6 +2,7 @@ import type { DataConverter } from '@temporalio/common';
 import { Worker, type NativeConnection, type WorkerOptions } from '@temporalio/worker';
 import type pg from 'pg';
 import { createKnowledgeActivities, type KnowledgeActivityDeps } from '../activities/knowledge/ingest.js';
+import { createKnowledgeRefreshActivities } from '../activities/knowledge/refresh.js';
 import { EmbeddingsClient, type Embedder } from '../integrations/llm/embeddings.js';
 import type { WorkerConfig } from '../lib/config.js';
 import type { Logger } from '../lib/logger.js';
@@ -22,7 +23,7 @@ export interface KnowledgeWorkerDeps extends Omit<KnowledgeActivityDeps, 'fetchU
   ssrfAllowedHosts?: readonly string[];
 }
 
-/** The `knowledge` task queue: knowledgeIngest workflows and their activities. */
+/** The `knowledge` task queue: knowledgeIngest and knowledgeRefresh workflows and their activities. */
 export async function createKnowledgeWorker(deps: KnowledgeWorkerDeps): Promise<{ worker: Worker; close(): Promise<void> }> {
   const fetchUrl = createGuardedFetch({ allowedHosts: deps.ssrfAllowedHosts ?? [] });
   const worker = await Worker.create({
@@ -30,7 +31,7 @@ export async function createKnowledgeWorker(deps: KnowledgeWorkerDeps): Promise<
     namespace: deps.namespace,
     taskQueue: deps.taskQueue ?? KNOWLEDGE_TASK_QUEUE,
     ...(deps.workflowBundle ? { workflowBundle: deps.workflowBundle } : { workflowsPath }),
-    activities: createKnowledgeActivities({ ...deps, fetchUrl }),
+    activities: { ...createKnowledgeActivities({ ...deps, fetchUrl }), ...createKnowledgeRefreshActivities({ ...deps, fetchUrl }) },
     // Each extraction is a thread with its own heap cap: a few at a time bound the process's memory.
     maxConcurrentActivityTaskExecutions: 4,
     shutdownGraceTime: deps.shutdownGraceTime ?? '30 seconds',

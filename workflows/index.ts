@@ -4,6 +4,7 @@ import { agentRun } from './agent-run/index.js';
 import { crmIntake } from './crm-intake.js';
 import { crmSync } from './crm-sync.js';
 import { knowledgeIngest } from './knowledge-ingest.js';
+import { knowledgeRefresh } from './knowledge-refresh.js';
 import { orgWebhookDelivery } from './webhook-delivery.js';
 import { CONVERSATION_MEMO } from './task-queues.js';
 
@@ -22,7 +23,9 @@ setWorkflowOptions(() => versioned(workflowInfo().memo?.[CONVERSATION_MEMO] === 
 setWorkflowOptions(() => versioned('AUTO_UPGRADE'), crmSync);
 setWorkflowOptions(() => versioned('AUTO_UPGRADE'), crmIntake);
 setWorkflowOptions(() => versioned('PINNED'), knowledgeIngest);
+// A re-fetch takes minutes, like an ingestion.
+setWorkflowOptions(() => versioned('PINNED'), knowledgeRefresh);
 // A webhook delivery lives up to a day of timers: AUTO_UPGRADE, with patched() for changes.
 setWorkflowOptions(() => versioned('AUTO_UPGRADE'), orgWebhookDelivery);
 
-export { agentRun, crmIntake, crmSync, knowledgeIngest, orgWebhookDelivery };
+export { agentRun, crmIntake, crmSync, knowledgeIngest, knowledgeRefresh, orgWebhookDelivery };

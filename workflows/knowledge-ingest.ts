@@ -38,9 +38,13 @@ export async function knowledgeIngest(input: KnowledgeIngestInput): Promise<Know
     if (extracted.status === 'stale') return extracted;
     return await indexing.indexKnowledgeDocument(ref);
   } catch (err) {
-    const cause = err instanceof ActivityFailure && err.cause instanceof ApplicationFailure ? err.cause : err;
-    const reason = cause instanceof Error ? cause.message : String(cause);
-    await bookkeeping.failKnowledgeDocument({ ...ref, reason: reason || 'Ingestion failed.' });
+    await bookkeeping.failKnowledgeDocument({ ...ref, reason: failureReason(err, 'Ingestion failed.') });
     return { status: 'failed' };
   }
+}
+
+/** The message a person reads for a failed activity: the activity's own, not Temporal's wrapper. */
+export function failureReason(err: unknown, fallback: string): string {
+  const cause = err instanceof ActivityFailure && err.cause instanceof ApplicationFailure ? err.cause : err;
+  return (cause instanceof Error ? cause.message : String(cause)) || fallback;
 }

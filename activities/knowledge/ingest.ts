@@ -2,15 +2,16 @@
  * The knowledgeIngest workflow's activities. Text moves through Postgres (the document's body),
  * never through Temporal: the history holds ids, counts and failure reasons only.
  */
+import { createHash } from 'node:crypto';
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import type pg from 'pg';
-import type { Response as UndiciResponse } from 'undici';
 import { withPrincipal } from '../../lib/db.js';
-import { UnsafeUrlError, type GuardedFetch } from '../../lib/ssrf.js';
+import type { GuardedFetch } from '../../lib/ssrf.js';
 import { extractText, ExtractionError, DEFAULT_EXTRACTION_LIMITS, type ExtractionLimits } from '../../integrations/documents/extract.js';
-import { sniffMediaType, type KnowledgeMediaType } from '../../integrations/documents/media-type.js';
+import type { KnowledgeMediaType } from '../../integrations/documents/media-type.js';
 import { EmbeddingError, type Embedder } from '../../integrations/llm/embeddings.js';
 import { KnowledgeFailureTypes } from './failure-types.js';
+import { extractionFailure, fetchPage, type PageFetchOptions, type PageValidators } from './fetch-page.js';
 import { prepareDocument, replaceDocumentChunks } from './store.js';
 
 export interface KnowledgeIngestRef {
@@ -39,6 +40,24 @@ export interface KnowledgeActivityDeps {
 /** The longest text a document keeps (the column's limit). */
 const MAX_TEXT_CHARS = 2_000_000;
 
+/** Text of a file or page as the document keeps it, and its hash (what a re-fetch compares). */
+export async function documentText(bytes: Uint8Array, mediaType: KnowledgeMediaType, limits: ExtractionLimits): Promise<{ text: string; pages: number | null; sha256: string }> {
+  try {
+    const extracted = await extractText(bytes, mediaType, limits);
+    const text = extracted.text.slice(0, MAX_TEXT_CHARS);
+    return { text, pages: extracted.pages, sha256: textHash(text) };
+  } catch (err) {
+    if (err instanceof ExtractionError) throw extractionFailure(err.message);
+    throw err;
+  }
+}
+
+export const textHash = (text: string): string => createHash('sha256').update(text).digest('hex');
+
+export function pageFetchOptions(deps: KnowledgeActivityDeps): PageFetchOptions {
+  return { fetchUrl: deps.fetchUrl, ...(deps.maxUrlBytes ? { maxBytes: deps.maxUrlBytes } : {}), ...(deps.urlTimeoutMs ? { timeoutMs: deps.urlTimeoutMs } : {}) };
+}
+
 interface SourceRow {
   revision: number;
   title: string;
@@ -49,50 +68,9 @@ interface SourceRow {
   content: Buffer | null;
 }
 
-function extractionFailure(message: string): ApplicationFailure {
-  return ApplicationFailure.nonRetryable(message, KnowledgeFailureTypes.extraction);
-}
-
-async function readLimited(response: UndiciResponse, maxBytes: number): Promise<Uint8Array> {
-  const declared = Number(response.headers.get('content-length') ?? '0');
-  if (declared > maxBytes) throw extractionFailure(`The page is larger than ${maxBytes} bytes.`);
-  const parts: Uint8Array[] = [];
-  let total = 0;
-  for await (const part of response.body as AsyncIterable<Uint8Array>) {
-    total += part.byteLength;
-    if (total > maxBytes) throw extractionFailure(`The page is larger than ${maxBytes} bytes.`);
-    parts.push(part);
-  }
-  return Buffer.concat(parts);
-}
-
 export function createKnowledgeActivities(deps: KnowledgeActivityDeps) {
   const worker = (orgId: string) => ({ kind: 'worker' as const, orgId });
   const limits = deps.limits ?? DEFAULT_EXTRACTION_LIMITS;
-
-  async function fetchPage(url: string): Promise<{ bytes: Uint8Array; mediaType: KnowledgeMediaType }> {
-    let response;
-    try {
-      response = await deps.fetchUrl(url, { signal: AbortSignal.timeout(deps.urlTimeoutMs ?? 30_000), headers: { accept: 'text/html, text/plain, application/pdf;q=0.9, */*;q=0.1' } });
-    } catch (err) {
-      if (err instanceof UnsafeUrlError) throw ApplicationFailure.nonRetryable(`The URL is not allowed: ${err.message}.`, KnowledgeFailureTypes.source);
-      throw err; // network trouble: Temporal retries
-    }
-    if (response.status >= 400 && response.status < 500 && response.status !== 429) {
-      await response.body?.cancel();
-      throw ApplicationFailure.nonRetryable(`The page answered HTTP ${response.status}.`, KnowledgeFailureTypes.source);
-    }
-    if (!response.ok) {
-      await response.body?.cancel();
-      throw ApplicationFailure.retryable(`The page answered HTTP ${response.status}.`, 'KnowledgeSourceBusy');
-    }
-    const bytes = await readLimited(response, deps.maxUrlBytes ?? 5 * 1024 * 1024);
-    const mediaType = sniffMediaType(bytes);
-    if (!mediaType || mediaType === 'application/vnd.openxmlformats-officedocument.wordprocessingml.document') {
-      throw extractionFailure(`The page is ${response.headers.get('content-type') ?? 'of an unknown type'}, not HTML, text or PDF.`);
-    }
-    return { bytes, mediaType };
-  }
 
   return {
     /** Text of the document's current revision into its body (files and URLs), status processing. */
@@ -110,28 +88,31 @@ export function createKnowledgeActivities(deps: KnowledgeActivityDeps) {
       if (!source) return { status: 'stale' };
       let text: string;
       let pages: number | null = null;
-      try {
-        if (source.source_kind === 'text') {
-          text = source.body;
+      let validators: PageValidators = { etag: null, lastModified: null };
+      if (source.source_kind === 'text') {
+        text = source.body;
+      } else {
+        let bytes: Uint8Array;
+        let mediaType: KnowledgeMediaType;
+        if (source.source_kind === 'url') {
+          const page = await fetchPage(source.source_url!, pageFetchOptions(deps));
+          if (page.status !== 'fetched') throw new Error('An unconditional request answered 304.');
+          ({ bytes, mediaType, validators } = page);
         } else {
-          const { bytes, mediaType } =
-            source.source_kind === 'url' ? await fetchPage(source.source_url!) : { bytes: source.content!, mediaType: source.media_type! };
-          Context.current().heartbeat();
-          ({ text, pages } = await extractText(bytes, mediaType, limits));
+          bytes = source.content!;
+          mediaType = source.media_type!;
         }
-      } catch (err) {
-        if (err instanceof ExtractionError) throw extractionFailure(err.message);
-        throw err;
+        Context.current().heartbeat();
+        ({ text, pages } = await documentText(bytes, mediaType, limits));
       }
       text = text.slice(0, MAX_TEXT_CHARS);
+      // The hash and the page's validators let a scheduled re-fetch tell an unchanged page.
       const written = await withPrincipal(deps.pool, worker(ref.orgId), (tx) =>
-        tx.query(`update public.knowledge_documents set body = $4, page_count = $5 where id = $1 and org_id = $2 and revision = $3`, [
-          ref.documentId,
-          ref.orgId,
-          ref.revision,
-          text,
-          pages,
-        ]),
+        tx.query(
+          `update public.knowledge_documents set body = $4, page_count = $5, content_sha256 = $6, source_etag = $7, source_last_modified = $8
+            where id = $1 and org_id = $2 and revision = $3`,
+          [ref.documentId, ref.orgId, ref.revision, text, pages, textHash(text), validators.etag, validators.lastModified],
+        ),
       );
       return written.rowCount === 1 ? { status: 'extracted', chars: text.length, pages } : { status: 'stale' };
     },

@@ -8,6 +8,7 @@ import { ProblemError } from '../problems.js';
 import { problemSchema } from '../schemas.js';
 import type { KnowledgeContent, KnowledgeService } from '../services/knowledge.js';
 import type { UsageService } from '../services/usage.js';
+import { KNOWLEDGE_REFRESH_INTERVALS, type KnowledgeRefreshInterval } from '../../workflows/knowledge-ids.js';
 
 const documentSchema = z.object({
   id: z.uuid(),
@@ -28,12 +29,26 @@ const documentSchema = z.object({
   pageCount: z.number().nullable(),
   language: z.string().nullable(),
   ingestedAt: z.string().nullable(),
+  refresh: z
+    .object({
+      every: z.enum(KNOWLEDGE_REFRESH_INTERVALS),
+      scheduleId: z.string(),
+      nextRunAt: z.string().nullable().describe('Next scheduled re-fetch; null when Temporal did not answer in time'),
+      lastFetchedAt: z.string().nullable(),
+      lastOutcome: z.enum(['changed', 'unchanged', 'failed']).nullable(),
+      lastError: z.string().nullable().describe('Why the last re-fetch failed; the chunks of the last good fetch are still searched'),
+    })
+    .nullable()
+    .describe('Re-fetch schedule of a web page; null when it is fetched once'),
   createdAt: z.string(),
   updatedAt: z.string(),
 });
 const title = z.string().trim().min(1).max(500);
 const textBody = z.strictObject({ title, body: z.string().max(200_000) });
-const urlBody = z.strictObject({ title: title.optional(), url: z.url({ protocol: /^https?$/ }).max(2000) });
+/** How often a web page is fetched again (a Temporal Schedule); its chunks change only when its text did. */
+const refresh = z.strictObject({ every: z.enum(KNOWLEDGE_REFRESH_INTERVALS) });
+const urlBody = z.strictObject({ title: title.optional(), url: z.url({ protocol: /^https?$/ }).max(2000), refresh: refresh.nullish() });
+const patchBody = z.strictObject({ title: title.optional(), body: z.string().max(200_000).optional(), refresh: refresh.nullish().describe('Web pages only; null stops re-fetching') });
 const orgParams = z.object({ orgId: z.uuid() });
 const docParams = z.object({ orgId: z.uuid(), documentId: z.uuid() });
 const problems = { 400: problemSchema, 403: problemSchema, 404: problemSchema, 413: problemSchema, 415: problemSchema };
@@ -49,7 +64,7 @@ const DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024;
  * A multipart upload (`file`, optional `title`), streamed into memory up to the cap, its type
  * decided by its bytes. Anything else in the form is refused rather than ignored.
  */
-async function readUpload(request: FastifyRequest, maxBytes: number): Promise<{ title?: string; content: KnowledgeContent }> {
+async function readUpload(request: FastifyRequest, maxBytes: number): Promise<Upload> {
   let fileTitle: string | undefined;
   let content: KnowledgeContent | undefined;
   try {
@@ -81,9 +96,15 @@ async function readUpload(request: FastifyRequest, maxBytes: number): Promise<{ 
   return { ...(fileTitle ? { title: fileTitle } : {}), content };
 }
 
-function fromJson(body: z.infer<typeof textBody> | z.infer<typeof urlBody> | null | undefined): { title?: string; content: KnowledgeContent } {
-  if (!body) throw new ProblemError('validation-error', 'Send JSON { title, body }, JSON { url, title? } or a multipart form with "file".');
-  if ('url' in body) return { ...(body.title ? { title: body.title } : {}), content: { kind: 'url', url: body.url } };
+interface Upload {
+  title?: string;
+  content: KnowledgeContent;
+  refresh?: KnowledgeRefreshInterval;
+}
+
+function fromJson(body: z.infer<typeof textBody> | z.infer<typeof urlBody> | null | undefined): Upload {
+  if (!body) throw new ProblemError('validation-error', 'Send JSON { title, body }, JSON { url, title?, refresh? } or a multipart form with "file".');
+  if ('url' in body) return { ...(body.title ? { title: body.title } : {}), content: { kind: 'url', url: body.url }, ...(body.refresh ? { refresh: body.refresh.every } : {}) };
   return { title: body.title, content: { kind: 'text', body: body.body } };
 }
 
@@ -105,15 +126,16 @@ export function knowledgeRoutes(knowledge: KnowledgeService, opts: KnowledgeRout
       config: { auth: 'bearer', minRole: 'admin' },
       schema: {
         operationId: 'createKnowledgeDocument',
-        summary: 'Add a knowledge document: JSON text, JSON { url }, or a multipart upload (file: PDF, DOCX, HTML, Markdown, text)',
-        description: 'Ingestion runs in the background; the document reports status (pending, processing, ready, failed) and progress.',
+        summary: 'Add a knowledge document: JSON text, JSON { url, refresh? }, or a multipart upload (file: PDF, DOCX, HTML, Markdown, text)',
+        description:
+          'Ingestion runs in the background; the document reports status (pending, processing, ready, failed) and progress. A web page with `refresh` is fetched again on a schedule and re-indexed only when its text changed.',
         params: orgParams,
         body: z.union([textBody, urlBody]).nullish(),
         response: { 201: documentSchema, 409: problemSchema, ...problems, 503: problemSchema },
       },
       handler: async (request, reply) => {
         const upload = await contentOf(request, request.body);
-        const doc = await knowledge.create(request.principal, request.params.orgId, { title: upload.title ?? defaultTitle(upload.content), content: upload.content });
+        const doc = await knowledge.create(request.principal, request.params.orgId, { title: upload.title ?? defaultTitle(upload.content), content: upload.content, refresh: upload.refresh ?? null });
         reply.header('location', `/v1/orgs/${doc.orgId}/knowledge/${doc.id}`);
         return reply.code(201).send(doc);
       },
@@ -138,34 +160,35 @@ export function knowledgeRoutes(knowledge: KnowledgeService, opts: KnowledgeRout
       config: { auth: 'bearer', minRole: 'admin' },
       schema: {
         operationId: 'replaceKnowledgeDocument',
-        summary: "Replace a knowledge document's content (same forms as POST); its chunks are replaced at once when the new revision is ingested",
+        summary: "Replace a knowledge document's content (same forms as POST, refresh included); its chunks are replaced at once when the new revision is ingested",
         params: docParams,
         body: z.union([textBody, urlBody]).nullish(),
         response: { 200: documentSchema, ...problems, 503: problemSchema },
       },
       handler: async (request) => {
         const upload = await contentOf(request, request.body);
-        return knowledge.update(request.principal, request.params.orgId, request.params.documentId, { title: upload.title, content: upload.content });
+        return knowledge.update(request.principal, request.params.orgId, request.params.documentId, { title: upload.title, content: upload.content, refresh: upload.refresh ?? null });
       },
     });
     app.patch('/orgs/:orgId/knowledge/:documentId', {
       config: { auth: 'bearer', minRole: 'admin' },
       schema: {
         operationId: 'updateKnowledgeDocument',
-        summary: 'Change a text knowledge document (title, body); it is ingested again',
+        summary: "Change a knowledge document's title or text (it is ingested again) or a web page's re-fetch schedule (refresh; null stops it)",
         params: docParams,
-        body: textBody.partial(),
+        body: patchBody,
         response: { 200: documentSchema, ...problems, 503: problemSchema },
       },
       handler: async (request) =>
         knowledge.update(request.principal, request.params.orgId, request.params.documentId, {
           title: request.body.title,
           content: request.body.body === undefined ? undefined : { kind: 'text', body: request.body.body },
+          refresh: request.body.refresh === undefined ? undefined : (request.body.refresh?.every ?? null),
         }),
     });
     app.delete('/orgs/:orgId/knowledge/:documentId', {
       config: { auth: 'bearer', minRole: 'admin' },
-      schema: { operationId: 'deleteKnowledgeDocument', summary: 'Delete a knowledge document and its chunks', params: docParams, response: { 204: z.null(), ...problems } },
+      schema: { operationId: 'deleteKnowledgeDocument', summary: 'Delete a knowledge document, its chunks and its re-fetch schedule', params: docParams, response: { 204: z.null(), ...problems, 503: problemSchema } },
       handler: async (request, reply) => {
         await knowledge.remove(request.principal, request.params.orgId, request.params.documentId);
         return reply.code(204).send(null);

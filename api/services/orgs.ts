@@ -3,6 +3,7 @@ import { ScheduleNotFoundError, WorkflowNotFoundError, type Client } from '@temp
 import type pg from 'pg';
 import type { Logger } from '../../lib/logger.js';
 import { crmIntakeWorkflowId, crmSyncScheduleId, crmSyncWorkflowId } from '../../workflows/crm-sync-ids.js';
+import { knowledgeRefreshScheduleId } from '../../workflows/knowledge-ids.js';
 import { callTemporal, DEFAULT_TEMPORAL_CALL_DEADLINE_MS } from './temporal-calls.js';
 import { withPrincipal, type Tx } from '../../lib/db.js';
 import type { Principal } from '../../lib/principal.js';
@@ -89,19 +90,23 @@ export function createOrgService(deps: { pool: pg.Pool; caps?: ResourceCaps; tem
 
   /**
    * Owners only. Everything the org owns goes with it (foreign keys cascade), its audit log
-   * included, and so does its work in Temporal: the CRM sync schedules are deleted first (a
+   * included, and so does its work in Temporal: the CRM sync schedules and the knowledge
+   * re-fetch schedules are deleted first (a
    * Temporal that does not answer leaves the org in place, 503), then the rows, then the open
    * runs and syncs are cancelled. Temporal is never called inside a transaction.
    */
   async function deleteOrg(principal: Principal, orgId: string): Promise<void> {
-    const { connectionIds, openWorkflowIds } = await withPrincipal(deps.pool, principal, async (tx) => {
+    const { connectionIds, openWorkflowIds, pageDocumentIds } = await withPrincipal(deps.pool, principal, async (tx) => {
       await requireOrgRole(tx, orgId, 'owner');
       const connections = await tx.query<{ id: string }>(`select id from public.crm_connections where org_id = $1`, [orgId]);
+      // A web page whose refresh was switched off while Temporal did not answer may still have
+      // a schedule: every web page's schedule id is tried.
+      const pages = await tx.query<{ id: string }>(`select id from public.knowledge_documents where org_id = $1 and source_kind = 'url'`, [orgId]);
       const runs = await tx.query<{ workflow_id: string }>(
         `select workflow_id from public.agent_runs where org_id = $1 and status not in ('completed', 'failed', 'cancelled')`,
         [orgId],
       );
-      return { connectionIds: connections.rows.map((r) => r.id), openWorkflowIds: runs.rows.map((r) => r.workflow_id) };
+      return { connectionIds: connections.rows.map((r) => r.id), openWorkflowIds: runs.rows.map((r) => r.workflow_id), pageDocumentIds: pages.rows.map((r) => r.id) };
     });
     const temporal = deps.temporal;
     if (temporal) {
@@ -109,9 +114,9 @@ export function createOrgService(deps: { pool: pg.Pool; caps?: ResourceCaps; tem
         temporal,
         deps.temporalDeadlineMs ?? DEFAULT_TEMPORAL_CALL_DEADLINE_MS,
         async () => {
-          for (const connectionId of connectionIds) {
+          for (const scheduleId of [...connectionIds.map(crmSyncScheduleId), ...pageDocumentIds.map(knowledgeRefreshScheduleId)]) {
             try {
-              await temporal.schedule.getHandle(crmSyncScheduleId(connectionId)).delete();
+              await temporal.schedule.getHandle(scheduleId).delete();
             } catch (err) {
               if (!(err instanceof ScheduleNotFoundError)) throw err;
             }

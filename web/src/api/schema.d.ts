@@ -322,8 +322,8 @@ export interface paths {
         get: operations["listKnowledgeDocuments"];
         put?: never;
         /**
-         * Add a knowledge document: JSON text, JSON { url }, or a multipart upload (file: PDF, DOCX, HTML, Markdown, text)
-         * @description Ingestion runs in the background; the document reports status (pending, processing, ready, failed) and progress.
+         * Add a knowledge document: JSON text, JSON { url, refresh? }, or a multipart upload (file: PDF, DOCX, HTML, Markdown, text)
+         * @description Ingestion runs in the background; the document reports status (pending, processing, ready, failed) and progress. A web page with `refresh` is fetched again on a schedule and re-indexed only when its text changed.
          */
         post: operations["createKnowledgeDocument"];
         delete?: never;
@@ -341,14 +341,14 @@ export interface paths {
         };
         /** Get a knowledge document with its ingestion status and progress */
         get: operations["getKnowledgeDocument"];
-        /** Replace a knowledge document's content (same forms as POST); its chunks are replaced at once when the new revision is ingested */
+        /** Replace a knowledge document's content (same forms as POST, refresh included); its chunks are replaced at once when the new revision is ingested */
         put: operations["replaceKnowledgeDocument"];
         post?: never;
-        /** Delete a knowledge document and its chunks */
+        /** Delete a knowledge document, its chunks and its re-fetch schedule */
         delete: operations["deleteKnowledgeDocument"];
         options?: never;
         head?: never;
-        /** Change a text knowledge document (title, body); it is ingested again */
+        /** Change a knowledge document's title or text (it is ingested again) or a web page's re-fetch schedule (refresh; null stops it) */
         patch: operations["updateKnowledgeDocument"];
         trace?: never;
     };
@@ -5422,6 +5422,18 @@ export interface operations {
                             pageCount: number | null;
                             language: string | null;
                             ingestedAt: string | null;
+                            /** @description Re-fetch schedule of a web page; null when it is fetched once */
+                            refresh: {
+                                /** @enum {string} */
+                                every: "1h" | "6h" | "1d" | "7d";
+                                scheduleId: string;
+                                /** @description Next scheduled re-fetch; null when Temporal did not answer in time */
+                                nextRunAt: string | null;
+                                lastFetchedAt: string | null;
+                                lastOutcome: ("changed" | "unchanged" | "failed") | null;
+                                /** @description Why the last re-fetch failed; the chunks of the last good fetch are still searched */
+                                lastError: string | null;
+                            } | null;
                             createdAt: string;
                             updatedAt: string;
                         }[];
@@ -5629,6 +5641,10 @@ export interface operations {
                     title?: string;
                     /** Format: uri */
                     url: string;
+                    refresh?: {
+                        /** @enum {string} */
+                        every: "1h" | "6h" | "1d" | "7d";
+                    } | null;
                 }) | null;
             };
         };
@@ -5665,6 +5681,18 @@ export interface operations {
                         pageCount: number | null;
                         language: string | null;
                         ingestedAt: string | null;
+                        /** @description Re-fetch schedule of a web page; null when it is fetched once */
+                        refresh: {
+                            /** @enum {string} */
+                            every: "1h" | "6h" | "1d" | "7d";
+                            scheduleId: string;
+                            /** @description Next scheduled re-fetch; null when Temporal did not answer in time */
+                            nextRunAt: string | null;
+                            lastFetchedAt: string | null;
+                            lastOutcome: ("changed" | "unchanged" | "failed") | null;
+                            /** @description Why the last re-fetch failed; the chunks of the last good fetch are still searched */
+                            lastError: string | null;
+                        } | null;
                         createdAt: string;
                         updatedAt: string;
                     };
@@ -5916,6 +5944,18 @@ export interface operations {
                         pageCount: number | null;
                         language: string | null;
                         ingestedAt: string | null;
+                        /** @description Re-fetch schedule of a web page; null when it is fetched once */
+                        refresh: {
+                            /** @enum {string} */
+                            every: "1h" | "6h" | "1d" | "7d";
+                            scheduleId: string;
+                            /** @description Next scheduled re-fetch; null when Temporal did not answer in time */
+                            nextRunAt: string | null;
+                            lastFetchedAt: string | null;
+                            lastOutcome: ("changed" | "unchanged" | "failed") | null;
+                            /** @description Why the last re-fetch failed; the chunks of the last good fetch are still searched */
+                            lastError: string | null;
+                        } | null;
                         createdAt: string;
                         updatedAt: string;
                     };
@@ -6122,6 +6162,10 @@ export interface operations {
                     title?: string;
                     /** Format: uri */
                     url: string;
+                    refresh?: {
+                        /** @enum {string} */
+                        every: "1h" | "6h" | "1d" | "7d";
+                    } | null;
                 }) | null;
             };
         };
@@ -6158,6 +6202,18 @@ export interface operations {
                         pageCount: number | null;
                         language: string | null;
                         ingestedAt: string | null;
+                        /** @description Re-fetch schedule of a web page; null when it is fetched once */
+                        refresh: {
+                            /** @enum {string} */
+                            every: "1h" | "6h" | "1d" | "7d";
+                            scheduleId: string;
+                            /** @description Next scheduled re-fetch; null when Temporal did not answer in time */
+                            nextRunAt: string | null;
+                            lastFetchedAt: string | null;
+                            lastOutcome: ("changed" | "unchanged" | "failed") | null;
+                            /** @description Why the last re-fetch failed; the chunks of the last good fetch are still searched */
+                            lastError: string | null;
+                        } | null;
                         createdAt: string;
                         updatedAt: string;
                     };
@@ -6561,6 +6617,11 @@ export interface operations {
                 "application/json": {
                     title?: string;
                     body?: string;
+                    /** @description Web pages only; null stops re-fetching */
+                    refresh?: {
+                        /** @enum {string} */
+                        every: "1h" | "6h" | "1d" | "7d";
+                    } | null;
                 };
             };
         };
@@ -6597,6 +6658,18 @@ export interface operations {
                         pageCount: number | null;
                         language: string | null;
                         ingestedAt: string | null;
+                        /** @description Re-fetch schedule of a web page; null when it is fetched once */
+                        refresh: {
+                            /** @enum {string} */
+                            every: "1h" | "6h" | "1d" | "7d";
+                            scheduleId: string;
+                            /** @description Next scheduled re-fetch; null when Temporal did not answer in time */
+                            nextRunAt: string | null;
+                            lastFetchedAt: string | null;
+                            lastOutcome: ("changed" | "unchanged" | "failed") | null;
+                            /** @description Why the last re-fetch failed; the chunks of the last good fetch are still searched */
+                            lastError: string | null;
+                        } | null;
                         createdAt: string;
                         updatedAt: string;
                     };
