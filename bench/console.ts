@@ -223,6 +223,19 @@ async function clockOffset(page: Page): Promise<{ offset: number; uncertainty: n
   return best;
 }
 
+/** Where the time to the first screen went, from the page's navigation and resource timing (ms from navigation start). */
+const NAVIGATION_STEPS = `(() => {
+  const nav = performance.getEntriesByType('navigation')[0];
+  const at = (n) => Math.round(n);
+  const steps = ['html ' + at(nav.responseEnd)];
+  for (const r of performance.getEntriesByType('resource')) {
+    const name = new URL(r.name).pathname.replace(/^\\/assets\\/|^\\//, '');
+    steps.push(name + ' ' + at(r.startTime) + '–' + at(r.responseEnd));
+  }
+  steps.push('scripts run by ' + at(nav.domContentLoadedEventEnd));
+  return steps.join(', ');
+})()`;
+
 /** Opens the console in a new context and waits for the heading; times in the page and on the wall. */
 async function firstScreen(browser: Browser, base: string, heading: string, storageState?: Awaited<ReturnType<BrowserContext['storageState']>>) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, ...(storageState ? { storageState } : {}) });
@@ -239,7 +252,7 @@ async function firstScreen(browser: Browser, base: string, heading: string, stor
       if (!entry?.painted) await page.waitForTimeout(20);
     }
     if (!entry?.painted) throw new Error(`the probe saw no painted <h1>${heading}</h1>`);
-    return { dom: entry.dom, painted: entry.painted, wall };
+    return { dom: entry.dom, painted: entry.painted, wall, steps: (await page.evaluate(NAVIGATION_STEPS)) as string };
   } finally {
     await context.close();
   }
@@ -318,6 +331,8 @@ async function main() {
         `round ${round}: Sign in in the DOM at ${ms(visitor.dom)}, painted ${ms(visitor.painted)} (wall ${ms(visitor.wall)}); ` +
           `Agents in the DOM at ${ms(member.dom)}, painted ${ms(member.painted)} (wall ${ms(member.wall)})`,
       );
+      log(`round ${round}: visitor's page: ${visitor.steps}`);
+      log(`round ${round}: signed-in page: ${member.steps}`);
     }
 
     // 3. Live tokens -------------------------------------------------------------------------------
