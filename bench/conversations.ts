@@ -43,7 +43,7 @@ import { startSuiteStack } from '../scripts/stack/suite-stack.js';
 import { createAgentRunsWorker, workflowsPath } from '../workers/agent-runs-worker.js';
 import { createCrmSyncWorker } from '../workers/crm-sync-worker.js';
 import { createAgentRunHandoff } from '../workers/run-handoff.js';
-import { FigureLog, ROUNDS } from './support/figures.js';
+import { FigureLog, ROUNDS, percentile } from './support/figures.js';
 import { benchDeliverySignal, trivialIntake } from './workflows.js';
 
 const INTAKE_COUNT = Number(process.env.BENCH_INTAKE_COUNT ?? 500);
@@ -53,10 +53,6 @@ const CONVERSATIONS = Number(process.env.BENCH_CONVERSATIONS ?? 1000);
 const JWT_SECRET = 'bench-only-jwt-secret-0123456789abcdef-0123';
 const log = (msg: string) => console.log(`[bench:conversations] ${msg}`);
 const ms = (n: number) => `${n.toFixed(1)} ms`;
-const percentile = (values: number[], p: number) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
-};
 const sleep = (msDelay: number) => new Promise((r) => setTimeout(r, msDelay));
 
 const settings: CrmSettings = {
