@@ -2,6 +2,7 @@ import { ApplicationFailure } from '@temporalio/activity';
 import { ConnectionUnavailableError } from '../integrations/crm/credentials.js';
 import { CrmError } from '../integrations/crm/http.js';
 import { LlmError } from '../integrations/llm/errors.js';
+import type { ChatRoute } from '../integrations/llm/org-provider.js';
 import { CrmFailureTypes } from './crm-failure-types.js';
 import { NonRetryableFailureTypes } from './failure-types.js';
 
@@ -29,6 +30,22 @@ export function toActivityFailure(err: unknown): unknown {
     return ApplicationFailure.nonRetryable(err.message, type, { kind: err.kind, status: err.details.status ?? null });
   }
   return err;
+}
+
+/**
+ * A failed call to the LLM a run was routed to (integrations/llm/org-provider.ts). The org's own
+ * provider refusing its key is the org's to fix, so it says so, names the provider and never
+ * retries; everything else maps as for the deployment's provider.
+ */
+export function toLlmCallFailure(err: unknown, route: ChatRoute, orgId: string): unknown {
+  if (route.source === 'org' && err instanceof LlmError && err.kind === 'auth') {
+    return ApplicationFailure.nonRetryable(
+      `The organization's own LLM provider (${route.host}) rejected its API key (HTTP ${err.status ?? 'error'}). ` +
+        `Set a valid key with PUT /v1/orgs/${orgId}/llm-provider, or remove the provider to use the service's. Provider said: ${err.message}`,
+      NonRetryableFailureTypes.llmKeyRejected,
+    );
+  }
+  return toActivityFailure(err);
 }
 
 function llmFailure(err: LlmError): unknown {

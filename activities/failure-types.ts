@@ -6,6 +6,8 @@ export const NonRetryableFailureTypes = {
   runNotFound: 'RunNotFound',
   llmRejected: 'LlmRequestRejected',
   llmAuth: 'LlmAuthFailed',
+  /** The org's own provider (not the deployment's) refused the org's key: the org must fix it. */
+  llmKeyRejected: 'LlmKeyRejected',
   runBudgetExceeded: 'RunBudgetExceeded',
   orgQuotaExceeded: 'OrgDailyQuotaExceeded',
 } as const;

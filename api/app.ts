@@ -53,6 +53,8 @@ import { createConversationService } from './services/conversations.js';
 import { orgEventRoutes } from './routes/org-events.js';
 import { createLeadService } from './services/crm/leads.js';
 import { webhookEndpointRoutes } from './routes/webhook-endpoints.js';
+import { llmProviderRoutes } from './routes/llm-provider.js';
+import { createLlmProviderService } from './services/llm-provider.js';
 import { createOrgEventService } from './services/org-events.js';
 import { createWebhookEndpointService } from './services/webhook-endpoints.js';
 import { crmPublicRoutes } from './routes/crm-webhooks.js';
@@ -273,6 +275,8 @@ export async function buildApp(deps: AppDeps) {
         await v1.register(
           webhookEndpointRoutes(createWebhookEndpointService({ pool: deps.pool, keyring: deps.crm.keyring, caps, ...(deps.crm.settings.ssrf ? { ssrf: deps.crm.settings.ssrf } : {}) })),
         );
+        // So are the orgs' own LLM keys; their base URLs meet the same SSRF policy.
+        await v1.register(llmProviderRoutes(createLlmProviderService({ pool: deps.pool, keyring: deps.crm.keyring, ...(deps.crm.settings.ssrf ? { ssrf: deps.crm.settings.ssrf } : {}) })));
       }
     },
     { prefix: '/v1' },

@@ -14,6 +14,7 @@ import type { PriceTable } from '../lib/pricing.js';
 import type { SpendSettings } from '../lib/spend.js';
 import type { ToolRegistry } from '../activities/tools/registry.js';
 import type { LlmClient } from '../integrations/llm/chat-completions.js';
+import { createOrgLlmRoutes, type LlmRoutes } from '../integrations/llm/org-provider.js';
 import type { CredentialStore } from '../integrations/crm/credentials.js';
 import type { Logger } from '../lib/logger.js';
 import { createDataConverter } from '../lib/temporal-codec.js';
@@ -27,7 +28,15 @@ export interface AgentRunsWorkerDeps {
   connection: NativeConnection;
   namespace: string;
   pool: pg.Pool;
+  /** The deployment's model (LLM_BASE_URL/LLM_API_KEY). */
   llm: LlmClient;
+  /**
+   * Routes each org's calls to its own provider when it set one. Default: the orgs' providers
+   * read with `keyring` and reached through the SSRF guard with `ssrf`, `llm` for the others.
+   */
+  routes?: LlmRoutes;
+  /** The timeout of calls to an org's own provider in the default `routes` (LLM_TIMEOUT_MS; default 120 s). */
+  llmTimeoutMs?: number;
   logger: Logger;
   /** A prebuilt bundle (tests build it once per suite); otherwise the worker bundles `workflowsPath` at start. */
   workflowBundle?: WorkerOptions['workflowBundle'];
@@ -47,9 +56,9 @@ export interface AgentRunsWorkerDeps {
   dataConverter?: DataConverter;
   /** Worker Deployment Versioning (workers/versioning.ts); unversioned without it. */
   deploymentVersion?: WorkerDeploymentVersion;
-  /** Opens webhook endpoint secrets (ENCRYPTION_KEYS); without it deliveries fail with a clear error. */
+  /** Opens webhook endpoint secrets and orgs' LLM keys (ENCRYPTION_KEYS); without it those fail with a clear error. */
   keyring?: Keyring | undefined;
-  /** SSRF allowlist for webhook endpoints (SSRF_ALLOWED_HOSTS); empty in production. */
+  /** SSRF allowlist for webhook endpoints and orgs' LLM providers (SSRF_ALLOWED_HOSTS); empty in production. */
   ssrf?: SsrfPolicy;
   /** Webhook retry timing (workflows/webhook-delivery.ts); tests shorten it. */
   webhookRetrySchedule?: number[];
@@ -69,17 +78,22 @@ export async function createAgentRunsWorker(deps: AgentRunsWorkerDeps): Promise<
       ...(deps.webhookGiveUpAfterSeconds ? { giveUpAfterSeconds: deps.webhookGiveUpAfterSeconds } : {}),
     }),
   });
-  const webhookFetch = createGuardedFetch(deps.ssrf ?? {});
+  // Customer-supplied URLs (webhook endpoints, orgs' LLM providers) are reached only through this.
+  const guardedFetch = createGuardedFetch(deps.ssrf ?? {});
+  const routes =
+    deps.routes ??
+    createOrgLlmRoutes({ pool: deps.pool, keyring: deps.keyring, fetch: guardedFetch, deployment: { llm: deps.llm }, timeoutMs: deps.llmTimeoutMs ?? 120_000 });
   const worker = await Worker.create({
     connection: deps.connection,
     namespace: deps.namespace,
     taskQueue,
     ...(deps.workflowBundle ? { workflowBundle: deps.workflowBundle } : { workflowsPath }),
     activities: {
-      ...createWebhookDeliveryActivities({ pool: deps.pool, keyring: deps.keyring, fetch: webhookFetch }),
+      ...createWebhookDeliveryActivities({ pool: deps.pool, keyring: deps.keyring, fetch: guardedFetch }),
       ...createAgentRunActivities({
         pool: deps.pool,
         llm: deps.llm,
+        routes,
         logger: deps.logger,
         ...(deps.heartbeatIntervalMs ? { heartbeatIntervalMs: deps.heartbeatIntervalMs } : {}),
         ...(deps.tools ? { tools: deps.tools } : {}),

@@ -4,6 +4,7 @@ import type pg from 'pg';
 import { createKnowledgeActivities, type KnowledgeActivityDeps } from '../activities/knowledge/ingest.js';
 import { createKnowledgeRefreshActivities } from '../activities/knowledge/refresh.js';
 import { EmbeddingsClient, type Embedder } from '../integrations/llm/embeddings.js';
+import type { LlmRoutes } from '../integrations/llm/org-provider.js';
 import type { WorkerConfig } from '../lib/config.js';
 import type { Logger } from '../lib/logger.js';
 import { createGuardedFetch } from '../lib/ssrf.js';
@@ -41,7 +42,7 @@ export async function createKnowledgeWorker(deps: KnowledgeWorkerDeps): Promise<
   return { worker, close: () => fetchUrl.close() };
 }
 
-/** The deployment's embedding model for every org, from LLM_EMBEDDING_MODEL; undefined without it. */
+/** The deployment's embedding model, from LLM_EMBEDDING_MODEL, for orgs without their own provider; undefined without it. */
 export function deploymentEmbedder(config: WorkerConfig): Embedder | undefined {
   if (!config.LLM_EMBEDDING_MODEL) return undefined;
   return new EmbeddingsClient({
@@ -52,8 +53,17 @@ export function deploymentEmbedder(config: WorkerConfig): Embedder | undefined {
   });
 }
 
-export async function startKnowledgeWorker(opts: { config: WorkerConfig; connection: NativeConnection; pool: pg.Pool; logger: Logger; dataConverter: DataConverter; embedder?: Embedder | undefined }) {
-  const embedder = opts.embedder;
+export async function startKnowledgeWorker(opts: {
+  config: WorkerConfig;
+  connection: NativeConnection;
+  pool: pg.Pool;
+  logger: Logger;
+  dataConverter: DataConverter;
+  /** The deployment's embedder, for the log line; orgs' own are chosen per document by `routes`. */
+  embedder?: Embedder | undefined;
+  routes: LlmRoutes;
+}) {
+  const { embedder, routes } = opts;
   const started = await createKnowledgeWorker({
     connection: opts.connection,
     namespace: opts.config.TEMPORAL_NAMESPACE,
@@ -61,7 +71,7 @@ export async function startKnowledgeWorker(opts: { config: WorkerConfig; connect
     shutdownGraceTime: opts.config.WORKER_SHUTDOWN_GRACE_MS,
     dataConverter: opts.dataConverter,
     ssrfAllowedHosts: opts.config.SSRF_ALLOWED_HOSTS,
-    ...(embedder ? { embedderFor: async () => embedder } : {}),
+    embedderFor: (orgId) => routes.embedderFor(orgId),
   });
   opts.logger.info({ taskQueue: started.worker.options.taskQueue, embeddingModel: embedder?.model ?? null }, 'knowledge worker started');
   return started;

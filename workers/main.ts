@@ -1,6 +1,8 @@
 import { Client } from '@temporalio/client';
 import { NativeConnection, Runtime } from '@temporalio/worker';
 import { LlmClient } from '../integrations/llm/chat-completions.js';
+import { createOrgLlmRoutes } from '../integrations/llm/org-provider.js';
+import { createGuardedFetch } from '../lib/ssrf.js';
 import { ConfigError, loadWorkerConfig, spendSettingsFrom, type WorkerConfig } from '../lib/config.js';
 import { createPool } from '../lib/db.js';
 import { createLogger, type Logger } from '../lib/logger.js';
@@ -96,28 +98,39 @@ async function main(): Promise<void> {
   const deploymentVersion = deploymentVersionFromConfig(config);
   // One credential store (and rate governor) for syncs and the agents' CRM tools; both need ENCRYPTION_KEYS.
   const crmCredentials = crmCredentialStoreFromConfig(config, pool);
-  // One embedding model for the deployment (LLM_EMBEDDING_MODEL): ingestion embeds chunks, knowledge_search the query.
+  // The deployment's embedding model (LLM_EMBEDDING_MODEL): ingestion embeds chunks, knowledge_search the query.
   const embedder = deploymentEmbedder(config);
+  const llm = new LlmClient({
+    baseUrl: config.LLM_BASE_URL,
+    timeoutMs: config.LLM_TIMEOUT_MS,
+    appTitle: 'gpt-agent-platform',
+    ...(config.LLM_API_KEY ? { apiKey: config.LLM_API_KEY } : {}),
+  });
+  // Orgs that set their own provider (PUT /v1/orgs/:orgId/llm-provider) use it for runs, memory
+  // and embeddings; the others use the deployment's. Their URLs are reached only through the guard.
+  const providerFetch = createGuardedFetch({ allowedHosts: config.SSRF_ALLOWED_HOSTS ?? [] });
+  const keyring = keyringFromConfig(config);
+  const routes = createOrgLlmRoutes({ pool, keyring, fetch: providerFetch, deployment: { llm, embedder }, timeoutMs: config.LLM_TIMEOUT_MS });
+  const embedQuery = async (orgId: string, query: string) => {
+    const orgEmbedder = await routes.embedderFor(orgId);
+    return orgEmbedder ? { model: orgEmbedder.model, vector: (await orgEmbedder.embed([query]))[0]! } : undefined;
+  };
   try {
     const worker = await createAgentRunsWorker({
       connection,
       namespace: config.TEMPORAL_NAMESPACE,
       pool,
-      llm: new LlmClient({
-        baseUrl: config.LLM_BASE_URL,
-        timeoutMs: config.LLM_TIMEOUT_MS,
-        appTitle: 'gpt-agent-platform',
-        ...(config.LLM_API_KEY ? { apiKey: config.LLM_API_KEY } : {}),
-      }),
+      llm,
+      routes,
       logger,
       shutdownGraceTime: config.WORKER_SHUTDOWN_GRACE_MS,
       dataConverter: createDataConverter(codecKeyringFrom(config)),
       prices,
       spend: spendSettingsFrom(config),
       ...(deploymentVersion ? { deploymentVersion } : {}),
-      tools: createToolRegistry(crmCredentials ? createCrmTools({ credentials: crmCredentials }) : [], embedder ? { embedQuery: async (_orgId, query) => ({ model: embedder.model, vector: (await embedder.embed([query]))[0]! }) } : {}),
+      tools: createToolRegistry(crmCredentials ? createCrmTools({ credentials: crmCredentials }) : [], { embedQuery }),
       credentials: crmCredentials,
-      keyring: keyringFromConfig(config),
+      keyring,
       ssrf: { allowedHosts: config.SSRF_ALLOWED_HOSTS ?? [] },
     });
     logger.info({ taskQueue: worker.options.taskQueue, temporal: config.TEMPORAL_ADDRESS, deploymentVersion: deploymentVersion ?? 'unversioned' }, 'worker started');
@@ -126,7 +139,7 @@ async function main(): Promise<void> {
     // Webhook intake starts runs and posts lead messages on the agent-runs queue through this client.
     const handoff = createAgentRunHandoff({ temporal: new Client({ connection, namespace: config.TEMPORAL_NAMESPACE, dataConverter }) });
     const crmWorker = await startCrmSyncWorker({ config, connection, pool, logger, dataConverter, credentials: crmCredentials, handoff, deploymentVersion });
-    const knowledge = await startKnowledgeWorker({ config, connection, pool, logger, dataConverter, embedder });
+    const knowledge = await startKnowledgeWorker({ config, connection, pool, logger, dataConverter, embedder, routes });
     try {
       const running = Promise.all([worker.run(), crmWorker?.run(), knowledge.worker.run()]);
       health.running(crmWorker ? [worker, crmWorker, knowledge.worker] : [worker, knowledge.worker]);
@@ -137,6 +150,7 @@ async function main(): Promise<void> {
     logger.info('worker stopped');
   } finally {
     await connection.close();
+    await providerFetch.close();
     await pool.end();
     await metrics.close();
     await flushSentry();

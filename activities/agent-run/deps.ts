@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import type { CredentialStore } from '../../integrations/crm/credentials.js';
 import type { LlmClient } from '../../integrations/llm/chat-completions.js';
+import { deploymentRoutes, type LlmRoutes } from '../../integrations/llm/org-provider.js';
 import type { Logger } from '../../lib/logger.js';
 import type { OrgEventPublisher } from '../org-events/publish.js';
 import { DEFAULT_PRICES, type PriceTable } from '../../lib/pricing.js';
@@ -10,7 +11,10 @@ import type { ToolRegistry } from '../tools/registry.js';
 
 export interface AgentRunActivityDeps {
   pool: pg.Pool;
+  /** The deployment's model (LLM_BASE_URL/LLM_API_KEY). */
   llm: LlmClient;
+  /** Routes each org's calls to its own provider when it set one; without it every org uses `llm`. */
+  routes?: LlmRoutes;
   logger: Logger;
   /** Tools agents may call; defaults to the built-ins. */
   tools?: ToolRegistry;
@@ -34,6 +38,7 @@ export type ResolvedAgentRunDeps = Required<Omit<AgentRunActivityDeps, 'logger'>
 export function resolveDeps(deps: AgentRunActivityDeps): ResolvedAgentRunDeps {
   return {
     ...deps,
+    routes: deps.routes ?? deploymentRoutes(deps.llm),
     tools: deps.tools ?? createToolRegistry(),
     prices: deps.prices ?? DEFAULT_PRICES,
     heartbeatIntervalMs: deps.heartbeatIntervalMs ?? 5_000,

@@ -4,7 +4,8 @@ import { autocommitEachAsPrincipal } from '../../lib/db.js';
 import { recordLlmCall } from '../../lib/metrics.js';
 import { LlmError } from '../../integrations/llm/errors.js';
 import type { ToolCall } from '../../integrations/llm/types.js';
-import { toActivityFailure } from '../activity-failure.js';
+import type { ChatRoute } from '../../integrations/llm/org-provider.js';
+import { toActivityFailure, toLlmCallFailure } from '../activity-failure.js';
 import { DeltaPublisher } from '../deltas.js';
 import { NonRetryableFailureTypes } from '../failure-types.js';
 import { costOf } from '../../lib/pricing.js';
@@ -48,8 +49,8 @@ export function checkBudgets(config: Pick<AgentConfigRow, 'run_token_budget' | '
   }
 }
 
-export function createLlmStepActivities(deps: Pick<ResolvedAgentRunDeps, 'pool' | 'llm' | 'tools' | 'prices' | 'heartbeatIntervalMs' | 'streamDeltas' | 'spend'>) {
-  const { pool, llm, tools, prices, heartbeatIntervalMs, streamDeltas, spend } = deps;
+export function createLlmStepActivities(deps: Pick<ResolvedAgentRunDeps, 'pool' | 'routes' | 'tools' | 'prices' | 'heartbeatIntervalMs' | 'streamDeltas' | 'spend'>) {
+  const { pool, routes, tools, prices, heartbeatIntervalMs, streamDeltas, spend } = deps;
 
   /**
    * One LLM turn, recorded as event `seq`. Checks the run's token budget and the org's daily
@@ -78,6 +79,15 @@ export function createLlmStepActivities(deps: Pick<ResolvedAgentRunDeps, 'pool' 
       run_token_budget: config.run_token_budget ?? spend.runTokenBudgetDefault,
       daily_token_quota: config.daily_token_quota ?? String(spend.orgDailyTokenQuotaDefault),
     });
+    // The org's own provider and its model when it set one (read and decrypted here, never passed
+    // in by the workflow), the deployment's provider and the agent's model otherwise.
+    let route: ChatRoute;
+    try {
+      route = await routes.chatFor(step.orgId);
+    } catch (err) {
+      throw toActivityFailure(err);
+    }
+    const model = route.source === 'org' ? route.model : config.model;
     const messages = buildTranscript(config, loaded.filter((e) => e.seq !== step.seq));
     const definitions = tools.definitionsFor(config.allowed_tools);
     await reserveCallTokens(pool, spend, step, estimateCallTokens({ messages, definitions }, config.max_output_tokens));
@@ -89,9 +99,9 @@ export function createLlmStepActivities(deps: Pick<ResolvedAgentRunDeps, 'pool' 
     let answer;
     const llmStarted = performance.now();
     try {
-      answer = await llm.complete(
+      answer = await route.client.complete(
         {
-          model: config.model,
+          model,
           messages,
           temperature: Number(config.temperature),
           maxOutputTokens: config.max_output_tokens,
@@ -100,16 +110,18 @@ export function createLlmStepActivities(deps: Pick<ResolvedAgentRunDeps, 'pool' 
         { signal: ctx.cancellationSignal, ...(deltas ? { onDelta: (text: string) => deltas.push(text) } : {}) },
       );
     } catch (err) {
-      recordLlmCall({ model: config.model, outcome: err instanceof LlmError ? err.kind : 'error', seconds: (performance.now() - llmStarted) / 1000 });
+      recordLlmCall({ model, outcome: err instanceof LlmError ? err.kind : 'error', seconds: (performance.now() - llmStarted) / 1000 });
       await releaseCallTokens(pool, step);
-      throw toActivityFailure(err);
+      throw toLlmCallFailure(err, route, step.orgId);
     } finally {
       clearInterval(heartbeat);
       await deltas?.flush();
     }
 
-    const cost = costOf(prices, config.model, answer.usage);
-    recordLlmCall({ model: config.model, outcome: 'ok', seconds: (performance.now() - llmStarted) / 1000, ...answer.usage, costUsd: cost });
+    // The org's own provider bills the org, not the service: its calls count in tokens (quotas
+    // and budgets apply) at no cost to the service (docs/agent-runtime.md, "The org's own model").
+    const cost = route.source === 'org' ? 0 : costOf(prices, model, answer.usage);
+    recordLlmCall({ model, outcome: 'ok', seconds: (performance.now() - llmStarted) / 1000, ...answer.usage, costUsd: cost });
     // The event, the run's totals and the org's daily usage in one statement: totals move only
     // when the event is new, so a retried activity cannot count twice. The call's reservation
     // becomes its real usage in the same statement (spend.ts).

@@ -8,7 +8,8 @@ import { Context } from '@temporalio/activity';
 import { withPrincipal } from '../../lib/db.js';
 import { recordLlmCall } from '../../lib/metrics.js';
 import { LlmError } from '../../integrations/llm/errors.js';
-import { toActivityFailure } from '../activity-failure.js';
+import type { ChatRoute } from '../../integrations/llm/org-provider.js';
+import { toActivityFailure, toLlmCallFailure } from '../activity-failure.js';
 import { costOf } from '../../lib/pricing.js';
 import type { RunRef } from './contract.js';
 import type { ResolvedAgentRunDeps } from './deps.js';
@@ -30,7 +31,7 @@ export const MEMORY_INSTRUCTIONS =
 const MAX_TRANSCRIPT_CHARS = 24_000;
 const MAX_SUMMARY_CHARS = 4_000;
 
-export function createMemoryActivities({ pool, llm, prices }: Pick<ResolvedAgentRunDeps, 'pool' | 'llm' | 'prices'>) {
+export function createMemoryActivities({ pool, routes, prices }: Pick<ResolvedAgentRunDeps, 'pool' | 'routes' | 'prices'>) {
   async function rememberConversation(ref: RunRef): Promise<'remembered' | 'skipped'> {
     const loaded = await withPrincipal(pool, workerOf(ref.orgId), async (tx) => {
       const { rows } = await tx.query<{ thread_key: string | null; agent_id: string; model: string; remembered: boolean; lines: Array<{ type: string; content: string | null }> }>(
@@ -55,12 +56,20 @@ export function createMemoryActivities({ pool, llm, prices }: Pick<ResolvedAgent
       .join('\n');
     if (transcript.length > MAX_TRANSCRIPT_CHARS) transcript = transcript.slice(-MAX_TRANSCRIPT_CHARS);
 
+    // The same provider and model as the conversation's turns (llm-step.ts).
+    let route: ChatRoute;
+    try {
+      route = await routes.chatFor(ref.orgId);
+    } catch (err) {
+      throw toActivityFailure(err);
+    }
+    const model = route.source === 'org' ? route.model : loaded.model;
     const started = performance.now();
     let answer;
     try {
-      answer = await llm.complete(
+      answer = await route.client.complete(
         {
-          model: loaded.model,
+          model,
           messages: [
             { role: 'system', content: MEMORY_INSTRUCTIONS },
             { role: 'user', content: transcript },
@@ -71,11 +80,11 @@ export function createMemoryActivities({ pool, llm, prices }: Pick<ResolvedAgent
         { signal: Context.current().cancellationSignal },
       );
     } catch (err) {
-      recordLlmCall({ model: loaded.model, outcome: err instanceof LlmError ? err.kind : 'error', seconds: (performance.now() - started) / 1000 });
-      throw toActivityFailure(err);
+      recordLlmCall({ model, outcome: err instanceof LlmError ? err.kind : 'error', seconds: (performance.now() - started) / 1000 });
+      throw toLlmCallFailure(err, route, ref.orgId);
     }
-    const cost = costOf(prices, loaded.model, answer.usage);
-    recordLlmCall({ model: loaded.model, outcome: 'ok', seconds: (performance.now() - started) / 1000, ...answer.usage, costUsd: cost });
+    const cost = route.source === 'org' ? 0 : costOf(prices, model, answer.usage);
+    recordLlmCall({ model, outcome: 'ok', seconds: (performance.now() - started) / 1000, ...answer.usage, costUsd: cost });
     const summary = (answer.content ?? '').trim().slice(0, MAX_SUMMARY_CHARS);
     if (summary === '') return 'skipped';
 

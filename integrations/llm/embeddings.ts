@@ -60,10 +60,14 @@ export class EmbeddingsClient implements Embedder {
         signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
       });
     } catch (err) {
+      // A refusal the caller's fetch already classified (the SSRF guard) stays as it is.
+      if (err instanceof EmbeddingError) throw err;
       throw new EmbeddingError(`embeddings request failed: ${(err as Error).message}`, true);
     }
     if (!response.ok) {
-      const detail = (await response.text().catch(() => '')).slice(0, 300);
+      // Providers sometimes echo the key they refused; it must not reach logs or histories.
+      const body = await response.text().catch(() => '');
+      const detail = (this.#opts.apiKey ? body.split(this.#opts.apiKey).join('[redacted]') : body).slice(0, 300);
       // 429 and 5xx may pass; a refused key or a rejected request will not.
       const retryable = response.status === 429 || response.status >= 500;
       throw new EmbeddingError(`embeddings endpoint answered ${response.status}: ${detail}`, retryable, response.status);

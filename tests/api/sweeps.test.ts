@@ -42,6 +42,7 @@ const validBodies: Record<string, (o: SeededOrg) => Record<string, unknown> | un
   'PUT /v1/orgs/:orgId/crm/connections/:connectionId/schedule': () => ({ intervalSeconds: 3600, paused: true }),
   'POST /v1/orgs/:orgId/crm/connections/:connectionId/syncs': () => ({ mode: 'incremental' }),
   'POST /v1/orgs/:orgId/webhook-endpoints': () => ({ url: 'https://93.184.215.14/sweep', eventTypes: ['run.failed'] }),
+  'PUT /v1/orgs/:orgId/llm-provider': () => ({ baseUrl: 'https://93.184.215.14/v1', apiKey: `sk-sweep-${randomUUID()}`, defaultModel: 'sweep/model' }),
   'PUT /v1/orgs/:orgId/crm/connections/:connectionId/messaging-settings': () => ({ quotaWarnPercent: 90 }),
 };
 /** Required query strings of routes that have them. */
@@ -61,6 +62,18 @@ describe('OWASP API sweeps over every route of the inventory', () => {
     // No agent worker polls here: a message reaching its conversation waits this long, then 503.
     full = await startFullTestApp({ updateDeadlineMs: 1_000 });
     [a, b] = await Promise.all([seedOrg(full, 'a'), seedOrg(full, 'b')]);
+    // A's own LLM provider (seeded here, not in seedOrg, whose runs elsewhere must reach the fake
+    // model): its URL and key must never reach B.
+    const llmKey = `sk-seed-${randomUUID()}`;
+    const llmPath = `/llm/${randomUUID()}`;
+    const provider = await full.app.inject({
+      method: 'PUT',
+      url: `/v1/orgs/${a.orgId}/llm-provider`,
+      headers: { authorization: `Bearer ${a.adminToken}` },
+      payload: { baseUrl: `https://93.184.215.14${llmPath}`, apiKey: llmKey, defaultModel: 'seeded/model' },
+    });
+    if (provider.statusCode !== 200) throw new Error(`seeding A's LLM provider failed: ${provider.body}`);
+    a.secrets.push(llmKey, llmPath);
     spec = (await full.app.inject({ method: 'GET', url: '/openapi.json' })).json();
   });
   afterAll(async () => {

@@ -60,6 +60,8 @@ const tenantTables: Record<string, TenantTable> = {
   webhook_deliveries: { tenantColumn: 'org_id', hijack: `status = 'delivered'`, reader: 'admin' },
   webhook_delivery_attempts: { tenantColumn: 'org_id', hijack: `error = 'hijacked'`, reader: 'admin' },
   lead_memories: { tenantColumn: 'org_id', hijack: `summary = 'hijacked'` },
+  org_llm_providers: { tenantColumn: 'org_id', hijack: `base_url = 'https://attacker.example.com/v1'` },
+  org_llm_provider_keys: { tenantColumn: 'org_id', hijack: `api_key = 'v1.hijacked'`, reader: 'admin' },
 };
 
 const admin = adminPool();
@@ -163,6 +165,9 @@ beforeAll(async () => {
   await admin.query(`insert into public.webhook_delivery_attempts (org_id, delivery_id, attempt, status_code, duration_ms) values ($1, $2, 1, 500, 3)`, [orgA.orgId, deliveryA]);
   // What an agent remembers of one of org A's leads.
   await admin.query(`insert into public.lead_memories (org_id, connection_id, lead_external_id, summary, source_run_id) values ($1, $2, 'lead-a', 'Lead of A wants a demo.', $3)`, [orgA.orgId, crmConnectionA, runA]);
+  // Org A's own LLM provider and its key's ciphertext.
+  await admin.query(`insert into public.org_llm_providers (org_id, base_url, default_model) values ($1, 'https://llm.example.com/v1', 'model-of-a')`, [orgA.orgId]);
+  await admin.query(`insert into public.org_llm_provider_keys (org_id, api_key) values ($1, 'v1.k.iv.ct.tag')`, [orgA.orgId]);
 });
 
 afterAll(async () => {

@@ -124,6 +124,11 @@ async function newWebhookDelivery(db: Db, orgId: string): Promise<string> {
   return row.id as string;
 }
 
+/** The org's LLM provider settings (one per org; a second seed of the same world keeps the first). */
+async function newLlmProvider(db: Db, orgId: string): Promise<void> {
+  await db.query(`insert into public.org_llm_providers (org_id, base_url, default_model) values ($1, 'https://llm.example.com/v1', 'matrix-model') on conflict (org_id) do nothing`, [orgId]);
+}
+
 export async function newConnection(db: Db, orgId: string): Promise<string> {
   const row = await insertRow(
     db,
@@ -581,6 +586,34 @@ export const expectations: Record<string, TableExpectation> = {
     }),
     update: `duration_ms = duration_ms + 1`,
     allow: { select: ADMINS_AND_WORKER, insert: WORKER, update: WORKER, delete: SERVICE },
+  },
+  // The org's own LLM provider: settings members read, and the key's ciphertext they never do.
+  org_llm_providers: {
+    seed: async (db, w) => {
+      await newLlmProvider(db, w.orgId);
+      return { where: 'org_id = $1', params: [w.orgId] };
+    },
+    // One provider per org: each attempt starts from an org that has none.
+    insert: async (db, w) => {
+      await db.query(`delete from public.org_llm_providers where org_id = $1`, [w.orgId]);
+      return { sql: `insert into public.org_llm_providers (org_id, base_url, default_model) values ($1, 'https://llm.example.com/v1', 'new-model')`, params: [w.orgId] };
+    },
+    update: `base_url = 'https://attacker.example.com/v1'`,
+    allow: { select: MEMBERS, insert: ADMINS, update: ADMINS, delete: ADMINS },
+  },
+  org_llm_provider_keys: {
+    seed: async (db, w) => {
+      await newLlmProvider(db, w.orgId);
+      await db.query(`insert into public.org_llm_provider_keys (org_id, api_key) values ($1, 'v1.seeded') on conflict (org_id) do nothing`, [w.orgId]);
+      return { where: 'org_id = $1', params: [w.orgId] };
+    },
+    insert: async (db, w) => {
+      await newLlmProvider(db, w.orgId);
+      await db.query(`delete from public.org_llm_provider_keys where org_id = $1`, [w.orgId]);
+      return { sql: `insert into public.org_llm_provider_keys (org_id, api_key) values ($1, 'v1.new')`, params: [w.orgId] };
+    },
+    update: `api_key = 'v1.changed'`,
+    allow: { select: ADMINS_AND_WORKER, insert: ADMINS, update: ADMINS, delete: ADMINS },
   },
   crm_messaging_settings: {
     seed: async (db, w) => {

@@ -58,6 +58,7 @@ const llmOptions: ActivityOptions = {
       NonRetryableFailureTypes.runNotFound,
       NonRetryableFailureTypes.llmRejected,
       NonRetryableFailureTypes.llmAuth,
+      NonRetryableFailureTypes.llmKeyRejected,
       NonRetryableFailureTypes.runBudgetExceeded,
       NonRetryableFailureTypes.orgQuotaExceeded,
     ],
