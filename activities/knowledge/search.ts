@@ -39,8 +39,11 @@ export interface SearchOptions {
 /** How deep each list is read before fusion. */
 const CANDIDATES = 50;
 const RRF_K = 60;
-/** About how many chunks full-text search reads and ranks at most, whatever the org's size. */
-const ROWS_TO_RANK = 1500;
+/**
+ * About how many chunks full-text search reads and ranks at most, whatever the org's size: each
+ * costs a heap and a TOAST read of its tsvector (private.knowledge_fulltext caps it at 400 too).
+ */
+const ROWS_TO_RANK = 400;
 /** Vocabulary matches kept per query word. */
 const TERMS_PER_WORD = 3;
 

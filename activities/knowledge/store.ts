@@ -98,6 +98,14 @@ export async function replaceDocumentChunks(
        select $1, $2, t.term, t.compact from unnest($3::text[], $4::text[]) as t(term, compact)`,
       [doc.orgId, doc.documentId, batch.map((t) => t.term), batch.map((t) => t.compact)],
     );
+    // The org's vocabulary holds each term once, for trigram matching (typos); rows other
+    // documents already added stay as they are.
+    await tx.query(
+      `insert into public.knowledge_vocabulary (org_id, term, compact)
+       select $1, t.term, t.compact from unnest($2::text[], $3::text[]) as t(term, compact)
+       on conflict do nothing`,
+      [doc.orgId, batch.map((t) => t.term), batch.map((t) => t.compact)],
+    );
   }
   return true;
 }

@@ -104,11 +104,28 @@ describe('knowledge search', () => {
     const asB = (sql: string, params: unknown[]) => withPrincipal(app, { kind: 'worker', orgId: orgB }, (tx) => tx.query(sql, params));
     const fulltext = await asB(`select id from private.knowledge_fulltext($1, 'тариф'::tsquery, 'router'::tsquery, 'тариф'::tsquery, 50)`, [orgA]);
     expect(fulltext.rows).toEqual([]);
-    const terms = await asB(`select term from private.knowledge_similar_terms($1, array['tarif', 'kx2040'], 3)`, [orgA]);
+    // 'tarif' and 'kx2040' are exact compact forms (knowledge_terms); 'tarrif' is a typo, matched by trigrams in knowledge_vocabulary.
+    const terms = await asB(`select term from private.knowledge_similar_terms($1, array['tarif', 'kx2040', 'tarrif'], 3)`, [orgA]);
     expect(terms.rows).toEqual([]);
     // The same calls for the caller's own org do find rows, so the empty answers above are the check.
     const own = await withPrincipal(app, { kind: 'worker', orgId: orgA }, (tx) => tx.query(`select term from private.knowledge_similar_terms($1, array['tarif', 'kx2040'], 3)`, [orgA]));
     expect(own.rows.map((r) => r.term)).toEqual(expect.arrayContaining(['тариф', 'kx-2040']));
+    const typo = await withPrincipal(app, { kind: 'worker', orgId: orgA }, (tx) => tx.query(`select term from private.knowledge_similar_terms($1, array['tarrif'], 3)`, [orgA]));
+    expect(typo.rows.map((r) => r.term)).toContain('тариф');
+  });
+
+  it('keeps each term once in the org vocabulary, and matches only terms a document still has', async () => {
+    const pools = { admin, app };
+    await seedKnowledge(pools, orgA, 'Zephyrine one', 'The zephyrine gasket fits every model.');
+    await seedKnowledge(pools, orgA, 'Zephyrine two', 'Zephyrine gaskets ship in packs of ten.');
+    const { rows } = await admin.query(`select count(*)::int as n from public.knowledge_vocabulary where org_id = $1 and term = 'zephyrine'`, [orgA]);
+    expect(rows[0].n).toBe(1);
+    const similar = (compact: string) =>
+      withPrincipal(app, { kind: 'worker', orgId: orgA }, (tx) => tx.query(`select term from private.knowledge_similar_terms($1, array[$2], 3)`, [orgA, compact]));
+    expect((await similar('zefyrine')).rows.map((r) => r.term)).toContain('zephyrine');
+    // A term only deleted documents had stays in the vocabulary (it is never pruned) but is no longer offered.
+    await admin.query(`delete from public.knowledge_documents where org_id = $1 and title like 'Zephyrine%'`, [orgA]);
+    expect((await similar('zefyrine')).rows.map((r) => r.term)).not.toContain('zephyrine');
   });
 
   it('counts how many chunks carry each lexeme, per document, replaced with the chunks', async () => {

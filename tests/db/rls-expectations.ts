@@ -398,6 +398,19 @@ export const expectations: Record<string, TableExpectation> = {
     update: `chunks = 2`,
     allow: { select: MEMBERS, insert: WORKER, update: SERVICE, delete: WORKER },
   },
+  knowledge_vocabulary: {
+    seed: async (db, w) => {
+      const term = `seeded-${randomUUID()}`;
+      await db.query(`insert into public.knowledge_vocabulary (org_id, term, compact) values ($1, $2, 'seeded')`, [w.orgId, term]);
+      return { where: 'org_id = $1 and term = $2', params: [w.orgId, term] };
+    },
+    insert: async (_db, w) => ({
+      sql: `insert into public.knowledge_vocabulary (org_id, term, compact) values ($1, $2, 'new')`,
+      params: [w.orgId, `new-${randomUUID()}`],
+    }),
+    update: `compact = 'changed'`,
+    allow: { select: MEMBERS, insert: WORKER, update: SERVICE, delete: WORKER },
+  },
 
   // CRM -----------------------------------------------------------------------------------------------
   crm_connections: {
