@@ -55,8 +55,10 @@ ${items ? `<ul>\n${items}\n</ul>` : '<p>No email yet.</p>'}`,
   );
 }
 
+const PROVIDER_NAMES: Record<string, string> = { github: 'GitHub', google: 'Google', azure: 'Microsoft', gitlab: 'GitLab', bitbucket: 'Bitbucket' };
+
 export function consentPage(input: { provider: string; state: string; redirectUri: string; email: string }): string {
-  const name = input.provider.charAt(0).toUpperCase() + input.provider.slice(1);
+  const name = PROVIDER_NAMES[input.provider] ?? input.provider;
   return page(
     `Sandbox ${name}: sign in`,
     `<h1>Sign in with ${escape(name)} (sandbox)</h1>

@@ -1,9 +1,10 @@
-/** The console's state logic, without a browser: SSE parsing, the run timeline, routes, usage bars. */
+/** The console's state logic, without a browser: SSE parsing, the run timeline, routes, usage bars, sign-in options and callbacks. */
 import { describe, expect, it } from 'vitest';
 import { builtinTools } from '../../activities/tools/builtin.js';
 import { createCrmTools } from '../../activities/tools/crm-tools.js';
 import { chartBars } from '../../web/src/state/usage.js';
 import { href, parseRoute, type Route } from '../../web/src/state/route.js';
+import { callbackFailure, returnUrl, signInOptions } from '../../web/src/state/sign-in.js';
 import { SseParser } from '../../web/src/state/sse.js';
 import { applyDelta, applyEvent, describeEvent, emptyTimeline, type RunEvent } from '../../web/src/state/timeline.js';
 import { AGENT_TOOLS } from '../../web/src/state/tools.js';
@@ -124,5 +125,46 @@ describe('agent tools offered by the editor', () => {
     const crmTools = createCrmTools({} as Parameters<typeof createCrmTools>[0]);
     const registered = [...builtinTools, ...crmTools].map((t) => t.name).sort();
     expect(AGENT_TOOLS.map((t) => t.name).sort()).toEqual(registered);
+  });
+});
+
+describe('sign-in options and callbacks', () => {
+  it('offers the email forms and the enabled OAuth providers GoTrue reports, in a fixed order, ignoring what it cannot offer', () => {
+    const settings = { external: { email: true, phone: true, anonymous_users: true, github: true, google: true, azure: false, saml: true, keycloak: true }, disable_signup: false };
+    expect(signInOptions(settings)).toEqual({
+      email: true,
+      oauth: [
+        { id: 'google', label: 'Google' },
+        { id: 'github', label: 'GitHub' },
+      ],
+    });
+    expect(signInOptions({ external: { email: false, github: 'yes' } })).toEqual({ email: false, oauth: [] });
+    expect(signInOptions(null)).toEqual({ email: false, oauth: [] });
+    expect(signInOptions({ external: null })).toEqual({ email: false, oauth: [] });
+  });
+
+  it('comes back to the same page and route, without a query', () => {
+    expect(returnUrl('https://console.example.com/?code=stale#/invite/inv_abc')).toBe('https://console.example.com/#/invite/inv_abc');
+    expect(returnUrl('http://127.0.0.1:3000/')).toBe('http://127.0.0.1:3000/');
+  });
+
+  it('reads a failed callback from the fragment or the query, and puts the route it started from back', () => {
+    // Implicit-style: only the fragment, which no longer holds the route.
+    expect(callbackFailure('https://c.example/#error=access_denied&error_code=otp_expired&error_description=Email+link+is+invalid+or+has+expired', '#/invite/inv_abc')).toEqual({
+      message: 'Email link is invalid or has expired',
+      cleanUrl: 'https://c.example/#/invite/inv_abc',
+    });
+    // PKCE: the query too; anything else in the query stays.
+    expect(callbackFailure('https://c.example/?x=1&error=access_denied&error_code=access_denied&error_description=The+user+denied+access#error=access_denied', null)).toEqual({
+      message: 'The user denied access',
+      cleanUrl: 'https://c.example/?x=1#/',
+    });
+    // Error in the query only (the fragment still the route): the route stays.
+    expect(callbackFailure('https://c.example/?error=server_error#/orgs/new', '#/invite/x')).toEqual({ message: 'server_error', cleanUrl: 'https://c.example/#/orgs/new' });
+    // A remembered route that is not a route is not restored.
+    expect(callbackFailure('https://c.example/#error=x', 'javascript:alert(1)')?.cleanUrl).toBe('https://c.example/#/');
+    // No error: nothing to do, whatever the route or a code.
+    expect(callbackFailure('https://c.example/?code=abc#/invite/inv_abc', '#/')).toBeNull();
+    expect(callbackFailure('https://c.example/#/orgs/new', null)).toBeNull();
   });
 });
