@@ -17,7 +17,7 @@ import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { chromium, type Browser, type BrowserContext, type Page, type Request } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import { CHROMIUM_LAUNCH_ARGS, chromiumPath } from '../../scripts/stack/chromium.js';
 import { startSandboxAuth, type SandboxAuth, type SandboxAuthOptions } from '../../scripts/stack/sandbox-auth.js';
@@ -86,7 +86,17 @@ export function useConsoleBrowser(options: ConsoleBrowserOptions = {}): ConsoleB
   const label = options.label ?? 'console';
   const handles = { cspViolations: [] as string[], pageErrors: [] as string[] } as ConsoleBrowser;
 
+  // Requests in flight per page, event streams left out: those stay open for as long as the
+  // screen does, so Playwright's `networkidle` never comes on a screen that follows one.
+  const inFlight = new WeakMap<Page, Set<Request>>();
   function watch(page: Page) {
+    const pending = new Set<Request>();
+    inFlight.set(page, pending);
+    page.on('request', (request) => {
+      if (request.headers().accept !== 'text/event-stream') pending.add(request);
+    });
+    page.on('requestfinished', (request) => pending.delete(request));
+    page.on('requestfailed', (request) => pending.delete(request));
     page.on('console', (message) => {
       if (/Content.Security.Policy/i.test(message.text())) handles.cspViolations.push(message.text());
     });
@@ -112,8 +122,20 @@ export function useConsoleBrowser(options: ConsoleBrowserOptions = {}): ConsoleB
     await page.getByLabel('Password').fill(who.password);
     await page.getByRole('button', { name: 'Sign in' }).click();
   };
+  /** Until no request but event streams has been in flight for 500 ms (at most 10 s): the screen's data has arrived. */
+  const settled = async (page: Page) => {
+    const pending = inFlight.get(page);
+    await page.waitForLoadState('load');
+    const until = Date.now() + 10_000;
+    let quietSince = Date.now();
+    while (pending && Date.now() < until) {
+      if (pending.size > 0) quietSince = Date.now();
+      else if (Date.now() - quietSince >= 500) return;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  };
   handles.expectAccessible = async (page, what) => {
-    await page.waitForLoadState('networkidle').catch(() => {});
+    await settled(page);
     const serious = (await axeViolations(page))
       .filter((v) => v.impact === 'serious' || v.impact === 'critical')
       .map((v) => `${v.id} (${v.impact}): ${v.help} at ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);

@@ -72,7 +72,7 @@ describe('the notices strip', () => {
     s = applyOrgEvent(s, orgEvent(3, 'reply.failed', { runId: RUN, status: 422 }), NOW);
     expect(s.lastSeq).toBe(4);
     expect(s.items.map((n) => [n.seq, n.type, n.text])).toEqual([
-      [4, 'approval.requested', 'Approval requested for crm_update'],
+      [4, 'approval.requested', 'An approval is waiting: crm_update'],
       [3, 'reply.failed', 'A reply did not reach the lead (the CRM answered 422)'],
       [1, 'handoff.requested', 'A conversation was handed to people: the agent asked for a person'],
     ]);

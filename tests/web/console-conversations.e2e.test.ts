@@ -14,10 +14,10 @@
 import { randomUUID } from 'node:crypto';
 import type { Page } from 'playwright-core';
 import { describe, expect, it } from 'vitest';
-import { sha256Hex } from '../../lib/crypto.js';
+import { kommoChatWebhookBody } from '../../scripts/stack/crm-fakes/kommo-talks.js';
 import { signUserToken } from '../support/auth.js';
 import { chromiumMissing, useConsoleBrowser } from '../support/console-browser.js';
-import { createCrmConnection, intakeSettled } from '../crm/support.js';
+import { connectKommoByToken, intakeSettled } from '../crm/support.js';
 import { startWebhookReceiver, type WebhookReceiver } from '../fakes/webhook-receiver.js';
 
 describe('console conversations (real browser, real stack)', { timeout: 180_000 }, () => {
@@ -25,33 +25,24 @@ describe('console conversations (real browser, real stack)', { timeout: 180_000 
   const stack = useConsoleBrowser({ label: 'console-conversations', app: { kommoDataset: { leads: 5 } } });
   const tag = randomUUID().slice(0, 8);
   const owner = { id: randomUUID(), email: `manager-${tag}@example.test`, password: 'manager-password-1' };
-  const webhookSecret = `kommo-secret-${tag}`;
   let orgId = '';
   let connectionId = '';
+  let webhookPath = '';
   let agentId = '';
   let receiver: WebhookReceiver;
   let page: Page;
+  let porto: ReturnType<typeof lead>;
 
   /** A Kommo lead with its own talk; `says` delivers a chat message as Kommo's webhook does. */
   const lead = (leadId: number) => {
     const talkId = stack.full.kommo.talks.addTalk({ leadId });
     const says = async (text: string) => {
       stack.full.kommo.talks.addMessage(talkId, { type: 'incoming', text });
-      const form = new URLSearchParams({
-        'message[add][0][id]': randomUUID(),
-        'message[add][0][type]': 'incoming',
-        'message[add][0][entity_type]': 'lead',
-        'message[add][0][entity_id]': String(leadId),
-        'message[add][0][talk_id]': String(talkId),
-        'message[add][0][origin]': 'telegram',
-        'message[add][0][text]': text,
-        'account[id]': '31000001',
-      });
       const res = await stack.full.app.inject({
         method: 'POST',
-        url: `/v1/webhooks/crm/kommo/${connectionId}?secret=${webhookSecret}`,
+        url: webhookPath,
         headers: { 'content-type': 'application/x-www-form-urlencoded' },
-        payload: form.toString(),
+        payload: kommoChatWebhookBody({ leadId, talkId, text, accountId: stack.full.kommo.accountId }),
       });
       expect(res.statusCode, res.body).toBe(200);
     };
@@ -68,15 +59,7 @@ describe('console conversations (real browser, real stack)', { timeout: 180_000 
     orgId = randomUUID();
     await stack.full.admin.query(`insert into public.organizations (id, name) values ($1, $2)`, [orgId, `Porto Bikes ${tag}`]);
     await stack.full.admin.query(`insert into public.organization_members (org_id, user_id, role) values ($1, $2, 'owner')`, [orgId, owner.id]);
-    const kommoToken = `kommo-${randomUUID()}`;
-    stack.full.kommo.addLongLivedToken(kommoToken);
-    connectionId = await createCrmConnection(stack.full.admin, orgId, {
-      provider: 'kommo',
-      apiBaseUrl: stack.full.kommo.url,
-      authKind: 'token',
-      tokens: { accessToken: kommoToken, refreshToken: null, expiresAt: null },
-      webhookSecretHash: sha256Hex(webhookSecret),
-    });
+    ({ connectionId, webhookPath } = await connectKommoByToken(stack.full.admin, orgId, stack.full.kommo));
     const token = await signUserToken(owner.id, { email: owner.email });
     const agent = await stack.full.app.inject({
       method: 'POST',
@@ -114,7 +97,7 @@ describe('console conversations (real browser, real stack)', { timeout: 180_000 
   });
 
   it("lists a lead's thread after its message, and streams the agent's next answer into the open thread", async () => {
-    const porto = lead(1_000_001);
+    porto = lead(1_000_001);
     stack.full.llm!.enqueue({ kind: 'text', content: 'Yes, we ship to Porto.' });
     await porto.says('Do you ship to Porto?');
     await expect.poll(porto.replies, { timeout: 60_000, interval: 250 }).toEqual(['Yes, we ship to Porto.']);
@@ -148,7 +131,6 @@ describe('console conversations (real browser, real stack)', { timeout: 180_000 
   });
 
   it('a lead asking for a person shows live in the notices strip, the "Needs a person" filter and the thread banner; Resume gives it back to the agent', async () => {
-    const porto = lead(1_000_001);
     const runId = (await runOf(1_000_001))!;
     await porto.says('Can I talk to a human please?');
     await intakeSettled(stack.full.admin, connectionId);

@@ -106,7 +106,7 @@ export function applyOrgEvent(state: NoticesState, event: OrgEvent, now = Date.n
       : event.type === 'reply.failed'
         ? `A reply did not reach the lead${event.data.status ? ` (the CRM answered ${String(event.data.status)})` : ''}`
         : event.type === 'approval.requested'
-          ? `Approval requested for ${String(event.data.toolName ?? 'a tool call')}`
+          ? `An approval is waiting: ${String(event.data.toolName ?? 'a tool call')}`
           : null;
   if (!text) return next;
   const notice: Notice = { seq: event.seq, type: event.type as Notice['type'], runId, text, createdAt: event.createdAt };
