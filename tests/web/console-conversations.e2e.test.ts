@@ -108,7 +108,7 @@ describe('console conversations (real browser, real stack)', { timeout: 180_000 
     expect(await item.textContent()).toContain('Agent:');
     await stack.expectAccessible(page, 'conversations list');
     await item.getByRole('link', { name: 'Lead 1000001' }).click();
-    await page.getByRole('heading', { name: 'Lead 1000001', exact: true }).waitFor();
+    await page.getByRole('heading', { level: 1, name: 'Lead 1000001' }).waitFor();
     const chat = page.getByRole('list', { name: 'Messages' });
     await chat.locator('li.from-lead', { hasText: 'Do you ship to Porto?' }).waitFor();
     await chat.locator('li.from-agent', { hasText: 'Yes, we ship to Porto.' }).waitFor();
@@ -132,6 +132,10 @@ describe('console conversations (real browser, real stack)', { timeout: 180_000 
 
   it('a lead asking for a person shows live in the notices strip, the "Needs a person" filter and the thread banner; Resume gives it back to the agent', async () => {
     const runId = (await runOf(1_000_001))!;
+    // Another lead the agent simply answers: the "Needs a person" filter must leave it out.
+    const other = lead(1_000_003);
+    await other.says('Hi there');
+    await expect.poll(other.replies, { timeout: 60_000, interval: 250 }).toHaveLength(1);
     await porto.says('Can I talk to a human please?');
     await intakeSettled(stack.full.admin, connectionId);
 
@@ -145,16 +149,18 @@ describe('console conversations (real browser, real stack)', { timeout: 180_000 
     await stack.expectAccessible(page, 'thread handed off');
 
     await nav('Conversations');
-    await page.getByLabel('Show').selectOption('needs_person');
-    await page.waitForURL(/status=needs_person/);
     const queue = page.getByRole('list', { name: 'Conversations' });
-    await queue.getByRole('listitem').filter({ hasText: 'Lead 1000001' }).getByText('handed off').waitFor({ timeout: 15_000 });
-    expect(await queue.getByRole('listitem').count()).toBe(1);
+    await expect.poll(() => queue.getByRole('listitem').count(), { timeout: 15_000 }).toBe(2);
+    const filtered = page.waitForResponse((r) => r.url().includes('/conversations?') && r.url().includes('status=needs_person'));
+    await page.getByLabel('Show').selectOption('needs_person');
+    await filtered;
+    await expect.poll(() => queue.getByRole('listitem').allTextContents(), { timeout: 15_000 }).toEqual([expect.stringMatching(/^Lead 1000001.*handed off/)]);
     await stack.expectAccessible(page, 'conversations needing a person');
 
     // The notice links to the thread.
     await notices.getByRole('link', { name: /handed to people/ }).click();
-    await page.getByRole('heading', { name: 'Lead 1000001', exact: true }).waitFor();
+    await page.waitForURL(`**/#/orgs/${orgId}/conversations/${runId}`);
+    await page.getByRole('heading', { level: 1, name: 'Lead 1000001' }).waitFor();
     await page.getByRole('button', { name: 'Resume the agent' }).click();
     await banner.waitFor({ state: 'detached', timeout: 30_000 });
     const run = (await stack.full.admin.query(`select handoff_until, handoff_reason from public.agent_runs where id = $1`, [runId])).rows[0];
@@ -188,7 +194,8 @@ describe('console conversations (real browser, real stack)', { timeout: 180_000 
       const notice = page.getByRole('complementary', { name: 'Needs you' }).getByRole('link', { name: /A reply did not reach the lead/ });
       await notice.waitFor({ timeout: 60_000 });
       await notice.click();
-      await page.getByRole('heading', { name: 'Lead 1000002', exact: true }).waitFor();
+      await page.waitForURL(`**/#/orgs/${orgId}/conversations/${runId}`);
+      await page.getByRole('heading', { level: 1, name: 'Lead 1000002' }).waitFor();
       const banner = page.getByRole('status', { name: 'Needs attention' });
       await banner.waitFor({ timeout: 15_000 });
       await stack.expectAccessible(page, 'thread needing attention');
@@ -218,7 +225,7 @@ describe('console conversations (real browser, real stack)', { timeout: 180_000 
     ];
     for (const [label, hash, heading] of screens) {
       await narrow.goto(`${stack.base}/${hash}`);
-      await narrow.getByRole('heading', { name: heading, exact: true }).waitFor();
+      await narrow.getByRole('heading', { level: 1, name: heading, exact: true }).waitFor();
       await stack.expectAccessible(narrow, `${label} at 375 px`);
     }
     await receiver.close();

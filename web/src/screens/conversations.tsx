@@ -88,8 +88,8 @@ export function ConversationList({ route }: { route: Extract<Route, { name: 'con
             </h2>
             <p class="muted">
               {nameOf(c.agentId)} · <StatusBadge status={c.status} />
-              {c.handoff && <span class="badge badge-pending"> handed off</span>}
-              {c.attention && <span class="badge badge-failed"> needs attention</span>}
+              {c.handoff && <> <span class="badge badge-pending">handed off</span></>}
+              {c.attention && <> <span class="badge badge-failed">needs attention</span></>}
             </p>
             {c.lastMessage ? (
               <p class="clamp">
