@@ -13,6 +13,7 @@ import { createWebhookDispatch } from './webhook-dispatch.js';
 import type { PriceTable } from '../lib/pricing.js';
 import type { SpendSettings } from '../lib/spend.js';
 import type { ToolRegistry } from '../activities/tools/registry.js';
+import { createToolRegistry, queryEmbedderOf } from '../activities/tools/builtin.js';
 import type { LlmClient } from '../integrations/llm/chat-completions.js';
 import { createOrgLlmRoutes, type LlmRoutes } from '../integrations/llm/org-provider.js';
 import type { CredentialStore } from '../integrations/crm/credentials.js';
@@ -44,7 +45,7 @@ export interface AgentRunsWorkerDeps {
   /** In-flight activities get this long to finish on shutdown before they are cancelled. */
   shutdownGraceTime?: WorkerOptions['shutdownGraceTime'];
   heartbeatIntervalMs?: number;
-  /** Tools agents may call (default: the built-ins, see activities/tools/builtin.ts). */
+  /** Tools agents may call (default: the built-ins, knowledge_search embedding with each org's model of `routes`). */
   tools?: ToolRegistry;
   /** LLM prices per model for metering (default: lib/pricing.ts). */
   prices?: PriceTable;
@@ -96,7 +97,7 @@ export async function createAgentRunsWorker(deps: AgentRunsWorkerDeps): Promise<
         routes,
         logger: deps.logger,
         ...(deps.heartbeatIntervalMs ? { heartbeatIntervalMs: deps.heartbeatIntervalMs } : {}),
-        ...(deps.tools ? { tools: deps.tools } : {}),
+        tools: deps.tools ?? createToolRegistry([], { embedQuery: queryEmbedderOf(routes) }),
         ...(deps.prices ? { prices: deps.prices } : {}),
         ...(deps.spend ? { spend: deps.spend } : {}),
         credentials: deps.credentials ?? null,

@@ -19,7 +19,7 @@ import { keyringFromConfig } from '../lib/crypto.js';
 import { createAgentRunsWorker } from './agent-runs-worker.js';
 import { parsePriceTable } from '../lib/pricing.js';
 import { crmCredentialStoreFromConfig, startCrmSyncWorker } from './crm-sync-worker.js';
-import { createToolRegistry } from '../activities/tools/builtin.js';
+import { createToolRegistry, queryEmbedderOf } from '../activities/tools/builtin.js';
 import { createCrmTools } from '../activities/tools/crm-tools.js';
 import { createAgentRunHandoff } from './run-handoff.js';
 import { deploymentEmbedder, startKnowledgeWorker } from './knowledge-worker.js';
@@ -111,10 +111,6 @@ async function main(): Promise<void> {
   const providerFetch = createGuardedFetch({ allowedHosts: config.SSRF_ALLOWED_HOSTS ?? [] });
   const keyring = keyringFromConfig(config);
   const routes = createOrgLlmRoutes({ pool, keyring, fetch: providerFetch, deployment: { llm, embedder }, timeoutMs: config.LLM_TIMEOUT_MS });
-  const embedQuery = async (orgId: string, query: string) => {
-    const orgEmbedder = await routes.embedderFor(orgId);
-    return orgEmbedder ? { model: orgEmbedder.model, vector: (await orgEmbedder.embed([query]))[0]! } : undefined;
-  };
   try {
     const worker = await createAgentRunsWorker({
       connection,
@@ -128,7 +124,7 @@ async function main(): Promise<void> {
       prices,
       spend: spendSettingsFrom(config),
       ...(deploymentVersion ? { deploymentVersion } : {}),
-      tools: createToolRegistry(crmCredentials ? createCrmTools({ credentials: crmCredentials }) : [], { embedQuery }),
+      tools: createToolRegistry(crmCredentials ? createCrmTools({ credentials: crmCredentials }) : [], { embedQuery: queryEmbedderOf(routes) }),
       credentials: crmCredentials,
       keyring,
       ssrf: { allowedHosts: config.SSRF_ALLOWED_HOSTS ?? [] },

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import type { LlmRoutes } from '../../integrations/llm/org-provider.js';
 import { searchKnowledge, type QueryEmbedding } from '../knowledge/search.js';
 import { defineTool, ToolRegistry, type AgentTool } from './registry.js';
 
@@ -6,6 +7,14 @@ const MAX_FOLLOW_UP_SECONDS = 30 * 24 * 3600;
 
 /** Turns a query into its embedding with the org's embedding model; absent where there is none. */
 export type QueryEmbedder = (orgId: string, query: string) => Promise<QueryEmbedding | undefined>;
+
+/** The query embedder of each org's own embedding model (its provider's, else the deployment's; see org-provider.ts). */
+export function queryEmbedderOf(routes: Pick<LlmRoutes, 'embedderFor'>): QueryEmbedder {
+  return async (orgId, query) => {
+    const embedder = await routes.embedderFor(orgId);
+    return embedder ? { model: embedder.model, vector: (await embedder.embed([query]))[0]! } : undefined;
+  };
+}
 
 /**
  * Searches the org's knowledge chunks (activities/knowledge/search.ts: stemmed full text,

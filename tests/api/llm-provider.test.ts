@@ -1,8 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import type { Payload } from '@temporalio/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Worker } from '@temporalio/worker';
 import { buildApp, type App } from '../../api/app.js';
-import { decryptSecret, parseKeyring } from '../../lib/crypto.js';
+import { LlmClient } from '../../integrations/llm/chat-completions.js';
+import { EmbeddingsClient } from '../../integrations/llm/embeddings.js';
+import { createOrgLlmRoutes } from '../../integrations/llm/org-provider.js';
+import { createGuardedFetch } from '../../lib/ssrf.js';
+import { createKnowledgeWorker } from '../../workers/knowledge-worker.js';
+import { decryptSecret, encryptSecret, parseKeyring } from '../../lib/crypto.js';
 import { DEFAULT_SPEND_SETTINGS } from '../../lib/spend.js';
 import { AesGcmPayloadCodec } from '../../lib/temporal-codec.js';
 import { startFakeLlm, type FakeLlmServer } from '../../scripts/stack/sandbox-llm.js';
@@ -10,7 +16,7 @@ import { crmSettingsFor, testKeyring } from '../crm/support.js';
 import { startAgentTestStack, type AgentTestStack } from '../support/agent-stack.js';
 import { signUserToken, TEST_JWT_SECRET } from '../support/auth.js';
 import { createAgent, createOrgWithMembers } from '../support/db.js';
-import { TEST_CODEC_KEYS, testLogger } from '../support/temporal.js';
+import { requireEnv, TEST_CODEC_KEYS, testDataConverter, testLogger, uniqueTaskQueue } from '../support/temporal.js';
 
 const PROBLEM = 'https://gpt-agent-platform.dev/problems/';
 
@@ -25,13 +31,38 @@ describe("the org's own LLM provider (app + worker + Temporal + Postgres)", () =
   /** The org's provider: answers only to ORG_KEY, 401 to anything else. */
   let orgLlm: FakeLlmServer;
   const ORG_KEY = `sk-org-${randomUUID()}`;
+  /** Ingestion, with each org's embedding model chosen as workers/main.ts chooses it. */
+  let knowledge: { worker: Worker; close(): Promise<void> };
+  let knowledgeRunning: Promise<void>;
+  const providerFetch = createGuardedFetch({ allowedHosts: ['127.0.0.1'] });
 
   beforeAll(async () => {
     // The worker reads orgs' keys with the keyring the API encrypts them with, and reaches
     // loopback fakes only because the SSRF allowlist names 127.0.0.1, as the API's does.
     stack = await startAgentTestStack('llm-provider', { worker: { webhooks: { keyring: testKeyring, ssrf: { allowedHosts: ['127.0.0.1'] } } } });
     orgLlm = await startFakeLlm({ requireApiKey: ORG_KEY });
+    const knowledgeTaskQueue = uniqueTaskQueue('llm-provider-knowledge');
+    const deploymentLlm = { baseUrl: stack.llm.url, apiKey: 'test-llm-key', timeoutMs: 10_000 };
+    const routes = createOrgLlmRoutes({
+      pool: stack.pool,
+      keyring: testKeyring,
+      fetch: providerFetch,
+      deployment: { llm: new LlmClient(deploymentLlm), embedder: new EmbeddingsClient({ ...deploymentLlm, model: 'deployment/embed-model' }) },
+      timeoutMs: 10_000,
+    });
+    knowledge = await createKnowledgeWorker({
+      connection: stack.temporal.nativeConnection,
+      namespace: stack.temporal.namespace,
+      pool: stack.pool,
+      taskQueue: knowledgeTaskQueue,
+      workflowBundle: { codePath: requireEnv('TEST_WORKFLOW_BUNDLE') },
+      dataConverter: testDataConverter,
+      shutdownGraceTime: '2 seconds',
+      embedderFor: (orgId) => routes.embedderFor(orgId),
+    });
+    knowledgeRunning = knowledge.worker.run();
     app = await buildApp({
+      knowledgeTaskQueue,
       pool: stack.pool,
       temporal: stack.temporal.client,
       logger: testLogger,
@@ -44,6 +75,10 @@ describe("the org's own LLM provider (app + worker + Temporal + Postgres)", () =
   });
 
   afterAll(async () => {
+    knowledge?.worker.shutdown();
+    await knowledgeRunning;
+    await knowledge?.close();
+    await providerFetch.close();
     await app?.close();
     await orgLlm?.close();
     await stack?.close();
@@ -244,5 +279,91 @@ describe("the org's own LLM provider (app + worker + Temporal + Postgres)", () =
     expect(received[0]!.headers.authorization).toBe('Bearer test-llm-key');
     const audit = await org.call('GET', '/audit-log', undefined, org.owner);
     expect(audit.json().items.map((e: { action: string }) => e.action)).toContain('llm_provider.deleted');
+  });
+
+  async function ingest(org: Awaited<ReturnType<typeof newOrg>>, title: string, body: string): Promise<string> {
+    const created = await org.call('POST', '/knowledge', { title, body });
+    expect(created.statusCode, created.body).toBe(201);
+    const id = created.json().id as string;
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      const doc = (await org.call('GET', `/knowledge/${id}`)).json();
+      if (doc.status === 'ready') return id;
+      if (doc.status === 'failed' || Date.now() > deadline) throw new Error(`document ${id} is ${doc.status}: ${doc.failureReason}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  const embeddingModelsOf = async (documentId: string) =>
+    (await stack.admin.query<{ m: string | null }>(`select distinct embedding_model as m from public.knowledge_chunks where document_id = $1`, [documentId])).rows.map((r) => r.m);
+
+  it("embeds the org's knowledge and its agents' search queries with its own embedding model, provider and key", async () => {
+    const org = await newOrg();
+    expect((await org.call('PUT', '/llm-provider', provider())).statusCode).toBe(200);
+    const deploymentCalls = stack.llm.requests.length;
+    const orgCalls = orgLlm.requests.length;
+
+    const documentId = await ingest(org, 'Prices', 'The Start plan costs 990 roubles a month. The Team plan costs 4900 roubles a month.');
+    expect(await embeddingModelsOf(documentId)).toEqual(['org/embed-model']);
+    const embedded = orgLlm.requests.slice(orgCalls).filter((r) => r.path === '/v1/embeddings');
+    expect(embedded.length).toBeGreaterThanOrEqual(1);
+    for (const request of embedded) {
+      expect(request.headers.authorization).toBe(`Bearer ${ORG_KEY}`);
+      expect(request.body).toMatchObject({ model: 'org/embed-model' });
+    }
+
+    // An agent's knowledge_search embeds its query there too (fused ranking over the org's vectors).
+    await stack.admin.query(`update public.agents set allowed_tools = '{knowledge_search}' where id = $1`, [org.agentId]);
+    const query = `price of the Start plan ${randomUUID().slice(0, 8)}`;
+    orgLlm.enqueue(
+      { kind: 'tool_calls', calls: [{ name: 'knowledge_search', arguments: JSON.stringify({ query }) }] },
+      { kind: 'text', content: 'The Start plan costs 990 roubles a month [Prices, passage 1].' },
+    );
+    const run = await runToEnd(org, 'How much is the Start plan?');
+    expect(run.status, JSON.stringify(run.error)).toBe('completed');
+    const queryEmbedding = orgLlm.requests.find((r) => r.path === '/v1/embeddings' && JSON.stringify(r.body).includes(query));
+    expect(queryEmbedding?.headers.authorization).toBe(`Bearer ${ORG_KEY}`);
+    const { rows } = await stack.admin.query<{ payload: unknown }>(
+      `select payload from public.run_events where run_id = $1 and type = 'tool.completed'`,
+      [run.id],
+    );
+    expect(JSON.stringify(rows)).toContain(documentId);
+    // The deployment's model embedded nothing and answered nothing for this org.
+    expect(stack.llm.requests.length).toBe(deploymentCalls);
+  });
+
+  it("embeds nothing for an org on its own provider without an embedding model, and with the deployment's model for the others", async () => {
+    const own = await newOrg();
+    expect((await own.call('PUT', '/llm-provider', provider({ embeddingModel: null }))).statusCode).toBe(200);
+    const deploymentCalls = stack.llm.requests.length;
+    const lexicalOnly = await ingest(own, 'Terms', 'Unused licences can be returned within 30 days.');
+    expect(await embeddingModelsOf(lexicalOnly)).toEqual([null]);
+    expect(stack.llm.requests.length).toBe(deploymentCalls);
+
+    const plain = await newOrg();
+    const deploymentEmbedded = await ingest(plain, 'Terms', 'Unused licences can be returned within 30 days.');
+    expect(await embeddingModelsOf(deploymentEmbedded)).toEqual(['deployment/embed-model']);
+    expect(stack.llm.requests.slice(deploymentCalls).every((r) => r.path === '/v1/embeddings' && r.headers.authorization === 'Bearer test-llm-key')).toBe(true);
+  });
+
+  it('refuses at call time a provider address that is internal now, failing the run without retries', async () => {
+    const org = await newOrg();
+    // As if the URL had passed the guard when saved (a public name that now resolves inward):
+    // the row is written directly, the key encrypted as the API would.
+    await stack.admin.query(`insert into public.org_llm_providers (org_id, base_url, default_model) values ($1, 'http://169.254.169.254/v1', 'org/chat-model')`, [org.orgId]);
+    await stack.admin.query(`insert into public.org_llm_provider_keys (org_id, api_key) values ($1, $2)`, [
+      org.orgId,
+      encryptSecret(testKeyring, ORG_KEY, { orgId: org.orgId, rowId: org.orgId, column: 'org_llm_provider_keys.api_key' }),
+    ]);
+    const deploymentCalls = stack.llm.requests.length;
+    const run = await runToEnd(org, 'Hello?');
+    expect(run.status).toBe('failed');
+    expect(run.error).toMatchObject({ type: 'LlmRequestRejected' });
+    expect(run.error.message).toContain("The organization's LLM provider URL is refused");
+    expect(stack.llm.requests.length).toBe(deploymentCalls);
+    const history = await readableHistory(run.id);
+    expect(history).not.toContain(ORG_KEY);
+    // One attempt: the refusal is final, so the activity never ran twice.
+    expect(history.match(/"attempt":2/g)).toBeNull();
   });
 });
