@@ -7,7 +7,8 @@
  *   2. vocabulary: the query's words replaced by the org's terms that are trigram-similar to
  *      them (pg_trgm), which catches typos («тарриф») and codes written another way ('KX2040');
  *   3. vectors: cosine similarity of the query's embedding to the chunks' (same model only),
- *      when the caller has an embedding for the query.
+ *      when the caller has an embedding for the query, computed exactly over the chunks a
+ *      binary-sketch prefilter and lists 1 and 2 propose.
  * Lexical-only retrieval is lists 1 and 2. Every statement filters on org_id and runs under the
  * caller's RLS scope, so another org's chunks cannot appear.
  */
@@ -113,16 +114,35 @@ async function similarTerms(tx: Tx, orgId: string, query: string): Promise<strin
   return [...new Set(rows.map((r) => r.term))];
 }
 
-async function vectorList(tx: Tx, orgId: string, embedding: QueryEmbedding): Promise<string[]> {
-  // Exact cosine (vectors are unit length) over the org's chunks of the same model: no pgvector
-  // needed. docs/knowledge.md shows the HNSW index that replaces this scan where pgvector exists.
+/** Chunks whose binary sketch is closest to the query's, rescored exactly (see vectorList). */
+const SKETCH_CANDIDATES = 200;
+
+/**
+ * Exact cosine (vectors are unit length) over a bounded candidate set, not the org's every chunk:
+ * the SKETCH_CANDIDATES chunks whose binary sketches (private.embedding_sketch: a bit per
+ * dimension, set above the vector's mean) are closest to the query's in Hamming distance, read
+ * from an index-only scan, plus the lexical lists' candidates. No pgvector needed; an exact scan
+ * of dot products took seconds at 100k chunks. docs/knowledge.md shows the HNSW index that
+ * replaces the prefilter where pgvector exists.
+ */
+async function vectorList(tx: Tx, orgId: string, embedding: QueryEmbedding, lexical: string[]): Promise<string[]> {
   const { rows } = await tx.query<{ id: string }>(
-    `select c.id
+    `with q as (select private.embedding_sketch($3::real[]) as sketch),
+     near as (
+       select c.id
+         from public.knowledge_chunks c, q
+        where c.org_id = $1 and c.embedding_model = $2 and c.embedding_sketch is not null
+        -- A model whose dimensions changed under the same name sorts last instead of failing the XOR.
+        order by case when length(c.embedding_sketch) = length(q.sketch) then bit_count(c.embedding_sketch # q.sketch) end nulls last, c.id
+        limit $5
+     )
+     select c.id
        from public.knowledge_chunks c
       where c.org_id = $1 and c.embedding_model = $2 and c.embedding is not null
+        and c.id in (select id from near union select unnest($6::uuid[]))
       order by (select sum(a * b) from unnest(c.embedding, $3::real[]) as v(a, b)) desc nulls last, c.id
       limit $4`,
-    [orgId, embedding.model, embedding.vector, CANDIDATES],
+    [orgId, embedding.model, embedding.vector, CANDIDATES, SKETCH_CANDIDATES, lexical],
   );
   return rows.map((r) => r.id);
 }
@@ -137,7 +157,7 @@ export async function searchKnowledge(tx: Tx, opts: SearchOptions): Promise<Know
   const words = searchText(opts.query).match(TOKEN) ?? [];
   const terms = await similarTerms(tx, opts.orgId, opts.query);
   const lists = [await fullTextList(tx, opts.orgId, words.join(' ')), await fullTextList(tx, opts.orgId, terms.join(' '))];
-  if (opts.embedding) lists.push(await vectorList(tx, opts.orgId, opts.embedding));
+  if (opts.embedding) lists.push(await vectorList(tx, opts.orgId, opts.embedding, [...new Set(lists.flat())]));
   const fused = [...reciprocalRankFusion(lists)].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).slice(0, opts.limit);
   if (fused.length === 0) return [];
   const { rows } = await tx.query<{ id: string; document_id: string; title: string; position: number; passage: string; language: string }>(

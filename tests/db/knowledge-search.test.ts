@@ -3,6 +3,8 @@ import { withPrincipal } from '../../lib/db.js';
 import { searchKnowledge } from '../../activities/knowledge/search.js';
 import { detectLanguage } from '../../activities/knowledge/language.js';
 import { chunkText } from '../../activities/knowledge/text.js';
+import { normalise } from '../../integrations/llm/embeddings.js';
+import { fakeEmbedding } from '../../scripts/stack/sandbox-llm.js';
 import { adminPool, appPool, createOrgWithMembers } from '../support/db.js';
 import { seedKnowledge } from '../support/knowledge.js';
 
@@ -131,6 +133,23 @@ describe('knowledge search', () => {
   it('counts how many chunks carry each lexeme, per document, replaced with the chunks', async () => {
     const { rows } = await admin.query(`select language, lexeme, chunks from public.knowledge_lexemes where document_id = $1 order by lexeme`, [docs.tariff]);
     expect(rows).toEqual(expect.arrayContaining([{ language: 'ru', lexeme: 'тариф', chunks: 1 }, { language: 'ru', lexeme: 'рубл', chunks: 1 }]));
+  });
+
+  it('ranks by vectors through the sketch prefilter, within the org only', async () => {
+    const model = 'sandbox/embed-64';
+    const embed = (passages: string[]) => ({ model, vectors: passages.map((p) => normalise(fakeEmbedding(p))) });
+    const pools = { admin, app };
+    const mine = await seedKnowledge(pools, orgA, 'Heat pump', 'Quietheat pumps warm a house of 120 square metres.', embed);
+    const theirs = await seedKnowledge(pools, orgB, 'Heat pump of B', 'Quietheat pumps warm a house of 120 square metres.', embed);
+    const { rows } = await admin.query(`select length(embedding_sketch) as bits from public.knowledge_chunks where document_id = $1`, [mine]);
+    expect(rows[0].bits).toBe(64);
+    // A query no word of which is in any document: only the vector list can find the passage.
+    const vector = normalise(fakeEmbedding('quietheat pump warms houses of 120 square metres'));
+    const hits = await withPrincipal(app, { kind: 'worker', orgId: orgA }, (tx) =>
+      searchKnowledge(tx, { orgId: orgA, query: 'xyzzy', limit: 10, embedding: { model, vector } }),
+    );
+    expect(hits[0]?.documentId).toBe(mine);
+    expect(hits.map((h) => h.documentId)).not.toContain(theirs);
   });
 
   it('answers nothing rather than an error for queries without words', async () => {
