@@ -122,7 +122,18 @@ function sourceColumns(content: KnowledgeContent) {
 }
 
 /** Temporal's interval for each offered refresh interval. */
-const REFRESH_SPEC = { '1h': '1 hour', '6h': '6 hours', '1d': '1 day', '7d': '7 days' } as const satisfies Record<KnowledgeRefreshInterval, string>;
+const REFRESH_MS = { '1h': 3_600_000, '6h': 21_600_000, '1d': 86_400_000, '7d': 604_800_000 } as const satisfies Record<KnowledgeRefreshInterval, number>;
+
+/**
+ * The schedule's spec: every `every`, at an offset taken from the document id, so a
+ * deployment's hourly pages are fetched spread over the hour rather than all on the hour (an
+ * interval with no offset fires at multiples of it since the epoch).
+ */
+function refreshSpec(documentId: string, every: KnowledgeRefreshInterval) {
+  const ms = REFRESH_MS[every];
+  // Whole seconds: schedules fire at second resolution.
+  return { intervals: [{ every: ms, offset: (parseInt(documentId.replace(/-/g, '').slice(0, 12), 16) % (ms / 1000)) * 1000 }] };
+}
 
 async function storeFile(tx: Tx, orgId: string, documentId: string, revision: number, content: KnowledgeContent): Promise<void> {
   if (content.kind !== 'file') {
@@ -192,7 +203,7 @@ export function createKnowledgeService(deps: { pool: pg.Pool; temporal: Client; 
           }
           return;
         }
-        const spec = { intervals: [{ every: REFRESH_SPEC[every] }] };
+        const spec = refreshSpec(documentId, every);
         const action = {
           type: 'startWorkflow' as const,
           workflowType: 'knowledgeRefresh',

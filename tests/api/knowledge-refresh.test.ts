@@ -142,6 +142,9 @@ describe('knowledge web pages re-fetched on a schedule', () => {
     expect(Date.parse(doc.refresh.nextRunAt)).toBeLessThanOrEqual(Date.now() + 6 * 3600_000);
     const described = await schedule(doc.id).describe();
     expect(described.spec.intervals?.map((i) => i.every)).toEqual([6 * 3600_000]);
+    // Spread by an offset from the document id, and the next run falls on it.
+    const offset = described.spec.intervals?.[0]?.offset ?? 0;
+    expect(Date.parse(doc.refresh.nextRunAt) % (6 * 3600_000)).toBe(offset);
     expect(described.policies.overlap).toBe(ScheduleOverlapPolicy.SKIP);
     expect(described.action).toMatchObject({ type: 'startWorkflow', workflowType: 'knowledgeRefresh', workflowId: `knowledge-refresh:${doc.id}`, taskQueue, args: [{ orgId, documentId: doc.id }] });
 
