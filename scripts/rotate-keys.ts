@@ -1,4 +1,5 @@
 import { rotateCredentialKeys } from '../integrations/crm/rotate-keys.js';
+import { rotateOrgLlmKeys } from '../integrations/llm/rotate-org-keys.js';
 import { keyringFromConfig } from '../lib/crypto.js';
 import { createPool } from '../lib/db.js';
 
@@ -22,7 +23,12 @@ try {
   console.log(`Re-encrypted ${rotated} credential row(s) under key ${keyring.activeKeyId}; ${remaining} remaining.`);
   for (const f of failed) console.error(`Could not decrypt ${f.column} of connection ${f.connectionId} (org ${f.orgId}): ${f.reason}`);
   if (failed.length > 0) console.error(`${failed.length} row(s) failed: add their key to ENCRYPTION_KEYS or reconnect those connections, then run again.`);
-  process.exitCode = remaining === 0 && failed.length === 0 ? 0 : 1;
+  // Orgs' own LLM keys are under the same keyring.
+  const llm = await rotateOrgLlmKeys(pool, keyring, orgIds.length > 0 ? { orgIds } : {});
+  console.log(`Re-encrypted ${llm.rotated} org LLM key(s) under key ${keyring.activeKeyId}; ${llm.remaining} remaining.`);
+  for (const f of llm.failed) console.error(`Could not decrypt the LLM key of org ${f.orgId}: ${f.reason}`);
+  if (llm.failed.length > 0) console.error(`${llm.failed.length} org LLM key(s) failed: add their key to ENCRYPTION_KEYS or have those orgs set their key again, then run again.`);
+  process.exitCode = remaining === 0 && failed.length === 0 && llm.remaining === 0 && llm.failed.length === 0 ? 0 : 1;
 } catch (error) {
   console.error(error instanceof Error ? error.message : error);
   process.exitCode = 1;

@@ -8,11 +8,12 @@ import { EmbeddingsClient } from '../../integrations/llm/embeddings.js';
 import { createOrgLlmRoutes } from '../../integrations/llm/org-provider.js';
 import { createGuardedFetch } from '../../lib/ssrf.js';
 import { createKnowledgeWorker } from '../../workers/knowledge-worker.js';
-import { decryptSecret, encryptSecret, parseKeyring } from '../../lib/crypto.js';
+import { decryptSecret, encryptSecret, generateKeySpec, parseKeyring } from '../../lib/crypto.js';
+import { rotateOrgLlmKeys } from '../../integrations/llm/rotate-org-keys.js';
 import { DEFAULT_SPEND_SETTINGS } from '../../lib/spend.js';
 import { AesGcmPayloadCodec } from '../../lib/temporal-codec.js';
 import { startFakeLlm, type FakeLlmServer } from '../../scripts/stack/sandbox-llm.js';
-import { crmSettingsFor, testKeyring } from '../crm/support.js';
+import { crmSettingsFor, testKeyring, testKeySpec } from '../crm/support.js';
 import { startAgentTestStack, type AgentTestStack } from '../support/agent-stack.js';
 import { signUserToken, TEST_JWT_SECRET } from '../support/auth.js';
 import { createAgent, createOrgWithMembers } from '../support/db.js';
@@ -365,5 +366,18 @@ describe("the org's own LLM provider (app + worker + Temporal + Postgres)", () =
     expect(history).not.toContain(ORG_KEY);
     // One attempt: the refusal is final, so the activity never ran twice.
     expect(history.match(/"attempt":2/g)).toBeNull();
+  });
+
+  it("rotate-keys re-encrypts orgs' LLM keys under the active key and reports a key it cannot decrypt", async () => {
+    const [good, bad] = [await newOrg(), await newOrg()];
+    for (const org of [good, bad]) expect((await org.call('PUT', '/llm-provider', provider())).statusCode).toBe(200);
+    await stack.admin.query(`update public.org_llm_provider_keys set api_key = 'v1.gone.iv.ct.tag' where org_id = $1`, [bad.orgId]);
+    const rotatedKeyring = parseKeyring(`${testKeySpec},${generateKeySpec('rotated')}`, 'rotated');
+    const result = await rotateOrgLlmKeys(stack.admin, rotatedKeyring, { batchSize: 1, orgIds: [good.orgId, bad.orgId] });
+    expect(result).toMatchObject({ rotated: 1, remaining: 1, failed: [expect.objectContaining({ orgId: bad.orgId })] });
+    expect(JSON.stringify(result)).not.toContain(ORG_KEY);
+    const { rows } = await stack.admin.query<{ api_key: string }>(`select api_key from public.org_llm_provider_keys where org_id = $1`, [good.orgId]);
+    expect(rows[0]!.api_key).toMatch(/^v1\.rotated\./);
+    expect(decryptSecret(rotatedKeyring, rows[0]!.api_key, { orgId: good.orgId, rowId: good.orgId, column: 'org_llm_provider_keys.api_key' })).toBe(ORG_KEY);
   });
 });
