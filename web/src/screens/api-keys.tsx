@@ -6,9 +6,10 @@ import { ErrorBox, formatDate, formValues, Loading, Page, useAction, useLoad } f
 export function ApiKeys({ orgId, admin }: { orgId: string; admin: boolean }) {
   const keys = useLoad(async () => (admin ? ok(await api.GET('/v1/orgs/{orgId}/api-keys', { params: { path: { orgId }, query: { limit: 100 } } })).items : []), [orgId, admin]);
   const [secret, setSecret] = useState<string | null>(null);
-  const create = useAction(async (values: Record<string, string>) => {
+  const create = useAction(async (values: Record<string, string>, form: HTMLFormElement) => {
     const created = ok(await api.POST('/v1/orgs/{orgId}/api-keys', { params: { path: { orgId } }, body: { name: values.name ?? '', scope: (values.scope ?? 'member') as 'member' | 'admin' } }));
     setSecret(created.key);
+    form.reset();
     keys.reload();
   });
   const revoke = useAction(async (keyId: string) => {
@@ -18,7 +19,7 @@ export function ApiKeys({ orgId, admin }: { orgId: string; admin: boolean }) {
   if (!admin) return <Page title="API keys"><p>Only admins manage API keys.</p></Page>;
   return (
     <Page title="API keys">
-      <form class="stack" onSubmit={(e) => void create.run(formValues(e))}>
+      <form class="stack" aria-label="Create an API key" onSubmit={(e) => void create.run(formValues(e), e.currentTarget as HTMLFormElement)}>
         <label>
           Name
           <input name="name" required maxLength={200} />
@@ -45,10 +46,11 @@ export function ApiKeys({ orgId, admin }: { orgId: string; admin: boolean }) {
         </div>
       )}
       <ErrorBox error={keys.error ?? revoke.error} />
-      {keys.loading && <Loading what="keys" />}
+      {!keys.data && keys.loading && <Loading what="keys" />}
+      {keys.data?.length === 0 && <p>No API keys yet.</p>}
       <ul class="cards">
         {keys.data?.map((k) => (
-          <li key={k.id} class="card">
+          <li key={k.id} class="card" aria-label={`API key ${k.name}`}>
             <h2>{k.name}</h2>
             <p class="muted">
               <code>{k.prefix}…</code> · {k.scope} · created {formatDate(k.createdAt)} · last used {formatDate(k.lastUsedAt)}
@@ -56,7 +58,7 @@ export function ApiKeys({ orgId, admin }: { orgId: string; admin: boolean }) {
             {k.revokedAt ? (
               <p>Revoked {formatDate(k.revokedAt)}</p>
             ) : (
-              <button type="button" class="danger" onClick={() => void revoke.run(k.id)}>
+              <button type="button" class="danger" disabled={revoke.busy} onClick={() => void revoke.run(k.id)}>
                 Revoke
               </button>
             )}

@@ -1,5 +1,6 @@
 import { useState } from 'preact/hooks';
 import { api, ok } from '../api/client';
+import { currentSession } from '../auth';
 import { ErrorBox, formatDate, formValues, Loading, Page, useAction, useLoad } from '../ui';
 
 type Role = 'owner' | 'admin' | 'member';
@@ -11,18 +12,30 @@ export function Members({ orgId, admin }: { orgId: string; admin: boolean }) {
     async () => (admin ? ok(await api.GET('/v1/orgs/{orgId}/invites', { params: { path: { orgId }, query: { limit: 100 } } })).items : []),
     [orgId, admin],
   );
+  const me = useLoad(async () => (await currentSession())?.user.id ?? null, []);
   const [link, setLink] = useState<string | null>(null);
+  const [saved, setSaved] = useState<string | null>(null);
+  const [removing, setRemoving] = useState<string | null>(null);
   const invite = useAction(async (values: Record<string, string>) => {
     const created = ok(await api.POST('/v1/orgs/{orgId}/invites', { params: { path: { orgId } }, body: { email: values.email ?? '', role: (values.role ?? 'member') as 'admin' | 'member' } }));
     setLink(`${location.origin}/#/invite/${encodeURIComponent(created.token)}`);
     invites.reload();
   });
   const change = useAction(async (userId: string, role: Role) => {
-    ok(await api.PATCH('/v1/orgs/{orgId}/members/{userId}', { params: { path: { orgId, userId } }, body: { role } }));
-    members.reload();
+    setSaved(null);
+    try {
+      ok(await api.PATCH('/v1/orgs/{orgId}/members/{userId}', { params: { path: { orgId, userId } }, body: { role } }));
+      setSaved(`Role changed to ${role}.`);
+    } finally {
+      // Refused changes too: the select shows the role the member really has.
+      members.reload();
+    }
   });
   const remove = useAction(async (userId: string) => {
+    setSaved(null);
     ok(await api.DELETE('/v1/orgs/{orgId}/members/{userId}', { params: { path: { orgId, userId } } }));
+    setRemoving(null);
+    setSaved('Member removed.');
     members.reload();
   });
   const revoke = useAction(async (inviteId: string) => {
@@ -32,33 +45,49 @@ export function Members({ orgId, admin }: { orgId: string; admin: boolean }) {
   return (
     <Page title="Members">
       <ErrorBox error={members.error ?? change.error ?? remove.error} />
-      {members.loading && <Loading what="members" />}
+      {saved && <p role="status">{saved}</p>}
+      {!members.data && members.loading && <Loading what="members" />}
+      {/* The API knows members by user id only (see docs/console.md, Known gaps). */}
       <ul class="cards">
-        {members.data?.map((m) => (
-          <li key={m.userId} class="card">
-            <p>
-              <code>{m.userId}</code>
-            </p>
-            <p class="muted">Since {formatDate(m.createdAt)}</p>
-            {admin ? (
-              <div class="row">
-                <label>
-                  Role
-                  <select value={m.role} onChange={(e) => void change.run(m.userId, (e.currentTarget as HTMLSelectElement).value as Role)}>
-                    <option value="member">member</option>
-                    <option value="admin">admin</option>
-                    <option value="owner">owner</option>
-                  </select>
-                </label>
-                <button type="button" class="danger" onClick={() => void remove.run(m.userId)}>
-                  Remove
-                </button>
-              </div>
-            ) : (
-              <p>{m.role}</p>
-            )}
-          </li>
-        ))}
+        {members.data?.map((m) => {
+          const who = m.userId === me.data ? 'You' : `User ${m.userId.slice(0, 8)}`;
+          return (
+            <li key={m.userId} class="card" aria-label={`Member ${m.userId}`}>
+              <h2>{who}</h2>
+              <p class="muted">
+                <code>{m.userId}</code> · member since {formatDate(m.createdAt)}
+              </p>
+              {admin ? (
+                <div class="row">
+                  <label>
+                    Role
+                    <select value={m.role} disabled={change.busy} onChange={(e) => void change.run(m.userId, (e.currentTarget as HTMLSelectElement).value as Role)}>
+                      <option value="member">member</option>
+                      <option value="admin">admin</option>
+                      <option value="owner">owner</option>
+                    </select>
+                  </label>
+                  {removing === m.userId ? (
+                    <>
+                      <button type="button" class="danger" disabled={remove.busy} onClick={() => void remove.run(m.userId)}>
+                        {m.userId === me.data ? 'Leave the organization' : 'Confirm removal'}
+                      </button>
+                      <button type="button" class="secondary" onClick={() => setRemoving(null)}>
+                        Cancel
+                      </button>
+                    </>
+                  ) : (
+                    <button type="button" class="danger" onClick={() => setRemoving(m.userId)}>
+                      Remove
+                    </button>
+                  )}
+                </div>
+              ) : (
+                <p>{m.role}</p>
+              )}
+            </li>
+          );
+        })}
       </ul>
       {admin && (
         <>
