@@ -110,7 +110,7 @@ describe('console admin screens (real browser, real stack)', () => {
     expect((await documents()).map((d) => d.title)).toEqual(['Pricing page', 'Refund policy', 'onboarding']);
     expect(stack.cspViolations).toEqual([]);
     expect(stack.pageErrors).toEqual([]);
-  });
+  }, 120_000);
 
   it('shows a new API key once, then only its prefix; the key works until revoked; its run shows up in usage as a chart and a table', async () => {
     await section('API keys');
@@ -174,7 +174,7 @@ describe('console admin screens (real browser, real stack)', () => {
     expect((await stack.full.app.inject({ method: 'GET', url: `/v1/orgs/${orgId}/agents`, headers: auth })).statusCode).toBe(401);
     expect(stack.cspViolations).toEqual([]);
     expect(stack.pageErrors).toEqual([]);
-  });
+  }, 120_000);
 
   it("changes a member's role, shows the API's refusal to demote the last owner, and removes the member", async () => {
     const colleague = randomUUID();

@@ -132,7 +132,7 @@ describe('console CRM screen (real browser, real stack)', () => {
     await page.setViewportSize({ width: 1280, height: 900 });
     expect(stack.cspViolations).toEqual([]);
     expect(stack.pageErrors).toEqual([]);
-  });
+  }, 120_000);
 
   it.each([
     ['kommo', 'Kommo'],
