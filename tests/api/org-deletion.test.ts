@@ -43,14 +43,20 @@ describe('deleting an organization', () => {
 
     // A run busy with a model that never answers.
     llm.enqueue({ kind: 'text', content: 'never', delayMs: 120_000 });
+    const chatCalls = () => llm.requests.filter((r) => r.path.endsWith('/chat/completions')).length;
+    const callsBefore = chatCalls();
     const started = await app.inject({ method: 'POST', url: `/v1/orgs/${org.orgId}/agents/${agentId}/runs`, headers: { authorization: `Bearer ${token}` }, payload: { input: 'work' } });
     expect(started.statusCode).toBe(201);
     const handle = temporal.client.workflow.getHandle(started.json().workflowId);
+    // Deleted while the model call is in flight, as the scenario says. Deleted between two steps
+    // instead, the run's next step finds its rows gone and fails before the cancel arrives (the
+    // service's documented best effort), which is not what this test is about.
     const deadline = Date.now() + 30_000;
-    while ((await admin.query(`select status from public.agent_runs where id = $1`, [started.json().id])).rows[0]?.status !== 'running') {
-      if (Date.now() > deadline) throw new Error('the run never started');
+    while (chatCalls() === callsBefore) {
+      if (Date.now() > deadline) throw new Error('the run never reached the model');
       await new Promise((r) => setTimeout(r, 50));
     }
+    expect((await admin.query(`select status from public.agent_runs where id = $1`, [started.json().id])).rows[0]?.status).toBe('running');
 
     const deleted = await app.inject({ method: 'DELETE', url: `/v1/orgs/${org.orgId}`, headers: { authorization: `Bearer ${token}` } });
     expect(deleted.statusCode).toBe(204);
