@@ -18,6 +18,7 @@ import { CrmConnections } from './screens/crm';
 import { ConversationList, ConversationThread } from './screens/conversations';
 import { Notices } from './screens/notices';
 import { Webhooks } from './screens/webhooks';
+import { Settings } from './screens/settings';
 import './style.css';
 
 function useRoute(): Route {
@@ -41,6 +42,7 @@ const SECTIONS: Array<[Route['name'], string]> = [
   ['api-keys', 'API keys'],
   ['webhooks', 'Webhooks'],
   ['usage', 'Usage'],
+  ['settings', 'Settings'],
 ];
 
 function Shell({ session, route, config }: { session: Session; route: Route; config: ConsoleConfig }) {
@@ -158,6 +160,8 @@ function Screen({ route, config, role }: { route: Route; config: ConsoleConfig; 
       return <ApiKeys orgId={route.orgId} admin={admin} />;
     case 'usage':
       return <Usage orgId={route.orgId} />;
+    case 'settings':
+      return <Settings orgId={route.orgId} admin={admin} />;
     case 'not-found':
       return <ErrorBox error={new Error(`Nothing lives at ${route.path}.`)} />;
   }

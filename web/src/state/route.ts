@@ -18,9 +18,10 @@ export type Route =
   | { name: 'api-keys'; orgId: string }
   | { name: 'knowledge'; orgId: string }
   | { name: 'usage'; orgId: string }
+  | { name: 'settings'; orgId: string }
   | { name: 'not-found'; path: string };
 
-export const ORG_SECTIONS = ['agents', 'runs', 'approvals', 'conversations', 'crm', 'knowledge', 'members', 'api-keys', 'webhooks', 'usage'] as const;
+export const ORG_SECTIONS = ['agents', 'runs', 'approvals', 'conversations', 'crm', 'knowledge', 'members', 'api-keys', 'webhooks', 'usage', 'settings'] as const;
 export type OrgSection = (typeof ORG_SECTIONS)[number];
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
