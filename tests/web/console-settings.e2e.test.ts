@@ -14,7 +14,9 @@ describe('console settings screen (real browser, real stack)', () => {
   const stack = useConsoleBrowser({ label: 'console-settings' });
   const tag = randomUUID().slice(0, 8);
   const owner = { email: `settings-owner-${tag}@example.test`, password: 'settings-owner-password-1' };
+  const member = { email: `settings-member-${tag}@example.test`, password: 'settings-member-password-1' };
   const KEY = `sk-console-${randomUUID()}`;
+  let orgId = '';
 
   it('renames the org, sets the provider with a write-only key, shows a refused private URL, removes it and sets the quota', async () => {
     const context = await stack.newContext();
@@ -25,7 +27,7 @@ describe('console settings screen (real browser, real stack)', () => {
     await page.getByLabel('Name').fill(`Settings team ${tag}`);
     await page.getByRole('button', { name: 'Create organization' }).click();
     await page.getByRole('heading', { name: 'Agents', exact: true }).waitFor();
-    const orgId = /#\/orgs\/([0-9a-f-]{36})\//.exec(page.url())![1]!;
+    orgId = /#\/orgs\/([0-9a-f-]{36})\//.exec(page.url())![1]!;
     await page.getByRole('navigation', { name: 'Sections' }).getByRole('link', { name: 'Settings', exact: true }).click();
     await page.getByRole('heading', { name: 'Settings', exact: true }).waitFor();
     await page.getByText('Runs use the platform’s model.').waitFor();
@@ -93,6 +95,37 @@ describe('console settings screen (real browser, real stack)', () => {
 
     await page.setViewportSize({ width: 375, height: 900 });
     await stack.expectAccessible(page, 'settings at 375 px');
+    expect(stack.cspViolations).toEqual([]);
+    expect(stack.pageErrors).toEqual([]);
+    await context.close();
+  }, 120_000);
+
+  it("shows a member the org's settings read-only", async () => {
+    const context = await stack.newContext();
+    const page = await context.newPage();
+    await page.goto(stack.base);
+    await stack.signUp(page, member);
+    // Their own org tells us their user id; then the owner's org takes them as a member.
+    await page.getByRole('heading', { name: 'New organization', exact: true }).waitFor();
+    await page.getByLabel('Name').fill(`Member's own ${tag}`);
+    await page.getByRole('button', { name: 'Create organization' }).click();
+    await page.getByRole('heading', { name: 'Agents', exact: true }).waitFor();
+    const ownOrg = /#\/orgs\/([0-9a-f-]{36})\//.exec(page.url())![1]!;
+    const { rows } = await stack.full.admin.query<{ user_id: string }>('select user_id from public.organization_members where org_id = $1', [ownOrg]);
+    await stack.full.admin.query(`insert into public.organization_members (org_id, user_id, role) values ($1, $2, 'member')`, [orgId, rows[0]!.user_id]);
+
+    await page.goto(`${stack.base}/#/orgs/${orgId}/settings`);
+    await page.getByText('Only admins change these settings.').waitFor();
+    await page.getByText(/0 tokens used today of 50000\./).waitFor();
+    await page.getByText('Runs use the platform’s model.').waitFor();
+    expect(await page.getByRole('form', { name: 'Organization name' }).getByLabel('Name').inputValue()).toBe(`Renamed ${tag}`);
+    for (const form of ['Organization name', 'Model provider', 'Daily quota']) {
+      const inputs = page.getByRole('form', { name: form }).locator('input');
+      expect(await inputs.count(), form).toBeGreaterThan(0);
+      for (const input of await inputs.all()) expect(await input.isDisabled(), form).toBe(true);
+      expect(await page.getByRole('form', { name: form }).getByRole('button').count(), form).toBe(0);
+    }
+    await stack.expectAccessible(page, 'settings read-only for a member');
     expect(stack.cspViolations).toEqual([]);
     expect(stack.pageErrors).toEqual([]);
     await context.close();
