@@ -109,11 +109,19 @@ describe('knowledge search', () => {
     // 'tarif' and 'kx2040' are exact compact forms (knowledge_terms); 'tarrif' is a typo, matched by trigrams in knowledge_vocabulary.
     const terms = await asB(`select term from private.knowledge_similar_terms($1, array['tarif', 'kx2040', 'tarrif'], 3)`, [orgA]);
     expect(terms.rows).toEqual([]);
+    // The one-call search and its full-text list, with words and codes that match org A's documents.
+    const searchSql = `select document_id, title from private.knowledge_search($1, 'тарифы router', array['тарифы', 'router', 'kx2040', 'tarrif'], 10)`;
+    expect((await asB(searchSql, [orgA])).rows).toEqual([]);
+    const listSql = `select private.knowledge_fulltext_list($1, 'тарифы router', 50) as ids`;
+    expect((await asB(listSql, [orgA])).rows).toEqual([{ ids: [] }]);
     // The same calls for the caller's own org do find rows, so the empty answers above are the check.
     const own = await withPrincipal(app, { kind: 'worker', orgId: orgA }, (tx) => tx.query(`select term from private.knowledge_similar_terms($1, array['tarif', 'kx2040'], 3)`, [orgA]));
     expect(own.rows.map((r) => r.term)).toEqual(expect.arrayContaining(['тариф', 'kx-2040']));
     const typo = await withPrincipal(app, { kind: 'worker', orgId: orgA }, (tx) => tx.query(`select term from private.knowledge_similar_terms($1, array['tarrif'], 3)`, [orgA]));
     expect(typo.rows.map((r) => r.term)).toContain('тариф');
+    const asA = (sql: string) => withPrincipal(app, { kind: 'worker', orgId: orgA }, (tx) => tx.query(sql, [orgA]));
+    expect((await asA(searchSql)).rows.map((r) => r.title)).toEqual(expect.arrayContaining(['Тариф', 'Router specs']));
+    expect((await asA(listSql)).rows[0].ids.length).toBeGreaterThan(0);
   });
 
   it('keeps each term once in the org vocabulary, and matches only terms a document still has', async () => {
