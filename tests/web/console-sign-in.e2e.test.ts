@@ -6,7 +6,8 @@
  * A new user signs in by an emailed link and lands signed in; a user signs in with GitHub, and a
  * cancelled GitHub sign-in comes back as an error on the sign-in screen; an invite opened signed
  * out is accepted after a magic-link sign-in, and the used link then says it has expired. The
- * sign-in variants pass axe-core at 375 px, and no page breaks its CSP or throws.
+ * sign-in variants pass axe-core at 375 px, and no page breaks its CSP or throws. A returning user's
+ * remembered org opens at once, and one they have left since gives way to their own without an error.
  */
 import { randomUUID } from 'node:crypto';
 import type { Page } from 'playwright-core';
@@ -120,6 +121,47 @@ describe('console sign-in by magic link and OAuth (real browser, real stack)', (
     expect(await alert.textContent()).toContain('Email link is invalid or has expired');
     await second.getByRole('heading', { name: 'Sign in', exact: true }).waitFor();
     await again.close();
+  }, 120_000);
+
+  it('opens the remembered org at once, and moves on without an error when the user has left it since', async () => {
+    const email = `returning-${tag}@example.test`;
+    const context = await stack.newContext(375);
+    const page = await context.newPage();
+    await page.goto(stack.base);
+    await page.getByRole('heading', { name: 'Sign in', exact: true }).waitFor();
+    await askForLink(page, email);
+    await page.goto(await mailedLink(email));
+    await page.getByRole('heading', { name: 'New organization', exact: true }).waitFor();
+    // The signed-in user's id, from the session supabase-js keeps under sb-<project>-auth-token.
+    const userId = (await page.evaluate(`(() => {
+      const key = Object.keys(localStorage).find((k) => /^sb-.*-auth-token$/.test(k));
+      return JSON.parse(localStorage.getItem(key)).user.id;
+    })()`)) as string;
+    const remembered = (storage: string) => `localStorage.${storage}(${JSON.stringify(`console.org:${userId}`)}`;
+    // The user's own org, and an org they were in when they last used the console but are not now.
+    const mine = await stack.full.app.inject({ method: 'POST', url: '/v1/orgs', headers: { authorization: `Bearer ${await signUserToken(userId, { email })}` }, payload: { name: `Mine ${tag}` } });
+    const left = await stack.full.app.inject({ method: 'POST', url: '/v1/orgs', headers: { authorization: `Bearer ${await signUserToken(randomUUID(), { email: `other-${tag}@example.test` })}` }, payload: { name: `Left ${tag}` } });
+    expect([mine.statusCode, left.statusCode]).toEqual([201, 201]);
+    const mineId = mine.json().id as string;
+    const leftId = left.json().id as string;
+    await page.evaluate(`${remembered('setItem')}, ${JSON.stringify(leftId)})`);
+
+    const returning = await context.newPage();
+    const agentAnswers: Array<{ orgId: string; status: number }> = [];
+    returning.on('response', (res) => {
+      const m = /\/v1\/orgs\/([0-9a-f-]{36})\/agents\?/.exec(res.url());
+      if (m) agentAnswers.push({ orgId: m[1]!, status: res.status() });
+    });
+    await returning.goto(stack.base);
+    await returning.waitForURL(`${stack.base}/#/orgs/${mineId}/agents`);
+    await returning.getByRole('heading', { name: 'Agents', exact: true }).waitFor();
+    await returning.getByText('No agents yet.').waitFor();
+    // It did open the remembered org before the org list answered (its agents answered 404), then moved on quietly.
+    expect(agentAnswers).toContainEqual({ orgId: leftId, status: 404 });
+    expect(await returning.getByRole('alert').count()).toBe(0);
+    expect(await returning.getByLabel('Organization').locator('option:checked').textContent()).toBe(`Mine ${tag}`);
+    expect(await returning.evaluate(`${remembered('getItem')})`)).toBe(mineId);
+    await context.close();
   }, 120_000);
 
   it('ran every page without a CSP violation or an uncaught error', () => {

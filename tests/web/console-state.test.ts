@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { builtinTools } from '../../activities/tools/builtin.js';
 import { createCrmTools } from '../../activities/tools/crm-tools.js';
 import { chartBars } from '../../web/src/state/usage.js';
+import { forgetOrg, homeRoute, membership, rememberedOrg, rememberOrg, type OrgStore } from '../../web/src/state/org-memory.js';
 import { href, parseRoute, type Route } from '../../web/src/state/route.js';
 import { callbackFailure, returnUrl, signInOptions } from '../../web/src/state/sign-in.js';
 import { SseParser } from '../../web/src/state/sse.js';
@@ -166,5 +167,48 @@ describe('sign-in options and callbacks', () => {
     // No error: nothing to do, whatever the route or a code.
     expect(callbackFailure('https://c.example/?code=abc#/invite/inv_abc', '#/')).toBeNull();
     expect(callbackFailure('https://c.example/#/orgs/new', null)).toBeNull();
+  });
+});
+
+describe('remembered org', () => {
+  const OTHER = '00000000-0000-4000-8000-000000000003';
+  const store = (): OrgStore & { map: Map<string, string> } => {
+    const map = new Map<string, string>();
+    return { map, getItem: (k) => map.get(k) ?? null, setItem: (k, v) => void map.set(k, v), removeItem: (k) => void map.delete(k) };
+  };
+
+  it('is kept per user, so another user signing in on the same browser is not sent to it', () => {
+    const s = store();
+    rememberOrg(s, 'user-a', ORG);
+    expect(rememberedOrg(s, 'user-a')).toBe(ORG);
+    expect(rememberedOrg(s, 'user-b')).toBeNull();
+    s.map.set('console.org:user-b', 'not-an-id');
+    expect(rememberedOrg(s, 'user-b')).toBeNull();
+  });
+
+  it('is forgotten only while it is still the one remembered', () => {
+    const s = store();
+    rememberOrg(s, 'user-a', OTHER);
+    forgetOrg(s, 'user-a', ORG);
+    expect(rememberedOrg(s, 'user-a')).toBe(OTHER);
+    forgetOrg(s, 'user-a', OTHER);
+    expect(rememberedOrg(s, 'user-a')).toBeNull();
+  });
+
+  it('opens at once before the org list answers, and otherwise follows the list', () => {
+    expect(homeRoute(ORG, undefined)).toEqual({ name: 'agents', orgId: ORG });
+    expect(homeRoute(null, undefined)).toBeNull();
+    expect(homeRoute(ORG, [{ id: OTHER }, { id: ORG }])).toEqual({ name: 'agents', orgId: ORG });
+    expect(homeRoute(ORG, [{ id: OTHER }])).toEqual({ name: 'agents', orgId: OTHER });
+    expect(homeRoute(null, [{ id: OTHER }])).toEqual({ name: 'agents', orgId: OTHER });
+    expect(homeRoute(ORG, [])).toEqual({ name: 'new-org' });
+  });
+
+  it('tells an org left since the last visit (moved on quietly) from one asked for by link (an error)', () => {
+    expect(membership(ORG, undefined, ORG)).toBe('checking');
+    expect(membership(ORG, [{ id: ORG }], ORG)).toBe('member');
+    expect(membership(ORG, [{ id: OTHER }], ORG)).toBe('gone');
+    expect(membership(ORG, [{ id: OTHER }], null)).toBe('not-member');
+    expect(membership(ORG, [], OTHER)).toBe('not-member');
   });
 });

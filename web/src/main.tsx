@@ -1,9 +1,10 @@
 import { render } from 'preact';
 import type { Session } from '@supabase/supabase-js';
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, ok } from './api/client';
 import { currentSession, loadConfig, onSessionChange, auth, type ConsoleConfig } from './auth';
 import { href, parseRoute, type Route } from './state/route';
+import { forgetOrg, homeRoute, membership, rememberedOrg, rememberOrg } from './state/org-memory';
 import { ErrorBox, Loading, useLoad } from './ui';
 import { SignIn } from './screens/sign-in';
 import { AcceptInvite, NewOrg } from './screens/orgs';
@@ -46,20 +47,33 @@ const SECTIONS: Array<[Route['name'], string]> = [
 ];
 
 function Shell({ session, route, config }: { session: Session; route: Route; config: ConsoleConfig }) {
-  const orgId = 'orgId' in route ? route.orgId : undefined;
+  const userId = session.user.id;
+  const remembered = rememberedOrg(localStorage, userId);
+  // A returning user's `/` opens their last org at once; its membership is checked when the list arrives.
+  const early = route.name === 'home' ? homeRoute(remembered, undefined) : null;
+  const shown = early ?? route;
+  const orgId = 'orgId' in shown ? shown.orgId : undefined;
   // Refetched per org visited: a founded org or an accepted invite adds one to the list.
-  const orgs = useLoad(async () => ok(await api.GET('/v1/orgs', { params: { query: { limit: 100 } } })).items, [session.user.id, orgId]);
+  const orgs = useLoad(async () => ok(await api.GET('/v1/orgs', { params: { query: { limit: 100 } } })).items, [userId, orgId]);
+  const openedFromMemory = useRef<string | null>(null);
+  if (early && 'orgId' in early) openedFromMemory.current = early.orgId;
+  // A list still loading may be the previous one (an org just founded is not in it yet): keep checking.
+  const status = orgId ? membership(orgId, orgs.loading ? undefined : orgs.data, openedFromMemory.current) : undefined;
 
-  // Home: the last org used, else the first, else founding one.
   useEffect(() => {
-    if (route.name !== 'home' || !orgs.data) return;
-    const remembered = localStorage.getItem('console.org');
-    const target = orgs.data.find((o) => o.id === remembered) ?? orgs.data[0];
-    location.replace(target ? href({ name: 'agents', orgId: target.id }) : href({ name: 'new-org' }));
+    if (route.name !== 'home') return;
+    const target = early ?? homeRoute(remembered, orgs.data);
+    if (target) location.replace(href(target));
   }, [route, orgs.data]);
   useEffect(() => {
-    if (orgId) localStorage.setItem('console.org', orgId);
-  }, [orgId]);
+    if (orgId && status === 'member') rememberOrg(localStorage, userId, orgId);
+    if (orgId && status === 'gone') {
+      // Left (or removed from) the remembered org since the last visit: go where `/` would have gone.
+      forgetOrg(localStorage, userId, orgId);
+      openedFromMemory.current = null;
+      location.replace(href(homeRoute(null, orgs.data)!));
+    }
+  }, [orgId, status]);
 
   const org = orgs.data?.find((o) => o.id === orgId);
   return (
@@ -82,6 +96,7 @@ function Shell({ session, route, config }: { session: Session; route: Route; con
             }}
           >
             {!orgId && <option value="">Choose an organization</option>}
+            {orgId && status === 'checking' && !orgs.data?.some((o) => o.id === orgId) && <option value={orgId}>Loading organizations…</option>}
             {orgs.data?.map((o) => (
               <option key={o.id} value={o.id}>
                 {o.name}
@@ -110,17 +125,19 @@ function Shell({ session, route, config }: { session: Session; route: Route; con
       <main id="main" tabIndex={-1}>
         {org && <Notices key={org.id} orgId={org.id} />}
         <ErrorBox error={orgs.error} />
-        {orgId && orgs.data && !orgs.loading && !org ? (
+        {status === 'not-member' ? (
           <ErrorBox error={new Error('This organization does not exist or you are not a member of it.')} />
+        ) : status === 'gone' ? (
+          <Loading what="your organizations" />
         ) : (
-          <Screen route={route} config={config} role={org?.role} />
+          <Screen route={shown} config={config} role={org?.role} checking={status === 'checking'} />
         )}
       </main>
     </>
   );
 }
 
-function Screen({ route, config, role }: { route: Route; config: ConsoleConfig; role: string | undefined }) {
+function Screen({ route, config, role, checking }: { route: Route; config: ConsoleConfig; role: string | undefined; checking: boolean }) {
   const admin = role === 'admin' || role === 'owner';
   switch (route.name) {
     case 'home':
@@ -133,7 +150,7 @@ function Screen({ route, config, role }: { route: Route; config: ConsoleConfig; 
     case 'invite':
       return <AcceptInvite token={route.token} />;
     case 'agents':
-      return <AgentList orgId={route.orgId} admin={admin} />;
+      return <AgentList orgId={route.orgId} admin={admin} checking={checking} />;
     case 'new-agent':
       return <AgentEditor orgId={route.orgId} admin={admin} />;
     case 'agent':

@@ -1,4 +1,4 @@
-import { api, ok } from '../api/client';
+import { api, ApiProblem, ok } from '../api/client';
 import type { paths } from '../api/schema';
 import { href } from '../state/route';
 import { AGENT_TOOLS } from '../state/tools';
@@ -6,12 +6,16 @@ import { ErrorBox, formValues, Loading, Page, useAction, useLoad } from '../ui';
 
 type AgentBody = paths['/v1/orgs/{orgId}/agents']['post']['requestBody']['content']['application/json'];
 
-export function AgentList({ orgId, admin }: { orgId: string; admin: boolean }) {
+/** `checking`: the org was opened from memory and the org list has not answered yet. */
+export function AgentList({ orgId, admin, checking = false }: { orgId: string; admin: boolean; checking?: boolean }) {
   const agents = useLoad(async () => ok(await api.GET('/v1/orgs/{orgId}/agents', { params: { path: { orgId }, query: { limit: 100 } } })).items, [orgId]);
+  // A 404 then means the user is no longer a member: the shell moves on when the list answers, so
+  // showing the error would only flash it.
+  const gone = checking && agents.error instanceof ApiProblem && agents.error.problem.status === 404;
   return (
     <Page title="Agents" actions={admin && <a class="button" href={href({ name: 'new-agent', orgId })}>New agent</a>}>
-      <ErrorBox error={agents.error} />
-      {agents.loading && <Loading what="agents" />}
+      <ErrorBox error={gone ? null : agents.error} />
+      {(agents.loading || gone) && <Loading what="agents" />}
       {agents.data?.length === 0 && <p>No agents yet.{admin ? ' Create one to start working leads.' : ''}</p>}
       <ul class="cards">
         {agents.data?.map((agent) => (
