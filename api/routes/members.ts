@@ -5,7 +5,8 @@ import { problemSchema } from '../schemas.js';
 import type { MemberService } from '../services/members.js';
 import { orgRoleSchema } from './orgs.js';
 
-const memberSchema = z.object({ userId: z.uuid(), role: orgRoleSchema, createdAt: z.string() });
+/** `email` comes from the sign-in token that created the membership; null for memberships added otherwise. */
+const memberSchema = z.object({ userId: z.uuid(), email: z.string().nullable(), role: orgRoleSchema, createdAt: z.string() });
 const orgParams = z.object({ orgId: z.uuid() });
 const memberParams = z.object({ orgId: z.uuid(), userId: z.uuid() });
 const problems = { 400: problemSchema, 403: problemSchema, 404: problemSchema };

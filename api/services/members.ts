@@ -7,17 +7,22 @@ import { outranks, requireOrgRole, type OrgRole } from './org-access.js';
 
 export interface MemberView {
   userId: string;
+  /** From the sign-in token that created the membership; null when it was added otherwise. */
+  email: string | null;
   role: OrgRole;
   createdAt: string;
 }
 
 interface MemberRow {
   id: string;
+  email: string | null;
   role: OrgRole;
   created_at: Date;
 }
 
-const toView = (row: MemberRow): MemberView => ({ userId: row.id, role: row.role, createdAt: row.created_at.toISOString() });
+const toView = (row: MemberRow): MemberView => ({ userId: row.id, email: row.email, role: row.role, createdAt: row.created_at.toISOString() });
+
+const columns = `user_id as id, email, role, created_at`;
 
 /** The database refuses to leave an org without an owner (private.keep_last_owner). */
 function isLastOwnerViolation(error: unknown): boolean {
@@ -29,7 +34,7 @@ const lastOwner = () =>
 
 async function loadMember(tx: Tx, orgId: string, userId: string): Promise<MemberRow> {
   const { rows } = await tx.query<MemberRow>(
-    `select user_id as id, role, created_at from public.organization_members where org_id = $1 and user_id = $2`,
+    `select ${columns} from public.organization_members where org_id = $1 and user_id = $2`,
     [orgId, userId],
   );
   if (!rows[0]) throw notFound('Member');
@@ -42,7 +47,7 @@ export function createMemberService(deps: { pool: pg.Pool }) {
     return withPrincipal(deps.pool, principal, async (tx) => {
       await requireOrgRole(tx, orgId, 'member');
       const { rows } = await tx.query<MemberRow>(
-        `select user_id as id, role, created_at from public.organization_members
+        `select ${columns} from public.organization_members
          where org_id = $1 and ($2::timestamptz is null or (created_at, user_id) < ($2::timestamptz, $3::uuid))
          order by created_at desc, user_id desc limit $4`,
         [orgId, after?.createdAt ?? null, after?.id ?? null, page.limit + 1],
@@ -55,7 +60,7 @@ export function createMemberService(deps: { pool: pg.Pool }) {
     return withPrincipal(deps.pool, principal, async (tx) => {
       await requireOrgRole(tx, orgId, 'member');
       const { rows } = await tx.query<MemberRow>(
-        `select user_id as id, role, created_at from public.organization_members where org_id = $1 and user_id = $2`,
+        `select ${columns} from public.organization_members where org_id = $1 and user_id = $2`,
         [orgId, userId],
       );
       if (!rows[0]) throw notFound('Member');
@@ -76,7 +81,7 @@ export function createMemberService(deps: { pool: pg.Pool }) {
         }
         if (member.role === role) return toView(member);
         const { rows } = await tx.query<MemberRow>(
-          `update public.organization_members set role = $3 where org_id = $1 and user_id = $2 returning user_id as id, role, created_at`,
+          `update public.organization_members set role = $3 where org_id = $1 and user_id = $2 returning ${columns}`,
           [orgId, userId, role],
         );
         return toView(rows[0]!);

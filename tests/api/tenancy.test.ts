@@ -74,6 +74,10 @@ describe('organizations', () => {
       { action: 'organization.created', actor_type: 'user', actor_id: founder, target_id: org.id, metadata: { name: 'Acme Sales' } },
     ]);
 
+    // The founder's membership records the verified token's email, so the console can show it.
+    const members = await call('GET', `/v1/orgs/${org.id}/members`, token);
+    expect(members.json()).toEqual({ items: [{ userId: founder, email: emailOf(founder), role: 'owner', createdAt: expect.any(String) }], nextCursor: null });
+
     const mine = await call('GET', '/v1/orgs', token);
     expect(mine.json()).toEqual({ items: [org], nextCursor: null });
     expect((await call('GET', `/v1/orgs/${org.id}`, token)).json()).toEqual(org);
@@ -255,6 +259,15 @@ describe('invites', () => {
     expect(accepted.statusCode).toBe(200);
     expect(accepted.json()).toEqual({ orgId: org.orgId, role: 'admin' });
     expect((await call('GET', `/v1/orgs/${org.orgId}`, inviteeToken)).json().role).toBe('admin');
+    // Any member reads the invitee's email (from the accepting token, lower-cased); another org's
+    // member still learns nothing.
+    const joined = await call('GET', `/v1/orgs/${org.orgId}/members/${invitee}`, org.member);
+    expect(joined.json()).toEqual({ userId: invitee, email: emailOf(invitee), role: 'admin', createdAt: expect.any(String) });
+    const listed2 = await call('GET', `/v1/orgs/${org.orgId}/members`, org.member);
+    expect(listed2.json().items).toContainEqual(expect.objectContaining({ userId: invitee, email: emailOf(invitee) }));
+    const outsider = await orgWithTokens();
+    const hidden = await call('GET', `/v1/orgs/${org.orgId}/members/${invitee}`, outsider.owner);
+    expect({ status: hidden.statusCode, body: hidden.body }).toEqual({ status: 404, body: expect.not.stringContaining(emailOf(invitee)) });
 
     const again = await call('POST', '/v1/invites/accept', inviteeToken, { token: created.token });
     expect(again.statusCode).toBe(409);
@@ -299,6 +312,24 @@ describe('invites', () => {
         tx.query(`insert into public.organization_members (org_id, user_id, role) values ($1, $2, 'member')`, [org.orgId, intruder]),
       ),
     ).rejects.toMatchObject({ code: '42501' });
+  });
+
+  it("a member's stored email comes only from their own verified token: owners can neither write it nor get theirs stamped on someone else", async () => {
+    const org = await orgWithTokens();
+    const { withPrincipal } = await import('../../lib/db.js');
+    const owner = { kind: 'user' as const, userId: org.userWithRole('owner'), email: emailOf(org.userWithRole('owner')) };
+    const [labelled, added] = [randomUUID(), randomUUID()];
+    await expect(
+      withPrincipal(pool, owner, (tx) =>
+        tx.query(`insert into public.organization_members (org_id, user_id, role, email) values ($1, $2, 'member', 'ceo@example.test')`, [org.orgId, labelled]),
+      ),
+    ).rejects.toMatchObject({ code: '42501' });
+    await expect(
+      withPrincipal(pool, owner, (tx) => tx.query(`update public.organization_members set email = 'x@example.test' where org_id = $1`, [org.orgId])),
+    ).rejects.toMatchObject({ code: '42501' });
+    await withPrincipal(pool, owner, (tx) => tx.query(`insert into public.organization_members (org_id, user_id, role) values ($1, $2, 'member')`, [org.orgId, added]));
+    const shown = await call('GET', `/v1/orgs/${org.orgId}/members/${added}`, org.member);
+    expect(shown.json()).toMatchObject({ userId: added, email: null });
   });
 });
 
