@@ -178,10 +178,13 @@ describe('console admin screens (real browser, real stack)', () => {
 
   it("changes a member's role, shows the API's refusal to demote the last owner, and removes the member", async () => {
     const colleague = randomUUID();
-    await withServiceRole(stack.full.admin, (tx) => tx.query(`insert into public.organization_members (org_id, user_id, role) values ($1, $2, 'member')`, [orgId, colleague]));
+    // An operator may record a member's email; members who join through the API get their token's.
+    await withServiceRole(stack.full.admin, (tx) =>
+      tx.query(`insert into public.organization_members (org_id, user_id, role, email) values ($1, $2, 'member', $3)`, [orgId, colleague, `colleague-${colleague}@example.test`]),
+    );
     await section('Members');
     const card = page.getByRole('listitem', { name: `Member ${colleague}` });
-    await card.waitFor();
+    await card.getByRole('heading', { name: `colleague-${colleague}@example.test` }).waitFor();
     await stack.expectAccessible(page, 'members');
     const roleOf = async (userId: string) => (await stack.full.admin.query(`select role from public.organization_members where org_id = $1 and user_id = $2`, [orgId, userId])).rows[0]?.role;
 
@@ -192,7 +195,8 @@ describe('console admin screens (real browser, real stack)', () => {
     // The only owner cannot step down: the API refuses with a problem, and the select shows the real role.
     const me = (await stack.full.admin.query<{ user_id: string }>(`select user_id from public.organization_members where org_id = $1 and role = 'owner'`, [orgId])).rows[0]!.user_id;
     const mine = page.getByRole('listitem', { name: `Member ${me}` });
-    await mine.getByRole('heading', { name: 'You' }).waitFor();
+    // The founder's email comes from the sign-in token that founded the org.
+    await mine.getByRole('heading', { name: `${owner.email} (you)` }).waitFor();
     await mine.getByLabel('Role').selectOption('member');
     const problem = page.getByRole('alert');
     await problem.waitFor();

@@ -8033,6 +8033,7 @@ export interface operations {
                         items: {
                             /** Format: uuid */
                             userId: string;
+                            email: string | null;
                             /** @enum {string} */
                             role: "owner" | "admin" | "member";
                             createdAt: string;
@@ -8204,6 +8205,7 @@ export interface operations {
                     "application/json": {
                         /** Format: uuid */
                         userId: string;
+                        email: string | null;
                         /** @enum {string} */
                         role: "owner" | "admin" | "member";
                         createdAt: string;
@@ -8561,6 +8563,7 @@ export interface operations {
                     "application/json": {
                         /** Format: uuid */
                         userId: string;
+                        email: string | null;
                         /** @enum {string} */
                         role: "owner" | "admin" | "member";
                         createdAt: string;

@@ -47,13 +47,14 @@ export function Members({ orgId, admin }: { orgId: string; admin: boolean }) {
       <ErrorBox error={members.error ?? change.error ?? remove.error} />
       {saved && <p role="status">{saved}</p>}
       {!members.data && members.loading && <Loading what="members" />}
-      {/* The API knows members by user id only (see docs/console.md, Known gaps). */}
       <ul class="cards">
         {members.data?.map((m) => {
-          const who = m.userId === me.data ? 'You' : `User ${m.userId.slice(0, 8)}`;
+          // The email is recorded when the member founds the org or accepts an invite; memberships
+          // added otherwise have none, and show a short user id instead.
+          const name = m.email ?? `User ${m.userId.slice(0, 8)}`;
           return (
             <li key={m.userId} class="card" aria-label={`Member ${m.userId}`}>
-              <h2>{who}</h2>
+              <h2>{m.userId === me.data ? `${name} (you)` : name}</h2>
               <p class="muted">
                 <code>{m.userId}</code> · member since {formatDate(m.createdAt)}
               </p>
