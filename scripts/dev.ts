@@ -99,8 +99,11 @@ async function seedDemo(adminUrl: string): Promise<void> {
     await client.query('begin');
     await client.query(`insert into public.organizations (id, name) values ($1, 'Demo Sales Team') on conflict (id) do nothing`, [DEMO.orgId]);
     await client.query(
-      `insert into public.organization_members (org_id, user_id, role) values ($1, $2, 'owner') on conflict do nothing`,
-      [DEMO.orgId, DEMO.userId],
+      // The seed is no sign-in, so it records the demo user's email itself (the console shows it);
+      // a demo org seeded before the column existed gets it too.
+      `insert into public.organization_members (org_id, user_id, role, email) values ($1, $2, 'owner', $3)
+       on conflict (org_id, user_id) do update set email = excluded.email where organization_members.email is null`,
+      [DEMO.orgId, DEMO.userId, DEMO.email],
     );
     await client.query(
       `insert into public.agents (id, org_id, name, model, instructions, temperature, max_output_tokens)
