@@ -183,7 +183,8 @@ describe('production processes, started as a deployment starts them', () => {
     const scheduled = events!.find((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'callLlm');
     expect(scheduled).toBeDefined();
     const outcome = events!.find((e) => [e.activityTaskCompletedEventAttributes, e.activityTaskFailedEventAttributes, e.activityTaskTimedOutEventAttributes, e.activityTaskCanceledEventAttributes].some((a) => a && String(a.scheduledEventId) === String(scheduled!.eventId)));
-    expect(outcome?.activityTaskCompletedEventAttributes, 'the in-flight callLlm completed').toBeTruthy();
+    const told = events!.map((e) => `${e.eventId} ${e.eventType}${e.activityTaskScheduledEventAttributes ? ` ${e.activityTaskScheduledEventAttributes.activityType?.name}` : ''}`).join('\n');
+    expect(outcome?.activityTaskCompletedEventAttributes, `the in-flight callLlm completed; history:\n${told}\n${JSON.stringify(outcome)}\n${worker.app.output()}`).toBeTruthy();
     await client.workflow.getHandle(workflowId).terminate('test over: no worker left to finish it');
   }, 180_000);
 
