@@ -37,7 +37,7 @@ describe('npm run bench:console', () => {
         .filter(Boolean)
         .map((line) => JSON.parse(line) as Figure);
       expect(figures.map((f) => f.id).sort()).toEqual(
-        ['first-member', 'first-member-wall', 'first-visitor', 'first-visitor-wall', 'initial-css', 'initial-js', 'initial-js-raw', 'token-max', 'token-p50', 'token-p95', 'token-painted-p95'].sort(),
+        ['first-member', 'first-member-no-org', 'first-member-wall', 'first-visitor', 'first-visitor-wall', 'initial-css', 'initial-js', 'initial-js-raw', 'token-max', 'token-p50', 'token-p95', 'token-painted-p95'].sort(),
       );
       for (const figure of figures) {
         expect(figure.samples, figure.id).toHaveLength(1);
