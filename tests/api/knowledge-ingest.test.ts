@@ -1,33 +1,24 @@
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import type { Worker } from '@temporalio/worker';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildApp, type App } from '../../api/app.js';
-import { EmbeddingsClient } from '../../integrations/llm/embeddings.js';
+import type { App } from '../../api/app.js';
 import { withPrincipal } from '../../lib/db.js';
 import { searchKnowledge } from '../../activities/knowledge/search.js';
-import { createKnowledgeWorker } from '../../workers/knowledge-worker.js';
-import { startFakeLlm, type FakeLlmServer } from '../../scripts/stack/sandbox-llm.js';
-import { signUserToken, TEST_JWT_SECRET } from '../support/auth.js';
-import { adminPool, appPool, createOrgWithMembers } from '../support/db.js';
+import type { FakeLlmServer } from '../../scripts/stack/sandbox-llm.js';
+import { signUserToken } from '../support/auth.js';
+import { createOrgWithMembers } from '../support/db.js';
 import { makeDocx, makePdf, makeZipBombDocx } from '../support/document-fixtures.js';
-import { connectTestTemporal, requireEnv, testDataConverter, testLogger, uniqueTaskQueue, type TestTemporal } from '../support/temporal.js';
+import { startKnowledgeStack, TEST_EMBEDDING_MODEL, type KnowledgeStack } from '../support/knowledge.js';
 
 /**
  * Knowledge ingestion on the real stack: the API records uploads and URLs and starts
  * knowledgeIngest workflows on Temporal; a knowledge worker extracts, chunks and embeds (fake
  * LLM's /v1/embeddings) into Postgres; a local web server stands in for customer pages.
  */
-let temporal: TestTemporal;
+let stack: KnowledgeStack;
 let pool: pg.Pool;
 let admin: pg.Pool;
 let llm: FakeLlmServer;
 let app: App;
-let worker: Worker;
-let workerRunning: Promise<void>;
-let closeWorker: () => Promise<void>;
-let pages: Server;
 let pagesUrl: string;
 let orgId: string;
 let otherOrgId: string;
@@ -35,46 +26,24 @@ let adminToken: string;
 let memberToken: string;
 let outsiderToken: string;
 
-const EMBEDDING_MODEL = 'test/embed-small';
-
 beforeAll(async () => {
-  temporal = await connectTestTemporal();
-  pool = appPool({ max: 6 });
-  admin = adminPool();
-  llm = await startFakeLlm();
-  pages = createServer((req, res) => {
-    if (req.url === '/pricing') {
-      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
-      res.end('<!doctype html><html><head><title>Цены</title><script>track()</script></head><body><nav>Меню</nav><h1>Тарифы</h1><p>Тариф «Старт» стоит 990 рублей в месяц.</p></body></html>');
-    } else if (req.url === '/big') {
-      res.writeHead(200, { 'content-type': 'text/plain' });
-      res.end('x'.repeat(300_000));
-    } else {
-      res.writeHead(404).end('not here');
-    }
+  stack = await startKnowledgeStack({
+    queuePrefix: 'knowledge',
+    site: (req, res) => {
+      if (req.url === '/pricing') {
+        res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+        res.end('<!doctype html><html><head><title>Цены</title><script>track()</script></head><body><nav>Меню</nav><h1>Тарифы</h1><p>Тариф «Старт» стоит 990 рублей в месяц.</p></body></html>');
+      } else if (req.url === '/big') {
+        res.writeHead(200, { 'content-type': 'text/plain' });
+        res.end('x'.repeat(300_000));
+      } else {
+        res.writeHead(404).end('not here');
+      }
+    },
+    app: { knowledgeMaxUploadBytes: 1024 * 1024 },
+    worker: { maxUrlBytes: 200_000, limits: { timeoutMs: 30_000, heapMb: 128, maxUnzippedBytes: 20 * 1024 * 1024 } },
   });
-  await new Promise<void>((resolve) => pages.listen(0, '127.0.0.1', resolve));
-  pagesUrl = `http://127.0.0.1:${(pages.address() as AddressInfo).port}`;
-  const taskQueue = uniqueTaskQueue('knowledge');
-  app = await buildApp({ pool, temporal: temporal.client, logger: testLogger, auth: { jwtSecret: TEST_JWT_SECRET }, knowledgeTaskQueue: taskQueue, knowledgeMaxUploadBytes: 1024 * 1024 });
-  await app.ready();
-  const embedder = new EmbeddingsClient({ baseUrl: llm.url, apiKey: 'test-llm-key', model: EMBEDDING_MODEL, timeoutMs: 10_000 });
-  const started = await createKnowledgeWorker({
-    connection: temporal.nativeConnection,
-    namespace: temporal.namespace,
-    pool,
-    taskQueue,
-    workflowBundle: { codePath: requireEnv('TEST_WORKFLOW_BUNDLE') },
-    dataConverter: testDataConverter,
-    shutdownGraceTime: '2 seconds',
-    ssrfAllowedHosts: [new URL(pagesUrl).host],
-    embedderFor: async () => embedder,
-    maxUrlBytes: 200_000,
-    limits: { timeoutMs: 30_000, heapMb: 128, maxUnzippedBytes: 20 * 1024 * 1024 },
-  });
-  worker = started.worker;
-  closeWorker = started.close;
-  workerRunning = worker.run();
+  ({ pool, admin, llm, app, siteUrl: pagesUrl } = stack);
   const org = await createOrgWithMembers(admin, ['owner', 'admin', 'member']);
   orgId = org.orgId;
   otherOrgId = (await createOrgWithMembers(admin, ['owner'])).orgId;
@@ -84,17 +53,7 @@ beforeAll(async () => {
   outsiderToken = await signUserToken(outsider.userWithRole('owner'));
 });
 
-afterAll(async () => {
-  worker?.shutdown();
-  await workerRunning;
-  await closeWorker?.();
-  await app?.close();
-  await llm?.close();
-  await new Promise((resolve) => pages?.close(resolve));
-  await temporal?.close();
-  await pool?.end();
-  await admin?.end();
-});
+afterAll(() => stack?.close());
 
 function multipart(fields: Record<string, string>, file?: { name: string; bytes: Buffer; type?: string }) {
   const boundary = `----knowledge${Math.random().toString(16).slice(2)}`;
@@ -147,7 +106,7 @@ describe('knowledge ingestion', () => {
     expect(doc.progress.chunksTotal).toBeGreaterThan(0);
     expect(doc.body).toContain('The Pro plan costs 49 EUR per seat and month.');
     const chunks = await admin.query(`select language, embedding_model, cardinality(embedding) as dims from public.knowledge_chunks where document_id = $1`, [doc.id]);
-    expect(chunks.rows.every((c) => c.language === 'en' && c.embedding_model === EMBEDDING_MODEL && c.dims === 64)).toBe(true);
+    expect(chunks.rows.every((c) => c.language === 'en' && c.embedding_model === TEST_EMBEDDING_MODEL && c.dims === 64)).toBe(true);
     expect(llm.requests.some((r) => r.path === '/v1/embeddings')).toBe(true);
     const [hit] = await search('how much does pro cost per seat');
     expect(hit).toMatchObject({ documentId: doc.id, title: 'prices' });

@@ -1,20 +1,17 @@
 import { createHash } from 'node:crypto';
-import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingHttpHeaders } from 'node:http';
 import { ScheduleNotFoundError, ScheduleOverlapPolicy } from '@temporalio/client';
-import type { Worker } from '@temporalio/worker';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildApp, type App } from '../../api/app.js';
+import type { App } from '../../api/app.js';
 import { searchKnowledge } from '../../activities/knowledge/search.js';
-import { EmbeddingsClient } from '../../integrations/llm/embeddings.js';
 import { withPrincipal } from '../../lib/db.js';
-import { createKnowledgeWorker } from '../../workers/knowledge-worker.js';
 import type { KnowledgeRefreshResult } from '../../workflows/knowledge-refresh.js';
-import { startFakeLlm, type FakeLlmServer } from '../../scripts/stack/sandbox-llm.js';
-import { signUserToken, TEST_JWT_SECRET } from '../support/auth.js';
-import { adminPool, appPool, createOrgWithMembers } from '../support/db.js';
-import { connectTestTemporal, requireEnv, testDataConverter, testLogger, uniqueTaskQueue, type TestTemporal } from '../support/temporal.js';
+import type { FakeLlmServer } from '../../scripts/stack/sandbox-llm.js';
+import { signUserToken } from '../support/auth.js';
+import { createOrgWithMembers } from '../support/db.js';
+import { startKnowledgeStack, type KnowledgeStack } from '../support/knowledge.js';
+import type { TestTemporal } from '../support/temporal.js';
 
 /**
  * Scheduled re-fetch of web pages in the knowledge base, on the real stack: the API keeps a
@@ -22,15 +19,12 @@ import { connectTestTemporal, requireEnv, testDataConverter, testLogger, uniqueT
  * runs on a knowledge worker against a local site whose pages the tests change, and against the
  * fake LLM's /v1/embeddings, whose requests show whether any embedding work was done.
  */
+let stack: KnowledgeStack;
 let temporal: TestTemporal;
 let pool: pg.Pool;
 let admin: pg.Pool;
 let llm: FakeLlmServer;
 let app: App;
-let worker: Worker;
-let workerRunning: Promise<void>;
-let closeWorker: () => Promise<void>;
-let site: Server;
 let siteUrl: string;
 let taskQueue: string;
 let orgId: string;
@@ -44,40 +38,20 @@ const pages = new Map<string, { html: string; etag: boolean; status?: number }>(
 const siteRequests: Array<{ path: string; headers: IncomingHttpHeaders }> = [];
 
 beforeAll(async () => {
-  temporal = await connectTestTemporal();
-  pool = appPool({ max: 6 });
-  admin = adminPool();
-  llm = await startFakeLlm();
-  site = createServer((req, res) => {
-    siteRequests.push({ path: req.url ?? '', headers: req.headers });
-    const page = pages.get(req.url ?? '');
-    if (!page) return void res.writeHead(404).end('not here');
-    if (page.status) return void res.writeHead(page.status).end('down');
-    const etag = `"${createHash('sha256').update(page.html).digest('hex').slice(0, 16)}"`;
-    if (page.etag && req.headers['if-none-match'] === etag) return void res.writeHead(304, { etag }).end();
-    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', ...(page.etag ? { etag } : {}) });
-    res.end(page.html);
+  stack = await startKnowledgeStack({
+    queuePrefix: 'knowledge-refresh',
+    site: (req, res) => {
+      siteRequests.push({ path: req.url ?? '', headers: req.headers });
+      const page = pages.get(req.url ?? '');
+      if (!page) return void res.writeHead(404).end('not here');
+      if (page.status) return void res.writeHead(page.status).end('down');
+      const etag = `"${createHash('sha256').update(page.html).digest('hex').slice(0, 16)}"`;
+      if (page.etag && req.headers['if-none-match'] === etag) return void res.writeHead(304, { etag }).end();
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', ...(page.etag ? { etag } : {}) });
+      res.end(page.html);
+    },
   });
-  await new Promise<void>((resolve) => site.listen(0, '127.0.0.1', resolve));
-  siteUrl = `http://127.0.0.1:${(site.address() as AddressInfo).port}`;
-  taskQueue = uniqueTaskQueue('knowledge-refresh');
-  app = await buildApp({ pool, temporal: temporal.client, logger: testLogger, auth: { jwtSecret: TEST_JWT_SECRET }, knowledgeTaskQueue: taskQueue });
-  await app.ready();
-  const embedder = new EmbeddingsClient({ baseUrl: llm.url, apiKey: 'test-llm-key', model: 'test/embed-small', timeoutMs: 10_000 });
-  const started = await createKnowledgeWorker({
-    connection: temporal.nativeConnection,
-    namespace: temporal.namespace,
-    pool,
-    taskQueue,
-    workflowBundle: { codePath: requireEnv('TEST_WORKFLOW_BUNDLE') },
-    dataConverter: testDataConverter,
-    shutdownGraceTime: '2 seconds',
-    ssrfAllowedHosts: [new URL(siteUrl).host],
-    embedderFor: async () => embedder,
-  });
-  worker = started.worker;
-  closeWorker = started.close;
-  workerRunning = worker.run();
+  ({ temporal, pool, admin, llm, app, siteUrl, taskQueue } = stack);
   const org = await createOrgWithMembers(admin, ['owner', 'admin', 'member']);
   orgId = org.orgId;
   ownerToken = await signUserToken(org.userWithRole('owner'));
@@ -86,17 +60,7 @@ beforeAll(async () => {
   outsiderToken = await signUserToken((await createOrgWithMembers(admin, ['owner'])).userWithRole('owner'));
 });
 
-afterAll(async () => {
-  worker?.shutdown();
-  await workerRunning;
-  await closeWorker?.();
-  await app?.close();
-  await llm?.close();
-  await new Promise((resolve) => site?.close(resolve));
-  await temporal?.close();
-  await pool?.end();
-  await admin?.end();
-});
+afterAll(() => stack?.close());
 
 const api = (method: 'GET' | 'POST' | 'PATCH' | 'PUT' | 'DELETE', url: string, payload?: unknown, token = adminToken) =>
   app.inject({ method, url, headers: { authorization: `Bearer ${token}` }, ...(payload === undefined ? {} : { payload: payload as object }) });
