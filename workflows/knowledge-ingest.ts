@@ -1,29 +1,13 @@
 import { ActivityFailure, ApplicationFailure, proxyActivities } from '@temporalio/workflow';
 import type { IndexOutcome, KnowledgeActivities, KnowledgeIngestRef } from '../activities/knowledge/ingest.js';
-import { knowledgeNonRetryableTypes } from '../activities/knowledge/failure-types.js';
+import { bookkeepingOptions, indexingOptions, sourceTextOptions } from './knowledge-activity-options.js';
 
 export type KnowledgeIngestInput = KnowledgeIngestRef;
 export type KnowledgeIngestResult = IndexOutcome | { status: 'failed' };
 
-// Extraction parses one file in a capped thread (integrations/documents/extract.ts); fetching a
-// page may meet a slow server. Three attempts: a file that failed twice will fail again.
-const extraction = proxyActivities<KnowledgeActivities>({
-  startToCloseTimeout: '3 minutes',
-  heartbeatTimeout: '90 seconds',
-  retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumAttempts: 3, nonRetryableErrorTypes: knowledgeNonRetryableTypes },
-});
-
-// Indexing embeds in batches (heartbeating each) and writes all chunks in one transaction.
-const indexing = proxyActivities<KnowledgeActivities>({
-  startToCloseTimeout: '15 minutes',
-  heartbeatTimeout: '2 minutes',
-  retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 8, nonRetryableErrorTypes: knowledgeNonRetryableTypes },
-});
-
-const bookkeeping = proxyActivities<KnowledgeActivities>({
-  startToCloseTimeout: '30 seconds',
-  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 30 },
-});
+const extraction = proxyActivities<KnowledgeActivities>(sourceTextOptions);
+const indexing = proxyActivities<KnowledgeActivities>(indexingOptions);
+const bookkeeping = proxyActivities<KnowledgeActivities>(bookkeepingOptions);
 
 /**
  * Ingests one revision of a knowledge document: text out of the file or page, then chunks with

@@ -1,7 +1,7 @@
 import { proxyActivities } from '@temporalio/workflow';
 import type { KnowledgeActivities } from '../activities/knowledge/ingest.js';
 import type { KnowledgeRefreshActivities, KnowledgeRefreshRef } from '../activities/knowledge/refresh.js';
-import { knowledgeNonRetryableTypes } from '../activities/knowledge/failure-types.js';
+import { bookkeepingOptions, indexingOptions, sourceTextOptions } from './knowledge-activity-options.js';
 import { failureReason } from './knowledge-ingest.js';
 
 export type KnowledgeRefreshInput = KnowledgeRefreshRef;
@@ -13,25 +13,9 @@ export type KnowledgeRefreshResult =
 
 type Activities = KnowledgeActivities & KnowledgeRefreshActivities;
 
-// A page that is down now is fetched again at the next scheduled run: three tries, then the
-// failure is recorded and the old chunks keep serving.
-const fetching = proxyActivities<Activities>({
-  startToCloseTimeout: '3 minutes',
-  heartbeatTimeout: '90 seconds',
-  retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumAttempts: 3, nonRetryableErrorTypes: knowledgeNonRetryableTypes },
-});
-
-// As in knowledgeIngest: embeddings in batches, all chunks replaced in one transaction.
-const indexing = proxyActivities<Activities>({
-  startToCloseTimeout: '15 minutes',
-  heartbeatTimeout: '2 minutes',
-  retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 8, nonRetryableErrorTypes: knowledgeNonRetryableTypes },
-});
-
-const bookkeeping = proxyActivities<Activities>({
-  startToCloseTimeout: '30 seconds',
-  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 30 },
-});
+const fetching = proxyActivities<Activities>(sourceTextOptions);
+const indexing = proxyActivities<Activities>(indexingOptions);
+const bookkeeping = proxyActivities<Activities>(bookkeepingOptions);
 
 /**
  * One scheduled re-fetch of a web page in the knowledge base (schedule
