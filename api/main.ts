@@ -18,7 +18,7 @@ async function main(): Promise<void> {
   const logger = createLogger({ name: 'api', level: config.LOG_LEVEL });
   if (initSentry(config, 'api')) logger.info('Sentry error reporting on');
   exitOnCrash(logger);
-  const pool = createPool(config.DATABASE_URL, { max: config.DATABASE_POOL_MAX, applicationName: 'api', pipeline: config.DATABASE_PIPELINE, preparedStatements: config.DATABASE_PREPARED_STATEMENTS });
+  const pool = createPool(config.DATABASE_URL, { max: config.DATABASE_POOL_MAX, idleSeconds: config.DATABASE_POOL_IDLE_SECONDS, applicationName: 'api', pipeline: config.DATABASE_PIPELINE, preparedStatements: config.DATABASE_PREPARED_STATEMENTS });
   // Lazy: a Temporal that refuses us (a wrong client certificate, say) keeps /readyz red with
   // the reason instead of ending the process before anyone can ask.
   const temporal = await createTemporalClient(config, { lazy: true, dataConverter: createDataConverter(codecKeyringFrom(config)) });

@@ -64,6 +64,7 @@ const baseSchema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   DATABASE_URL: z.string().url({ message: 'must be a postgres:// URL of the application role (authenticator)' }),
   DATABASE_POOL_MAX: z.coerce.number().int().min(1).max(200).default(10),
+  DATABASE_POOL_IDLE_SECONDS: z.coerce.number().int().min(1).max(3600).default(300),
   // node-postgres' pipeline mode and named prepared statements (lib/db.ts, PoolOptions).
   DATABASE_PIPELINE: flag.default(true),
   DATABASE_PREPARED_STATEMENTS: flag.default(true),

@@ -82,7 +82,7 @@ async function main(): Promise<void> {
     telemetryOptions: workerTelemetryOptions(config.TEMPORAL_METRICS_BIND_ADDRESS ?? '127.0.0.1:9464'),
   });
 
-  const pool = createPool(config.DATABASE_URL, { max: config.DATABASE_POOL_MAX, applicationName: 'worker', pipeline: config.DATABASE_PIPELINE, preparedStatements: config.DATABASE_PREPARED_STATEMENTS });
+  const pool = createPool(config.DATABASE_URL, { max: config.DATABASE_POOL_MAX, idleSeconds: config.DATABASE_POOL_IDLE_SECONDS, applicationName: 'worker', pipeline: config.DATABASE_PIPELINE, preparedStatements: config.DATABASE_PREPARED_STATEMENTS });
   trackDatabaseMetrics(pool);
   const health = new WorkerHealth(pool);
   const metrics = await startMetricsServer({ host: config.METRICS_HOST, port: config.METRICS_PORT ?? 9092, readiness: () => health.readiness() });

@@ -365,3 +365,31 @@ describe('prepared statements on pooled connections (DATABASE_PREPARED_STATEMENT
     }
   });
 });
+
+describe('idle pooled connections (DATABASE_POOL_IDLE_SECONDS)', () => {
+  const backendPid = (pool: ReturnType<typeof testPool>) => pool.query<{ pid: number }>('select pg_backend_pid() as pid').then((r) => r.rows[0]!.pid);
+
+  it('keeps an idle connection (and what it has cached) for the configured time, then closes it', async () => {
+    const keeps = testPool({ idleSeconds: 10 });
+    const closes = testPool({ idleSeconds: 1 });
+    try {
+      const [kept, closed] = [await backendPid(keeps), await backendPid(closes)];
+      await new Promise((r) => setTimeout(r, 1_800));
+      // The same server process answers again: nothing was reconnected.
+      expect(await backendPid(keeps)).toBe(kept);
+      expect(closes.totalCount).toBe(0);
+      expect(await backendPid(closes)).not.toBe(closed);
+    } finally {
+      await Promise.all([keeps.end(), closes.end()]);
+    }
+  });
+
+  it('defaults to 300 s, not node-postgres\u2019 10 s', () => {
+    const pool = createPool(appDatabaseUrl());
+    try {
+      expect(pool.options.idleTimeoutMillis).toBe(300_000);
+    } finally {
+      void pool.end();
+    }
+  });
+});
