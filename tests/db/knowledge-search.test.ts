@@ -160,6 +160,46 @@ describe('knowledge search', () => {
     expect(hits.map((h) => h.documentId)).not.toContain(theirs);
   });
 
+  it('a query whose only known word is in over 10,000 chunks walks a bounded part of the org instead of the word\u2019s whole posting list, and still finds it', async () => {
+    const orgC = (await createOrgWithMembers(admin, ['owner'])).orgId;
+    const pools = { admin, app };
+    const delivery = await seedKnowledge(pools, orgC, 'Доставка', 'Доставка курьером по Москве за два рабочих дня.');
+    const pickup = await seedKnowledge(pools, orgC, 'Самовывоз', 'Самовывоз со склада бесплатно, доставка не нужна.');
+    await seedKnowledge(pools, orgC, 'Гарантия', 'Гарантия на оборудование два года.');
+    /** Which list function ranked the query's words: the GIN one or the walk (transaction-local call counts). */
+    const listed = async (query: string, chunksWithWord: number) => {
+      const client = await admin.connect();
+      try {
+        await client.query('begin');
+        await client.query(`update public.knowledge_lexemes set chunks = $2 where document_id = $1 and lexeme = 'доставк'`, [delivery, chunksWithWord]);
+        await client.query(`set local track_functions = 'all'`);
+        await client.query(`select set_config('role', 'authenticated', true), set_config('request.jwt.claims', $1, true)`, [JSON.stringify({ role: 'authenticated', principal: 'worker', org_id: orgC })]);
+        // The backend's counts not yet flushed to the shared statistics include earlier transactions': compare before and after.
+        const callCounts = async () => {
+          const { rows } = await client.query<{ funcname: string; calls: string }>(
+            `select funcname, calls from pg_stat_xact_user_functions where funcname in ('knowledge_fulltext', 'knowledge_fulltext_common')`,
+          );
+          return new Map(rows.map((r) => [r.funcname, Number(r.calls)]));
+        };
+        const before = await callCounts();
+        const { rows } = await client.query<{ document_id: string }>(`select document_id from private.knowledge_search($1, $2, '{}'::text[], 5)`, [orgC, query]);
+        const after = await callCounts();
+        const calls = Object.fromEntries([...after].map(([name, n]) => [name, n - (before.get(name) ?? 0)]).filter(([, n]) => n !== 0));
+        return { documents: rows.map((r) => r.document_id), calls };
+      } finally {
+        await client.query('rollback');
+        client.release();
+      }
+    };
+    const rare = await listed('доставка', 2);
+    expect(rare.calls).toEqual({ knowledge_fulltext: 1 });
+    const common = await listed('доставка', 20_000);
+    expect(common.calls).toEqual({ knowledge_fulltext_common: 1 });
+    // The same chunks either way, ranked alike: the walk only avoids reading 20,000 postings.
+    expect(new Set(common.documents)).toEqual(new Set([delivery, pickup]));
+    expect(common.documents).toEqual(rare.documents);
+  });
+
   it('answers nothing rather than an error for queries without words', async () => {
     expect(await search(orgA, '?!')).toEqual([]);
     expect(await search(orgA, '"-')).toEqual([]);
