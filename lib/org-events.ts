@@ -6,6 +6,14 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 
+/**
+ * Where an endpoint's signing secret is stored, AES-256-GCM under ENCRYPTION_KEYS with the
+ * endpoint id as the row in its AAD: written by the API, read by the delivery activity, re-encrypted
+ * by `npm run rotate-keys`.
+ */
+export const WEBHOOK_SECRET_COLUMN = 'webhook_endpoints.secret';
+export const webhookEndpointSecrets = { table: 'webhook_endpoints', idColumn: 'id', column: 'secret' } as const;
+
 export const ORG_EVENT_TYPES = ['approval.requested', 'handoff.requested', 'run.failed', 'reply.failed'] as const;
 export const orgEventTypeSchema = z.enum(ORG_EVENT_TYPES);
 export type OrgEventType = z.infer<typeof orgEventTypeSchema>;

@@ -2,6 +2,8 @@ import { rotateCredentialKeys } from '../integrations/crm/rotate-keys.js';
 import { rotateOrgLlmKeys } from '../integrations/llm/rotate-org-keys.js';
 import { keyringFromConfig } from '../lib/crypto.js';
 import { createPool } from '../lib/db.js';
+import { rotateEncryptedColumn } from '../lib/key-rotation.js';
+import { webhookEndpointSecrets } from '../lib/org-events.js';
 
 // Operator tooling: needs a role that may act as service_role (the migration role), because it
 // rewrites every org's credentials; the application's authenticator cannot.
@@ -28,7 +30,13 @@ try {
   console.log(`Re-encrypted ${llm.rotated} org LLM key(s) under key ${keyring.activeKeyId}; ${llm.remaining} remaining.`);
   for (const f of llm.failed) console.error(`Could not decrypt the LLM key of org ${f.orgId}: ${f.reason}`);
   if (llm.failed.length > 0) console.error(`${llm.failed.length} org LLM key(s) failed: add their key to ENCRYPTION_KEYS or have those orgs set their key again, then run again.`);
-  process.exitCode = remaining === 0 && failed.length === 0 && llm.remaining === 0 && llm.failed.length === 0 ? 0 : 1;
+  // Org webhook endpoints' signing secrets too.
+  const hooks = await rotateEncryptedColumn(pool, keyring, webhookEndpointSecrets, orgIds.length > 0 ? { orgIds } : {});
+  console.log(`Re-encrypted ${hooks.rotated} webhook endpoint secret(s) under key ${keyring.activeKeyId}; ${hooks.remaining} remaining.`);
+  for (const f of hooks.failed) console.error(`Could not decrypt the secret of webhook endpoint ${f.rowId} (org ${f.orgId}): ${f.reason}`);
+  if (hooks.failed.length > 0) console.error(`${hooks.failed.length} webhook endpoint secret(s) failed: add their key to ENCRYPTION_KEYS or have those orgs replace the endpoints, then run again.`);
+  const clean = (r: { remaining: number; failed: unknown[] }) => r.remaining === 0 && r.failed.length === 0;
+  process.exitCode = clean({ remaining, failed }) && clean(llm) && clean(hooks) ? 0 : 1;
 } catch (error) {
   console.error(error instanceof Error ? error.message : error);
   process.exitCode = 1;

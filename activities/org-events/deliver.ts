@@ -12,7 +12,7 @@
 import type pg from 'pg';
 import { decryptSecret, type Keyring } from '../../lib/crypto.js';
 import { withPrincipal } from '../../lib/db.js';
-import type { OrgEventEnvelope, OrgEventType } from '../../lib/org-events.js';
+import { WEBHOOK_SECRET_COLUMN, type OrgEventEnvelope, type OrgEventType } from '../../lib/org-events.js';
 import { parseRetryAfter } from '../../lib/retry-after.js';
 import { UnsafeUrlError, type GuardedFetch } from '../../lib/ssrf.js';
 import { signWebhook } from '../../lib/standard-webhooks.js';
@@ -95,7 +95,7 @@ export function createWebhookDeliveryActivities(deps: WebhookDeliveryActivityDep
     if (!deps.keyring) {
       error = 'the worker has no ENCRYPTION_KEYS to open the endpoint secret with';
     } else {
-      const secret = decryptSecret(deps.keyring, row.secret, { orgId: input.orgId, rowId: row.endpoint_id, column: 'webhook_endpoints.secret' });
+      const secret = decryptSecret(deps.keyring, row.secret, { orgId: input.orgId, rowId: row.endpoint_id, column: WEBHOOK_SECRET_COLUMN });
       const envelope: OrgEventEnvelope = { id: row.event_id, type: row.type, timestamp: row.created_at.toISOString(), data: row.payload };
       const body = JSON.stringify(envelope);
       const headers = signWebhook(secret, row.event_id, Math.floor(Date.now() / 1000), body);

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { encryptSecret, type Keyring } from '../../lib/crypto.js';
 import { withPrincipal } from '../../lib/db.js';
-import type { OrgEventType } from '../../lib/org-events.js';
+import { WEBHOOK_SECRET_COLUMN, type OrgEventType } from '../../lib/org-events.js';
 import type { Principal } from '../../lib/principal.js';
 import { assertPublicUrl, UnsafeUrlError, type SsrfPolicy } from '../../lib/ssrf.js';
 import { generateWebhookSecret } from '../../lib/standard-webhooks.js';
@@ -114,7 +114,7 @@ export function createWebhookEndpointService(deps: { pool: pg.Pool; keyring: Key
           input.url,
           input.description ?? null,
           [...new Set(input.eventTypes)],
-          encryptSecret(deps.keyring, secret, { orgId, rowId: id, column: 'webhook_endpoints.secret' }),
+          encryptSecret(deps.keyring, secret, { orgId, rowId: id, column: WEBHOOK_SECRET_COLUMN }),
           principal.kind === 'user' ? principal.userId : null,
         ],
       );
