@@ -16,6 +16,8 @@ const conversationSchema = z.object({
   lastMessage: z.object({ from: z.enum(['lead', 'staff', 'agent']), preview: z.string(), at: z.string() }).nullable(),
   handoff: runSchema.shape.handoff,
   attention: runSchema.shape.attention,
+  /** The list's order: the latest message (lead, staff, agent), handoff starting or flag raised; else when the conversation started. */
+  lastActivityAt: z.string(),
   createdAt: z.string(),
 });
 
@@ -26,7 +28,8 @@ export function conversationRoutes(conversations: ConversationService): FastifyP
       config: { auth: 'bearer', minRole: 'member' },
       schema: {
         operationId: 'listConversations',
-        summary: 'List conversations (lead and chat threads), newest first, with their last message and whether they need a person',
+        summary:
+          'List conversations (lead and chat threads) by latest activity, newest first, with their last message and whether they need a person; a walk serves each conversation at most once',
         params: z.object({ orgId: z.uuid() }),
         querystring: z.object({
           agentId: z.uuid().optional(),

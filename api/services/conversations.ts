@@ -4,7 +4,7 @@ import { withPrincipal } from '../../lib/db.js';
 import type { HandoffReason } from '../../lib/agent-rules.js';
 import type { Principal } from '../../lib/principal.js';
 import type { RunStatus } from '../../lib/run-status.js';
-import { decodeCursor, toPage } from '../pagination.js';
+import { decodeKeysetCursor, encodeKeysetCursor } from '../pagination.js';
 import { notFound } from '../problems.js';
 import { requireOrgRole } from './org-access.js';
 
@@ -29,6 +29,8 @@ export interface ConversationView {
   lastMessage: { from: Sender; preview: string; at: string } | null;
   handoff: { reason: HandoffReason; since: string; until: string } | null;
   attention: { reason: 'reply_failed'; detail: string; since: string } | null;
+  /** The latest activity: a message (lead, staff, agent), a handoff starting, a flag raised; else the start. The list's order. */
+  lastActivityAt: string;
   createdAt: string;
 }
 
@@ -38,6 +40,9 @@ interface ConversationRow {
   thread_key: string;
   status: RunStatus;
   created_at: Date;
+  last_activity_at: Date;
+  /** last_activity_at to the microsecond, as text: a cursor from a JS Date (milliseconds) would skip rows within the same millisecond. */
+  activity_key: string;
   handoff_reason: HandoffReason | null;
   handoff_at: Date | null;
   handoff_until: Date | null;
@@ -54,7 +59,8 @@ const LEAD_THREAD = /^crm:([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a
 // (recorded when they arrive, before the agent's turn copies them into the event log), the
 // agent's answers are llm.completed events with text. Each side is one backward index scan.
 const conversationSelect = `
-  select r.id, r.agent_id, r.thread_key, r.status, r.created_at, r.handoff_reason, r.handoff_at, r.handoff_until,
+  select r.id, r.agent_id, r.thread_key, r.status, r.created_at, r.last_activity_at,
+         to_char(r.last_activity_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as activity_key, r.handoff_reason, r.handoff_at, r.handoff_until,
          (select json_build_object('reason', a.reason, 'detail', a.detail, 'since', a.since)
             from public.run_attention a where a.run_id = r.id and a.org_id = r.org_id) as attention,
          last.sender as last_from, left(last.content, ${PREVIEW_CHARS}) as last_preview, last.created_at as last_at
@@ -95,9 +101,18 @@ function toView(row: ConversationRow): ConversationView {
         ? { reason: row.handoff_reason, since: row.handoff_at.toISOString(), until: row.handoff_until.toISOString() }
         : null,
     attention: row.attention ? { ...row.attention, since: new Date(row.attention.since).toISOString() } : null,
+    lastActivityAt: row.last_activity_at.toISOString(),
     createdAt: row.created_at.toISOString(),
   };
 }
+
+/**
+ * The list's keyset: (last_activity_at, id), newest first. A walk (first page, then each
+ * nextCursor) serves every conversation at most once: one whose activity moves it above the
+ * cursor during the walk is not served again below it, and shows on top at the next first page.
+ * Every conversation without new activity during the walk is served exactly once.
+ */
+const activityCursorSchema = z.object({ activityAt: z.iso.datetime({ offset: true, precision: 6 }), id: z.uuid() });
 
 /** Conversations (runs with a thread key) as a sales team reads them: who, where, last word, who must act. */
 export function createConversationService(deps: { pool: pg.Pool }) {
@@ -106,7 +121,7 @@ export function createConversationService(deps: { pool: pg.Pool }) {
     orgId: string,
     query: { agentId?: string | undefined; status?: ConversationFilter | undefined; limit: number; cursor?: string | undefined },
   ) {
-    const after = decodeCursor(query.cursor);
+    const after = decodeKeysetCursor(activityCursorSchema, query.cursor);
     return withPrincipal(deps.pool, principal, async (tx) => {
       await requireOrgRole(tx, orgId, 'member');
       const { rows } = await tx.query<ConversationRow>(
@@ -114,12 +129,17 @@ export function createConversationService(deps: { pool: pg.Pool }) {
           where r.org_id = $1 and r.thread_key is not null
             and ($2::uuid is null or r.agent_id = $2)
             and ${query.status ? filterClause[query.status] : 'true'}
-            and ($3::timestamptz is null or (r.created_at, r.id) < ($3::timestamptz, $4::uuid))
-          order by r.created_at desc, r.id desc
+            and ($3::timestamptz is null or (r.last_activity_at, r.id) < ($3::timestamptz, $4::uuid))
+          order by r.last_activity_at desc, r.id desc
           limit $5`,
-        [orgId, query.agentId ?? null, after?.createdAt ?? null, after?.id ?? null, query.limit + 1],
+        [orgId, query.agentId ?? null, after?.activityAt ?? null, after?.id ?? null, query.limit + 1],
       );
-      return toPage(rows, query.limit, toView);
+      const page = rows.slice(0, query.limit);
+      const last = page[page.length - 1];
+      return {
+        items: page.map(toView),
+        nextCursor: rows.length > query.limit && last ? encodeKeysetCursor({ activityAt: last.activity_key, id: last.id }) : null,
+      };
     });
   }
 

@@ -716,6 +716,18 @@ const ACCEPT = `accepted_at = now(), accepted_by = (select auth.uid())`;
 
 export const transitions: readonly TransitionCase[] = [
   {
+    // The conversations list's order: only recording activity moves it (triggers), never a write to the column.
+    name: "a conversation's last activity is not set by hand",
+    table: 'agent_runs',
+    seed: async (db, w) => {
+      const row = await insertRow(db, `insert into public.agent_runs (org_id, agent_id, input, thread_key) values ($1, $2, 'thread', $3) returning id`, [w.orgId, w.agentId, `matrix-${randomUUID()}`]);
+      return { where: 'id = $1', params: [row.id] };
+    },
+    attempt: update('agent_runs', `last_activity_at = now() + interval '1 year'`),
+    refused: ['owner', 'admin', 'member', 'apiKeyAdmin', 'workerOwnOrg', 'workerOtherOrg', 'otherOrgOwner'],
+    allowed: ['serviceRole'],
+  },
+  {
     name: 'a revoked invite is not re-opened',
     table: 'invites',
     seed: seedInvite('revoked'),

@@ -267,7 +267,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** List conversations (lead and chat threads), newest first, with their last message and whether they need a person */
+        /** List conversations (lead and chat threads) by latest activity, newest first, with their last message and whether they need a person; a walk serves each conversation at most once */
         get: operations["listConversations"];
         put?: never;
         post?: never;
@@ -4885,6 +4885,7 @@ export interface operations {
                                 detail: string;
                                 since: string;
                             } | null;
+                            lastActivityAt: string;
                             createdAt: string;
                         }[];
                         nextCursor: string | null;
@@ -5082,6 +5083,7 @@ export interface operations {
                             detail: string;
                             since: string;
                         } | null;
+                        lastActivityAt: string;
                         createdAt: string;
                     };
                 };
