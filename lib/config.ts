@@ -213,9 +213,23 @@ const temporalToolSchema = z.object({
   TEMPORAL_CODEC_ACTIVE_KEY_ID: z.string().min(1).optional(),
 });
 
+/** lib/migrate.ts's defaults too, for callers that pass no settings (the test and dev stacks). */
+export const MIGRATION_LOCK_DEFAULTS = { lockTimeoutMs: 5_000, lockRetries: 5 } as const;
+
+/** How each migration waits for its locks (lib/migrate.ts): `npm run migrate` and `deploy:setup`. */
+const migrationLockShape = {
+  // The transaction-local lock_timeout of each migration: a migration queued behind a long
+  // transaction holds up every query queued behind it, so it gives up after this long instead.
+  MIGRATION_LOCK_TIMEOUT_MS: positiveMs.default(MIGRATION_LOCK_DEFAULTS.lockTimeoutMs),
+  // Tries after the first for a migration that gave up on a lock, with doubling waits between them.
+  MIGRATION_LOCK_RETRIES: z.coerce.number().int().min(0).max(50).default(MIGRATION_LOCK_DEFAULTS.lockRetries),
+};
+const migrationLockSchema = z.object(migrationLockShape);
+
 /** `npm run deploy:setup`: the one-shot job before a release (scripts/deploy-setup.ts). */
 const setupSchema = temporalToolSchema.extend({
   DATABASE_MIGRATION_URL: z.string().url({ message: 'must be a postgres:// URL of a role that owns the schema (migrations)' }),
+  ...migrationLockShape,
   // Self-hosted Postgres only: the password `authenticator` (the API's and workers' role) logs in with.
   AUTHENTICATOR_PASSWORD: z.string().min(1).optional(),
   // Retention of closed workflows when setup has to create the namespace (self-hosted Temporal).
@@ -229,6 +243,7 @@ export type WorkerConfig = z.infer<typeof workerSchema>;
 export type CodecServerConfig = z.infer<typeof codecServerSchema>;
 export type TemporalToolConfig = z.infer<typeof temporalToolSchema>;
 export type SetupConfig = z.infer<typeof setupSchema>;
+export type MigrationLockConfig = z.infer<typeof migrationLockSchema>;
 export type TemporalConnectionConfig = z.infer<z.ZodObject<typeof temporalConnectionShape>>;
 
 export class ConfigError extends Error {
@@ -329,6 +344,16 @@ export function loadTemporalToolConfig(env: NodeJS.ProcessEnv = process.env): Te
 
 export function loadSetupConfig(env: NodeJS.ProcessEnv = process.env): SetupConfig {
   return parse(setupSchema, env);
+}
+
+/** `npm run migrate`, which takes its URL from DATABASE_MIGRATION_URL or DATABASE_URL itself. */
+export function loadMigrationLockConfig(env: NodeJS.ProcessEnv = process.env): MigrationLockConfig {
+  return parse(migrationLockSchema, env);
+}
+
+/** The options lib/migrate.ts takes for these settings. */
+export function migrationLockOptions(config: MigrationLockConfig): { lockTimeoutMs: number; lockRetries: number } {
+  return { lockTimeoutMs: config.MIGRATION_LOCK_TIMEOUT_MS, lockRetries: config.MIGRATION_LOCK_RETRIES };
 }
 
 export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerConfig {

@@ -2,6 +2,7 @@ import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import { MIGRATION_LOCK_DEFAULTS } from './config.js';
 
 /**
  * Applies supabase/migrations to a database the way the Supabase CLI does (same file layout,
@@ -22,7 +23,18 @@ const migrationLockKey = 7_240_117_090_000n;
 export type MigrateOptions = {
   log?: (message: string) => void;
   migrationsDir?: string;
+  /** lock_timeout of each migration's transaction (default 5 s; MIGRATION_LOCK_TIMEOUT_MS). */
+  lockTimeoutMs?: number;
+  /** Tries after the first when a migration gives up waiting for a lock (default 5; MIGRATION_LOCK_RETRIES). */
+  lockRetries?: number;
+  /** The wait before the first of those tries, doubled for each next one, at most 30 s (default 1 s). */
+  lockRetryDelayMs?: number;
 };
+
+const defaultLockRetryDelayMs = 1_000;
+const maxLockRetryDelayMs = 30_000;
+// SQLSTATE lock_not_available: lock_timeout expired, or a NOWAIT lock was refused.
+const lockNotAvailable = '55P03';
 
 export type MigrationFile = { version: string; name: string; path: string };
 
@@ -43,6 +55,26 @@ export class MigrationFailedError extends Error {
     this.name = 'MigrationFailedError';
   }
 }
+
+/** A migration that never got its locks: another transaction held them through every try. */
+export class MigrationLockTimeoutError extends MigrationFailedError {
+  constructor(
+    migration: MigrationFile,
+    readonly tries: number,
+    lockTimeoutMs: number,
+    options: { cause: unknown },
+  ) {
+    super(migration, options);
+    this.name = 'MigrationLockTimeoutError';
+    this.message =
+      `migration ${migration.version}_${migration.name} was not applied: it waited ${lockTimeoutMs} ms for a lock ${tries} time(s) ` +
+      `and another transaction held it each time (rolled back, nothing recorded). Find the holder with ` +
+      `"select pid, state, xact_start, query from pg_stat_activity where pid = any(pg_blocking_pids(<pid of the waiting migration>))" ` +
+      `or end the long transaction, then run the migration again.`;
+  }
+}
+
+const isLockNotAvailable = (error: unknown) => (error as { code?: unknown } | null)?.code === lockNotAvailable;
 
 /** The migrations in `dir`, in version order. Any other file there is an error, not a silent skip. */
 export async function listMigrations(dir: string = defaultMigrationsDir): Promise<MigrationFile[]> {
@@ -73,6 +105,9 @@ export async function migrate(adminUrl: string, opts: MigrateOptions = {}): Prom
   // Validate the whole directory before touching the database: a bad file name applies nothing.
   const migrations = await listMigrations(opts.migrationsDir ?? defaultMigrationsDir);
   const bootstrap = await readFile(bootstrapPath, 'utf8');
+  const lockTimeoutMs = opts.lockTimeoutMs ?? MIGRATION_LOCK_DEFAULTS.lockTimeoutMs;
+  const lockRetries = opts.lockRetries ?? MIGRATION_LOCK_DEFAULTS.lockRetries;
+  const lockRetryDelayMs = opts.lockRetryDelayMs ?? defaultLockRetryDelayMs;
 
   const client = new pg.Client({ connectionString: adminUrl, application_name: 'migrate' });
   await client.connect();
@@ -92,17 +127,34 @@ export async function migrate(adminUrl: string, opts: MigrateOptions = {}): Prom
       for (const migration of migrations) {
         if (recorded.has(migration.version)) continue;
         const sql = await readFile(migration.path, 'utf8');
-        try {
-          await inTransaction(client, sql, async () => {
-            // The whole file as one statement: splitting SQL correctly (dollar quotes, comments)
-            // is the server's job, and the CLI accepts any array here.
-            await client.query(
-              'insert into supabase_migrations.schema_migrations (version, name, statements) values ($1, $2, $3)',
-              [migration.version, migration.name, [sql]],
+        for (let attempt = 1; ; attempt++) {
+          try {
+            await inTransaction(
+              client,
+              sql,
+              async () => {
+                // The whole file as one statement: splitting SQL correctly (dollar quotes, comments)
+                // is the server's job, and the CLI accepts any array here.
+                await client.query(
+                  'insert into supabase_migrations.schema_migrations (version, name, statements) values ($1, $2, $3)',
+                  [migration.version, migration.name, [sql]],
+                );
+              },
+              lockTimeoutMs,
             );
-          });
-        } catch (error) {
-          throw new MigrationFailedError(migration, { cause: error });
+            break;
+          } catch (error) {
+            if (!isLockNotAvailable(error)) throw new MigrationFailedError(migration, { cause: error });
+            if (attempt > lockRetries) throw new MigrationLockTimeoutError(migration, attempt, lockTimeoutMs, { cause: error });
+            // The transaction was rolled back, so the queries queued behind it ran; try again once
+            // the other transaction has had time to finish.
+            const delayMs = Math.min(lockRetryDelayMs * 2 ** (attempt - 1), maxLockRetryDelayMs);
+            log(
+              `migration ${migration.version}_${migration.name} waited ${lockTimeoutMs} ms for a lock held by another transaction ` +
+                `and was rolled back; try ${attempt + 1} of ${lockRetries + 1} in ${delayMs} ms`,
+            );
+            await new Promise((resolve) => setTimeout(resolve, delayMs));
+          }
         }
         applied.push(migration.version);
         log(`applied ${migration.version}_${migration.name}`);
@@ -117,9 +169,12 @@ export async function migrate(adminUrl: string, opts: MigrateOptions = {}): Prom
   }
 }
 
-async function inTransaction(client: pg.Client, sql: string, alsoRun?: () => Promise<void>): Promise<void> {
+async function inTransaction(client: pg.Client, sql: string, alsoRun?: () => Promise<void>, lockTimeoutMs?: number): Promise<void> {
   await client.query('begin');
   try {
+    // Transaction-local (is_local = true): gone at commit or rollback, and a migration's own
+    // `set local lock_timeout` still overrides it.
+    if (lockTimeoutMs !== undefined) await client.query(`select set_config('lock_timeout', $1, true)`, [`${lockTimeoutMs}ms`]);
     // No parameters: the simple query protocol, which accepts a file of many statements.
     await client.query(sql);
     await alsoRun?.();

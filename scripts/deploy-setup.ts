@@ -13,7 +13,7 @@
  * other process's (lib/temporal.ts).
  */
 import { msToTs } from '@temporalio/common/lib/time.js';
-import { ConfigError, loadSetupConfig, type SetupConfig } from '../lib/config.js';
+import { ConfigError, loadSetupConfig, migrationLockOptions, type SetupConfig } from '../lib/config.js';
 import { migrate } from '../lib/migrate.js';
 import { createTemporalClient, describeTemporalConnection, type TemporalClient } from '../lib/temporal.js';
 import { customSearchAttributes } from '../workflows/search-attributes.js';
@@ -74,7 +74,7 @@ async function ensureNamespace(client: TemporalClient, config: SetupConfig): Pro
 
 async function main(): Promise<void> {
   const config = loadSetupConfig();
-  const { applied } = await migrate(config.DATABASE_MIGRATION_URL, { log });
+  const { applied } = await migrate(config.DATABASE_MIGRATION_URL, { log, ...migrationLockOptions(config) });
   log(`migrations: ${applied.length === 0 ? 'up to date' : applied.join(', ')}`);
 
   if (config.AUTHENTICATOR_PASSWORD) {

@@ -1,3 +1,4 @@
+import { loadMigrationLockConfig, migrationLockOptions } from '../lib/config.js';
 import { migrate } from '../lib/migrate.js';
 
 // Migrations need a role that owns the schema (a superuser on plain Postgres, `postgres` on
@@ -9,7 +10,7 @@ if (!url) {
 }
 
 try {
-  const { applied } = await migrate(url, { log: (message) => console.log(message) });
+  const { applied } = await migrate(url, { log: (message) => console.log(message), ...migrationLockOptions(loadMigrationLockConfig()) });
   console.log(applied.length === 0 ? 'Nothing to apply.' : `Applied ${applied.length} migration(s): ${applied.join(', ')}`);
 } catch (error) {
   console.error(error instanceof Error ? error.message : error);

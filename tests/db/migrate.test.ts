@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MigrationFailedError, MigrationLayoutError, migrate } from '../../lib/migrate.js';
+import { MigrationFailedError, MigrationLayoutError, MigrationLockTimeoutError, migrate } from '../../lib/migrate.js';
 import { adminDatabaseUrl, adminPool } from '../support/db.js';
 
 const repoMigrations = fileURLToPath(new URL('../../supabase/migrations/', import.meta.url));
@@ -113,5 +113,84 @@ describe('migrate on a fresh database', () => {
     );
     expect(rows[0]).toEqual({ half_done: null, after_failure: null });
     expect(await ledgerVersions(fresh)).toEqual(before);
+  });
+  describe('behind a transaction that holds a lock on the table it alters', () => {
+    let holder: pg.Client;
+    let reader: pg.Client;
+
+    beforeAll(async () => {
+      await fresh.query('create table if not exists public.lock_probe (id int primary key)');
+      holder = new pg.Client({ connectionString: freshUrl, application_name: 'long-transaction' });
+      reader = new pg.Client({ connectionString: freshUrl, application_name: 'reader', statement_timeout: 3_000 });
+      await Promise.all([holder.connect(), reader.connect()]);
+    });
+
+    afterAll(async () => {
+      await holder?.query('rollback').catch(() => {});
+      await Promise.all([holder?.end(), reader?.end()]);
+    });
+
+    /** A long transaction that has read the table: `alter table` needs it to end first. */
+    const holdLock = async () => {
+      await holder.query('begin');
+      await holder.query('select count(*) from public.lock_probe');
+    };
+
+    it('gives up on the lock after lock_timeout, so queries queue behind it only that long, retries with backoff, and applies once the lock is released', async () => {
+      const dir = await migrationsDir({ '29990101000010_lock_probe_note.sql': 'alter table public.lock_probe add column note text;' }, true);
+      await holdLock();
+      const logs: string[] = [];
+      const applying = migrate(freshUrl, { migrationsDir: dir, lockTimeoutMs: 300, lockRetries: 20, lockRetryDelayMs: 100, log: (m) => logs.push(m) });
+
+      // Once the migration waits for its lock, a plain read queues behind it. Without lock_timeout
+      // the read would wait until the long transaction ends (here: its own 3 s statement_timeout
+      // first); with it, at most about one lock_timeout.
+      const waitDeadline = Date.now() + 10_000;
+      while ((await fresh.query(`select 1 from pg_stat_activity where application_name = 'migrate' and wait_event_type = 'Lock'`)).rowCount === 0) {
+        if (Date.now() > waitDeadline) throw new Error('the migration never waited for the lock');
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      const started = Date.now();
+      await expect(reader.query('select count(*) from public.lock_probe')).resolves.toBeDefined();
+      expect(Date.now() - started).toBeLessThan(2_000);
+
+      const deadline = Date.now() + 15_000;
+      while (logs.filter((m) => m.includes('waited 300 ms for a lock')).length < 2) {
+        if (Date.now() > deadline) throw new Error(`no retries logged: ${logs.join(' | ')}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(await ledgerVersions(fresh)).not.toContain('29990101000010');
+      await holder.query('commit');
+
+      await expect(applying).resolves.toEqual({ applied: ['29990101000010'] });
+      const retries = logs.filter((m) => m.startsWith('migration 29990101000010_lock_probe_note waited 300 ms for a lock held by another transaction and was rolled back; try '));
+      expect(retries.length).toBeGreaterThanOrEqual(2);
+      expect(retries[0]).toMatch(/try 2 of 21 in 100 ms$/);
+      expect(retries[1]).toMatch(/try 3 of 21 in 200 ms$/);
+      expect(logs.at(-1)).toBe('applied 29990101000010_lock_probe_note');
+      const { rows } = await fresh.query(`select 1 from information_schema.columns where table_name = 'lock_probe' and column_name = 'note'`);
+      expect(rows).toHaveLength(1);
+      expect(await ledgerVersions(fresh)).toContain('29990101000010');
+    });
+
+    it('fails with a clear error naming the migration and the lock, and records nothing, when the lock is never released', async () => {
+      const dir = await migrationsDir({ '29990101000011_lock_probe_flag.sql': 'alter table public.lock_probe add column flag boolean;' }, true);
+      await holdLock();
+      const logs: string[] = [];
+      const failure = await migrate(freshUrl, { migrationsDir: dir, lockTimeoutMs: 100, lockRetries: 2, lockRetryDelayMs: 50, log: (m) => logs.push(m) }).catch((e: unknown) => e);
+      await holder.query('rollback');
+
+      expect(failure).toBeInstanceOf(MigrationLockTimeoutError);
+      expect(failure).toBeInstanceOf(MigrationFailedError);
+      const error = failure as MigrationLockTimeoutError;
+      expect(error.migration.version).toBe('29990101000011');
+      expect(error.tries).toBe(3);
+      expect(error.message).toMatch(/^migration 29990101000011_lock_probe_flag was not applied: it waited 100 ms for a lock 3 time\(s\) and another transaction held it each time/);
+      expect((error.cause as { code?: string }).code).toBe('55P03');
+      expect(logs.filter((m) => m.includes('waited 100 ms for a lock'))).toHaveLength(2);
+      expect(await ledgerVersions(fresh)).not.toContain('29990101000011');
+      const { rows } = await fresh.query(`select 1 from information_schema.columns where table_name = 'lock_probe' and column_name = 'flag'`);
+      expect(rows).toHaveLength(0);
+    });
   });
 });
