@@ -13,6 +13,7 @@ import { EmbeddingError, type Embedder } from '../../integrations/llm/embeddings
 import { KnowledgeFailureTypes } from './failure-types.js';
 import { extractionFailure, fetchPage, type PageFetchOptions, type PageValidators } from './fetch-page.js';
 import { prepareDocument, replaceDocumentChunks } from './store.js';
+import { indexVectorCells } from './vector-cells.js';
 
 export interface KnowledgeIngestRef {
   orgId: string;
@@ -171,6 +172,8 @@ export function createKnowledgeActivities(deps: KnowledgeActivityDeps) {
         }
         return ok;
       });
+      // After the chunks' own transaction, never inside it: cells are the org's, not the document's.
+      if (replaced && embeddings) await indexVectorCells(deps.pool, ref.orgId, embeddings.model, () => Context.current().heartbeat());
       return replaced ? { status: 'ready', chunks: prepared.chunks.length, embedded: embeddings !== undefined } : { status: 'stale' };
     },
 

@@ -43,6 +43,7 @@ const tenantTables: Record<string, TenantTable> = {
   knowledge_terms: { tenantColumn: 'org_id', hijack: `compact = 'hijacked'` },
   knowledge_lexemes: { tenantColumn: 'org_id', hijack: `chunks = 999` },
   knowledge_vocabulary: { tenantColumn: 'org_id', hijack: `compact = 'hijacked'` },
+  knowledge_vector_cells: { tenantColumn: 'org_id', hijack: `pivot = B'0000'` },
   conversation_messages: { tenantColumn: 'org_id', hijack: `content = 'hijacked'` },
   crm_reply_sends: { tenantColumn: 'org_id', hijack: `status = 'sent'` },
   run_attention: { tenantColumn: 'org_id', hijack: `detail = 'hijacked'` },
@@ -126,6 +127,7 @@ beforeAll(async () => {
   await admin.query(`insert into public.knowledge_terms (org_id, document_id, term, compact) values ($1, $2, 'only', 'only')`, [orgA.orgId, documentA]);
   await admin.query(`insert into public.knowledge_lexemes (org_id, document_id, language, lexeme, chunks) values ($1, $2, 'en', 'only', 1)`, [orgA.orgId, documentA]);
   await admin.query(`insert into public.knowledge_vocabulary (org_id, term, compact) values ($1, 'only', 'only')`, [orgA.orgId]);
+  await admin.query(`insert into public.knowledge_vector_cells (org_id, embedding_model, cell, pivot) values ($1, 'only', 0, B'1010')`, [orgA.orgId]);
   await admin.query(`insert into public.conversation_messages (org_id, run_id, author, content) values ($1, $2, $3, 'org A message')`, [
     orgA.orgId,
     runA,

@@ -7,13 +7,15 @@ import { loadDocuments, loadQuestions } from '../../bench/knowledge/dataset.js';
 import { fillerDocument } from '../../bench/knowledge/filler.js';
 import { adminPool, appPool, createOrgWithMembers } from '../support/db.js';
 import { seedKnowledge } from '../support/knowledge.js';
+import { indexVectorCells } from '../../activities/knowledge/vector-cells.js';
 
 /**
  * Retrieval quality on the evaluation set (bench/knowledge, the questions `npm run bench:knowledge`
  * scores) must not regress when search is made faster. The set is ingested the way ingestion
- * writes it, with about 3,200 filler chunks beside it: enough that the commonest words («цена»,
+ * writes it, with about 6,000 filler chunks beside it: enough that the commonest words («цена»,
  * 'price', «доставка») match more chunks than full-text search ranks (400), so the caps that
- * keep search fast at 100k chunks bind here too. Floors: the figures of the benchmark at 100k
+ * keep search fast at 100k chunks bind here too, and that the org gets its vector cells (drawn
+ * at 5,000 chunks), so fused search reads the query's nearest cells as it does at 100k. Floors: the figures of the benchmark at 100k
  * chunks (docs/knowledge.md), rounded down.
  */
 const admin = adminPool({ max: 2 });
@@ -33,10 +35,12 @@ beforeAll(async () => {
   orgId = (await createOrgWithMembers(admin, ['owner'])).orgId;
   const pools = { admin, app };
   for (const doc of loadDocuments()) evalIdOf.set(await seedKnowledge(pools, orgId, doc.title, doc.body, embed), doc.id);
-  for (let seed = 1; seed <= 20; seed++) {
+  for (let seed = 1; seed <= 32; seed++) {
     const filler = fillerDocument(seed, 200 * 760);
     await seedKnowledge(pools, orgId, filler.title, filler.body, embed);
   }
+  // As ingestion does after storing a document (activities/knowledge/ingest.ts).
+  await indexVectorCells(app, orgId, MODEL);
 }, 300_000);
 
 async function score(fused: boolean): Promise<{ recall5: number; mrr: number; misses: string[] }> {
@@ -59,9 +63,13 @@ async function score(fused: boolean): Promise<{ recall5: number; mrr: number; mi
 const SCORING_TIMEOUT_MS = 180_000;
 
 describe('knowledge retrieval quality on the evaluation set, among filler', () => {
-  it('has the evaluation set and the filler in the org', async () => {
-    const { rows } = await admin.query<{ n: number }>(`select count(*)::int as n from public.knowledge_chunks where org_id = $1`, [orgId]);
-    expect(rows[0]!.n).toBeGreaterThan(3000);
+  it('has the evaluation set and the filler in the org, every chunk in one of its vector cells', async () => {
+    const { rows } = await admin.query<{ n: number; cells: number }>(
+      `select count(*)::int as n, count(distinct embedding_cell)::int as cells from public.knowledge_chunks where org_id = $1 and embedding_cell is not null`,
+      [orgId],
+    );
+    expect(rows[0]!.n).toBeGreaterThan(5000);
+    expect(rows[0]!.cells).toBeGreaterThan(100);
   });
 
   it('keeps lexical-only recall@5 and MRR@10', async () => {

@@ -7,6 +7,7 @@ import { normalise } from '../../integrations/llm/embeddings.js';
 import { fakeEmbedding } from '../../scripts/stack/sandbox-llm.js';
 import { adminPool, appPool, createOrgWithMembers } from '../support/db.js';
 import { seedKnowledge } from '../support/knowledge.js';
+import { indexVectorCells } from '../../activities/knowledge/vector-cells.js';
 
 const admin = adminPool({ max: 2 });
 const app = appPool({ max: 2 });
@@ -203,5 +204,77 @@ describe('knowledge search', () => {
   it('answers nothing rather than an error for queries without words', async () => {
     expect(await search(orgA, '?!')).toEqual([]);
     expect(await search(orgA, '"-')).toEqual([]);
+  });
+});
+
+describe('vector cells (an inverted file over the sketches)', () => {
+  const model = 'test/embed-16';
+  let orgD: string;
+  let documentD: string;
+  /** `count` chunks of random 16-dimension unit vectors, written as the superuser (the insert trigger runs for every writer). */
+  const addRandomChunks = (count: number, from: number) =>
+    admin.query(
+      `insert into public.knowledge_chunks (org_id, document_id, position, passage, language, search, embedding, embedding_model)
+       select $1, $2, $3 + g.i, 'filler ' || g.i, 'simple', to_tsvector('simple', 'filler'), v.vector, $4
+         from generate_series(0, $5 - 1) as g(i)
+        cross join lateral (select array_agg(random() - 0.5) as raw from generate_series(1, 16) where g.i >= 0) r
+        -- Unit length, as embeddings are stored (integrations/llm/embeddings.ts, normalise).
+        cross join lateral (select array_agg((x / sqrt((select sum(y * y) from unnest(r.raw) y)))::real) as vector from unnest(r.raw) x) v`,
+      [orgD, documentD, from, model, count],
+    );
+  const vectorSearch = (vector: number[]) =>
+    withPrincipal(app, { kind: 'worker', orgId: orgD }, (tx) => searchKnowledge(tx, { orgId: orgD, query: 'xyzzy', limit: 5, embedding: { model, vector } }));
+  const unassigned = async () => Number((await admin.query(`select count(*) from public.knowledge_chunks where org_id = $1 and embedding_cell is null`, [orgD])).rows[0].count);
+
+  beforeAll(async () => {
+    orgD = (await createOrgWithMembers(admin, ['owner'])).orgId;
+    documentD = (await admin.query(`insert into public.knowledge_documents (org_id, title, body, status) values ($1, 'Filler', '', 'ready') returning id`, [orgD])).rows[0].id;
+  });
+
+  it('draws no cells below 5,000 chunks of the model, 256 at 5,000, and gives every earlier chunk its nearest', async () => {
+    await addRandomChunks(4_999, 0);
+    expect(await indexVectorCells(app, orgD, model)).toEqual({ cells: 0, assigned: 0 });
+    expect(await unassigned()).toBe(4_999);
+    await addRandomChunks(1, 4_999);
+    expect(await indexVectorCells(app, orgD, model)).toEqual({ cells: 256, assigned: 5_000 });
+    expect(await unassigned()).toBe(0);
+    // Each chunk's cell is its nearest pivot by Hamming distance between sketches.
+    const { rows } = await admin.query(
+      `select count(*) filter (where c.embedding_cell is distinct from private.knowledge_nearest_cell(c.org_id, c.embedding_model, c.embedding_sketch)) as wrong
+         from public.knowledge_chunks c where c.org_id = $1`,
+      [orgD],
+    );
+    expect(Number(rows[0].wrong)).toBe(0);
+    // Drawn once: a second call draws nothing new and finds nothing to assign.
+    expect(await indexVectorCells(app, orgD, model)).toEqual({ cells: 256, assigned: 0 });
+  });
+
+  it('gives a chunk written after the draw its cell as it is inserted, and reads only the query\u2019s nearest cells and chunks without one', async () => {
+    const vector = normalise(Array.from({ length: 16 }, (_, i) => Math.sin(i + 1)));
+    const target = await seedKnowledge({ admin, app }, orgD, 'Target', 'The one passage the vector points at.', () => ({ model, vectors: [vector] }));
+    const cell = async () => (await admin.query(`select embedding_cell from public.knowledge_chunks where document_id = $1`, [target])).rows[0].embedding_cell as number | null;
+    const nearest = (await admin.query(`select private.knowledge_nearest_cell($1, $2, private.embedding_sketch($3::real[])) as cell`, [orgD, model, vector])).rows[0].cell as number;
+    expect(await cell()).toBe(nearest);
+    expect((await vectorSearch(vector))[0]?.documentId).toBe(target);
+
+    // Moved to the cell farthest from the query, the chunk is not read at all…
+    await admin.query(
+      `update public.knowledge_chunks set embedding_cell = (select k.cell from public.knowledge_vector_cells k where k.org_id = $2 and k.embedding_model = $3
+                                                              order by bit_count(k.pivot # private.embedding_sketch($4::real[])) desc, k.cell limit 1)
+        where document_id = $1`,
+      [target, orgD, model, vector],
+    );
+    expect((await vectorSearch(vector)).map((h) => h.documentId)).not.toContain(target);
+    // …and without a cell it is always read.
+    await admin.query(`update public.knowledge_chunks set embedding_cell = null where document_id = $1`, [target]);
+    expect((await vectorSearch(vector))[0]?.documentId).toBe(target);
+  });
+
+  it('lets only the org\u2019s own worker draw or assign its cells, and shows them to its members only', async () => {
+    for (const fn of [`private.knowledge_draw_vector_cells($1, '${model}')`, `private.knowledge_assign_vector_cells($1, '${model}', 10)`]) {
+      await expect(withPrincipal(app, { kind: 'worker', orgId: orgB }, (tx) => tx.query(`select ${fn}`, [orgD]))).rejects.toMatchObject({ code: '42501' });
+    }
+    const seen = await withPrincipal(app, { kind: 'worker', orgId: orgB }, (tx) => tx.query(`select count(*) from public.knowledge_vector_cells where org_id = $1`, [orgD]));
+    expect(Number(seen.rows[0].count)).toBe(0);
   });
 });

@@ -412,6 +412,21 @@ export const expectations: Record<string, TableExpectation> = {
     allow: { select: MEMBERS, insert: WORKER, update: SERVICE, delete: WORKER },
   },
 
+  knowledge_vector_cells: {
+    seed: async (db, w) => {
+      const model = `seeded-${randomUUID()}`;
+      await db.query(`insert into public.knowledge_vector_cells (org_id, embedding_model, cell, pivot) values ($1, $2, 0, B'1010')`, [w.orgId, model]);
+      return { where: 'org_id = $1 and embedding_model = $2', params: [w.orgId, model] };
+    },
+    insert: async (_db, w) => ({
+      sql: `insert into public.knowledge_vector_cells (org_id, embedding_model, cell, pivot) values ($1, $2, 0, B'0101')`,
+      params: [w.orgId, `new-${randomUUID()}`],
+    }),
+    update: `pivot = B'1111'`,
+    // Drawn by private.knowledge_draw_vector_cells (the org's worker, security definer) only.
+    allow: { select: MEMBERS, insert: SERVICE, update: SERVICE, delete: SERVICE },
+  },
+
   // CRM -----------------------------------------------------------------------------------------------
   crm_connections: {
     seed: async (db, w) => ({ where: 'id = $1', params: [await newConnection(db, w.orgId)] }),
