@@ -66,6 +66,7 @@ export interface AgentRunsWorkerDeps {
   webhookGiveUpAfterSeconds?: number;
 }
 
+/** The `agent-runs` task queue's worker; its SSRF-guarded fetch is closed when `run()` ends (after `shutdown()`). */
 export async function createAgentRunsWorker(deps: AgentRunsWorkerDeps): Promise<Worker> {
   const taskQueue = deps.taskQueue ?? AGENT_RUNS_TASK_QUEUE;
   const dataConverter = deps.dataConverter ?? createDataConverter(undefined);
@@ -84,31 +85,49 @@ export async function createAgentRunsWorker(deps: AgentRunsWorkerDeps): Promise<
   const routes =
     deps.routes ??
     createOrgLlmRoutes({ pool: deps.pool, keyring: deps.keyring, fetch: guardedFetch, deployment: { llm: deps.llm }, timeoutMs: deps.llmTimeoutMs ?? 120_000 });
-  const worker = await Worker.create({
-    connection: deps.connection,
-    namespace: deps.namespace,
-    taskQueue,
-    ...(deps.workflowBundle ? { workflowBundle: deps.workflowBundle } : { workflowsPath }),
-    activities: {
-      ...createWebhookDeliveryActivities({ pool: deps.pool, keyring: deps.keyring, fetch: guardedFetch }),
-      ...createAgentRunActivities({
-        pool: deps.pool,
-        llm: deps.llm,
-        routes,
-        logger: deps.logger,
-        ...(deps.heartbeatIntervalMs ? { heartbeatIntervalMs: deps.heartbeatIntervalMs } : {}),
-        tools: deps.tools ?? createToolRegistry([], { embedQuery: queryEmbedderOf(routes) }),
-        ...(deps.prices ? { prices: deps.prices } : {}),
-        ...(deps.spend ? { spend: deps.spend } : {}),
-        credentials: deps.credentials ?? null,
-        events,
-      }),
+  let worker: Worker;
+  try {
+    worker = await Worker.create({
+      connection: deps.connection,
+      namespace: deps.namespace,
+      taskQueue,
+      ...(deps.workflowBundle ? { workflowBundle: deps.workflowBundle } : { workflowsPath }),
+      activities: {
+        ...createWebhookDeliveryActivities({ pool: deps.pool, keyring: deps.keyring, fetch: guardedFetch }),
+        ...createAgentRunActivities({
+          pool: deps.pool,
+          llm: deps.llm,
+          routes,
+          logger: deps.logger,
+          ...(deps.heartbeatIntervalMs ? { heartbeatIntervalMs: deps.heartbeatIntervalMs } : {}),
+          tools: deps.tools ?? createToolRegistry([], { embedQuery: queryEmbedderOf(routes) }),
+          ...(deps.prices ? { prices: deps.prices } : {}),
+          ...(deps.spend ? { spend: deps.spend } : {}),
+          credentials: deps.credentials ?? null,
+          events,
+        }),
+      },
+      shutdownGraceTime: deps.shutdownGraceTime ?? '30 seconds',
+      dataConverter,
+      ...workerDeploymentOptions(deps.deploymentVersion),
+      // Run ids on activity log lines, activity and workflow failures to Sentry (workers/observability.ts).
+      ...workerObservability(),
+    });
+  } catch (err) {
+    await guardedFetch.close();
+    throw err;
+  }
+  // The guarded fetch's connection pool (keep-alive sockets to customers' endpoints and
+  // providers) lives as long as the worker: it is closed once run() settles, which is after
+  // shutdown() has let in-flight activities finish, so no delivery loses its connection.
+  const run = worker.run.bind(worker);
+  return Object.assign(worker, {
+    async run() {
+      try {
+        await run();
+      } finally {
+        await guardedFetch.close();
+      }
     },
-    shutdownGraceTime: deps.shutdownGraceTime ?? '30 seconds',
-    dataConverter,
-    ...workerDeploymentOptions(deps.deploymentVersion),
-    // Run ids on activity log lines, activity and workflow failures to Sentry (workers/observability.ts).
-    ...workerObservability(),
   });
-  return worker;
 }
