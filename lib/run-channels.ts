@@ -15,3 +15,10 @@ export interface RunDelta {
   seq: number;
   text: string;
 }
+
+/**
+ * A conversation changed as its org's list shows it (started, activity, status, handoff, flag
+ * cleared): a trigger on agent_runs and run_attention notifies `orgId:runId` at commit. A hint
+ * to read the list again, not data.
+ */
+export const CONVERSATION_ACTIVITY_CHANNEL = 'conversation_activity';

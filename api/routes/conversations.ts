@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { pageQuery } from '../pagination.js';
 import { problemSchema, runSchema, runStatusSchema } from '../schemas.js';
 import { conversationFilterSchema, type ConversationService } from '../services/conversations.js';
+import { serveEventStream, type RunStreamDeps } from '../services/event-stream.js';
 
 const conversationSchema = z.object({
   /** The conversation is a run: its timeline, stream, handoff resume and attention live under /runs/{runId}. */
@@ -22,7 +23,7 @@ const conversationSchema = z.object({
 });
 
 /** Conversations: the runs with a thread key, listed the way a sales team works through them. */
-export function conversationRoutes(conversations: ConversationService): FastifyPluginAsyncZod {
+export function conversationRoutes(conversations: ConversationService, streams: RunStreamDeps): FastifyPluginAsyncZod {
   return async (app) => {
     app.get('/orgs/:orgId/conversations', {
       config: { auth: 'bearer', minRole: 'member' },
@@ -40,6 +41,36 @@ export function conversationRoutes(conversations: ConversationService): FastifyP
         response: { 200: z.object({ items: z.array(conversationSchema), nextCursor: z.string().nullable() }), 400: problemSchema, 404: problemSchema },
       },
       handler: async (request) => conversations.listConversations(request.principal, request.params.orgId, request.query),
+    });
+
+    // The list pushed live: a hint per change, so a console re-reads the first page instead of
+    // polling. No event id and nothing to replay: a client that (re)connects reads the first
+    // page once, then on each hint. Same rules as every stream (stream-guard.ts).
+    app.get('/orgs/:orgId/conversations/events', {
+      config: { auth: 'bearer', minRole: 'member', stream: true },
+      schema: {
+        operationId: 'streamConversationActivity',
+        summary:
+          'Server-Sent Events: `activity` with `{ runId }` when a conversation starts or changes as the list shows it (activity, status, handoff, flag); read the first page again (members)',
+        params: z.object({ orgId: z.uuid() }),
+        response: { 404: problemSchema },
+      },
+      handler: async (request, reply) => {
+        const { orgId } = request.params;
+        await conversations.assertCanFollow(request.principal, orgId);
+        await serveEventStream(request, reply, streams, {
+          orgId,
+          banner: 'stream of conversation activity',
+          recheck: (principal) => conversations.assertCanFollow(principal, orgId),
+          // Hints only: no durable event to send or resume from.
+          eventsAfter: async () => [],
+          subscribe: (feed) =>
+            streams.hub.subscribeConversations(orgId, {
+              onClose: feed.onClose,
+              onActivity: (runId) => feed.after((send) => send(`event: activity\ndata: ${JSON.stringify({ runId })}\n\n`)),
+            }),
+        });
+      },
     });
 
     app.get('/orgs/:orgId/conversations/:runId', {

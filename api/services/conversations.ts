@@ -152,7 +152,12 @@ export function createConversationService(deps: { pool: pg.Pool }) {
     });
   }
 
-  return { listConversations, getConversation };
+  /** Whether the principal may follow the org's conversations (a member); 404 otherwise. */
+  async function assertCanFollow(principal: Principal, orgId: string): Promise<void> {
+    await withPrincipal(deps.pool, principal, (tx) => requireOrgRole(tx, orgId, 'member'));
+  }
+
+  return { listConversations, getConversation, assertCanFollow };
 }
 
 export type ConversationService = ReturnType<typeof createConversationService>;

@@ -21,6 +21,8 @@ describe('conversations list', () => {
   let memberId: string;
   let token: string;
   let otherToken: string;
+  let otherOrgId: string;
+  let baseUrl: string;
   let agentA: string;
   let agentB: string;
   const connectionId = randomUUID();
@@ -63,12 +65,15 @@ describe('conversations list', () => {
     pool = appPool({ max: 4 });
     admin = adminPool({ max: 2 });
     app = await buildApp({ pool, temporal: temporal.client, logger: testLogger, auth: { jwtSecret: TEST_JWT_SECRET } });
+    // On a port too, for the live stream (inject cannot read a response that never ends).
+    baseUrl = await app.listen({ host: '127.0.0.1', port: 0 });
     const org = await createOrgWithMembers(admin, ['owner', 'member']);
     orgId = org.orgId;
     memberId = org.userWithRole('member');
     token = await signUserToken(memberId);
     const other = await createOrgWithMembers(admin, ['owner']);
     otherToken = await signUserToken(other.userWithRole('owner'));
+    otherOrgId = other.orgId;
     agentA = await createAgent(admin, orgId, { name: 'Closer' });
     agentB = await createAgent(admin, orgId, { name: 'Support' });
 
@@ -263,5 +268,72 @@ describe('conversations list', () => {
     } while (cursor);
     const [tieA, tieB, mid, latest] = created as [string, string, string, string];
     expect(walk).toEqual([latest, mid, ...[tieA, tieB].sort().reverse()]);
+  });
+
+  /** Reads `activity` hints off GET …/conversations/events as they arrive. */
+  async function follow(bearer: string) {
+    const abort = new AbortController();
+    const res = await fetch(`${baseUrl}/v1/orgs/${orgId}/conversations/events`, { headers: { authorization: `Bearer ${bearer}` }, signal: abort.signal });
+    const hints: string[] = [];
+    if (res.ok && res.body) {
+      void (async () => {
+        const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+        let buffer = '';
+        try {
+          for (;;) {
+            const { done, value } = await reader.read();
+            if (done) return;
+            buffer += value;
+            let end: number;
+            while ((end = buffer.indexOf('\n\n')) >= 0) {
+              const block = buffer.slice(0, end);
+              buffer = buffer.slice(end + 2);
+              if (/^event: activity$/m.test(block)) hints.push((JSON.parse(/^data: (.*)$/m.exec(block)![1]!) as { runId: string }).runId);
+            }
+          }
+        } catch {
+          // Aborted at the end of the test.
+        }
+      })();
+    } else await res.body?.cancel();
+    return { res, hints, close: () => abort.abort() };
+  }
+
+  it('pushes a hint naming the conversation when it starts, gets activity, is resumed or has its flag cleared; not to other orgs', async () => {
+    const stranger = await follow(otherToken);
+    expect(stranger.res.status).toBe(404);
+    expect(stranger.res.headers.get('content-type')).toMatch(/application\/problem\+json/);
+
+    const stream = await follow(token);
+    try {
+      expect(stream.res.status).toBe(200);
+      expect(stream.res.headers.get('content-type')).toMatch(/^text\/event-stream/);
+      // Give the subscription a moment to be in place before the first write.
+      await new Promise((r) => setTimeout(r, 300));
+      const seen = (runId: string) => expect.poll(() => stream.hints.includes(runId), { timeout: 10_000, interval: 50 }).toBe(true);
+
+      // Another org's conversation changing says nothing here.
+      const otherAgent = await createAgent(admin, otherOrgId, { name: 'Elsewhere' });
+      const elsewhere = randomUUID();
+      await admin.query(`insert into public.agent_runs (id, org_id, agent_id, input, thread_key) values ($1, $2, $3, '', 'elsewhere')`, [elsewhere, otherOrgId, otherAgent]);
+
+      const started = await conversation(agentA, 'web-chat-live', 0);
+      await seen(started);
+      await message(runs.chat, 'Any news?', 'crm_webhook', 0);
+      await seen(runs.chat);
+      await admin.query(`update public.agent_runs set handoff_until = null where id = $1`, [runs.handedOff]);
+      await seen(runs.handedOff);
+      await admin.query(`delete from public.run_attention where run_id = $1`, [runs.flagged]);
+      await seen(runs.flagged);
+      expect(stream.hints).not.toContain(elsewhere);
+      // A task run's changes are no conversation's.
+      const taskRun = await createRun(admin, orgId, agentA);
+      await admin.query(`update public.agent_runs set status = 'running' where id = $1`, [taskRun]);
+      await message(runs.lead, 'One more thing', 'crm_webhook', 0);
+      await seen(runs.lead);
+      expect(stream.hints).not.toContain(taskRun);
+    } finally {
+      stream.close();
+    }
   });
 });

@@ -1,11 +1,13 @@
 /** The conversations screens' state logic, without a browser: the thread's messages, the notices strip, the routes. */
 import { describe, expect, it } from 'vitest';
 import {
+  appendOlder,
   applyOrgEvent,
   dismissNotice,
   emptyNotices,
   isConversationFilter,
   MAX_NOTICES,
+  mergeFirstPage,
   resumeSeq,
   threadMessages,
   type OrgEvent,
@@ -99,6 +101,44 @@ describe('the notices strip', () => {
     expect(s.dismissed).toEqual([]);
     s = dismissNotice(s, 9);
     expect(resumeSeq(s)).toBe(9);
+  });
+});
+
+describe('the conversations list kept live', () => {
+  // Conversations a…h, newest activity first; a time per letter, later letters older.
+  const c = (name: string, minutesAgo: number) => ({ runId: name, lastActivityAt: new Date(NOW - minutesAgo * 60_000).toISOString() });
+  const names = (s: { items: Array<{ runId: string }> }) => s.items.map((i) => i.runId).join('');
+
+  it('shows the first page as read while nothing older was asked for', () => {
+    let s = mergeFirstPage(null, { items: [c('a', 1), c('b', 2)], nextCursor: 'after-b' });
+    expect(s).toMatchObject({ nextCursor: 'after-b', olderRead: false });
+    s = mergeFirstPage(s, { items: [c('c', 0), c('a', 1)], nextCursor: 'after-a' });
+    expect(names(s)).toBe('ca');
+    expect(s.nextCursor).toBe('after-a');
+  });
+
+  it('keeps older pages below a first page read again: moved ones on top once, pushed-down ones kept, ones that left the filter gone', () => {
+    let s = mergeFirstPage(null, { items: [c('a', 1), c('b', 2), c('c', 3)], nextCursor: 'after-c' });
+    s = appendOlder(s, { items: [c('d', 4), c('e', 5), c('f', 6)], nextCursor: 'after-f' });
+    expect(names(s)).toBe('abcdef');
+    // e gets a lead's message and b leaves the filter (resumed): the fresh first page ends at c,
+    // and what was read below c stays as read, without e.
+    s = mergeFirstPage(s, { items: [c('e', 0), c('a', 1), c('c', 3)], nextCursor: 'after-c2' });
+    expect(names(s)).toBe('eacdf');
+    expect(s).toMatchObject({ nextCursor: 'after-f', olderRead: true });
+    // Three new threads push c out of the first page: it stays on screen, below the fresh page.
+    s = mergeFirstPage(s, { items: [c('x', -3), c('y', -2), c('z', -1)], nextCursor: 'after-z' });
+    expect(names(s)).toBe('xyzeacdf');
+    // A first page with no more behind it is the whole list.
+    s = mergeFirstPage(s, { items: [c('a', 1)], nextCursor: null });
+    expect(names(s)).toBe('a');
+    expect(s).toMatchObject({ nextCursor: null, olderRead: false });
+  });
+
+  it('appends an older page without repeating a conversation already on screen', () => {
+    const s = appendOlder(mergeFirstPage(null, { items: [c('g', 0), c('a', 1)], nextCursor: 'after-a' }), { items: [c('g', 7), c('h', 8)], nextCursor: null });
+    expect(names(s)).toBe('gah');
+    expect(s.nextCursor).toBeNull();
   });
 });
 

@@ -8,7 +8,9 @@
  * the agent's next answer streams into the open thread; the lead asks for a person, the
  * notices strip and the "Needs a person" filter show it, the thread shows the handoff banner
  * and "Resume the agent" gives it back (the run's handoff is cleared in the database); a reply
- * Kommo refuses flags the thread, and "Mark as handled" clears the flag. Every new screen passes
+ * Kommo refuses flags the thread, and "Mark as handled" clears the flag. The list is in order of
+ * latest activity and follows it live: the lead of the bottom thread writes and it moves to the
+ * top without a reload, and an idle list reads nothing (no polling). Every new screen passes
  * axe-core and fits 375 px; no CSP violation and no uncaught error on any page.
  */
 import { randomUUID } from 'node:crypto';
@@ -32,6 +34,7 @@ describe('console conversations (real browser, real stack)', { timeout: 180_000 
   let receiver: WebhookReceiver;
   let page: Page;
   let porto: ReturnType<typeof lead>;
+  let other: ReturnType<typeof lead>;
 
   /** A Kommo lead with its own talk; `says` delivers a chat message as Kommo's webhook does. */
   const lead = (leadId: number) => {
@@ -133,7 +136,7 @@ describe('console conversations (real browser, real stack)', { timeout: 180_000 
   it('a lead asking for a person shows live in the notices strip, the "Needs a person" filter and the thread banner; Resume gives it back to the agent', async () => {
     const runId = (await runOf(1_000_001))!;
     // Another lead the agent simply answers: the "Needs a person" filter must leave it out.
-    const other = lead(1_000_003);
+    other = lead(1_000_003);
     await other.says('Hi there');
     await expect.poll(other.replies, { timeout: 60_000, interval: 250 }).toHaveLength(1);
     await porto.says('Can I talk to a human please?');
@@ -209,6 +212,35 @@ describe('console conversations (real browser, real stack)', { timeout: 180_000 
       await page.getByText('No conversation matches.').waitFor({ timeout: 15_000 });
     } finally {
       stack.full.kommo.talks.addOn = true;
+    }
+  });
+
+  it('the list is in order of latest activity and follows it live: a lead writing in the bottom thread moves it to the top, no reload, no polling', async () => {
+    await nav('Conversations');
+    const list = page.getByRole('list', { name: 'Conversations' });
+    const titles = () => list.getByRole('heading').allTextContents();
+    // Started 1000001, 1000003, 1000002; 1000001 had activity after 1000003 (the handoff, the resume, the answer).
+    await expect.poll(titles, { timeout: 15_000 }).toEqual(['Lead 1000002', 'Lead 1000001', 'Lead 1000003']);
+    await page.evaluate(() => Object.assign(globalThis, { sameDocument: true }));
+    // Let the read that follows the stream's opening pass; from then on an idle list reads nothing.
+    await page.waitForTimeout(1_500);
+    const reads: string[] = [];
+    const onRequest = (request: { url(): string }) => {
+      if (request.url().includes('/conversations?')) reads.push(request.url());
+    };
+    page.on('request', onRequest);
+    try {
+      await page.waitForTimeout(6_000);
+      expect(reads).toEqual([]);
+
+      stack.full.llm!.enqueue({ kind: 'text', content: 'Sure, Sunday works.' });
+      await other.says('Can I come on Sunday?');
+      await expect.poll(titles, { timeout: 30_000, interval: 100 }).toEqual(['Lead 1000003', 'Lead 1000002', 'Lead 1000001']);
+      await list.getByRole('listitem').first().getByText('Sure, Sunday works.').waitFor({ timeout: 30_000 });
+      expect(reads.length).toBeGreaterThan(0);
+      expect(await page.evaluate(() => (globalThis as { sameDocument?: boolean }).sameDocument)).toBe(true);
+    } finally {
+      page.off('request', onRequest);
     }
   });
 

@@ -21,6 +21,7 @@ function followSse(
   afterSeq: number,
   onMessage: (message: SseMessage) => { seq?: number; finished?: boolean },
   onError?: (message: string) => void,
+  onOpen?: () => void,
 ): () => void {
   const controller = new AbortController();
   let lastSeq = afterSeq;
@@ -38,6 +39,7 @@ function followSse(
       finished = res.status >= 400 && res.status < 500;
       return;
     }
+    onOpen?.();
     const parser = new SseParser();
     const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
     for (;;) {
@@ -93,4 +95,22 @@ export function followOrgEvents(orgId: string, afterSeq: number, onEvent: (event
     onEvent(event);
     return { seq: event.seq };
   });
+}
+
+/**
+ * Follows the hints of GET /v1/orgs/:orgId/conversations/events: `onActivity` when a conversation
+ * of the org starts or changes as the list shows it, `onOpen` on every (re)connection, since
+ * hints sent while disconnected are not replayed: read the list then too.
+ */
+export function followConversationActivity(orgId: string, handlers: { onActivity(runId: string): void; onOpen(): void }): () => void {
+  return followSse(
+    `/v1/orgs/${orgId}/conversations/events`,
+    0,
+    (message) => {
+      if (message.event === 'activity') handlers.onActivity((JSON.parse(message.data) as { runId: string }).runId);
+      return {};
+    },
+    undefined,
+    handlers.onOpen,
+  );
 }

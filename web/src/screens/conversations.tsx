@@ -1,8 +1,17 @@
 import { useEffect, useReducer, useState } from 'preact/hooks';
 import { api, ok } from '../api/client';
-import { followRun } from '../api/events';
+import { followConversationActivity, followRun } from '../api/events';
 import type { operations } from '../api/schema';
-import { CONVERSATION_FILTERS, handoffReasonText, isConversationFilter, SENDER_LABEL, threadMessages } from '../state/conversation';
+import {
+  appendOlder,
+  CONVERSATION_FILTERS,
+  handoffReasonText,
+  isConversationFilter,
+  mergeFirstPage,
+  SENDER_LABEL,
+  threadMessages,
+  type ConversationListState,
+} from '../state/conversation';
 import { href, type Route } from '../state/route';
 import { applyDelta, applyEvent, emptyTimeline, type RunEvent, type TimelineState } from '../state/timeline';
 import { ErrorBox, formatDate, formValues, Loading, Page, StatusBadge, useAction, useLoad } from '../ui';
@@ -10,8 +19,8 @@ import { ErrorBox, formatDate, formValues, Loading, Page, StatusBadge, useAction
 type Conversation = operations['listConversations']['responses'][200]['content']['application/json']['items'][number];
 type Action = { kind: 'event'; event: RunEvent } | { kind: 'delta'; delta: { seq: number; text: string } } | { kind: 'reset' };
 const reduce = (s: TimelineState, a: Action): TimelineState => (a.kind === 'event' ? applyEvent(s, a.event) : a.kind === 'delta' ? applyDelta(s, a.delta) : emptyTimeline());
-/** The list has no push of its own (the org feed carries only what calls a person): it re-reads this often. */
-const LIST_REFRESH_MS = 5_000;
+/** Hints come per change; a burst of them (an agent answering many leads) is one read of the first page. */
+const LIST_HINT_COALESCE_MS = 250;
 
 const threadTitle = (c: Pick<Conversation, 'lead' | 'threadKey'>) => (c.lead ? `Lead ${c.lead.leadId}` : `Thread ${c.threadKey}`);
 
@@ -20,32 +29,39 @@ function useAgentNames(orgId: string) {
   return { agents, nameOf: (id: string) => agents.data?.find((a) => a.id === id)?.name ?? 'agent' };
 }
 
-/** Every lead and chat thread, newest first; "Needs a person" is the queue of handed-off and flagged ones. */
+/** Every lead and chat thread, the latest activity first, kept live; "Needs a person" is the queue of handed-off and flagged ones. */
 export function ConversationList({ route }: { route: Extract<Route, { name: 'conversations' }> }) {
   const { orgId } = route;
   const status = isConversationFilter(route.status) ? route.status : undefined;
   const { agents, nameOf } = useAgentNames(orgId);
   const query = { ...(status ? { status } : {}), ...(route.agentId ? { agentId: route.agentId } : {}) };
-  const [tick, setTick] = useState(0);
-  // The first page is read again every few seconds; older pages, once asked for, stay below it.
-  const first = useLoad(async () => ok(await api.GET('/v1/orgs/{orgId}/conversations', { params: { path: { orgId }, query: { limit: 25, ...query } } })), [orgId, status, route.agentId, tick]);
-  const [older, setOlder] = useState<{ items: Conversation[]; nextCursor: string | null } | null>(null);
-  useEffect(() => setOlder(null), [orgId, status, route.agentId]);
+  // The first page is read again whenever the org's conversations change (the API pushes a hint
+  // per change, and on every reconnection); older pages, once asked for, stay below it.
+  const first = useLoad(async () => ok(await api.GET('/v1/orgs/{orgId}/conversations', { params: { path: { orgId }, query: { limit: 25, ...query } } })), [orgId, status, route.agentId]);
+  const { reload } = first;
   useEffect(() => {
-    const timer = setInterval(() => setTick((t) => t + 1), LIST_REFRESH_MS);
-    return () => clearInterval(timer);
-  }, []);
-  const [shown, setShown] = useState<{ items: Conversation[]; nextCursor: string | null } | null>(null);
-  useEffect(() => {
-    if (first.data) setShown(first.data);
-  }, [first.data]);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const refresh = () => {
+      clearTimeout(timer);
+      timer = setTimeout(reload, LIST_HINT_COALESCE_MS);
+    };
+    const stop = followConversationActivity(orgId, { onActivity: refresh, onOpen: refresh });
+    return () => {
+      clearTimeout(timer);
+      stop();
+    };
+  }, [orgId, reload]);
+  const [shown, setShown] = useState<ConversationListState<Conversation> | null>(null);
   useEffect(() => setShown(null), [orgId, status, route.agentId]);
-  const items = shown ? [...shown.items, ...(older?.items.filter((o) => !shown.items.some((c) => c.runId === o.runId)) ?? [])] : null;
-  const nextCursor = older ? older.nextCursor : (shown?.nextCursor ?? null);
+  useEffect(() => {
+    if (first.data) setShown((s) => mergeFirstPage(s, first.data!));
+  }, [first.data]);
+  const items = shown?.items ?? null;
+  const nextCursor = shown?.nextCursor ?? null;
   const more = useAction(async () => {
-    if (!nextCursor) return;
+    if (!nextCursor || !shown) return;
     const next = ok(await api.GET('/v1/orgs/{orgId}/conversations', { params: { path: { orgId }, query: { limit: 25, cursor: nextCursor, ...query } } }));
-    setOlder({ items: [...(older?.items ?? []), ...next.items], nextCursor: next.nextCursor });
+    setShown((s) => (s ? appendOlder(s, next) : s));
   });
   const go = (change: { status?: string; agentId?: string }) => {
     const next = { status: route.status, agentId: route.agentId, ...change };

@@ -26,6 +26,45 @@ export type ConversationFilter = Exclude<(typeof CONVERSATION_FILTERS)[number][0
 export const isConversationFilter = (v: string | null | undefined): v is ConversationFilter =>
   !!v && CONVERSATION_FILTERS.some(([value]) => value !== '' && value === v);
 
+/** What the list needs of a conversation to keep it in the API's order. */
+export interface ListedConversation {
+  runId: string;
+  lastActivityAt: string;
+}
+
+/** The conversations on screen: the first page, and older pages once asked for. */
+export interface ConversationListState<C extends ListedConversation> {
+  items: C[];
+  /** Where "Show older" continues: after the last item read from the bottom. */
+  nextCursor: string | null;
+  /** Whether pages below the first were read (they stay on screen when the first is read again). */
+  olderRead: boolean;
+}
+
+/** Newest activity first, then the higher run id: the API's keyset order. */
+const listedAfter = (a: ListedConversation, b: ListedConversation) => a.lastActivityAt < b.lastActivityAt || (a.lastActivityAt === b.lastActivityAt && a.runId < b.runId);
+
+/**
+ * The first page read again (on a live hint) merged with what is on screen. The fresh page is
+ * the truth for everything down to its last item: a conversation there moved up (activity only
+ * grows), and one on screen within that range but missing from it left the filter (resumed,
+ * handled, ended). Below it, older pages stay as read, minus what moved into the first page,
+ * so "Show older" continues where it stood and nothing shows twice.
+ */
+export function mergeFirstPage<C extends ListedConversation>(shown: ConversationListState<C> | null, fresh: { items: C[]; nextCursor: string | null }): ConversationListState<C> {
+  const last = fresh.items[fresh.items.length - 1];
+  if (!shown?.olderRead || fresh.nextCursor === null || !last) return { items: fresh.items, nextCursor: fresh.nextCursor, olderRead: false };
+  const inFresh = new Set(fresh.items.map((c) => c.runId));
+  const below = shown.items.filter((c) => !inFresh.has(c.runId) && listedAfter(c, last));
+  return { items: [...fresh.items, ...below], nextCursor: shown.nextCursor, olderRead: true };
+}
+
+/** An older page appended below what is on screen (a conversation already shown stays where it is). */
+export function appendOlder<C extends ListedConversation>(shown: ConversationListState<C>, page: { items: C[]; nextCursor: string | null }): ConversationListState<C> {
+  const onScreen = new Set(shown.items.map((c) => c.runId));
+  return { items: [...shown.items, ...page.items.filter((c) => !onScreen.has(c.runId))], nextCursor: page.nextCursor, olderRead: true };
+}
+
 /**
  * The thread as people read it, from the run's durable events and the tokens still streaming:
  * `user.message` events are the lead's (source `crm_webhook`) or a member's (source `user`)
