@@ -4,18 +4,22 @@
  * yet, then the worker and the API. The worker reaches Postgres and Temporal through TCP relays
  * the test can cut, to show its /readyz following them; then what each process does on SIGTERM
  * (an in-flight activity finishes, the API flushes Sentry) and on a crash (reported, exit 1).
+ *
+ * Like a deployment, they own their database (createOwnDatabase), which setup migrates: on the
+ * suite's shared one the API's dispatch sweep started other files' undispatched runs in this
+ * file's namespace, and this worker ran them against this file's fake LLM.
  */
 import { randomUUID } from 'node:crypto';
 import { Client, Connection } from '@temporalio/client';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../scripts/stack/ports.js';
-import { startFakeLlm, type FakeLlmServer } from '../../scripts/stack/sandbox-llm.js';
+import { startFakeLlm, type FakeLlmRequestBody, type FakeLlmServer, type RecordedLlmRequest } from '../../scripts/stack/sandbox-llm.js';
 import { customSearchAttributes } from '../../workflows/search-attributes.js';
 import { startFakeSentryIngest, type FakeSentryIngest } from '../fakes/sentry-ingest.js';
 import { probe, runScript, startAppProcess, waitForProbe, type AppProcess } from '../support/app-processes.js';
 import { signUserToken, TEST_JWT_SECRET } from '../support/auth.js';
-import { adminPool, createAgent, createOrgWithMembers } from '../support/db.js';
+import { adminPool, createAgent, createOrgWithMembers, createOwnDatabase, type OwnDatabase } from '../support/db.js';
 import { postgresTarget, startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js';
 import { requireEnv, TEST_CODEC_KEYS, testDataConverter } from '../support/temporal.js';
 
@@ -24,6 +28,8 @@ const SENTRY_ANSWER_DELAY_MS = 1_500;
 
 describe('production processes, started as a deployment starts them', () => {
   const namespace = `prod-${randomUUID().slice(0, 8)}`;
+  let database: OwnDatabase;
+  let databaseUrl: string;
   let admin: pg.Pool;
   let llm: FakeLlmServer;
   let ingest: FakeSentryIngest;
@@ -37,21 +43,23 @@ describe('production processes, started as a deployment starts them', () => {
   let api: { app: AppProcess; base: string };
 
   beforeAll(async () => {
-    admin = adminPool();
+    database = await createOwnDatabase('prod');
+    databaseUrl = database.appUrl;
+    admin = adminPool({ url: database.adminUrl });
     llm = await startFakeLlm();
     ingest = await startFakeSentryIngest({ responseDelayMs: SENTRY_ANSWER_DELAY_MS });
     connection = await Connection.connect({ address: requireEnv('TEST_TEMPORAL_ADDRESS') });
     client = new Client({ connection, namespace, dataConverter: testDataConverter });
     const [temporalHost, temporalPort] = requireEnv('TEST_TEMPORAL_ADDRESS').split(':');
     temporalRelay = await startTcpProxy({ host: temporalHost!, port: Number(temporalPort) });
-    postgresRelay = await startTcpProxy(postgresTarget(requireEnv('TEST_DATABASE_URL')));
+    postgresRelay = await startTcpProxy(postgresTarget(databaseUrl));
     common = {
       APP_ENV: 'test',
       LOG_LEVEL: 'info',
       TEMPORAL_ADDRESS: requireEnv('TEST_TEMPORAL_ADDRESS'),
       TEMPORAL_NAMESPACE: namespace,
       TEMPORAL_CODEC_KEYS: TEST_CODEC_KEYS,
-      DATABASE_URL: requireEnv('TEST_DATABASE_URL'),
+      DATABASE_URL: databaseUrl,
       SENTRY_DSN: ingest.dsn,
     };
   });
@@ -64,6 +72,7 @@ describe('production processes, started as a deployment starts them', () => {
     await llm?.close();
     await ingest?.close();
     await admin?.end();
+    await database?.drop();
   });
 
   async function startWorker(extra: Record<string, string>, preload?: string[]): Promise<{ app: AppProcess; readyz: string }> {
@@ -95,15 +104,19 @@ describe('production processes, started as a deployment starts them', () => {
     return { app, base: `http://127.0.0.1:${port}` };
   }
 
-  async function startRun(llmDelayMs = 0): Promise<{ runId: string; workflowId: string; orgId: string; headers: Record<string, string> }> {
+  /** A run whose input is its own, so its calls to the LLM are told apart from any other's (`isCallOf`). */
+  async function startRun(llmDelayMs = 0): Promise<{ runId: string; workflowId: string; orgId: string; headers: Record<string, string>; isCallOf: (r: RecordedLlmRequest) => boolean }> {
     const org = await createOrgWithMembers(admin, ['owner']);
     const agentId = await createAgent(admin, org.orgId);
     const headers = { authorization: `Bearer ${await signUserToken(org.userWithRole('owner'))}`, 'content-type': 'application/json' };
-    llm.enqueue({ kind: 'text', content: 'Qualified.', usage: { inputTokens: 10, outputTokens: 3 }, delayMs: llmDelayMs });
-    const res = await fetch(`${api.base}/v1/orgs/${org.orgId}/agents/${agentId}/runs`, { method: 'POST', headers, body: JSON.stringify({ input: 'Qualify this lead' }) });
+    const input = `Qualify this lead (${randomUUID()})`;
+    const saysInput = (body: FakeLlmRequestBody) => body.messages.some((m) => m.content === input);
+    llm.setReplyFor(saysInput, { kind: 'text', content: 'Qualified.', usage: { inputTokens: 10, outputTokens: 3 }, delayMs: llmDelayMs });
+    const res = await fetch(`${api.base}/v1/orgs/${org.orgId}/agents/${agentId}/runs`, { method: 'POST', headers, body: JSON.stringify({ input }) });
     expect(res.status).toBe(201);
     const { id: runId, workflowId } = (await res.json()) as { id: string; workflowId: string };
-    return { runId, workflowId, orgId: org.orgId, headers };
+    const isCallOf = (r: RecordedLlmRequest) => r.path === '/v1/chat/completions' && Array.isArray((r.body as FakeLlmRequestBody | undefined)?.messages) && saysInput(r.body as FakeLlmRequestBody);
+    return { runId, workflowId, orgId: org.orgId, headers, isCallOf };
   }
 
   /** Sentry events whose exception says `message`, once they have arrived. */
@@ -119,8 +132,9 @@ describe('production processes, started as a deployment starts them', () => {
   it('setup creates the missing namespace with its retention and search attributes; then the worker and the API come up and complete a run', async () => {
     await expect(connection.workflowService.describeNamespace({ namespace })).rejects.toMatchObject({ code: 5 });
 
-    const setup = runScript('scripts/deploy-setup.ts', [], { ...common, DATABASE_MIGRATION_URL: requireEnv('TEST_DATABASE_ADMIN_URL'), TEMPORAL_NAMESPACE_RETENTION_DAYS: '7' });
+    const setup = runScript('scripts/deploy-setup.ts', [], { ...common, DATABASE_MIGRATION_URL: database.adminUrl, TEMPORAL_NAMESPACE_RETENTION_DAYS: '7' });
     expect(setup.status, `${setup.stdout}\n${setup.stderr}`).toBe(0);
+    expect(setup.stdout, 'setup migrates the empty database').toMatch(/migrations: \d{14}/);
     expect(setup.stdout).toContain(`namespace ${namespace} created (retention 7 days)`);
     const described = await connection.workflowService.describeNamespace({ namespace });
     expect(Number(described.config?.workflowExecutionRetentionTtl?.seconds)).toBe(7 * 24 * 3600);
@@ -128,7 +142,7 @@ describe('production processes, started as a deployment starts them', () => {
     expect(Object.keys(customAttributes ?? {})).toEqual(expect.arrayContaining(Object.keys(customSearchAttributes)));
 
     // The worker reaches both dependencies through relays the next test cuts.
-    worker = await startWorker({ DATABASE_URL: postgresTarget(requireEnv('TEST_DATABASE_URL')).via(postgresRelay.port), TEMPORAL_ADDRESS: temporalRelay.address });
+    worker = await startWorker({ DATABASE_URL: postgresTarget(databaseUrl).via(postgresRelay.port), TEMPORAL_ADDRESS: temporalRelay.address });
     api = await startApi({ CRASH_TRIGGER: 'report' });
     const [workerReady] = await Promise.all([
       waitForProbe(worker.readyz, worker.app, (p) => p.status === 200),
@@ -165,11 +179,11 @@ describe('production processes, started as a deployment starts them', () => {
 
   it('on SIGTERM the worker lets an in-flight activity complete and exits 0 within its grace period', async () => {
     const llmDelayMs = 5_000;
-    const before = llm.requests.length;
-    const { workflowId } = await startRun(llmDelayMs);
+    const { workflowId, isCallOf } = await startRun(llmDelayMs);
+    // This run's own call: any other request reaching the fake would say nothing about this run's activity.
     const deadline = Date.now() + 60_000;
-    while (llm.requests.length === before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    expect(llm.requests.length, 'the LLM call never started').toBeGreaterThan(before);
+    while (!llm.requests.some(isCallOf) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect(llm.requests.some(isCallOf), 'the LLM call never started').toBe(true);
 
     const signalledAt = Date.now();
     const exitCode = await worker.app.stop();

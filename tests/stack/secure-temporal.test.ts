@@ -4,7 +4,9 @@
  * server name, in front of the dev server. Setup creates a namespace of its own (so nothing else
  * in the suite polls its task queues), the worker and the API start against it, a run started
  * through the API completes, and replay fetches its history by query, all through TLS. A client
- * certificate from another CA keeps the API and the worker unready, with the reason.
+ * certificate from another CA keeps the API and the worker unready, with the reason. The processes
+ * own their database, as a deployment does (createOwnDatabase: the API's dispatch sweep would
+ * start other files' runs here).
  */
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -16,7 +18,7 @@ import { TEST_SERVER_NAME } from '../../scripts/stack/tls-terminator.js';
 import { startFakeLlm, type FakeLlmServer } from '../../scripts/stack/sandbox-llm.js';
 import { probe, runScript, startAppProcess, waitForProbe, type AppProcess } from '../support/app-processes.js';
 import { signUserToken, TEST_JWT_SECRET } from '../support/auth.js';
-import { adminPool, createAgent, createOrgWithMembers } from '../support/db.js';
+import { adminPool, createAgent, createOrgWithMembers, createOwnDatabase, type OwnDatabase } from '../support/db.js';
 import { TEST_CODEC_KEYS } from '../support/temporal.js';
 
 function env(name: string): string {
@@ -29,12 +31,14 @@ describe('secured Temporal connections (mutual TLS through a terminator)', () =>
   const certs = (file: string) => path.join(env('TEST_TEMPORAL_TLS_DIR'), file);
   const namespace = `tls-${randomUUID().slice(0, 8)}`;
   let tlsEnv: Record<string, string>;
+  let database: OwnDatabase;
   let admin: pg.Pool;
   let llm: FakeLlmServer;
   const started: AppProcess[] = [];
 
   beforeAll(async () => {
-    admin = adminPool();
+    database = await createOwnDatabase('tls');
+    admin = adminPool({ url: database.adminUrl });
     // Every call gets the same answer: under load the first LLM attempt can time out and be
     // retried, and a one-shot queued reply would then be spent on the abandoned attempt.
     llm = await startFakeLlm({ defaultReply: () => ({ kind: 'text', content: 'Qualified over mutual TLS.', usage: { inputTokens: 10, outputTokens: 5 } }) });
@@ -57,13 +61,14 @@ describe('secured Temporal connections (mutual TLS through a terminator)', () =>
     await Promise.allSettled(started.map((p) => p.stop()));
     await llm?.close();
     await admin?.end();
+    await database?.drop();
   });
 
   async function startWorker(extra: Record<string, string>): Promise<{ app: AppProcess; readyz: string }> {
     const metricsPort = await freePort();
     const app = startAppProcess('workers/main.ts', {
       ...tlsEnv,
-      DATABASE_URL: env('TEST_DATABASE_URL'),
+      DATABASE_URL: database.appUrl,
       LLM_BASE_URL: llm.url,
       METRICS_PORT: String(metricsPort),
       TEMPORAL_METRICS_BIND_ADDRESS: `127.0.0.1:${await freePort()}`,
@@ -77,7 +82,7 @@ describe('secured Temporal connections (mutual TLS through a terminator)', () =>
     const port = await freePort();
     const app = startAppProcess('api/main.ts', {
       ...tlsEnv,
-      DATABASE_URL: env('TEST_DATABASE_URL'),
+      DATABASE_URL: database.appUrl,
       SUPABASE_JWT_SECRET: TEST_JWT_SECRET,
       API_PORT: String(port),
       METRICS_PORT: String(await freePort()),
@@ -88,7 +93,7 @@ describe('secured Temporal connections (mutual TLS through a terminator)', () =>
   }
 
   it('setup creates the namespace, the worker completes a run the API started, and replay fetches it by query', async () => {
-    const setup = runScript('scripts/deploy-setup.ts', [], { ...tlsEnv, DATABASE_MIGRATION_URL: env('TEST_DATABASE_ADMIN_URL'), TEMPORAL_NAMESPACE_RETENTION_DAYS: '3' });
+    const setup = runScript('scripts/deploy-setup.ts', [], { ...tlsEnv, DATABASE_MIGRATION_URL: database.adminUrl, TEMPORAL_NAMESPACE_RETENTION_DAYS: '3' });
     expect(setup.status, `${setup.stdout}\n${setup.stderr}`).toBe(0);
     expect(setup.stdout).toContain(`namespace ${namespace} created (retention 3 days)`);
     expect(setup.stdout).toMatch(/search attributes: added /);

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { createPool, withPrincipal, withServiceRole } from '../../lib/db.js';
 import type { Principal } from '../../lib/principal.js';
+import { createDatabase, dropDatabase } from '../../scripts/stack/postgres.js';
 
 /**
  * Database access for tests. The harness creates and migrates a fresh database and exports:
@@ -36,9 +37,35 @@ export function testPoolMode(): { pipeline: boolean; preparedStatements: boolean
   return { pipeline: process.env.TEST_DATABASE_PIPELINE !== 'off', preparedStatements: process.env.TEST_DATABASE_PREPARED_STATEMENTS !== 'off' };
 }
 
-/** Superuser pool: for checking results from outside RLS and for catalog queries. The caller ends it. */
-export function adminPool(opts: { max?: number } = {}): pg.Pool {
-  return createPool(adminDatabaseUrl(), { max: opts.max ?? 4, applicationName: 'tests-admin', ...testPoolMode() });
+/**
+ * Superuser pool: for checking results from outside RLS and for catalog queries. The caller ends
+ * it. `url`: the owner URL of a test's own database instead of the suite's.
+ */
+export function adminPool(opts: { max?: number; url?: string } = {}): pg.Pool {
+  return createPool(opts.url ?? adminDatabaseUrl(), { max: opts.max ?? 4, applicationName: 'tests-admin', ...testPoolMode() });
+}
+
+export interface OwnDatabase {
+  /** Owner URL: for setup's DATABASE_MIGRATION_URL and `adminPool({ url })`. */
+  adminUrl: string;
+  /** As `authenticator`, for the processes' DATABASE_URL. */
+  appUrl: string;
+  drop(): Promise<void>;
+}
+
+/**
+ * An empty database of a test's own on the suite's server, for tests that run the deployed API
+ * (api/main.ts) as a process: its dispatch sweep (RUN_DISPATCH_INTERVAL_MS) claims every
+ * undispatched run in its database, and on the shared one it started other files' runs in the
+ * test's namespace, on the test's worker. Setup (or migrate()) fills it. The processes log in as
+ * the suite's `authenticator`, a server-wide role whose password stays as it is.
+ */
+export async function createOwnDatabase(prefix: string): Promise<OwnDatabase> {
+  const name = `${prefix}_${randomUUID().replaceAll('-', '')}`;
+  const adminUrl = await createDatabase(adminDatabaseUrl(), name);
+  const appUrl = new URL(appDatabaseUrl());
+  appUrl.pathname = new URL(adminUrl).pathname;
+  return { adminUrl, appUrl: appUrl.toString(), drop: () => dropDatabase(adminDatabaseUrl(), name) };
 }
 
 /** Pool connected as `authenticator`, as the API and workers are. The caller ends it. */
