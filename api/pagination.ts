@@ -4,6 +4,9 @@ import { ProblemError } from './problems.js';
 /**
  * Keyset pagination: the cursor is the (created_at, id) of the last row served, opaque to the
  * client (base64url JSON). Stable under inserts, and every page is an index range scan.
+ * created_at travels to the microsecond (timestamptz's precision): a JS Date keeps milliseconds,
+ * so a cursor built from one would skip every later row within the same millisecond, including
+ * rows written in one statement (one now()).
  */
 export const MAX_PAGE_SIZE = 100;
 export const DEFAULT_PAGE_SIZE = 20;
@@ -18,10 +21,25 @@ export interface Cursor {
   id: string;
 }
 
+// Any precision: cursors issued before microseconds (milliseconds) still decode.
 const cursorSchema = z.object({ createdAt: z.iso.datetime({ offset: true }), id: z.uuid() });
 
-export function encodeCursor(row: { created_at: Date; id: string }): string {
-  return encodeKeysetCursor({ createdAt: row.created_at.toISOString(), id: row.id });
+/**
+ * The select-list item every (created_at, id) list adds: `column` as UTC text to the
+ * microsecond, read back as `cursor_at`. `column` is SQL the caller writes, never input.
+ */
+export function cursorAt(column: string): string {
+  return `to_char(${column} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as cursor_at`;
+}
+
+export interface KeysetRow {
+  /** From {@link cursorAt}. */
+  cursor_at: string;
+  id: string;
+}
+
+export function encodeCursor(row: KeysetRow): string {
+  return encodeKeysetCursor({ createdAt: row.cursor_at, id: row.id });
 }
 
 export function decodeCursor(cursor: string | undefined): Cursor | undefined {
@@ -45,7 +63,7 @@ export function decodeKeysetCursor<T>(schema: z.ZodType<T>, cursor: string | und
 }
 
 /** Fetch `limit + 1` rows; this splits them into the page and the cursor of the next one. */
-export function toPage<R extends { created_at: Date; id: string }, V>(rows: R[], limit: number, view: (row: R) => V) {
+export function toPage<R extends KeysetRow, V>(rows: R[], limit: number, view: (row: R) => V) {
   const page = rows.slice(0, limit);
   const last = page[page.length - 1];
   return { items: page.map(view), nextCursor: rows.length > limit && last ? encodeCursor(last) : null };

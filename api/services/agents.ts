@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { withPrincipal, type Tx } from '../../lib/db.js';
 import type { Principal } from '../../lib/principal.js';
-import { decodeCursor, toPage } from '../pagination.js';
+import { cursorAt, decodeCursor, toPage, type KeysetRow } from '../pagination.js';
 import { notFound, ProblemError } from '../problems.js';
 import type { AgentRules } from '../../lib/agent-rules.js';
 import type { AgentTrigger } from '../../lib/agent-triggers.js';
@@ -218,8 +218,8 @@ export function createAgentService(deps: { pool: pg.Pool; spend?: SpendPolicy; c
     const after = decodeCursor(page.cursor);
     return withPrincipal(pool, principal, async (tx) => {
       await requireOrgRole(tx, orgId, 'member');
-      const { rows } = await tx.query<AgentRow>(
-        `select ${columns} from public.agents
+      const { rows } = await tx.query<AgentRow & KeysetRow>(
+        `select ${columns}, ${cursorAt('created_at')} from public.agents
           where org_id = $1 and ($2::timestamptz is null or (created_at, id) < ($2::timestamptz, $3::uuid))
           order by created_at desc, id desc limit $4`,
         [orgId, after?.createdAt ?? null, after?.id ?? null, page.limit + 1],

@@ -4,7 +4,7 @@ import { randomToken, sha256Hex } from '../../lib/crypto.js';
 import { withPrincipal } from '../../lib/db.js';
 import type { ApiKeyScope, Principal } from '../../lib/principal.js';
 import type { ApiKeyPrincipal } from '../auth.js';
-import { decodeCursor, toPage } from '../pagination.js';
+import { cursorAt, decodeCursor, toPage, type KeysetRow } from '../pagination.js';
 import { notFound } from '../problems.js';
 import { DEFAULT_RESOURCE_CAPS, requireBelowCap, type ResourceCaps } from './caps.js';
 import { requireOrgRole, requireUser } from './org-access.js';
@@ -105,8 +105,8 @@ export function createApiKeyService(deps: { pool: pg.Pool; caps?: ResourceCaps }
     const after = decodeCursor(page.cursor);
     return withPrincipal(deps.pool, principal, async (tx) => {
       await requireOrgRole(tx, orgId, 'admin');
-      const { rows } = await tx.query<ApiKeyRow>(
-        `select ${columns} from public.api_keys
+      const { rows } = await tx.query<ApiKeyRow & KeysetRow>(
+        `select ${columns}, ${cursorAt('created_at')} from public.api_keys
          where org_id = $1 and ($2::timestamptz is null or (created_at, id) < ($2::timestamptz, $3::uuid))
          order by created_at desc, id desc limit $4`,
         [orgId, after?.createdAt ?? null, after?.id ?? null, page.limit + 1],

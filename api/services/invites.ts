@@ -2,7 +2,7 @@ import type pg from 'pg';
 import { randomToken, sha256Hex } from '../../lib/crypto.js';
 import { withPrincipal } from '../../lib/db.js';
 import type { Principal } from '../../lib/principal.js';
-import { decodeCursor, toPage } from '../pagination.js';
+import { cursorAt, decodeCursor, toPage, type KeysetRow } from '../pagination.js';
 import { notFound, ProblemError } from '../problems.js';
 import { DEFAULT_RESOURCE_CAPS, requireBelowCap, type ResourceCaps } from './caps.js';
 import { requireOrgRole, requireUser } from './org-access.js';
@@ -86,8 +86,8 @@ export function createInviteService(deps: { pool: pg.Pool; caps?: ResourceCaps }
     const after = decodeCursor(page.cursor);
     return withPrincipal(deps.pool, principal, async (tx) => {
       await requireOrgRole(tx, orgId, 'admin');
-      const { rows } = await tx.query<InviteRow>(
-        `select ${columns} from public.invites
+      const { rows } = await tx.query<InviteRow & KeysetRow>(
+        `select ${columns}, ${cursorAt('created_at')} from public.invites
          where org_id = $1 and ($2::timestamptz is null or (created_at, id) < ($2::timestamptz, $3::uuid))
          order by created_at desc, id desc limit $4`,
         [orgId, after?.createdAt ?? null, after?.id ?? null, page.limit + 1],

@@ -8,7 +8,7 @@ import { KNOWLEDGE_TASK_QUEUE, knowledgeIngestWorkflowId, knowledgeRefreshSchedu
 import type { knowledgeIngest } from '../../workflows/knowledge-ingest.js';
 import type { knowledgeRefresh } from '../../workflows/knowledge-refresh.js';
 import { OrgIdSearchAttribute } from '../../workflows/search-attributes.js';
-import { decodeCursor, toPage } from '../pagination.js';
+import { cursorAt, decodeCursor, toPage, type KeysetRow } from '../pagination.js';
 import { notFound, ProblemError } from '../problems.js';
 import { DEFAULT_RESOURCE_CAPS, requireBelowCap, type ResourceCaps } from './caps.js';
 import { requireOrgRole } from './org-access.js';
@@ -292,8 +292,8 @@ export function createKnowledgeService(deps: { pool: pg.Pool; temporal: Client; 
       const after = decodeCursor(query.cursor);
       const page = await withPrincipal(pool, principal, async (tx) => {
         await requireOrgRole(tx, orgId, 'member');
-        const { rows } = await tx.query<Row>(
-          `select ${columns} from public.knowledge_documents
+        const { rows } = await tx.query<Row & KeysetRow>(
+          `select ${columns}, ${cursorAt('created_at')} from public.knowledge_documents
             where org_id = $1
               and ($2::text is null or search @@ websearch_to_tsquery('simple', $2))
               and ($3::timestamptz is null or (created_at, id) < ($3::timestamptz, $4::uuid))

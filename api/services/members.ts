@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { withPrincipal, type Tx } from '../../lib/db.js';
 import type { Principal } from '../../lib/principal.js';
-import { decodeCursor, toPage } from '../pagination.js';
+import { cursorAt, decodeCursor, toPage, type KeysetRow } from '../pagination.js';
 import { notFound, ProblemError } from '../problems.js';
 import { outranks, requireOrgRole, type OrgRole } from './org-access.js';
 
@@ -46,8 +46,8 @@ export function createMemberService(deps: { pool: pg.Pool }) {
     const after = decodeCursor(page.cursor);
     return withPrincipal(deps.pool, principal, async (tx) => {
       await requireOrgRole(tx, orgId, 'member');
-      const { rows } = await tx.query<MemberRow>(
-        `select ${columns} from public.organization_members
+      const { rows } = await tx.query<MemberRow & KeysetRow>(
+        `select ${columns}, ${cursorAt('created_at')} from public.organization_members
          where org_id = $1 and ($2::timestamptz is null or (created_at, user_id) < ($2::timestamptz, $3::uuid))
          order by created_at desc, user_id desc limit $4`,
         [orgId, after?.createdAt ?? null, after?.id ?? null, page.limit + 1],

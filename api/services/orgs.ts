@@ -7,7 +7,7 @@ import { knowledgeRefreshScheduleId } from '../../workflows/knowledge-ids.js';
 import { callTemporal, DEFAULT_TEMPORAL_CALL_DEADLINE_MS } from './temporal-calls.js';
 import { withPrincipal, type Tx } from '../../lib/db.js';
 import type { Principal } from '../../lib/principal.js';
-import { decodeCursor, toPage } from '../pagination.js';
+import { cursorAt, decodeCursor, toPage, type KeysetRow } from '../pagination.js';
 import { notFound } from '../problems.js';
 import { DEFAULT_RESOURCE_CAPS, requireBelowCap, type ResourceCaps } from './caps.js';
 import { requireOrgRole, requireUser, type OrgRole } from './org-access.js';
@@ -60,8 +60,8 @@ export function createOrgService(deps: { pool: pg.Pool; caps?: ResourceCaps; tem
   async function listOrgs(principal: Principal, page: { limit: number; cursor?: string | undefined }) {
     const after = decodeCursor(page.cursor);
     return withPrincipal(deps.pool, principal, async (tx) => {
-      const { rows } = await tx.query<OrgRow>(
-        `select o.id, o.name, o.created_at, ${roleColumn}
+      const { rows } = await tx.query<OrgRow & KeysetRow>(
+        `select o.id, o.name, o.created_at, ${cursorAt('o.created_at')}, ${roleColumn}
          from public.organizations o
          where ($1::timestamptz is null or (o.created_at, o.id) < ($1::timestamptz, $2::uuid))
          order by o.created_at desc, o.id desc limit $3`,

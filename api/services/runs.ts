@@ -15,7 +15,7 @@ import { createRunDispatcher, type RunDispatcher } from './run-dispatch.js';
 import { callTemporal, DEFAULT_TEMPORAL_CALL_DEADLINE_MS, isTemporalUnanswered } from './temporal-calls.js';
 import { WithStartWorkflowOperation } from '@temporalio/client';
 import { decideApprovalUpdate, postMessageUpdate, resumeConversationUpdate, resumeFollowUpUpdate, agentRun, type ApprovalState } from '../../workflows/agent-run/index.js';
-import { decodeCursor, toPage } from '../pagination.js';
+import { cursorAt, decodeCursor, toPage, type KeysetRow } from '../pagination.js';
 import { notFound, ProblemError } from '../problems.js';
 import { requireOrgRole } from './org-access.js';
 import { updateRefusedProblem } from './update-refusals.js';
@@ -188,8 +188,8 @@ export function createRunService(deps: RunServiceDeps) {
     const after = decodeCursor(query.cursor);
     return withPrincipal(deps.pool, principal, async (tx) => {
       await requireOrgRole(tx, orgId, 'member');
-      const { rows } = await tx.query<RunRow>(
-        `select ${runColumns}, ${attentionColumn} from public.agent_runs
+      const { rows } = await tx.query<RunRow & KeysetRow>(
+        `select ${runColumns}, ${attentionColumn}, ${cursorAt('created_at')} from public.agent_runs
           where org_id = $1
             and ($2::uuid is null or agent_id = $2)
             and ($3::text is null or status = $3)

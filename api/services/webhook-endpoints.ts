@@ -6,7 +6,7 @@ import { WEBHOOK_SECRET_COLUMN, type OrgEventType } from '../../lib/org-events.j
 import type { Principal } from '../../lib/principal.js';
 import { assertPublicUrl, UnsafeUrlError, type SsrfPolicy } from '../../lib/ssrf.js';
 import { generateWebhookSecret } from '../../lib/standard-webhooks.js';
-import { decodeCursor, toPage } from '../pagination.js';
+import { cursorAt, decodeCursor, toPage, type KeysetRow } from '../pagination.js';
 import { notFound, ProblemError } from '../problems.js';
 import { DEFAULT_RESOURCE_CAPS, requireBelowCap, type ResourceCaps } from './caps.js';
 import { requireOrgRole } from './org-access.js';
@@ -155,9 +155,9 @@ export function createWebhookEndpointService(deps: { pool: pg.Pool; keyring: Key
       await requireOrgRole(tx, orgId, 'admin');
       const endpoint = await tx.query(`select 1 from public.webhook_endpoints where id = $1 and org_id = $2`, [endpointId, orgId]);
       if (endpoint.rowCount === 0) throw notFound('Webhook endpoint');
-      const { rows } = await tx.query<DeliveryRow>(
+      const { rows } = await tx.query<DeliveryRow & KeysetRow>(
         `select d.id, d.event_id, e.type as event_type, d.status, d.attempts, d.last_status_code, d.last_error,
-                d.next_attempt_at, d.delivered_at, d.created_at,
+                d.next_attempt_at, d.delivered_at, d.created_at, ${cursorAt('d.created_at')},
                 coalesce((select jsonb_agg(jsonb_build_object('attempt', a.attempt, 'status_code', a.status_code, 'error', a.error,
                                                               'duration_ms', a.duration_ms, 'attempted_at', a.attempted_at) order by a.attempt)
                             from public.webhook_delivery_attempts a where a.delivery_id = d.id and a.org_id = d.org_id), '[]'::jsonb) as attempt_log

@@ -4,7 +4,7 @@ import type { Principal } from '../../../lib/principal.js';
 import { crmSyncScheduleId, crmSyncWorkflowId } from '../../../workflows/crm-sync-ids.js';
 import { crmSync } from '../../../workflows/crm-sync.js';
 import { OrgIdSearchAttribute } from '../../../workflows/search-attributes.js';
-import { decodeCursor, toPage } from '../../pagination.js';
+import { cursorAt, decodeCursor, toPage } from '../../pagination.js';
 import { ProblemError } from '../../problems.js';
 import { requireOrgRole } from '../org-access.js';
 import { callTemporal } from '../temporal-calls.js';
@@ -115,10 +115,10 @@ export function createSyncOps(ctx: CrmContext) {
     return withPrincipal(pool, principal, async (tx) => {
       await requireOrgRole(tx, orgId, 'member');
       await getRow(tx, orgId, connectionId);
-      const { rows } = await tx.query<{ id: string; created_at: Date; mode: SyncRunView['mode']; trigger: string; status: SyncRunView['status']; added: number; updated: number; deleted: number; failed: number; pages: number; progress: Record<string, unknown>; error: SyncRunView['error']; finished_at: Date | null }>(
-        `select id, started_at as created_at, mode, trigger, status, added, updated, deleted, failed, pages, progress, error, finished_at
+      const { rows } = await tx.query<{ id: string; created_at: Date; mode: SyncRunView['mode']; trigger: string; status: SyncRunView['status']; added: number; updated: number; deleted: number; failed: number; pages: number; progress: Record<string, unknown>; error: SyncRunView['error']; finished_at: Date | null; cursor_at: string }>(
+        `select id, started_at as created_at, ${cursorAt('started_at')}, mode, trigger, status, added, updated, deleted, failed, pages, progress, error, finished_at
            from public.crm_sync_runs
-          where org_id = $1 and connection_id = $2 and ($3::timestamptz is null or (started_at, id) < ($3, $4::uuid))
+          where org_id = $1 and connection_id = $2 and ($3::timestamptz is null or (started_at, id) < ($3::timestamptz, $4::uuid))
           order by started_at desc, id desc limit $5`,
         [orgId, connectionId, cursor?.createdAt ?? null, cursor?.id ?? null, page.limit + 1],
       );
