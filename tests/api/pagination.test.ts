@@ -39,14 +39,14 @@ describe('keyset pagination below the millisecond', () => {
   });
 
   /** Every id served by walking `url` two at a time. */
-  async function walk(url: string): Promise<string[]> {
+  async function walk(url: string, key: 'id' | 'userId' = 'id'): Promise<string[]> {
     const served: string[] = [];
     let cursor: string | null = null;
     for (let pages = 0; pages < 50; pages++) {
       const res: Awaited<ReturnType<App['inject']>> = await app.inject({ method: 'GET', url: `${url}${url.includes('?') ? '&' : '?'}limit=2${cursor ? `&cursor=${cursor}` : ''}`, headers: { authorization: `Bearer ${token}` } });
       expect(res.statusCode).toBe(200);
-      const body: { items: { id: string }[]; nextCursor: string | null } = res.json();
-      served.push(...body.items.map((i) => i.id));
+      const body: { items: Record<string, string>[]; nextCursor: string | null } = res.json();
+      served.push(...body.items.map((i) => i[key]!));
       cursor = body.nextCursor;
       if (!cursor) break;
     }
@@ -63,6 +63,42 @@ describe('keyset pagination below the millisecond', () => {
     );
     const ids = rows.map((r) => r.id);
     expect(await walk(`/v1/orgs/${orgId}/agents`)).toEqual([...ids].sort().reverse());
+  });
+
+  // Each seeded by one statement, so all seven share now(); the list sorts by (created_at, id) desc.
+  const seeds: Record<'invites' | 'api-keys' | 'members', string> = {
+    invites: `insert into public.invites (org_id, email, role, token_hash, expires_at)
+              select $1, 'seed' || n || '@example.com', 'member', sha256(gen_random_uuid()::text::bytea), now() + interval '1 day'
+                from generate_series(1, 7) n returning id`,
+    'api-keys': `insert into public.api_keys (org_id, name, prefix, key_hash)
+                 select $1, 'Seed ' || n, 'gap_live_' || substr(md5(gen_random_uuid()::text), 1, 8), sha256(gen_random_uuid()::text::bytea)
+                   from generate_series(1, 7) n returning id`,
+    members: `insert into public.organization_members (org_id, user_id, role, email)
+              select $1, gen_random_uuid(), 'member', 'member' || n || '@example.com' from generate_series(1, 7) n returning user_id as id`,
+  };
+  for (const [list, sql] of Object.entries(seeds)) {
+    it(`serves ${list} created in one statement each once`, async () => {
+      const { rows } = await withServiceRole(admin, (tx) => tx.query<{ id: string }>(sql, [orgId]));
+      const served = await walk(`/v1/orgs/${orgId}/${list}`, list === 'members' ? 'userId' : 'id');
+      // The owner's own membership (created earlier) comes after the seeded seven.
+      expect(served.slice(0, 7)).toEqual(rows.map((r) => r.id).sort().reverse());
+      expect(new Set(served).size).toBe(served.length);
+    });
+  }
+
+  it('pages by an index range scan with a microsecond cursor, no sort (invites: index on org_id, created_at desc, id desc)', async () => {
+    const plan = await withServiceRole(admin, async (tx) => {
+      // A seven-row table is cheaper to scan than to look up; only the plan's shape is under test.
+      await tx.query('set local enable_seqscan = off');
+      const { rows } = await tx.query<{ 'QUERY PLAN': string }>(
+        `explain select id from public.invites where org_id = $1 and ($2::timestamptz is null or (created_at, id) < ($2::timestamptz, $3::uuid))
+          order by created_at desc, id desc limit 3`,
+        [orgId, '2026-03-01T12:00:00.123456Z', randomUUID()],
+      );
+      return rows.map((r) => r['QUERY PLAN']).join('\n');
+    });
+    expect(plan).toMatch(/Index (Only )?Scan using invites_org_id_created_at_idx/);
+    expect(plan).not.toMatch(/Sort/);
   });
 
   it('serves runs whose created_at differ by microseconds within one millisecond each once, newest first', async () => {
