@@ -29,7 +29,12 @@ const cursorSchema = z.object({ createdAt: z.iso.datetime({ offset: true }), id:
  * microsecond, read back as `cursor_at`. `column` is SQL the caller writes, never input.
  */
 export function cursorAt(column: string): string {
-  return `to_char(${column} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as cursor_at`;
+  return microsecondText(column, 'cursor_at');
+}
+
+/** `column` (timestamptz) as UTC ISO text to the microsecond, named `alias`: the key of a keyset cursor. */
+export function microsecondText(column: string, alias: string): string {
+  return `to_char(${column} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as ${alias}`;
 }
 
 export interface KeysetRow {

@@ -4,7 +4,7 @@ import { withPrincipal } from '../../lib/db.js';
 import type { HandoffReason } from '../../lib/agent-rules.js';
 import type { Principal } from '../../lib/principal.js';
 import type { RunStatus } from '../../lib/run-status.js';
-import { decodeKeysetCursor, encodeKeysetCursor } from '../pagination.js';
+import { decodeKeysetCursor, encodeKeysetCursor, microsecondText } from '../pagination.js';
 import { notFound } from '../problems.js';
 import { requireOrgRole } from './org-access.js';
 
@@ -60,7 +60,7 @@ const LEAD_THREAD = /^crm:([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a
 // agent's answers are llm.completed events with text. Each side is one backward index scan.
 const conversationSelect = `
   select r.id, r.agent_id, r.thread_key, r.status, r.created_at, r.last_activity_at,
-         to_char(r.last_activity_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as activity_key, r.handoff_reason, r.handoff_at, r.handoff_until,
+         ${microsecondText('r.last_activity_at', 'activity_key')}, r.handoff_reason, r.handoff_at, r.handoff_until,
          (select json_build_object('reason', a.reason, 'detail', a.detail, 'since', a.since)
             from public.run_attention a where a.run_id = r.id and a.org_id = r.org_id) as attention,
          last.sender as last_from, left(last.content, ${PREVIEW_CHARS}) as last_preview, last.created_at as last_at
